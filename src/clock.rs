@@ -1,0 +1,129 @@
+//! Time: the [`Clock`] trait, the only way the store learns what time it is.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A point in time: nanoseconds since the Unix epoch.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(transparent)]
+pub struct Timestamp(u64);
+
+impl Timestamp {
+    /// The Unix epoch.
+    pub const EPOCH: Timestamp = Timestamp(0);
+
+    /// A timestamp from nanoseconds since the epoch.
+    pub const fn from_nanos(nanos: u64) -> Timestamp {
+        Timestamp(nanos)
+    }
+
+    /// Nanoseconds since the epoch.
+    pub const fn as_nanos(self) -> u64 {
+        self.0
+    }
+
+    /// This time plus `d`, saturating at the far future.
+    pub fn saturating_add(self, d: Duration) -> Timestamp {
+        Timestamp(self.0.saturating_add(duration_nanos(d)))
+    }
+
+    /// This time minus `d`, saturating at the epoch.
+    pub fn saturating_sub(self, d: Duration) -> Timestamp {
+        Timestamp(self.0.saturating_sub(duration_nanos(d)))
+    }
+
+    /// The time elapsed from `earlier` to `self`, zero if `earlier` is later.
+    pub fn since(self, earlier: Timestamp) -> Duration {
+        Duration::from_nanos(self.0.saturating_sub(earlier.0))
+    }
+}
+
+fn duration_nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+impl From<SystemTime> for Timestamp {
+    fn from(t: SystemTime) -> Timestamp {
+        Timestamp(t.duration_since(UNIX_EPOCH).map_or(0, duration_nanos))
+    }
+}
+
+impl From<Timestamp> for SystemTime {
+    fn from(t: Timestamp) -> SystemTime {
+        UNIX_EPOCH + Duration::from_nanos(t.0)
+    }
+}
+
+impl fmt::Display for Timestamp {
+    /// RFC 3339 in UTC, to the second.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_rfc3339_seconds((*self).into()))
+    }
+}
+
+/// Where the store reads the time. Nothing else in the crate reads the system time.
+pub trait Clock: Send + Sync + fmt::Debug + 'static {
+    /// Now.
+    fn now(&self) -> Timestamp;
+}
+
+/// The operating system's clock, the default.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        SystemTime::now().into()
+    }
+}
+
+/// A clock that moves only when told: tests drive months in microseconds with it.
+///
+/// Clones share the same time, so a test keeps one clone and gives another to the registry.
+///
+/// ```
+/// use ocistore::{Clock, ManualClock, Timestamp};
+/// use std::time::Duration;
+/// let clock = ManualClock::new(Timestamp::from_nanos(0));
+/// clock.advance(Duration::from_secs(86_400));
+/// assert_eq!(clock.now().as_nanos(), 86_400 * 1_000_000_000);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ManualClock(Arc<AtomicU64>);
+
+impl ManualClock {
+    /// A clock showing `start`.
+    pub fn new(start: Timestamp) -> ManualClock {
+        ManualClock(Arc::new(AtomicU64::new(start.0)))
+    }
+
+    /// Moves the clock forward by `d`.
+    pub fn advance(&self, d: Duration) {
+        self.0.fetch_add(duration_nanos(d), Ordering::SeqCst);
+    }
+
+    /// Sets the clock to `t` (it may go backwards, as system clocks do).
+    pub fn set(&self, t: Timestamp) {
+        self.0.store(t.0, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        Timestamp(self.0.load(Ordering::SeqCst))
+    }
+}

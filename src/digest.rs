@@ -1,0 +1,217 @@
+//! Content digests: `algorithm:hex` (SPEC N3) and the hashers that compute them.
+
+use std::fmt;
+use std::str::FromStr;
+
+use sha2::Digest as _;
+
+use crate::error::{Error, Result};
+
+/// A hash algorithm a digest may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Algorithm {
+    /// SHA-256, the default for everything this store computes itself.
+    Sha256,
+    /// SHA-512.
+    Sha512,
+    /// BLAKE3 with 256-bit output (registered in OCI image-spec main).
+    Blake3,
+}
+
+impl Algorithm {
+    /// Every supported algorithm.
+    pub const ALL: [Algorithm; 3] = [Algorithm::Sha256, Algorithm::Sha512, Algorithm::Blake3];
+
+    /// The name used in a digest string.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Sha256 => "sha256",
+            Algorithm::Sha512 => "sha512",
+            Algorithm::Blake3 => "blake3",
+        }
+    }
+
+    /// The number of hex characters of an encoded digest.
+    pub fn hex_len(self) -> usize {
+        match self {
+            Algorithm::Sha256 | Algorithm::Blake3 => 64,
+            Algorithm::Sha512 => 128,
+        }
+    }
+
+    /// A hasher for this algorithm.
+    pub fn hasher(self) -> Hasher {
+        Hasher(match self {
+            Algorithm::Sha256 => HasherState::Sha256(sha2::Sha256::new()),
+            Algorithm::Sha512 => HasherState::Sha512(sha2::Sha512::new()),
+            Algorithm::Blake3 => HasherState::Blake3(Box::new(blake3::Hasher::new())),
+        })
+    }
+
+    /// The digest of `bytes` under this algorithm.
+    pub fn digest(self, bytes: &[u8]) -> Digest {
+        let mut h = self.hasher();
+        h.update(bytes);
+        h.finish()
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A validated content digest such as `sha256:2c26b4…`.
+///
+/// ```
+/// use ocistore::{Algorithm, Digest};
+/// let d: Digest = "sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae".parse()?;
+/// assert_eq!(d.algorithm(), Algorithm::Sha256);
+/// assert_eq!(d, Algorithm::Sha256.digest(b"foo"));
+/// assert!("sha256:ABC".parse::<Digest>().is_err());
+/// # Ok::<(), ocistore::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Digest {
+    algorithm: Algorithm,
+    text: String,
+}
+
+impl Digest {
+    /// Parses and validates `algorithm:hex` (N3).
+    pub fn parse(s: &str) -> Result<Digest> {
+        let invalid = |reason| Error::InvalidDigest {
+            digest: s.to_owned(),
+            reason,
+        };
+        let (alg, hex) = s
+            .split_once(':')
+            .ok_or_else(|| invalid("missing ':' between algorithm and hex"))?;
+        let algorithm = Algorithm::ALL
+            .into_iter()
+            .find(|a| a.name() == alg)
+            .ok_or_else(|| invalid("algorithm must be sha256, sha512 or blake3"))?;
+        if hex.len() != algorithm.hex_len() {
+            return Err(invalid("hex part has the wrong length for its algorithm"));
+        }
+        if !hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return Err(invalid("hex part must be lower-case hexadecimal"));
+        }
+        Ok(Digest {
+            algorithm,
+            text: s.to_owned(),
+        })
+    }
+
+    /// The algorithm.
+    pub fn algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+
+    /// The hex part, without the algorithm.
+    pub fn hex(&self) -> &str {
+        &self.text[self.algorithm.name().len() + 1..]
+    }
+
+    /// The whole digest as text.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Parses a digest read back from the database, where it was validated when written.
+    pub(crate) fn stored(s: &str) -> Result<Digest> {
+        Digest::parse(s).map_err(|e| Error::Corrupt {
+            table: "digest column",
+            reason: e.to_string(),
+        })
+    }
+}
+
+impl FromStr for Digest {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Digest> {
+        Digest::parse(s)
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl AsRef<str> for Digest {
+    fn as_ref(&self) -> &str {
+        &self.text
+    }
+}
+
+impl serde::Serialize for Digest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Digest::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// An incremental hasher for one [`Algorithm`].
+#[derive(Clone)]
+pub struct Hasher(HasherState);
+
+#[derive(Clone)]
+enum HasherState {
+    Sha256(sha2::Sha256),
+    Sha512(sha2::Sha512),
+    Blake3(Box<blake3::Hasher>),
+}
+
+impl Hasher {
+    /// Feeds bytes.
+    pub fn update(&mut self, bytes: &[u8]) {
+        match &mut self.0 {
+            HasherState::Sha256(h) => h.update(bytes),
+            HasherState::Sha512(h) => h.update(bytes),
+            HasherState::Blake3(h) => {
+                h.update(bytes);
+            }
+        }
+    }
+
+    /// The algorithm this hasher computes.
+    pub fn algorithm(&self) -> Algorithm {
+        match self.0 {
+            HasherState::Sha256(_) => Algorithm::Sha256,
+            HasherState::Sha512(_) => Algorithm::Sha512,
+            HasherState::Blake3(_) => Algorithm::Blake3,
+        }
+    }
+
+    /// The digest of everything fed so far.
+    pub fn finish(self) -> Digest {
+        let algorithm = self.algorithm();
+        let hex = match self.0 {
+            HasherState::Sha256(h) => hex::encode(h.finalize()),
+            HasherState::Sha512(h) => hex::encode(h.finalize()),
+            HasherState::Blake3(h) => h.finalize().to_hex().to_string(),
+        };
+        Digest {
+            algorithm,
+            text: format!("{algorithm}:{hex}"),
+        }
+    }
+}
+
+impl fmt::Debug for Hasher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Hasher({})", self.algorithm())
+    }
+}

@@ -1,0 +1,195 @@
+//! The crate's one error type.
+
+use std::path::PathBuf;
+
+use crate::digest::Digest;
+
+/// What went wrong. Every variant carries what the caller needs to act on it: the name, the
+/// digest, the expected and the actual value.
+///
+/// A call that returns an error has written nothing (SPEC N5): validation happens before any
+/// write, and every write happens in one redb transaction that an error aborts.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A repository name does not match the OCI grammar or is longer than 255 bytes (N1).
+    #[error("invalid repository name {name:?}: {reason}")]
+    InvalidRepositoryName {
+        /// The name as given.
+        name: String,
+        /// Which part of the grammar it breaks.
+        reason: &'static str,
+    },
+    /// A tag does not match `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}` (N2).
+    #[error("invalid tag {tag:?}: must match [a-zA-Z0-9_][a-zA-Z0-9._-]{{0,127}}")]
+    InvalidTag {
+        /// The tag as given.
+        tag: String,
+    },
+    /// A digest is not `algorithm:hex` with a supported algorithm and lower-case hex of the
+    /// right length (N3).
+    #[error("invalid digest {digest:?}: {reason}")]
+    InvalidDigest {
+        /// The digest as given.
+        digest: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A manifest body is larger than the limit; it was refused before parsing (N4).
+    #[error("manifest of {size} bytes exceeds the limit of {limit} bytes")]
+    ManifestTooLarge {
+        /// Size of the body received.
+        size: u64,
+        /// The limit (4 MiB).
+        limit: u64,
+    },
+    /// A manifest body is not a valid manifest of its kind (P3).
+    #[error("invalid manifest: {reason}")]
+    InvalidManifest {
+        /// What the parser found wrong.
+        reason: String,
+    },
+    /// The manifest media type is not one this store accepts, e.g. Docker schema 1 (P3).
+    #[error("unsupported manifest media type {media_type:?}: {reason}")]
+    UnsupportedMediaType {
+        /// The media type declared or found.
+        media_type: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+    /// The declared media type disagrees with the body's `mediaType` field (P3).
+    #[error("declared media type {declared:?} disagrees with the body's {body:?}")]
+    MediaTypeMismatch {
+        /// The media type the caller declared.
+        declared: String,
+        /// The media type in the body.
+        body: String,
+    },
+    /// The bytes received do not hash to the digest they were pushed under (P1, P3).
+    #[error("digest mismatch: expected {expected}, computed {actual}")]
+    DigestMismatch {
+        /// The digest the caller named.
+        expected: Digest,
+        /// The digest of the bytes received.
+        actual: Digest,
+    },
+    /// A blob is not linked to the repository (P2, P4).
+    #[error("blob {digest} unknown to repository {repository}")]
+    BlobUnknown {
+        /// The repository asked.
+        repository: String,
+        /// The blob's digest.
+        digest: Digest,
+    },
+    /// No live manifest answers to this tag or digest in the repository (P4, P6).
+    #[error("manifest {reference} unknown to repository {repository}")]
+    ManifestUnknown {
+        /// The repository asked.
+        repository: String,
+        /// The tag or digest asked for.
+        reference: String,
+    },
+    /// No upload session has this id (never started, finished, cancelled or expired).
+    #[error("upload session {id} unknown")]
+    UploadUnknown {
+        /// The session id asked for.
+        id: String,
+    },
+    /// A chunk was appended at an offset other than the session's current one.
+    #[error("upload session {id} is at offset {actual}, chunk was sent for offset {expected}")]
+    UploadOffsetMismatch {
+        /// The session id.
+        id: String,
+        /// The offset the caller sent the chunk for.
+        expected: u64,
+        /// The session's real offset: resume from here.
+        actual: u64,
+    },
+    /// A byte range does not fit inside the blob.
+    #[error("range {start}..{end} is outside the blob of {size} bytes")]
+    InvalidRange {
+        /// First byte asked for.
+        start: u64,
+        /// One past the last byte asked for.
+        end: u64,
+        /// The blob's size.
+        size: u64,
+    },
+    /// Another process (or another handle in this one) has the store open.
+    #[error("store {path} is already open by another handle or process")]
+    AlreadyOpen {
+        /// The store's directory.
+        path: PathBuf,
+    },
+    /// The store was written in an on-disk format this version cannot read.
+    #[error("store {path} has format version {found}; this build reads version {supported}")]
+    UnsupportedFormat {
+        /// The store's directory.
+        path: PathBuf,
+        /// The version found on disk.
+        found: u32,
+        /// The version this build reads and writes.
+        supported: u32,
+    },
+    /// A setting given to the builder is out of range.
+    #[error("invalid setting {setting}: {reason}")]
+    InvalidSetting {
+        /// The setting's name.
+        setting: &'static str,
+        /// The accepted range.
+        reason: &'static str,
+    },
+    /// Stored metadata could not be decoded: the database was changed by something else.
+    #[error("corrupt record in table {table}: {reason}")]
+    Corrupt {
+        /// The redb table holding the record.
+        table: &'static str,
+        /// What failed to decode.
+        reason: String,
+    },
+    /// A file of the blob store could not be read or written.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// The metadata database failed.
+    #[error("database error: {0}")]
+    Database(#[from] redb::Error),
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Error {
+            fn from(e: $t) -> Self {
+                Error::Database(e.into())
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// Attaches a path to an I/O error.
+pub(crate) trait IoContext<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T> {
+        self.map_err(|source| Error::Io {
+            path: path.into(),
+            source,
+        })
+    }
+}

@@ -1,0 +1,60 @@
+//! # ocistore
+//!
+//! The storage engine inside a container registry: one embedded store holds a registry's
+//! repositories, manifests, tags and layer blobs. All metadata lives in a [redb] database;
+//! blobs are content-addressed files, stored once per registry and linked into the
+//! repositories that may read them.
+//!
+//! - Every write verifies the digest of the bytes actually received ([`Repository::put_blob`],
+//!   [`Upload`], [`Repository::push_manifest`]).
+//! - Every mutating call is atomic and durable when it returns; [`Registry::batch`] runs many in
+//!   one transaction.
+//! - [`Registry`] is `Clone + Send + Sync`; reads run on snapshots and never wait for writes.
+//! - Time comes only from the registry's [`Clock`]; tests use a [`ManualClock`].
+//!
+//! ```
+//! # let dir = tempfile::tempdir()?;
+//! use ocistore::{manifest::OCI_MANIFEST, Page, Registry};
+//!
+//! let registry = Registry::open(dir.path())?;
+//! let repo = registry.repository("team/app")?;
+//! let config = repo.put_blob_sha256(br#"{"architecture":"amd64","os":"linux"}"#)?;
+//! let layer = repo.put_blob_sha256(b"layer bytes")?;
+//! let body = format!(
+//!     r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}",
+//!     "config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":37}},
+//!     "layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{layer}","size":11}}]}}"#
+//! );
+//! let digest = repo.push_manifest("latest", OCI_MANIFEST, body.as_bytes())?;
+//! assert_eq!(repo.resolve("latest")?, digest);
+//! assert_eq!(registry.repositories(&Page::all())?, ["team/app"]);
+//! # Ok::<(), ocistore::Error>(())
+//! ```
+//!
+//! The rules the crate is held to are in `SPEC.md`; the tables and the crash model are in
+//! `docs/design.md`.
+
+#![warn(missing_docs)]
+
+mod batch;
+mod blob;
+mod clock;
+mod digest;
+mod error;
+pub mod manifest;
+mod registry;
+mod repository;
+mod tables;
+mod tag;
+mod upload;
+
+pub use batch::Batch;
+pub use blob::BlobReader;
+pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use digest::{Algorithm, Digest, Hasher};
+pub use error::{Error, Result};
+pub use manifest::{Descriptor, Manifest, ManifestKind, ManifestQuery, PulledManifest, Reference};
+pub use registry::{FORMAT_VERSION, Page, Registry, RegistryBuilder};
+pub use repository::{MAX_NAME_LEN, Repository};
+pub use tag::Tag;
+pub use upload::Upload;

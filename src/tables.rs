@@ -1,0 +1,112 @@
+//! The redb tables: every piece of metadata lives in one of these. `docs/design.md` describes
+//! each one, its keys and values and the invariants that tie them together.
+
+use redb::{ReadableTable, TableDefinition};
+
+use crate::error::{Error, Result};
+use crate::registry::Page;
+
+/// Settings and bookkeeping: `format_version` (u32 LE), later the policies.
+pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// Repository name → JSON record.
+pub(crate) const REPOSITORIES: TableDefinition<&str, &[u8]> = TableDefinition::new("repositories");
+/// Blob digest → (size, created): one row per blob file in the blob store.
+pub(crate) const BLOBS: TableDefinition<&str, (u64, u64)> = TableDefinition::new("blobs");
+/// (repository, blob digest) → linked at: which repository may read which blob (P2).
+pub(crate) const BLOB_LINKS: TableDefinition<(&str, &str), u64> =
+    TableDefinition::new("blob_links");
+/// (repository, manifest digest) → JSON manifest record.
+pub(crate) const MANIFESTS: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("manifests");
+/// (repository, manifest digest) → the exact bytes pushed.
+pub(crate) const MANIFEST_BODIES: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("manifest_bodies");
+/// (repository, updated, manifest digest) → (): manifests in time order (P7).
+pub(crate) const MANIFESTS_BY_TIME: TableDefinition<(&str, u64, &str), ()> =
+    TableDefinition::new("manifests_by_time");
+/// (repository, tag) → (manifest digest, updated): the live tags.
+pub(crate) const TAGS: TableDefinition<(&str, &str), (&str, u64)> = TableDefinition::new("tags");
+/// (repository, manifest digest, tag) → (): the tags of each manifest.
+pub(crate) const MANIFEST_TAGS: TableDefinition<(&str, &str, &str), ()> =
+    TableDefinition::new("manifest_tags");
+/// (repository, subject digest, referrer digest) → (): referrers of each subject (P8).
+pub(crate) const REFERRERS: TableDefinition<(&str, &str, &str), ()> =
+    TableDefinition::new("referrers");
+/// Upload session id → (repository, started): sessions that survive a restart (P1).
+pub(crate) const UPLOADS: TableDefinition<&str, (&str, u64)> = TableDefinition::new("uploads");
+
+/// Decodes a JSON record read from `table`.
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(
+    table: &'static str,
+    bytes: &[u8],
+) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| Error::Corrupt {
+        table,
+        reason: e.to_string(),
+    })
+}
+
+/// Encodes a record for storage. Records are plain data and always serialize.
+pub(crate) fn encode<T: serde::Serialize>(record: &T) -> Vec<u8> {
+    serde_json::to_vec(record).expect("records serialize to JSON")
+}
+
+/// One page of the rows of a `(prefix, _)` table, in key order, each mapped by `f` from the
+/// second key part and the value.
+pub(crate) fn page_under<V: redb::Value + 'static, T>(
+    table: &impl ReadableTable<(&'static str, &'static str), V>,
+    prefix: &str,
+    page: &Page,
+    mut f: impl FnMut(&str, V::SelfType<'_>) -> Result<T>,
+) -> Result<Vec<T>> {
+    let after = page.last.as_deref();
+    let mut out = Vec::new();
+    for row in table.range((prefix, after.unwrap_or(""))..)? {
+        if out.len() == page.limit() {
+            break;
+        }
+        let (key, value) = row?;
+        let (p, k) = key.value();
+        if p != prefix {
+            break;
+        }
+        if after != Some(k) {
+            out.push(f(k, value.value())?);
+        }
+    }
+    Ok(out)
+}
+
+/// The third key parts of the rows of a `(a, b, _)` table under `(a, b)`, in key order.
+pub(crate) fn keys_under2<V: redb::Value + 'static>(
+    table: &impl ReadableTable<(&'static str, &'static str, &'static str), V>,
+    a: &str,
+    b: &str,
+) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for row in table.range((a, b, "")..)? {
+        let (key, _) = row?;
+        let (ka, kb, kc) = key.value();
+        if ka != a || kb != b {
+            break;
+        }
+        out.push(kc.to_owned());
+    }
+    Ok(out)
+}
+
+/// Creates every table, so that readers never meet a missing one.
+pub(crate) fn create_all(txn: &redb::WriteTransaction) -> Result<()> {
+    txn.open_table(META)?;
+    txn.open_table(REPOSITORIES)?;
+    txn.open_table(BLOBS)?;
+    txn.open_table(BLOB_LINKS)?;
+    txn.open_table(MANIFESTS)?;
+    txn.open_table(MANIFEST_BODIES)?;
+    txn.open_table(MANIFESTS_BY_TIME)?;
+    txn.open_table(TAGS)?;
+    txn.open_table(MANIFEST_TAGS)?;
+    txn.open_table(REFERRERS)?;
+    txn.open_table(UPLOADS)?;
+    Ok(())
+}
