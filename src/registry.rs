@@ -207,6 +207,9 @@ impl Registry {
 
     /// Repository names in lexical order, paginated the OCI way (P7).
     pub fn repositories(&self, page: &Page) -> Result<Vec<String>> {
+        if let Some(last) = &page.last {
+            validate_name(last)?;
+        }
         let txn = self.inner.db.begin_read()?;
         let table = txn.open_table(REPOSITORIES)?;
         let start = page.last.as_deref().unwrap_or("");
