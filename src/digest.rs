@@ -70,7 +70,7 @@ impl fmt::Display for Algorithm {
 /// assert_eq!(d.algorithm(), Algorithm::Sha256);
 /// assert_eq!(d, Algorithm::Sha256.digest(b"foo"));
 /// assert!("sha256:ABC".parse::<Digest>().is_err());
-/// # Ok::<(), ocistore::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Digest {

@@ -28,7 +28,7 @@
 //! let digest = repo.push_manifest("latest", OCI_MANIFEST, body.as_bytes())?;
 //! assert_eq!(repo.resolve("latest")?, digest);
 //! assert_eq!(registry.repositories(&Page::all())?, ["team/app"]);
-//! # Ok::<(), ocistore::Error>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! The rules the crate is held to are in `SPEC.md`; the tables and the crash model are in
@@ -58,3 +58,8 @@ pub use registry::{FORMAT_VERSION, Page, Registry, RegistryBuilder};
 pub use repository::{MAX_NAME_LEN, Repository};
 pub use tag::Tag;
 pub use upload::Upload;
+
+/// The README's examples, run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

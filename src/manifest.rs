@@ -488,7 +488,7 @@ impl Repository {
     /// let digest = repo.push_manifest("v1", OCI_MANIFEST, body.as_bytes())?;
     /// let pulled = repo.pull("v1")?;
     /// assert_eq!((pulled.digest, &pulled.body[..]), (digest, body.as_bytes()));
-    /// # Ok::<(), ocistore::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn push_manifest(&self, reference: &str, media_type: &str, body: &[u8]) -> Result<Digest> {
         let prepared = prepare(reference, media_type, body)?;

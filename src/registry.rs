@@ -62,7 +62,7 @@ pub(crate) struct Inner {
 ///     .cache_size(64 << 20)
 ///     .open(dir.path())?;
 /// assert_eq!(registry.now(), Timestamp::from_nanos(0));
-/// # Ok::<(), ocistore::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
 pub struct RegistryBuilder {
@@ -139,7 +139,7 @@ impl RegistryBuilder {
                 uploads: Mutex::default(),
             }),
         };
-        registry.remove_orphan_upload_files()?;
+        registry.reconcile_uploads()?;
         Ok(registry)
     }
 }
@@ -239,7 +239,7 @@ impl Registry {
     ///     Ok(vec![a, b])
     /// })?;
     /// assert_eq!(repo.blob(&digests[1])?, &b"two"[..]);
-    /// # Ok::<(), ocistore::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn batch<T>(&self, f: impl FnOnce(&mut Batch<'_>) -> Result<T>) -> Result<T> {
         let mut batch = Batch::begin(self)?;

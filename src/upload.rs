@@ -41,7 +41,7 @@ pub(crate) struct UploadState {
 /// let digest = Algorithm::Sha256.digest(b"hello world");
 /// upload.finish(&digest)?;
 /// assert_eq!(repo.blob(&digest)?, &b"hello world"[..]);
-/// # Ok::<(), ocistore::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Upload {
     registry: Registry,
@@ -283,21 +283,27 @@ impl Upload {
 }
 
 impl Registry {
-    /// Removes upload files that no session record names: a crash between creating the file
-    /// and committing the record leaves one behind.
-    pub(crate) fn remove_orphan_upload_files(&self) -> Result<()> {
+    /// Makes upload files and session rows agree after a crash: a file no row names (crash
+    /// before the session committed) is removed, and so is a row whose file is gone (crash
+    /// after `finish` renamed the file into the blob store, before its commit).
+    pub(crate) fn reconcile_uploads(&self) -> Result<()> {
         let dir = &self.inner.blobs.uploads;
-        let txn = self.inner.db.begin_read()?;
-        let uploads = txn.open_table(UPLOADS)?;
+        let mut files = std::collections::HashSet::new();
         for entry in fs::read_dir(dir).at(dir)? {
             let path = entry.at(dir)?.path();
-            let named = match path.file_name().and_then(|n| n.to_str()) {
-                Some(id) => uploads.get(id)?.is_some(),
+            match path.file_name().and_then(|n| n.to_str()) {
+                Some(id) => files.insert(id.to_owned()),
                 None => false,
             };
-            if !named {
-                fs::remove_file(&path).at(&path)?;
-            }
+        }
+        self.batch(|b| {
+            let mut uploads = b.txn.open_table(UPLOADS)?;
+            uploads.retain(|id, _| files.remove(id))?;
+            Ok(())
+        })?;
+        for stray in files {
+            let path = dir.join(stray);
+            fs::remove_file(&path).at(&path)?;
         }
         Ok(())
     }
