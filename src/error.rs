@@ -121,6 +121,14 @@ pub enum Error {
         /// The store's directory.
         path: PathBuf,
     },
+    /// A write was started on a thread that already has a batch open on this store: inside a
+    /// [`Registry::batch`](crate::Registry::batch) closure, use the [`Batch`](crate::Batch)'s
+    /// methods, not the `Repository`'s.
+    #[error("a batch is already open on store {path} in this thread; write through the batch")]
+    NestedWrite {
+        /// The store's directory.
+        path: PathBuf,
+    },
     /// The store was written in an on-disk format this version cannot read.
     #[error("store {path} has format version {found}; this build reads version {supported}")]
     UnsupportedFormat {

@@ -229,6 +229,10 @@ impl Registry {
     /// Runs `f` in one write transaction: every call made on the [`Batch`] commits together
     /// with one fsync, or not at all if `f` or any call fails (C1).
     ///
+    /// Inside `f`, write through the batch: a write through a `Repository` of the same store
+    /// fails with [`Error::NestedWrite`] (it would otherwise wait for this batch forever).
+    /// Reads through a `Repository` see the store as it was before the batch.
+    ///
     /// ```
     /// # let dir = tempfile::tempdir()?;
     /// let registry = ocistore::Registry::open(dir.path())?;
