@@ -2,11 +2,12 @@
 
 use std::cell::RefCell;
 
-use redb::WriteTransaction;
+use redb::{ReadableTable, WriteTransaction};
 
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::registry::{Inner, Registry};
+use crate::tables::META;
 
 thread_local! {
     /// The stores this thread has a batch open on. redb's `begin_write` would wait forever
@@ -62,6 +63,21 @@ impl<'r> Batch<'r> {
             inner,
             _open: open,
         })
+    }
+
+    /// The next number of the store's event sequence: it orders tag events and deletions
+    /// made at the same clock time.
+    pub(crate) fn next_seq(&mut self) -> Result<u64> {
+        let mut meta = self.txn.open_table(META)?;
+        let last = match meta.get("seq")? {
+            Some(v) => u64::from_le_bytes(v.value().try_into().map_err(|_| Error::Corrupt {
+                table: "meta",
+                reason: "seq is not 8 bytes".into(),
+            })?),
+            None => 0,
+        };
+        meta.insert("seq", (last + 1).to_le_bytes().as_slice())?;
+        Ok(last + 1)
     }
 
     pub(crate) fn commit(self) -> Result<()> {

@@ -13,8 +13,7 @@ use crate::batch::Batch;
 use crate::digest::{Algorithm, Digest};
 use crate::error::{Error, IoContext, Result};
 use crate::registry::Page;
-use crate::registry::ensure_repository;
-use crate::repository::Repository;
+use crate::repository::{Repository, is_live, repository_record};
 use crate::tables::{BLOB_LINKS, BLOBS, REPOSITORIES, page_under};
 
 /// Below this size hashing on a second thread costs more than it saves.
@@ -161,6 +160,12 @@ impl Batch<'_> {
         from: &Repository,
         digest: &Digest,
     ) -> Result<()> {
+        let source = repository_record(&self.txn.open_table(REPOSITORIES)?, from.name())?;
+        if source.is_some_and(|r| r.deleted.is_some()) {
+            return Err(Error::RepositorySoftDeleted {
+                name: from.name().to_owned(),
+            });
+        }
         let size = {
             let links = self.txn.open_table(BLOB_LINKS)?;
             let blobs = self.txn.open_table(BLOBS)?;
@@ -179,7 +184,7 @@ impl Batch<'_> {
         self.txn
             .open_table(BLOB_LINKS)?
             .insert((repo, digest.as_str()), now)?;
-        ensure_repository(&mut self.txn.open_table(REPOSITORIES)?, repo, self.now)
+        self.ensure_repository(repo)
     }
 }
 
@@ -229,6 +234,13 @@ impl Repository {
     /// The size of blob `digest`, if it is linked into this repository.
     pub fn blob_size(&self, digest: &Digest) -> Result<u64> {
         let txn = self.registry().inner.db.begin_read()?;
+        // A soft-deleted repository's blobs are as gone as its manifests (S2).
+        if !is_live(&txn.open_table(REPOSITORIES)?, self.name())? {
+            return Err(Error::BlobUnknown {
+                repository: self.name().to_owned(),
+                digest: digest.clone(),
+            });
+        }
         linked_size(
             &txn.open_table(BLOB_LINKS)?,
             &txn.open_table(BLOBS)?,

@@ -15,13 +15,12 @@ use crate::blob::linked_size;
 use crate::clock::Timestamp;
 use crate::digest::{Algorithm, Digest};
 use crate::error::{Error, Result};
-use crate::registry::ensure_repository;
 use crate::repository::Repository;
 use crate::tables::{
     BLOB_LINKS, BLOBS, MANIFEST_BODIES, MANIFEST_TAGS, MANIFESTS, MANIFESTS_BY_TIME, REFERRERS,
-    REPOSITORIES, TAGS, decode, encode, keys_under2,
+    TAGS, decode, encode, keys_under2,
 };
-use crate::tag::{resolve_in, validate_tag};
+use crate::tag::{TagCause, resolve_in, validate_tag};
 
 /// Media type of an OCI image manifest.
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -237,6 +236,9 @@ pub(crate) struct Record {
     pub subject: Option<Digest>,
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
+    /// Set while the manifest is in the recycle bin.
+    #[serde(default)]
+    pub deleted: Option<Timestamp>,
 }
 
 impl Record {
@@ -251,6 +253,15 @@ impl Record {
             references: parsed.references,
             subject: parsed.subject.map(|s| s.digest),
             annotations: parsed.annotations,
+            deleted: None,
+        }
+    }
+
+    /// The manifests an index lists; none for an image.
+    pub(crate) fn children(&self) -> &[Descriptor] {
+        match ManifestKind::of_media_type(&self.media_type) {
+            Ok(ManifestKind::Index) => &self.references,
+            _ => &[],
         }
     }
 
@@ -381,59 +392,71 @@ impl Batch<'_> {
 
     fn store_manifest(&mut self, repo: &str, p: Prepared<'_>) -> Result<Digest> {
         let digest = p.digest.as_str();
-        {
-            let links = self.txn.open_table(BLOB_LINKS)?;
-            let blobs = self.txn.open_table(BLOBS)?;
-            let manifests = self.txn.open_table(MANIFESTS)?;
-            let references = &p.parsed.references;
-            match p.parsed.kind {
-                ManifestKind::Image => {
-                    for blob in references {
-                        linked_size(&links, &blobs, repo, &blob.digest)?;
-                    }
+        match p.parsed.kind {
+            ManifestKind::Image => {
+                let links = self.txn.open_table(BLOB_LINKS)?;
+                let blobs = self.txn.open_table(BLOBS)?;
+                for blob in &p.parsed.references {
+                    linked_size(&links, &blobs, repo, &blob.digest)?;
                 }
-                ManifestKind::Index => {
-                    for child in references {
-                        if manifests.get((repo, child.digest.as_str()))?.is_none() {
-                            return Err(Error::ManifestUnknown {
-                                repository: repo.to_owned(),
-                                reference: child.digest.to_string(),
-                            });
-                        }
-                    }
+            }
+            ManifestKind::Index => {
+                for child in &p.parsed.references {
+                    self.live_record(repo, &child.digest)?;
                 }
             }
         }
-        ensure_repository(&mut self.txn.open_table(REPOSITORIES)?, repo, self.now)?;
-        let exists = self
-            .txn
-            .open_table(MANIFESTS)?
-            .get((repo, digest))?
-            .is_some();
-        match exists {
-            true => touch(self, repo, digest)?,
-            false => {
+        match self.record(repo, digest)? {
+            Some(Record {
+                deleted: Some(_), ..
+            }) => {
+                return Err(Error::ManifestSoftDeleted {
+                    repository: repo.to_owned(),
+                    digest: p.digest,
+                });
+            }
+            Some(_) => touch(self, repo, digest)?,
+            None => {
                 let record = Record::new(p.media_type, p.body.len() as u64, self.now, p.parsed);
-                if let Some(subject) = &record.subject {
-                    self.txn
-                        .open_table(REFERRERS)?
-                        .insert((repo, subject.as_str(), digest), ())?;
-                }
                 self.txn
                     .open_table(MANIFEST_BODIES)?
                     .insert((repo, digest), p.body)?;
-                self.txn
-                    .open_table(MANIFESTS_BY_TIME)?
-                    .insert((repo, self.now.as_nanos(), digest), ())?;
-                self.txn
-                    .open_table(MANIFESTS)?
-                    .insert((repo, digest), encode(&record).as_slice())?;
+                self.put_record(repo, digest, &record)?;
+                self.index_live(repo, digest, &record)?;
             }
         }
+        self.ensure_repository(repo)?;
         if let Some(tag) = &p.tag {
-            self.move_tag(repo, tag, &p.digest)?;
+            self.move_tag(repo, tag, &p.digest, TagCause::Push)?;
         }
         Ok(p.digest)
+    }
+
+    /// The record of manifest `digest`, live or in the bin.
+    pub(crate) fn record(&self, repo: &str, digest: &str) -> Result<Option<Record>> {
+        self.txn
+            .open_table(MANIFESTS)?
+            .get((repo, digest))?
+            .map(|v| decode("manifests", v.value()))
+            .transpose()
+    }
+
+    /// The record of live manifest `digest`, else [`Error::ManifestUnknown`].
+    pub(crate) fn live_record(&self, repo: &str, digest: &Digest) -> Result<Record> {
+        match self.record(repo, digest.as_str())? {
+            Some(record) if record.deleted.is_none() => Ok(record),
+            _ => Err(Error::ManifestUnknown {
+                repository: repo.to_owned(),
+                reference: digest.to_string(),
+            }),
+        }
+    }
+
+    pub(crate) fn put_record(&self, repo: &str, digest: &str, record: &Record) -> Result<()> {
+        self.txn
+            .open_table(MANIFESTS)?
+            .insert((repo, digest), encode(record).as_slice())?;
+        Ok(())
     }
 }
 
@@ -444,7 +467,7 @@ pub(crate) fn touch(batch: &mut Batch<'_>, repo: &str, digest: &str) -> Result<(
         Some(v) => decode("manifests", v.value())?,
         None => return Ok(()),
     };
-    if record.updated == batch.now {
+    if record.updated == batch.now || record.deleted.is_some() {
         return Ok(());
     }
     let mut by_time = batch.txn.open_table(MANIFESTS_BY_TIME)?;

@@ -12,7 +12,7 @@ use crate::batch::Batch;
 use crate::blob::BlobStore;
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::error::{Error, Result};
-use crate::repository::{Repository, validate_name};
+use crate::repository::{Repository, RepositoryRecord, validate_name};
 use crate::tables::{self, META, REPOSITORIES};
 use crate::upload::UploadState;
 
@@ -46,6 +46,7 @@ pub(crate) struct Inner {
     pub(crate) blobs: BlobStore,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) upload_timeout: Duration,
+    pub(crate) autopurge_interval: Duration,
     /// Upload sessions touched since open, with their running hash; others are rebuilt from
     /// their file on resume.
     pub(crate) uploads: Mutex<HashMap<String, Arc<Mutex<UploadState>>>>,
@@ -69,6 +70,7 @@ pub struct RegistryBuilder {
     clock: Arc<dyn Clock>,
     cache_size: usize,
     upload_timeout: Duration,
+    autopurge_interval: Duration,
 }
 
 impl Default for RegistryBuilder {
@@ -77,6 +79,7 @@ impl Default for RegistryBuilder {
             clock: Arc::new(SystemClock),
             cache_size: 256 << 20,
             upload_timeout: Duration::from_secs(24 * 3600),
+            autopurge_interval: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -101,16 +104,29 @@ impl RegistryBuilder {
         self
     }
 
+    /// How often autopurge runs on the retention clock (default 24 hours, at least one
+    /// second); see [`Registry::run_due`] (S4).
+    pub fn autopurge_interval(mut self, interval: Duration) -> Self {
+        self.autopurge_interval = interval;
+        self
+    }
+
     /// Opens the store in `dir`, creating it if it does not exist.
     ///
     /// Fails with [`Error::AlreadyOpen`] if another handle or process has it open, and with
     /// [`Error::UnsupportedFormat`] if it was written in another on-disk format.
     pub fn open(self, dir: impl AsRef<Path>) -> Result<Registry> {
-        if self.upload_timeout < Duration::from_secs(1) {
-            return Err(Error::InvalidSetting {
-                setting: "upload_timeout",
-                reason: "must be at least one second",
-            });
+        for (setting, value) in [
+            ("upload_timeout", self.upload_timeout),
+            ("autopurge_interval", self.autopurge_interval),
+        ] {
+            if value < Duration::from_secs(1) {
+                return Err(Error::InvalidSetting {
+                    setting,
+                    value: format!("{value:?}"),
+                    reason: "must be at least one second",
+                });
+            }
         }
         let dir = dir.as_ref().to_path_buf();
         fs::create_dir_all(&dir).map_err(|source| Error::Io {
@@ -136,6 +152,7 @@ impl RegistryBuilder {
                 blobs,
                 clock: self.clock,
                 upload_timeout: self.upload_timeout,
+                autopurge_interval: self.autopurge_interval,
                 uploads: Mutex::default(),
             }),
         };
@@ -218,8 +235,9 @@ impl Registry {
             if out.len() == page.limit() {
                 break;
             }
-            let (name, _) = row?;
-            if page.last.as_deref() != Some(name.value()) {
+            let (name, record) = row?;
+            let record: RepositoryRecord = tables::decode("repositories", record.value())?;
+            if record.deleted.is_none() && page.last.as_deref() != Some(name.value()) {
                 out.push(name.value().to_owned());
             }
         }
@@ -295,32 +313,4 @@ impl Page {
     pub(crate) fn limit(&self) -> usize {
         self.n.unwrap_or(usize::MAX)
     }
-}
-
-/// Reads a JSON record of the repositories table (used by later rules on repository state).
-pub(crate) fn repository_exists(
-    table: &impl ReadableTable<&'static str, &'static [u8]>,
-    name: &str,
-) -> Result<bool> {
-    Ok(table.get(name)?.is_some())
-}
-
-/// What is kept of a repository.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub(crate) struct RepositoryRecord {
-    pub created: Timestamp,
-}
-
-pub(crate) fn ensure_repository(
-    table: &mut redb::Table<&'static str, &'static [u8]>,
-    name: &str,
-    now: Timestamp,
-) -> Result<()> {
-    if !repository_exists(table, name)? {
-        table.insert(
-            name,
-            tables::encode(&RepositoryRecord { created: now }).as_slice(),
-        )?;
-    }
-    Ok(())
 }

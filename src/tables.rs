@@ -6,7 +6,8 @@ use redb::{ReadableTable, TableDefinition};
 use crate::error::{Error, Result};
 use crate::registry::Page;
 
-/// Settings and bookkeeping: `format_version` (u32 LE), later the policies.
+/// Settings and bookkeeping: `format_version` (u32 LE), `seq` (u64 LE, the last event number
+/// given out), `soft_delete` (JSON policy), `autopurge_last_run` (u64 LE nanoseconds).
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// Repository name → JSON record.
 pub(crate) const REPOSITORIES: TableDefinition<&str, &[u8]> = TableDefinition::new("repositories");
@@ -32,6 +33,25 @@ pub(crate) const MANIFEST_TAGS: TableDefinition<(&str, &str, &str), ()> =
 /// (repository, subject digest, referrer digest) → (): referrers of each subject (P8).
 pub(crate) const REFERRERS: TableDefinition<(&str, &str, &str), ()> =
     TableDefinition::new("referrers");
+/// (repository, child digest, index digest) → (): the children of live indexes (D5).
+pub(crate) const CHILDREN: TableDefinition<(&str, &str, &str), ()> =
+    TableDefinition::new("children");
+/// (repository, manifest digest) → deleted at: the manifests in the recycle bin (S5).
+pub(crate) const DELETED_MANIFESTS: TableDefinition<(&str, &str), u64> =
+    TableDefinition::new("deleted_manifests");
+/// (repository, manifest digest, tag, seq) → deleted at: the tags in the recycle bin (S5).
+pub(crate) const DELETED_TAGS: TableDefinition<(&str, &str, &str, u64), u64> =
+    TableDefinition::new("deleted_tags");
+/// (deleted at, kind, repository, digest, tag, seq) → (): every tombstone in deletion order,
+/// so autopurge finds the expired ones with one range scan (S3, S4).
+pub(crate) const TOMBSTONES: TableDefinition<(u64, u8, &str, &str, &str, u64), ()> =
+    TableDefinition::new("tombstones");
+/// (repository, tag, seq) → JSON tag event: every move and deletion of a tag (T1).
+pub(crate) const TAG_HISTORY: TableDefinition<(&str, &str, u64), &[u8]> =
+    TableDefinition::new("tag_history");
+/// (repository, manifest digest, seq) → tag: the history events naming each manifest (T2).
+pub(crate) const HISTORY_BY_DIGEST: TableDefinition<(&str, &str, u64), &str> =
+    TableDefinition::new("history_by_digest");
 /// Upload session id → (repository, started): sessions that survive a restart (P1).
 pub(crate) const UPLOADS: TableDefinition<&str, (&str, u64)> = TableDefinition::new("uploads");
 
@@ -108,5 +128,11 @@ pub(crate) fn create_all(txn: &redb::WriteTransaction) -> Result<()> {
     txn.open_table(MANIFEST_TAGS)?;
     txn.open_table(REFERRERS)?;
     txn.open_table(UPLOADS)?;
+    txn.open_table(CHILDREN)?;
+    txn.open_table(DELETED_MANIFESTS)?;
+    txn.open_table(DELETED_TAGS)?;
+    txn.open_table(TOMBSTONES)?;
+    txn.open_table(TAG_HISTORY)?;
+    txn.open_table(HISTORY_BY_DIGEST)?;
     Ok(())
 }
