@@ -160,16 +160,16 @@ impl Batch<'_> {
         from: &Repository,
         digest: &Digest,
     ) -> Result<()> {
-        let source = repository_record(&self.txn.open_table(REPOSITORIES)?, from.name())?;
+        let source = repository_record(&self.t.repositories, from.name())?;
         if source.is_some_and(|r| r.deleted.is_some()) {
             return Err(Error::RepositorySoftDeleted {
                 name: from.name().to_owned(),
             });
         }
         let size = {
-            let links = self.txn.open_table(BLOB_LINKS)?;
-            let blobs = self.txn.open_table(BLOBS)?;
-            linked_size(&links, &blobs, from.name(), digest)?
+            let links = &self.t.blob_links;
+            let blobs = &self.t.blobs;
+            linked_size(links, blobs, from.name(), digest)?
         };
         self.link_blob(repo.name(), digest, size)
     }
@@ -177,13 +177,11 @@ impl Batch<'_> {
     /// Records a blob whose file is in place and links it into `repo`.
     pub(crate) fn link_blob(&mut self, repo: &str, digest: &Digest, size: u64) -> Result<()> {
         let now = self.now.as_nanos();
-        let mut blobs = self.txn.open_table(BLOBS)?;
+        let blobs = &mut self.t.blobs;
         if blobs.get(digest.as_str())?.is_none() {
             blobs.insert(digest.as_str(), (size, now))?;
         }
-        self.txn
-            .open_table(BLOB_LINKS)?
-            .insert((repo, digest.as_str()), now)?;
+        self.t.blob_links.insert((repo, digest.as_str()), now)?;
         self.ensure_repository(repo)
     }
 }
@@ -255,6 +253,9 @@ impl Repository {
             Digest::parse(last)?;
         }
         let txn = self.registry().inner.db.begin_read()?;
+        if !is_live(&txn.open_table(REPOSITORIES)?, self.name())? {
+            return Ok(Vec::new());
+        }
         page_under(
             &txn.open_table(BLOB_LINKS)?,
             self.name(),

@@ -10,10 +10,7 @@ use crate::error::{Error, Result};
 use crate::manifest::Reference;
 use crate::registry::Registry;
 use crate::repository::{Repository, repository_record, repository_tombstone};
-use crate::tables::{
-    CHILDREN, MANIFEST_TAGS, MANIFESTS_BY_TIME, REFERRERS, REPOSITORIES, TAGS, TOMBSTONES, encode,
-    keys_under2,
-};
+use crate::tables::{encode, keys_under2};
 use crate::tag::{TagCause, resolve_in, validate_tag};
 
 impl Batch<'_> {
@@ -27,7 +24,7 @@ impl Batch<'_> {
     pub fn delete_manifest(&mut self, repo: &Repository, reference: &str) -> Result<Vec<Digest>> {
         let name = repo.name();
         let digest = match Reference::parse(reference)? {
-            Reference::Tag(tag) => resolve_in(&self.txn.open_table(TAGS)?, name, &tag)?,
+            Reference::Tag(tag) => resolve_in(&self.t.tags, name, &tag)?,
             Reference::Digest(digest) => digest,
         };
         self.live_record(name, &digest)?;
@@ -35,7 +32,7 @@ impl Batch<'_> {
         let mut doomed = vec![digest];
         let mut next = 0;
         while let Some(subject) = doomed.get(next) {
-            let referrers = keys_under2(&self.txn.open_table(REFERRERS)?, name, subject.as_str())?;
+            let referrers = keys_under2(&self.t.referrers, name, subject.as_str())?;
             for referrer in referrers {
                 let referrer = Digest::stored(&referrer)?;
                 if !doomed.contains(&referrer) {
@@ -44,9 +41,9 @@ impl Batch<'_> {
             }
             next += 1;
         }
-        let children = self.txn.open_table(CHILDREN)?;
+        let children = &self.t.children;
         for digest in &doomed {
-            for index in keys_under2(&children, name, digest.as_str())? {
+            for index in keys_under2(children, name, digest.as_str())? {
                 if !doomed.iter().any(|d| d.as_str() == index) {
                     return Err(Error::ManifestReferenced {
                         repository: name.to_owned(),
@@ -56,7 +53,6 @@ impl Batch<'_> {
                 }
             }
         }
-        drop(children);
         for digest in &doomed {
             self.drop_tags_of(name, digest)?;
             self.delete_untagged_manifest(name, digest)?;
@@ -68,8 +64,8 @@ impl Batch<'_> {
     /// [`Registry::delete_repository`].
     pub fn delete_repository(&mut self, repo: &Repository) -> Result<()> {
         let name = repo.name();
-        let Some(mut record) = repository_record(&self.txn.open_table(REPOSITORIES)?, name)?
-            .filter(|r| r.deleted.is_none())
+        let Some(mut record) =
+            repository_record(&self.t.repositories, name)?.filter(|r| r.deleted.is_none())
         else {
             return Err(Error::RepositoryUnknown {
                 name: name.to_owned(),
@@ -79,7 +75,7 @@ impl Batch<'_> {
             return self.purge_repository(name);
         }
         let live: Vec<Digest> = {
-            let by_time = self.txn.open_table(MANIFESTS_BY_TIME)?;
+            let by_time = &self.t.manifests_by_time;
             let mut out = Vec::new();
             for row in by_time.range((name, 0, "")..=(name, u64::MAX, "\u{10ffff}"))? {
                 out.push(Digest::stored(row?.0.value().2)?);
@@ -91,18 +87,18 @@ impl Batch<'_> {
             self.delete_untagged_manifest(name, digest)?;
         }
         record.deleted = Some(self.now);
-        self.txn
-            .open_table(REPOSITORIES)?
+        self.t
+            .repositories
             .insert(name, encode(&record).as_slice())?;
-        self.txn
-            .open_table(TOMBSTONES)?
+        self.t
+            .tombstones
             .insert(repository_tombstone(name, self.now), ())?;
         Ok(())
     }
 
     /// Deletes every live tag of a manifest that is being deleted.
     fn drop_tags_of(&mut self, repo: &str, digest: &Digest) -> Result<()> {
-        let tags = keys_under2(&self.txn.open_table(MANIFEST_TAGS)?, repo, digest.as_str())?;
+        let tags = keys_under2(&self.t.manifest_tags, repo, digest.as_str())?;
         for tag in tags {
             self.drop_tag(repo, &tag, TagCause::Delete)?;
         }

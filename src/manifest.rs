@@ -17,8 +17,8 @@ use crate::digest::{Algorithm, Digest};
 use crate::error::{Error, Result};
 use crate::repository::Repository;
 use crate::tables::{
-    BLOB_LINKS, BLOBS, MANIFEST_BODIES, MANIFEST_TAGS, MANIFESTS, MANIFESTS_BY_TIME, REFERRERS,
-    TAGS, decode, encode, keys_under2,
+    MANIFEST_BODIES, MANIFEST_TAGS, MANIFESTS, MANIFESTS_BY_TIME, REFERRERS, TAGS, decode, encode,
+    keys_under2,
 };
 use crate::tag::{TagCause, resolve_in, validate_tag};
 
@@ -392,12 +392,18 @@ impl Batch<'_> {
 
     fn store_manifest(&mut self, repo: &str, p: Prepared<'_>) -> Result<Digest> {
         let digest = p.digest.as_str();
+        // The bin first: a push of a tombstone is answered "restore it" whatever it references.
+        let existing = self.record(repo, digest)?;
+        if existing.as_ref().is_some_and(|r| r.deleted.is_some()) {
+            return Err(Error::ManifestSoftDeleted {
+                repository: repo.to_owned(),
+                digest: p.digest,
+            });
+        }
         match p.parsed.kind {
             ManifestKind::Image => {
-                let links = self.txn.open_table(BLOB_LINKS)?;
-                let blobs = self.txn.open_table(BLOBS)?;
                 for blob in &p.parsed.references {
-                    linked_size(&links, &blobs, repo, &blob.digest)?;
+                    linked_size(&self.t.blob_links, &self.t.blobs, repo, &blob.digest)?;
                 }
             }
             ManifestKind::Index => {
@@ -406,24 +412,13 @@ impl Batch<'_> {
                 }
             }
         }
-        match self.record(repo, digest)? {
-            Some(Record {
-                deleted: Some(_), ..
-            }) => {
-                return Err(Error::ManifestSoftDeleted {
-                    repository: repo.to_owned(),
-                    digest: p.digest,
-                });
-            }
-            Some(_) => touch(self, repo, digest)?,
-            None => {
-                let record = Record::new(p.media_type, p.body.len() as u64, self.now, p.parsed);
-                self.txn
-                    .open_table(MANIFEST_BODIES)?
-                    .insert((repo, digest), p.body)?;
-                self.put_record(repo, digest, &record)?;
-                self.index_live(repo, digest, &record)?;
-            }
+        if existing.is_some() {
+            touch(self, repo, digest)?;
+        } else {
+            let record = Record::new(p.media_type, p.body.len() as u64, self.now, p.parsed);
+            self.t.manifest_bodies.insert((repo, digest), p.body)?;
+            self.put_record(repo, digest, &record)?;
+            self.index_live(repo, digest, &record)?;
         }
         self.ensure_repository(repo)?;
         if let Some(tag) = &p.tag {
@@ -434,8 +429,8 @@ impl Batch<'_> {
 
     /// The record of manifest `digest`, live or in the bin.
     pub(crate) fn record(&self, repo: &str, digest: &str) -> Result<Option<Record>> {
-        self.txn
-            .open_table(MANIFESTS)?
+        self.t
+            .manifests
             .get((repo, digest))?
             .map(|v| decode("manifests", v.value()))
             .transpose()
@@ -452,9 +447,9 @@ impl Batch<'_> {
         }
     }
 
-    pub(crate) fn put_record(&self, repo: &str, digest: &str, record: &Record) -> Result<()> {
-        self.txn
-            .open_table(MANIFESTS)?
+    pub(crate) fn put_record(&mut self, repo: &str, digest: &str, record: &Record) -> Result<()> {
+        self.t
+            .manifests
             .insert((repo, digest), encode(record).as_slice())?;
         Ok(())
     }
@@ -462,7 +457,7 @@ impl Batch<'_> {
 
 /// Marks a manifest as updated now, keeping the time index in step.
 pub(crate) fn touch(batch: &mut Batch<'_>, repo: &str, digest: &str) -> Result<()> {
-    let mut manifests = batch.txn.open_table(MANIFESTS)?;
+    let manifests = &mut batch.t.manifests;
     let mut record: Record = match manifests.get((repo, digest))? {
         Some(v) => decode("manifests", v.value())?,
         None => return Ok(()),
@@ -470,7 +465,7 @@ pub(crate) fn touch(batch: &mut Batch<'_>, repo: &str, digest: &str) -> Result<(
     if record.updated == batch.now || record.deleted.is_some() {
         return Ok(());
     }
-    let mut by_time = batch.txn.open_table(MANIFESTS_BY_TIME)?;
+    let by_time = &mut batch.t.manifests_by_time;
     by_time.remove((repo, record.updated.as_nanos(), digest))?;
     by_time.insert((repo, batch.now.as_nanos(), digest), ())?;
     record.updated = batch.now;
@@ -610,13 +605,16 @@ impl Repository {
         }
     }
 
+    /// The record of live manifest `digest`: a tombstone is as unknown as a purged one (S2).
     fn record(&self, txn: &ReadTransaction, digest: &Digest) -> Result<Record> {
-        match txn
+        let record: Option<Record> = txn
             .open_table(MANIFESTS)?
             .get((self.name(), digest.as_str()))?
-        {
-            Some(v) => decode("manifests", v.value()),
-            None => Err(Error::ManifestUnknown {
+            .map(|v| decode("manifests", v.value()))
+            .transpose()?;
+        match record {
+            Some(record) if record.deleted.is_none() => Ok(record),
+            _ => Err(Error::ManifestUnknown {
                 repository: self.name().to_owned(),
                 reference: digest.to_string(),
             }),

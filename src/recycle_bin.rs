@@ -14,9 +14,7 @@ use crate::manifest::Record;
 use crate::registry::{Page, Registry};
 use crate::repository::{Repository, repository_record, repository_tombstone};
 use crate::tables::{
-    BLOB_LINKS, CHILDREN, DELETED_MANIFESTS, DELETED_TAGS, MANIFEST_BODIES, MANIFEST_TAGS,
-    MANIFESTS, MANIFESTS_BY_TIME, META, REFERRERS, REPOSITORIES, TAGS, TOMBSTONES, decode, encode,
-    page_under,
+    DELETED_MANIFESTS, DELETED_TAGS, MANIFESTS, META, REPOSITORIES, decode, encode, page_under,
 };
 use crate::tag::{TagCause, validate_tag};
 
@@ -111,9 +109,7 @@ impl Registry {
     pub fn set_soft_delete_policy(&self, policy: SoftDeletePolicy) -> Result<()> {
         policy.validate()?;
         self.batch(|b| {
-            b.txn
-                .open_table(META)?
-                .insert("soft_delete", encode(&policy).as_slice())?;
+            b.t.meta.insert("soft_delete", encode(&policy).as_slice())?;
             Ok(())
         })
     }
@@ -144,8 +140,8 @@ impl Registry {
     pub fn purge_deleted_repository(&self, name: &str) -> Result<()> {
         let repo = self.repository(name)?;
         self.batch(|b| {
-            let deleted = repository_record(&b.txn.open_table(REPOSITORIES)?, repo.name())?
-                .and_then(|r| r.deleted);
+            let deleted =
+                repository_record(&b.t.repositories, repo.name())?.and_then(|r| r.deleted);
             if deleted.is_none() {
                 return Err(Error::NotDeleted {
                     repository: repo.name().to_owned(),
@@ -302,11 +298,10 @@ impl Repository {
     /// tags in the bin and its history (S16).
     pub fn purge_deleted_manifest(&self, digest: &Digest) -> Result<()> {
         self.registry().batch(|b| {
-            let in_bin = b
-                .txn
-                .open_table(DELETED_MANIFESTS)?
-                .get((self.name(), digest.as_str()))?
-                .is_some();
+            let in_bin =
+                b.t.deleted_manifests
+                    .get((self.name(), digest.as_str()))?
+                    .is_some();
             if !in_bin {
                 return Err(Error::NotDeleted {
                     repository: self.name().to_owned(),
@@ -367,7 +362,7 @@ fn deleted_tag_keys(
 impl Batch<'_> {
     /// The soft delete policy, as this transaction sees it.
     pub(crate) fn soft_delete_policy(&self) -> Result<SoftDeletePolicy> {
-        read_policy(&self.txn.open_table(META)?)
+        read_policy(&self.t.meta)
     }
 
     /// Restores a manifest; see [`Repository::restore`].
@@ -376,7 +371,7 @@ impl Batch<'_> {
         let (tag, digest) = match what {
             Restore::Tag(tag) => {
                 validate_tag(tag)?;
-                let newest = deleted_tag_keys(&self.txn.open_table(DELETED_TAGS)?, name, tag)?;
+                let newest = deleted_tag_keys(&self.t.deleted_tags, name, tag)?;
                 let (digest, _) = newest.into_iter().next().ok_or_else(|| Error::NotDeleted {
                     repository: name.to_owned(),
                     item: format!("tag {tag}"),
@@ -410,8 +405,8 @@ impl Batch<'_> {
         }
         if let Some(tag) = tag {
             let current = self
-                .txn
-                .open_table(TAGS)?
+                .t
+                .tags
                 .get((name, tag))?
                 .map(|v| v.value().0.to_owned());
             if let Some(current) = current.filter(|c| c != digest.as_str()) {
@@ -430,12 +425,11 @@ impl Batch<'_> {
             self.unbin_manifest(name, &digest, record)?;
         }
         if let Some(tag) = tag {
-            let restored: Vec<u64> =
-                deleted_tag_keys(&self.txn.open_table(DELETED_TAGS)?, name, tag)?
-                    .into_iter()
-                    .filter(|(d, _)| d == &digest)
-                    .map(|(_, seq)| seq)
-                    .collect();
+            let restored: Vec<u64> = deleted_tag_keys(&self.t.deleted_tags, name, tag)?
+                .into_iter()
+                .filter(|(d, _)| d == &digest)
+                .map(|(_, seq)| seq)
+                .collect();
             for seq in restored {
                 self.unbin_tag(name, digest.as_str(), tag, seq)?;
             }
@@ -453,11 +447,11 @@ impl Batch<'_> {
         seq: u64,
     ) -> Result<()> {
         let now = self.now.as_nanos();
-        self.txn
-            .open_table(DELETED_TAGS)?
+        self.t
+            .deleted_tags
             .insert((repo, digest.as_str(), tag, seq), now)?;
-        self.txn
-            .open_table(TOMBSTONES)?
+        self.t
+            .tombstones
             .insert((now, TOMBSTONE_TAG, repo, digest.as_str(), tag, seq), ())?;
         Ok(())
     }
@@ -470,19 +464,10 @@ impl Batch<'_> {
         tag: &str,
         seq: u64,
     ) -> Result<()> {
-        if let Some(deleted) = self
-            .txn
-            .open_table(DELETED_TAGS)?
-            .remove((repo, digest, tag, seq))?
-        {
-            self.txn.open_table(TOMBSTONES)?.remove((
-                deleted.value(),
-                TOMBSTONE_TAG,
-                repo,
-                digest,
-                tag,
-                seq,
-            ))?;
+        if let Some(deleted) = self.t.deleted_tags.remove((repo, digest, tag, seq))? {
+            self.t
+                .tombstones
+                .remove((deleted.value(), TOMBSTONE_TAG, repo, digest, tag, seq))?;
         }
         Ok(())
     }
@@ -498,11 +483,11 @@ impl Batch<'_> {
         record.deleted = Some(self.now);
         self.put_record(repo, digest.as_str(), &record)?;
         let now = self.now.as_nanos();
-        self.txn
-            .open_table(DELETED_MANIFESTS)?
+        self.t
+            .deleted_manifests
             .insert((repo, digest.as_str()), now)?;
-        self.txn
-            .open_table(TOMBSTONES)?
+        self.t
+            .tombstones
             .insert((now, TOMBSTONE_MANIFEST, repo, digest.as_str(), "", 0), ())?;
         Ok(())
     }
@@ -512,10 +497,8 @@ impl Batch<'_> {
         let Some(deleted) = record.deleted.take() else {
             return Ok(());
         };
-        self.txn
-            .open_table(DELETED_MANIFESTS)?
-            .remove((repo, digest.as_str()))?;
-        self.txn.open_table(TOMBSTONES)?.remove((
+        self.t.deleted_manifests.remove((repo, digest.as_str()))?;
+        self.t.tombstones.remove((
             deleted.as_nanos(),
             TOMBSTONE_MANIFEST,
             repo,
@@ -537,10 +520,8 @@ impl Batch<'_> {
         match record.deleted {
             None => self.unindex_live(repo, digest, &record)?,
             Some(deleted) => {
-                self.txn
-                    .open_table(DELETED_MANIFESTS)?
-                    .remove((repo, digest))?;
-                self.txn.open_table(TOMBSTONES)?.remove((
+                self.t.deleted_manifests.remove((repo, digest))?;
+                self.t.tombstones.remove((
                     deleted.as_nanos(),
                     TOMBSTONE_MANIFEST,
                     repo,
@@ -551,7 +532,7 @@ impl Batch<'_> {
             }
         }
         let binned_tags: Vec<(String, u64)> = {
-            let deleted_tags = self.txn.open_table(DELETED_TAGS)?;
+            let deleted_tags = &self.t.deleted_tags;
             let mut out = Vec::new();
             for row in deleted_tags
                 .range((repo, digest, "", 0)..=(repo, digest, "\u{10ffff}", u64::MAX))?
@@ -566,72 +547,67 @@ impl Batch<'_> {
             self.unbin_tag(repo, digest, &tag, seq)?;
         }
         self.forget_history(repo, digest)?;
-        self.txn.open_table(MANIFESTS)?.remove((repo, digest))?;
-        self.txn
-            .open_table(MANIFEST_BODIES)?
-            .remove((repo, digest))?;
+        self.t.manifests.remove((repo, digest))?;
+        self.t.manifest_bodies.remove((repo, digest))?;
         Ok(())
     }
 
     /// Permanently removes a repository with everything in it, live or tombstoned, and its
     /// blob links (the blobs themselves are the collector's).
     pub(crate) fn purge_repository(&mut self, repo: &str) -> Result<()> {
-        let tags = page_under(&self.txn.open_table(TAGS)?, repo, &Page::all(), |tag, _| {
-            Ok(tag.to_owned())
-        })?;
+        let tags = page_under(
+            &self.t.tags,
+            repo,
+            &Page::all(),
+            |tag, _| Ok(tag.to_owned()),
+        )?;
         for tag in tags {
             // Gone for good: no event, no bin; the history goes with the manifests below.
             let digest = self
-                .txn
-                .open_table(TAGS)?
+                .t
+                .tags
                 .remove((repo, tag.as_str()))?
                 .map(|v| v.value().0.to_owned());
             if let Some(digest) = digest {
-                self.txn.open_table(MANIFEST_TAGS)?.remove((
-                    repo,
-                    digest.as_str(),
-                    tag.as_str(),
-                ))?;
+                self.t
+                    .manifest_tags
+                    .remove((repo, digest.as_str(), tag.as_str()))?;
             }
         }
-        let digests = page_under(
-            &self.txn.open_table(MANIFESTS)?,
-            repo,
-            &Page::all(),
-            |d, _| Ok(d.to_owned()),
-        )?;
+        let digests = page_under(&self.t.manifests, repo, &Page::all(), |d, _| {
+            Ok(d.to_owned())
+        })?;
         for digest in digests {
             self.purge_manifest(repo, &digest)?;
         }
-        let mut blob_links = self.txn.open_table(BLOB_LINKS)?;
-        let links = page_under(&blob_links, repo, &Page::all(), |d, _| Ok(d.to_owned()))?;
+        let blob_links = &mut self.t.blob_links;
+        let links = page_under(blob_links, repo, &Page::all(), |d, _| Ok(d.to_owned()))?;
         for digest in links {
             blob_links.remove((repo, digest.as_str()))?;
         }
-        drop(blob_links);
-        if let Some(record) = repository_record(&self.txn.open_table(REPOSITORIES)?, repo)? {
+        if let Some(record) = repository_record(&self.t.repositories, repo)? {
             if let Some(deleted) = record.deleted {
-                self.txn
-                    .open_table(TOMBSTONES)?
+                self.t
+                    .tombstones
                     .remove(repository_tombstone(repo, deleted))?;
             }
         }
-        self.txn.open_table(REPOSITORIES)?.remove(repo)?;
+        self.t.repositories.remove(repo)?;
         Ok(())
     }
 
     /// Adds a live manifest to the indexes that only hold live ones: time order, referrers
     /// and children.
     pub(crate) fn index_live(&mut self, repo: &str, digest: &str, record: &Record) -> Result<()> {
-        self.txn
-            .open_table(MANIFESTS_BY_TIME)?
+        self.t
+            .manifests_by_time
             .insert((repo, record.updated.as_nanos(), digest), ())?;
         if let Some(subject) = &record.subject {
-            self.txn
-                .open_table(REFERRERS)?
+            self.t
+                .referrers
                 .insert((repo, subject.as_str(), digest), ())?;
         }
-        let mut children = self.txn.open_table(CHILDREN)?;
+        let children = &mut self.t.children;
         for child in record.children() {
             children.insert((repo, child.digest.as_str(), digest), ())?;
         }
@@ -640,17 +616,13 @@ impl Batch<'_> {
 
     /// Takes a manifest out of the live-only indexes.
     fn unindex_live(&mut self, repo: &str, digest: &str, record: &Record) -> Result<()> {
-        self.txn.open_table(MANIFESTS_BY_TIME)?.remove((
-            repo,
-            record.updated.as_nanos(),
-            digest,
-        ))?;
+        self.t
+            .manifests_by_time
+            .remove((repo, record.updated.as_nanos(), digest))?;
         if let Some(subject) = &record.subject {
-            self.txn
-                .open_table(REFERRERS)?
-                .remove((repo, subject.as_str(), digest))?;
+            self.t.referrers.remove((repo, subject.as_str(), digest))?;
         }
-        let mut children = self.txn.open_table(CHILDREN)?;
+        let children = &mut self.t.children;
         for child in record.children() {
             children.remove((repo, child.digest.as_str(), digest))?;
         }

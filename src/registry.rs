@@ -8,12 +8,11 @@ use std::time::Duration;
 
 use redb::{Database, ReadableDatabase, ReadableTable};
 
-use crate::batch::Batch;
 use crate::blob::BlobStore;
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::error::{Error, Result};
 use crate::repository::{Repository, RepositoryRecord, validate_name};
-use crate::tables::{self, META, REPOSITORIES};
+use crate::tables::{self, REPOSITORIES};
 use crate::upload::UploadState;
 
 /// The on-disk format this build reads and writes; stored in the `meta` table.
@@ -164,9 +163,8 @@ impl RegistryBuilder {
 /// Writes the format version into a new store, or checks the one an existing store has.
 fn check_format(db: &Database, dir: &Path) -> Result<()> {
     let txn = db.begin_write()?;
-    tables::create_all(&txn)?;
     {
-        let mut meta = txn.open_table(META)?;
+        let mut meta = tables::Tables::open(&txn)?.meta;
         let found = meta
             .get("format_version")?
             .map(|v| <[u8; 4]>::try_from(v.value()).map(u32::from_le_bytes));
@@ -241,32 +239,6 @@ impl Registry {
                 out.push(name.value().to_owned());
             }
         }
-        Ok(out)
-    }
-
-    /// Runs `f` in one write transaction: every call made on the [`Batch`] commits together
-    /// with one fsync, or not at all if `f` or any call fails (C1).
-    ///
-    /// Inside `f`, write through the batch: a write through a `Repository` of the same store
-    /// fails with [`Error::NestedWrite`] (it would otherwise wait for this batch forever).
-    /// Reads through a `Repository` see the store as it was before the batch.
-    ///
-    /// ```
-    /// # let dir = tempfile::tempdir()?;
-    /// let registry = ocistore::Registry::open(dir.path())?;
-    /// let repo = registry.repository("app")?;
-    /// let digests = registry.batch(|batch| {
-    ///     let a = batch.put_blob_sha256(&repo, b"one")?;
-    ///     let b = batch.put_blob_sha256(&repo, b"two")?;
-    ///     Ok(vec![a, b])
-    /// })?;
-    /// assert_eq!(repo.blob(&digests[1])?, &b"two"[..]);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn batch<T>(&self, f: impl FnOnce(&mut Batch<'_>) -> Result<T>) -> Result<T> {
-        let mut batch = Batch::begin(self)?;
-        let out = f(&mut batch)?;
-        batch.commit()?;
         Ok(out)
     }
 }

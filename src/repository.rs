@@ -12,7 +12,7 @@ use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::recycle_bin::{TOMBSTONE_REPOSITORY, Tombstone};
 use crate::registry::Registry;
-use crate::tables::{REPOSITORIES, TOMBSTONES, decode, encode};
+use crate::tables::{decode, encode};
 
 /// The longest repository name accepted, in bytes.
 pub const MAX_NAME_LEN: usize = 255;
@@ -104,14 +104,14 @@ pub(crate) fn repository_tombstone(name: &str, deleted: Timestamp) -> Tombstone<
 impl Batch<'_> {
     /// Makes repository `name` live: creates it, or brings it back out of the recycle bin,
     /// holding only what is live in it (S11, S12); its tombstones stay in the bin.
-    pub(crate) fn ensure_repository(&self, name: &str) -> Result<()> {
-        let mut repositories = self.txn.open_table(REPOSITORIES)?;
-        let record = match repository_record(&repositories, name)? {
+    pub(crate) fn ensure_repository(&mut self, name: &str) -> Result<()> {
+        let repositories = &mut self.t.repositories;
+        let record = match repository_record(repositories, name)? {
             Some(RepositoryRecord { deleted: None, .. }) => return Ok(()),
             Some(mut record) => {
                 if let Some(deleted) = record.deleted.take() {
-                    self.txn
-                        .open_table(TOMBSTONES)?
+                    self.t
+                        .tombstones
                         .remove(repository_tombstone(name, deleted))?;
                 }
                 record

@@ -14,12 +14,12 @@ use crate::error::{Error, Result};
 use crate::recycle_bin::{TOMBSTONE_MANIFEST, TOMBSTONE_REPOSITORY, TOMBSTONE_TAG};
 use crate::registry::Registry;
 use crate::repository::repository_record;
-use crate::tables::{DELETED_TAGS, META, REPOSITORIES, TOMBSTONES};
+use crate::tables::META;
 
 const LAST_RUN: &str = "autopurge_last_run";
 
-/// What one autopurge run removed: the tombstones it found expired, by kind. Tags and
-/// manifests inside a purged repository are counted with the repository.
+/// What one autopurge run removed: every expired tombstone, by kind. A repository's tags and
+/// manifests deleted with it count among the tags and manifests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AutopurgeReport {
     /// When it ran, by the registry's clock.
@@ -60,7 +60,7 @@ impl Registry {
     pub fn run_due(&self) -> Result<Option<AutopurgeReport>> {
         let interval = self.inner.autopurge_interval;
         self.batch(|b| {
-            let last = read_last_run(&b.txn.open_table(META)?)?;
+            let last = read_last_run(&b.t.meta)?;
             if last.is_some_and(|last| b.now < last.saturating_add(interval)) {
                 return Ok(None);
             }
@@ -109,7 +109,7 @@ impl Batch<'_> {
             .now
             .saturating_sub(self.soft_delete_policy()?.retention());
         let expired: Vec<(u8, String, String, String, u64)> = {
-            let tombstones = self.txn.open_table(TOMBSTONES)?;
+            let tombstones = &self.t.tombstones;
             let mut out = Vec::new();
             for row in
                 tombstones.range(..(cutoff.as_nanos().saturating_add(1), 0, "", "", "", 0))?
@@ -137,7 +137,7 @@ impl Batch<'_> {
             match kind {
                 TOMBSTONE_TAG => {
                     let key = (repo.as_str(), digest.as_str(), tag.as_str(), seq);
-                    if self.txn.open_table(DELETED_TAGS)?.get(key)?.is_some() {
+                    if self.t.deleted_tags.get(key)?.is_some() {
                         self.unbin_tag(&repo, &digest, &tag, seq)?;
                         report.tags += 1;
                     }
@@ -152,7 +152,7 @@ impl Batch<'_> {
                     }
                 }
                 TOMBSTONE_REPOSITORY => {
-                    let record = repository_record(&self.txn.open_table(REPOSITORIES)?, &repo)?;
+                    let record = repository_record(&self.t.repositories, &repo)?;
                     if record.is_some_and(|r| r.deleted.is_some()) {
                         self.purge_repository(&repo)?;
                         report.repositories += 1;
@@ -166,8 +166,8 @@ impl Batch<'_> {
                 }
             }
         }
-        self.txn
-            .open_table(META)?
+        self.t
+            .meta
             .insert(LAST_RUN, self.now.as_nanos().to_le_bytes().as_slice())?;
         Ok(report)
     }

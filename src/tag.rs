@@ -14,9 +14,7 @@ use crate::manifest::touch;
 use crate::recycle_bin::Restore;
 use crate::registry::Page;
 use crate::repository::Repository;
-use crate::tables::{
-    HISTORY_BY_DIGEST, MANIFEST_TAGS, TAG_HISTORY, TAGS, decode, encode, page_under,
-};
+use crate::tables::{TAG_HISTORY, TAGS, decode, encode, page_under};
 
 static TAG: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\A[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}\z").expect("valid regex"));
@@ -92,7 +90,7 @@ impl Batch<'_> {
         cause: TagCause,
     ) -> Result<()> {
         let previous = {
-            let mut tags = self.txn.open_table(TAGS)?;
+            let tags = &mut self.t.tags;
             let previous = tags.get((repo, tag))?.map(|v| v.value().0.to_owned());
             if previous.as_deref() == Some(digest.as_str()) {
                 return Ok(());
@@ -100,12 +98,11 @@ impl Batch<'_> {
             tags.insert((repo, tag), (digest.as_str(), self.now.as_nanos()))?;
             previous
         };
-        let mut manifest_tags = self.txn.open_table(MANIFEST_TAGS)?;
+        let manifest_tags = &mut self.t.manifest_tags;
         if let Some(old) = &previous {
             manifest_tags.remove((repo, old.as_str(), tag))?;
         }
         manifest_tags.insert((repo, digest.as_str(), tag), ())?;
-        drop(manifest_tags);
         let previous = previous.as_deref().map(Digest::stored).transpose()?;
         if let Some(old) = &previous {
             touch(self, repo, old.as_str())?;
@@ -118,7 +115,7 @@ impl Batch<'_> {
     /// Removes live tag `tag` and returns the manifest it pointed at. With the soft delete
     /// policy on, the tag goes to the recycle bin (S2).
     pub(crate) fn drop_tag(&mut self, repo: &str, tag: &str, cause: TagCause) -> Result<Digest> {
-        let digest = match self.txn.open_table(TAGS)?.remove((repo, tag))? {
+        let digest = match self.t.tags.remove((repo, tag))? {
             Some(row) => Digest::stored(row.value().0)?,
             None => {
                 return Err(Error::TagUnknown {
@@ -127,9 +124,7 @@ impl Batch<'_> {
                 });
             }
         };
-        self.txn
-            .open_table(MANIFEST_TAGS)?
-            .remove((repo, digest.as_str(), tag))?;
+        self.t.manifest_tags.remove((repo, digest.as_str(), tag))?;
         touch(self, repo, digest.as_str())?;
         let seq = self.record_event(repo, tag, Some(&digest), None, cause)?;
         if self.soft_delete_policy()?.enabled {
@@ -155,10 +150,10 @@ impl Batch<'_> {
             at: self.now,
             cause,
         };
-        self.txn
-            .open_table(TAG_HISTORY)?
+        self.t
+            .tag_history
             .insert((repo, tag, seq), encode(&event).as_slice())?;
-        let mut by_digest = self.txn.open_table(HISTORY_BY_DIGEST)?;
+        let by_digest = &mut self.t.history_by_digest;
         for digest in [from, to].into_iter().flatten() {
             by_digest.insert((repo, digest.as_str(), seq), tag)?;
         }
@@ -168,8 +163,8 @@ impl Batch<'_> {
     /// Forgets every history event naming manifest `digest` (T2: history goes with the
     /// manifests it names).
     pub(crate) fn forget_history(&mut self, repo: &str, digest: &str) -> Result<()> {
-        let mut by_digest = self.txn.open_table(HISTORY_BY_DIGEST)?;
-        let mut history = self.txn.open_table(TAG_HISTORY)?;
+        let by_digest = &mut self.t.history_by_digest;
+        let history = &mut self.t.tag_history;
         let mut events = Vec::new();
         for row in by_digest.range((repo, digest, 0)..=(repo, digest, u64::MAX))? {
             let (key, tag) = row?;

@@ -73,8 +73,7 @@ impl Repository {
         sync_dir(&inner.blobs.uploads)?;
         let started = registry.now();
         registry.batch(|b| {
-            b.txn
-                .open_table(UPLOADS)?
+            b.t.uploads
                 .insert(id.as_str(), (self.name(), started.as_nanos()))?;
             Ok(())
         })?;
@@ -253,7 +252,7 @@ impl Upload {
         let size = state.offset;
         let repository = state.repository.clone();
         self.registry.batch(|b| {
-            b.txn.open_table(UPLOADS)?.remove(self.id.as_str())?;
+            b.t.uploads.remove(self.id.as_str())?;
             b.link_blob(&repository, digest, size)
         })?;
         self.close(&mut state);
@@ -268,7 +267,7 @@ impl Upload {
     pub fn cancel(&self) -> Result<()> {
         let mut state = self.open_state()?;
         self.registry.batch(|b| {
-            b.txn.open_table(UPLOADS)?.remove(self.id.as_str())?;
+            b.t.uploads.remove(self.id.as_str())?;
             Ok(())
         })?;
         self.close(&mut state);
@@ -297,7 +296,7 @@ impl Registry {
             };
         }
         self.batch(|b| {
-            let mut uploads = b.txn.open_table(UPLOADS)?;
+            let uploads = &mut b.t.uploads;
             uploads.retain(|id, _| files.remove(id))?;
             Ok(())
         })?;

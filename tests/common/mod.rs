@@ -37,10 +37,18 @@ impl Store {
     /// Closes the store and opens it again on the same clock. Every other handle on the
     /// registry (a `Repository` keeps one) must be dropped first.
     pub fn reopen(self) -> Store {
-        let Store { dir, registry, clock } = self;
+        let Store {
+            dir,
+            registry,
+            clock,
+        } = self;
         drop(registry);
         let registry = open(dir.path(), &clock);
-        Store { dir, registry, clock }
+        Store {
+            dir,
+            registry,
+            clock,
+        }
     }
 
     pub fn repo(&self, name: &str) -> Repository {
@@ -82,7 +90,12 @@ pub fn index_body(children: &[(Digest, u64)]) -> serde_json::Value {
 /// Uploads a config and one layer per entry of `layers` into `repo` and returns the body of an
 /// image manifest over them.
 pub fn upload_image(repo: &Repository, config: &[u8], layers: &[&[u8]]) -> Vec<u8> {
-    let put = |bytes: &[u8]| (repo.put_blob_sha256(bytes).expect("put blob"), bytes.len() as u64);
+    let put = |bytes: &[u8]| {
+        (
+            repo.put_blob_sha256(bytes).expect("put blob"),
+            bytes.len() as u64,
+        )
+    };
     let config = put(config);
     let layers: Vec<_> = layers.iter().map(|l| put(l)).collect();
     serde_json::to_vec(&image_body(&config, &layers)).unwrap()
@@ -90,8 +103,13 @@ pub fn upload_image(repo: &Repository, config: &[u8], layers: &[&[u8]]) -> Vec<u
 
 /// Pushes an image of fresh blobs (named after `seed`) under `reference`; returns its digest.
 pub fn push_image(repo: &Repository, reference: &str, seed: &str) -> Digest {
-    let body = upload_image(repo, format!("config {seed}").as_bytes(), &[format!("layer {seed}").as_bytes()]);
-    repo.push_manifest(reference, OCI_MANIFEST, &body).expect("push image")
+    let body = upload_image(
+        repo,
+        format!("config {seed}").as_bytes(),
+        &[format!("layer {seed}").as_bytes()],
+    );
+    repo.push_manifest(reference, OCI_MANIFEST, &body)
+        .expect("push image")
 }
 
 /// Everything a store holds, as text: every repository with its tags, manifests and blob
@@ -127,7 +145,10 @@ fn list_files(root: &Path, dir: &Path, out: &mut Vec<String>) {
             list_files(root, &path, out);
         } else if path.file_name().unwrap() != "metadata.redb" {
             let size = path.metadata().unwrap().len();
-            out.push(format!("{} {size}", path.strip_prefix(root).unwrap().display()));
+            out.push(format!(
+                "{} {size}",
+                path.strip_prefix(root).unwrap().display()
+            ));
         }
     }
 }
