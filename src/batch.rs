@@ -20,17 +20,24 @@ struct OpenMark(*const Inner);
 
 impl OpenMark {
     fn new(registry: &Registry) -> Result<OpenMark> {
+        check_no_batch(registry)?;
         let key: *const Inner = &*registry.inner;
-        OPEN.with_borrow_mut(|open| {
-            if open.contains(&key) {
-                return Err(Error::NestedWrite {
-                    path: registry.path().to_path_buf(),
-                });
-            }
-            open.push(key);
-            Ok(OpenMark(key))
-        })
+        OPEN.with_borrow_mut(|open| open.push(key));
+        Ok(OpenMark(key))
     }
+}
+
+/// Fails with [`Error::NestedWrite`] if this thread has a batch open on the store. Calls that
+/// write files before their transaction check this first, so a call that cannot commit
+/// leaves no file behind.
+pub(crate) fn check_no_batch(registry: &Registry) -> Result<()> {
+    let key: *const Inner = &*registry.inner;
+    if OPEN.with_borrow(|open| open.contains(&key)) {
+        return Err(Error::NestedWrite {
+            path: registry.path().to_path_buf(),
+        });
+    }
+    Ok(())
 }
 
 impl Drop for OpenMark {

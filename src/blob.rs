@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use redb::{ReadableDatabase, ReadableTable};
 
-use crate::batch::Batch;
+use crate::batch::{Batch, check_no_batch};
 use crate::digest::{Algorithm, Digest};
 use crate::error::{Error, IoContext, Result};
 use crate::registry::Page;
@@ -210,6 +210,7 @@ impl Repository {
     /// writers do not wait for the disk.
     pub fn put_blob(&self, digest: &Digest, bytes: impl AsRef<[u8]>) -> Result<()> {
         let bytes = bytes.as_ref();
+        check_no_batch(self.registry())?;
         self.registry().inner.blobs.ingest(digest, bytes)?;
         self.registry()
             .batch(|b| b.link_blob(self.name(), digest, bytes.len() as u64))

@@ -122,11 +122,17 @@ pub(crate) fn parse(media_type: &str, body: &[u8]) -> Result<Parsed> {
     }
     let kind = ManifestKind::of_media_type(media_type)?;
     let invalid = |reason: String| Error::InvalidManifest { reason };
+    // serde would also read a JSON array into `Body`, field by field.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(invalid("a manifest is a JSON object".into()));
+    }
     let b: Body = serde_json::from_slice(body).map_err(|e| invalid(e.to_string()))?;
     if let Some(body_type) = &b.media_type {
         if body_type != media_type {
             // A schema 1 body is named as such even when declared otherwise.
-            ManifestKind::of_media_type(body_type)?;
+            if DOCKER_SCHEMA1.contains(&body_type.as_str()) {
+                ManifestKind::of_media_type(body_type)?;
+            }
             return Err(Error::MediaTypeMismatch {
                 declared: media_type.to_owned(),
                 body: body_type.clone(),
@@ -403,12 +409,13 @@ impl Batch<'_> {
         match p.parsed.kind {
             ManifestKind::Image => {
                 for blob in &p.parsed.references {
-                    linked_size(&self.t.blob_links, &self.t.blobs, repo, &blob.digest)?;
+                    let size = linked_size(&self.t.blob_links, &self.t.blobs, repo, &blob.digest)?;
+                    check_size(blob, size)?;
                 }
             }
             ManifestKind::Index => {
                 for child in &p.parsed.references {
-                    self.live_record(repo, &child.digest)?;
+                    check_size(child, self.live_record(repo, &child.digest)?.size)?;
                 }
             }
         }
@@ -453,6 +460,19 @@ impl Batch<'_> {
             .insert((repo, digest), encode(record).as_slice())?;
         Ok(())
     }
+}
+
+/// A descriptor must state the size of what it names (OCI image spec, "Descriptor").
+fn check_size(descriptor: &Descriptor, stored: u64) -> Result<()> {
+    if descriptor.size == stored {
+        return Ok(());
+    }
+    Err(Error::InvalidManifest {
+        reason: format!(
+            "descriptor of {} states {} bytes; it has {stored}",
+            descriptor.digest, descriptor.size
+        ),
+    })
 }
 
 /// Marks a manifest as updated now, keeping the time index in step.

@@ -96,8 +96,8 @@ impl RegistryBuilder {
         self
     }
 
-    /// How long an upload session may sit untouched before it can no longer be resumed
-    /// (default 24 hours). Must be at least one second.
+    /// How long an upload session may live, from its start, before it can no longer be
+    /// appended to, finished or resumed (default 24 hours). Must be at least one second.
     pub fn upload_timeout(mut self, timeout: Duration) -> Self {
         self.upload_timeout = timeout;
         self
