@@ -456,20 +456,26 @@ impl Batch<'_> {
         Ok(())
     }
 
-    /// Takes one tag entry out of the bin (restored or purged).
+    /// Takes one tag entry out of the bin (restored or purged); false if it was not there.
     pub(crate) fn unbin_tag(
         &mut self,
         repo: &str,
         digest: &str,
         tag: &str,
         seq: u64,
-    ) -> Result<()> {
-        if let Some(deleted) = self.t.deleted_tags.remove((repo, digest, tag, seq))? {
-            self.t
-                .tombstones
-                .remove((deleted.value(), TOMBSTONE_TAG, repo, digest, tag, seq))?;
-        }
-        Ok(())
+    ) -> Result<bool> {
+        let Some(deleted) = self
+            .t
+            .deleted_tags
+            .remove((repo, digest, tag, seq))?
+            .map(|v| v.value())
+        else {
+            return Ok(false);
+        };
+        self.t
+            .tombstones
+            .remove((deleted, TOMBSTONE_TAG, repo, digest, tag, seq))?;
+        Ok(true)
     }
 
     /// Deletes a live manifest whose tags are gone: into the bin with the policy on, for good
@@ -514,27 +520,42 @@ impl Batch<'_> {
     /// Permanently removes a manifest, live or tombstoned, with its tags in the bin and its
     /// history. Its live tags must be gone already.
     pub(crate) fn purge_manifest(&mut self, repo: &str, digest: &str) -> Result<()> {
+        if self.purge_binned_manifest(repo, digest)? {
+            return Ok(());
+        }
         let Some(record) = self.record(repo, digest)? else {
             return Ok(());
         };
-        match record.deleted {
-            None => self.unindex_live(repo, digest, &record)?,
-            Some(deleted) => {
-                self.t.deleted_manifests.remove((repo, digest))?;
-                self.t.tombstones.remove((
-                    deleted.as_nanos(),
-                    TOMBSTONE_MANIFEST,
-                    repo,
-                    digest,
-                    "",
-                    0,
-                ))?;
-            }
-        }
+        self.unindex_live(repo, digest, &record)?;
+        self.forget_manifest(repo, digest)
+    }
+
+    /// Permanently removes a manifest if it is in the bin, and tells whether it was. Its
+    /// record is not read: a tombstone is in no live index (invariant 6), which keeps
+    /// autopurge to a few row removals per manifest.
+    pub(crate) fn purge_binned_manifest(&mut self, repo: &str, digest: &str) -> Result<bool> {
+        let Some(deleted) = self
+            .t
+            .deleted_manifests
+            .remove((repo, digest))?
+            .map(|v| v.value())
+        else {
+            return Ok(false);
+        };
+        self.t
+            .tombstones
+            .remove((deleted, TOMBSTONE_MANIFEST, repo, digest, "", 0))?;
+        self.forget_manifest(repo, digest)?;
+        Ok(true)
+    }
+
+    /// Removes a manifest's record, body, tags in the bin and history.
+    fn forget_manifest(&mut self, repo: &str, digest: &str) -> Result<()> {
         let binned_tags: Vec<(String, u64)> = {
-            let deleted_tags = &self.t.deleted_tags;
             let mut out = Vec::new();
-            for row in deleted_tags
+            for row in self
+                .t
+                .deleted_tags
                 .range((repo, digest, "", 0)..=(repo, digest, "\u{10ffff}", u64::MAX))?
             {
                 let (key, _) = row?;

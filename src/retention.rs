@@ -1,7 +1,6 @@
 //! The retention clock: autopurge removes the tombstones whose retention has run out
 //! (SPEC S3, S4), on demand or from a background maintenance thread.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -61,7 +60,8 @@ impl Registry {
         let interval = self.inner.autopurge_interval;
         self.batch(|b| {
             let last = read_last_run(&b.t.meta)?;
-            if last.is_some_and(|last| b.now < last.saturating_add(interval)) {
+            // A clock set back before the last run makes it due rather than stalled.
+            if last.is_some_and(|last| last <= b.now && b.now < last.saturating_add(interval)) {
                 return Ok(None);
             }
             b.autopurge().map(Some)
@@ -92,7 +92,6 @@ impl Registry {
                     .unwrap_or_else(PoisonError::into_inner)
                     .0;
             }
-            state.finished.store(true, Ordering::SeqCst);
         });
         Maintenance {
             shared,
@@ -136,18 +135,12 @@ impl Batch<'_> {
         for (kind, repo, digest, tag, seq) in expired {
             match kind {
                 TOMBSTONE_TAG => {
-                    let key = (repo.as_str(), digest.as_str(), tag.as_str(), seq);
-                    if self.t.deleted_tags.get(key)?.is_some() {
-                        self.unbin_tag(&repo, &digest, &tag, seq)?;
+                    if self.unbin_tag(&repo, &digest, &tag, seq)? {
                         report.tags += 1;
                     }
                 }
                 TOMBSTONE_MANIFEST => {
-                    if self
-                        .record(&repo, &digest)?
-                        .is_some_and(|r| r.deleted.is_some())
-                    {
-                        self.purge_manifest(&repo, &digest)?;
+                    if self.purge_binned_manifest(&repo, &digest)? {
                         report.manifests += 1;
                     }
                 }
@@ -177,7 +170,6 @@ impl Batch<'_> {
 struct Shared {
     stop: Mutex<bool>,
     wake: Condvar,
-    finished: AtomicBool,
     last_error: Mutex<Option<String>>,
 }
 
@@ -199,31 +191,30 @@ impl Maintenance {
         lock(&self.shared.last_error).clone()
     }
 
-    /// Whether the thread has stopped.
+    /// Whether the thread has stopped (it stops only when told, or if it panicked).
     pub fn is_finished(&self) -> bool {
-        self.shared.finished.load(Ordering::SeqCst)
+        self.thread.as_ref().is_none_or(JoinHandle::is_finished)
     }
 
-    /// Stops the thread after the run in progress, if any, and waits for it.
+    /// Stops the thread after the run in progress, if any, and waits for it. A panic of the
+    /// thread is raised again here.
     pub fn shutdown(mut self) {
-        self.stop();
+        if let Err(panic) = self.stop() {
+            std::panic::resume_unwind(panic);
+        }
     }
 
-    fn stop(&mut self) {
+    fn stop(&mut self) -> std::thread::Result<()> {
         *lock(&self.shared.stop) = true;
         self.shared.wake.notify_all();
-        if let Some(thread) = self.thread.take() {
-            // The thread catches nothing that can panic; a panic there is a bug to surface.
-            if let Err(panic) = thread.join() {
-                std::panic::resume_unwind(panic);
-            }
-        }
+        self.thread.take().map_or(Ok(()), JoinHandle::join)
     }
 }
 
 impl Drop for Maintenance {
+    /// Stops the thread; a panic of the thread is dropped, not raised during an unwind.
     fn drop(&mut self) {
-        self.stop();
+        let _ = self.stop();
     }
 }
 
