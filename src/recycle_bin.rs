@@ -1,6 +1,7 @@
 //! The soft delete policy and its recycle bin: tombstones, listing, restore and purge by hand
 //! (SPEC S1–S3, S5–S13, S15, S16). Autopurge, the retention clock, is in `retention`.
 
+use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
 
 use redb::{ReadableDatabase, ReadableTable};
@@ -549,8 +550,49 @@ impl Batch<'_> {
         Ok(true)
     }
 
+    /// Permanently removes, of `digests`, the manifests of `repo` that are in the bin, and
+    /// returns how many there were. Autopurge's bulk path: each table is swept once per
+    /// repository instead of taking a removal per row. The caller has removed their
+    /// tombstone rows.
+    pub(crate) fn purge_binned_manifests(
+        &mut self,
+        repo: &str,
+        digests: &BTreeSet<String>,
+    ) -> Result<usize> {
+        let (Some(first), Some(last)) = (digests.first(), digests.last()) else {
+            return Ok(0);
+        };
+        let range = (repo, first.as_str())..=(repo, last.as_str());
+        let mut binned = HashSet::new();
+        for row in self
+            .t
+            .deleted_manifests
+            .extract_from_if(range.clone(), |(_, d), _| digests.contains(d))?
+        {
+            binned.insert(row?.0.value().1.to_owned());
+        }
+        self.t
+            .manifests
+            .retain_in(range.clone(), |(_, d), _| !binned.contains(d))?;
+        self.t
+            .manifest_bodies
+            .retain_in(range, |(_, d), _| !binned.contains(d))?;
+        for digest in &binned {
+            self.forget_tags_and_history(repo, digest)?;
+        }
+        Ok(binned.len())
+    }
+
     /// Removes a manifest's record, body, tags in the bin and history.
     fn forget_manifest(&mut self, repo: &str, digest: &str) -> Result<()> {
+        self.forget_tags_and_history(repo, digest)?;
+        self.t.manifests.remove((repo, digest))?;
+        self.t.manifest_bodies.remove((repo, digest))?;
+        Ok(())
+    }
+
+    /// Removes a manifest's tags in the bin and its history.
+    fn forget_tags_and_history(&mut self, repo: &str, digest: &str) -> Result<()> {
         let binned_tags: Vec<(String, u64)> = {
             let mut out = Vec::new();
             for row in self
@@ -567,10 +609,7 @@ impl Batch<'_> {
         for (tag, seq) in binned_tags {
             self.unbin_tag(repo, digest, &tag, seq)?;
         }
-        self.forget_history(repo, digest)?;
-        self.t.manifests.remove((repo, digest))?;
-        self.t.manifest_bodies.remove((repo, digest))?;
-        Ok(())
+        self.forget_history(repo, digest)
     }
 
     /// Permanently removes a repository with everything in it, live or tombstoned, and its

@@ -1,6 +1,7 @@
 //! The retention clock: autopurge removes the tombstones whose retention has run out
 //! (SPEC S3, S4), on demand or from a background maintenance thread.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -107,12 +108,11 @@ impl Batch<'_> {
         let cutoff = self
             .now
             .saturating_sub(self.soft_delete_policy()?.retention());
+        let end = (cutoff.as_nanos().saturating_add(1), 0, "", "", "", 0);
         let expired: Vec<(u8, String, String, String, u64)> = {
             let tombstones = &self.t.tombstones;
             let mut out = Vec::new();
-            for row in
-                tombstones.range(..(cutoff.as_nanos().saturating_add(1), 0, "", "", "", 0))?
-            {
+            for row in tombstones.range(..end)? {
                 let (key, _) = row?;
                 let (_, kind, repo, digest, tag, seq) = key.value();
                 out.push((
@@ -131,7 +131,13 @@ impl Batch<'_> {
             manifests: 0,
             tags: 0,
         };
-        // A purge removes the tombstones of what it takes along, so each is checked again.
+        // One pass over the expired range instead of a removal per tombstone; the purges
+        // below then find their tombstone rows gone already.
+        self.t.tombstones.retain_in(..end, |_, _| false)?;
+        // Tags, then manifests in bulk per repository, then repositories: each purge takes
+        // along what belongs to it, so each item is checked again.
+        let mut manifests: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut repositories = Vec::new();
         for (kind, repo, digest, tag, seq) in expired {
             match kind {
                 TOMBSTONE_TAG => {
@@ -140,23 +146,25 @@ impl Batch<'_> {
                     }
                 }
                 TOMBSTONE_MANIFEST => {
-                    if self.purge_binned_manifest(&repo, &digest)? {
-                        report.manifests += 1;
-                    }
+                    manifests.entry(repo).or_default().insert(digest);
                 }
-                TOMBSTONE_REPOSITORY => {
-                    let record = repository_record(&self.t.repositories, &repo)?;
-                    if record.is_some_and(|r| r.deleted.is_some()) {
-                        self.purge_repository(&repo)?;
-                        report.repositories += 1;
-                    }
-                }
+                TOMBSTONE_REPOSITORY => repositories.push(repo),
                 _ => {
                     return Err(Error::Corrupt {
                         table: "tombstones",
                         reason: format!("unknown tombstone kind {kind}"),
                     });
                 }
+            }
+        }
+        for (repo, digests) in &manifests {
+            report.manifests += self.purge_binned_manifests(repo, digests)?;
+        }
+        for repo in repositories {
+            let record = repository_record(&self.t.repositories, &repo)?;
+            if record.is_some_and(|r| r.deleted.is_some()) {
+                self.purge_repository(&repo)?;
+                report.repositories += 1;
             }
         }
         self.t
