@@ -6,76 +6,37 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::fmt::Debug;
-use std::path::PathBuf;
 
-use common::{Store, image_body, index_body, push_image, snapshot, upload_image};
-use ocistore::manifest::{OCI_INDEX, OCI_MANIFEST};
-use ocistore::{
-    Algorithm, Digest, Error, ManifestQuery, Page, Registry, Repository, Result, SoftDeletePolicy,
+use common::{
+    Store, blob_file, deleted_manifest_digests, deleted_tag_pairs, image_body,
+    is_invalid_repository_name, is_invalid_tag, is_manifest_unknown, manifest_digests, pairs,
+    policy_on, push, push_image, push_index, push_referrer, push_untagged, refused, seed_blobs,
+    set, size_of, tag_names, untagged_manifests, upload_image,
 };
+use ocistore::manifest::{OCI_INDEX, OCI_MANIFEST};
+use ocistore::{Algorithm, Digest, Error, Page, Repository, SoftDeletePolicy};
 use serde_json::json;
 
-const SIG_TYPE: &str = "application/vnd.example.signature.v1";
-const EMPTY_TYPE: &str = "application/vnd.oci.empty.v1+json";
-
 // ---------------------------------------------------------------------------------------------
-// Helpers
+// Helpers (the ones shared with the other test files are in `common`)
 
-fn policy_on(s: &Store) {
-    s.registry
-        .set_soft_delete_policy(SoftDeletePolicy::enabled(7).unwrap())
-        .unwrap();
+/// A fresh store, with the soft delete policy on (7 days) when `policy` is true.
+fn store(policy: bool) -> Store {
+    let s = Store::new();
+    if policy {
+        policy_on(&s, 7);
+    }
+    s
 }
 
-/// Pushes `body` by `tag`, or by its sha256 digest when `tag` is `None`.
-fn push(repo: &Repository, tag: Option<&str>, media_type: &str, body: &[u8]) -> Digest {
-    let reference = match tag {
-        Some(tag) => tag.to_owned(),
-        None => Algorithm::Sha256.digest(body).to_string(),
-    };
-    repo.push_manifest(&reference, media_type, body)
-        .expect("push manifest")
-}
-
-/// Pushes an image of fresh blobs, untagged.
-fn push_untagged(repo: &Repository, seed: &str) -> Digest {
-    let body = upload_image(
-        repo,
-        format!("config {seed}").as_bytes(),
-        &[format!("layer {seed}").as_bytes()],
-    );
-    push(repo, None, OCI_MANIFEST, &body)
-}
-
-fn size_of(repo: &Repository, digest: &Digest) -> u64 {
-    repo.pull(digest.as_str()).expect("pull").body.len() as u64
-}
-
-/// Pushes a signature-like referrer of `subject` (which must be live in `repo`).
-fn push_referrer(repo: &Repository, tag: Option<&str>, subject: &Digest, seed: &str) -> Digest {
-    let config = repo.put_blob_sha256(b"{}").unwrap();
-    let layer_bytes = format!("signature {seed}");
-    let layer = repo.put_blob_sha256(&layer_bytes).unwrap();
-    let body = json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "artifactType": SIG_TYPE,
-        "config": {"mediaType": EMPTY_TYPE, "digest": config, "size": 2},
-        "layers": [{"mediaType": SIG_TYPE, "digest": layer, "size": layer_bytes.len()}],
-        "subject": {"mediaType": OCI_MANIFEST, "digest": subject, "size": size_of(repo, subject)},
-    });
-    push(repo, tag, OCI_MANIFEST, &serde_json::to_vec(&body).unwrap())
-}
-
-/// Pushes an index over `children` (live manifests of `repo`).
-fn push_index(repo: &Repository, tag: Option<&str>, children: &[&Digest]) -> Digest {
-    let children: Vec<_> = children
-        .iter()
-        .map(|d| ((*d).clone(), size_of(repo, d)))
-        .collect();
-    let body = serde_json::to_vec(&index_body(&children)).unwrap();
-    push(repo, tag, OCI_INDEX, &body)
+/// The ACR example: in `acr-helloworld`, `latest` and `v3` name one manifest, `v2` another.
+/// Returns the repository and the digests of `v2` and `latest`.
+fn acr_helloworld(s: &Store) -> (Repository, Digest, Digest) {
+    let repo = s.repo("acr-helloworld");
+    let v2 = push_image(&repo, "v2", "two");
+    let latest = push_image(&repo, "latest", "three");
+    repo.tag("v3", &latest).unwrap();
+    (repo, v2, latest)
 }
 
 /// The config and layer digests of a live manifest.
@@ -86,104 +47,6 @@ fn blobs_of(repo: &Repository, digest: &Digest) -> Vec<Digest> {
         .into_iter()
         .map(|d| d.digest)
         .collect()
-}
-
-fn blob_file(registry: &Registry, digest: &Digest) -> PathBuf {
-    registry
-        .path()
-        .join("blobs")
-        .join(digest.algorithm().name())
-        .join(&digest.hex()[..2])
-        .join(digest.hex())
-}
-
-fn tag_names(repo: &Repository) -> Vec<String> {
-    repo.tags(&Page::all())
-        .unwrap()
-        .into_iter()
-        .map(|t| t.name)
-        .collect()
-}
-
-fn manifest_digests(repo: &Repository) -> BTreeSet<Digest> {
-    repo.manifests(&ManifestQuery::default())
-        .unwrap()
-        .into_iter()
-        .map(|m| m.digest)
-        .collect()
-}
-
-fn deleted_manifest_digests(repo: &Repository) -> BTreeSet<Digest> {
-    repo.deleted_manifests()
-        .unwrap()
-        .into_iter()
-        .map(|m| m.digest)
-        .collect()
-}
-
-fn deleted_tag_pairs(repo: &Repository) -> BTreeSet<(String, Digest)> {
-    repo.deleted_tags(None)
-        .unwrap()
-        .into_iter()
-        .map(|t| (t.tag, t.digest))
-        .collect()
-}
-
-fn set<const N: usize>(digests: [&Digest; N]) -> BTreeSet<Digest> {
-    digests.into_iter().cloned().collect()
-}
-
-/// Everything the store holds, the recycle bin of `names` and the settings included.
-fn state(registry: &Registry, names: &[&str]) -> String {
-    let mut out = snapshot(registry);
-    out += &format!(
-        "policy {:?}\nlast run {:?}\n",
-        registry.soft_delete_policy().unwrap(),
-        registry.autopurge_last_run().unwrap()
-    );
-    for r in registry.deleted_repositories().unwrap() {
-        out += &format!("deleted repository {r:?}\n");
-    }
-    for name in names {
-        let repo = registry.repository(name).unwrap();
-        let mut tags = BTreeSet::new();
-        for m in repo.deleted_manifests().unwrap() {
-            out += &format!("{name}: deleted manifest {m:?}\n");
-        }
-        for t in repo.deleted_tags(None).unwrap() {
-            out += &format!("{name}: deleted tag {t:?}\n");
-            tags.insert(t.tag);
-        }
-        tags.extend(tag_names(&repo));
-        for tag in tags {
-            out += &format!(
-                "{name}: history {tag} {:?}\n",
-                repo.tag_history(&tag).unwrap()
-            );
-        }
-    }
-    out
-}
-
-/// Runs a call that must be refused, checks that the store is unchanged (N5) and returns the
-/// error.
-fn refused<T: Debug>(s: &Store, names: &[&str], call: impl FnOnce() -> Result<T>) -> Error {
-    let before = state(&s.registry, names);
-    let err = match call() {
-        Ok(v) => panic!("expected a refusal, got Ok({v:?})"),
-        Err(e) => e,
-    };
-    assert_eq!(
-        state(&s.registry, names),
-        before,
-        "a refused call ({err}) changed the store"
-    );
-    err
-}
-
-fn is_manifest_unknown(err: &Error, repo: &str, reference: &str) -> bool {
-    matches!(err, Error::ManifestUnknown { repository, reference: r }
-        if repository == repo && r == reference)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -234,12 +97,7 @@ fn d1_untag_of_the_last_tag_leaves_the_manifest_untagged_and_updated() {
     repo.untag("latest").unwrap();
 
     assert!(tag_names(&repo).is_empty());
-    let untagged = repo
-        .manifests(&ManifestQuery {
-            untagged: true,
-            ..ManifestQuery::default()
-        })
-        .unwrap();
+    let untagged = untagged_manifests(&repo);
     assert_eq!(untagged.len(), 1);
     assert_eq!(untagged[0].digest, a);
     assert!(untagged[0].tags.is_empty());
@@ -251,7 +109,7 @@ fn d1_untag_of_the_last_tag_leaves_the_manifest_untagged_and_updated() {
 #[test]
 fn d1_untag_with_the_policy_on_bins_the_tag_and_keeps_the_manifest_live() {
     let s = Store::new();
-    policy_on(&s);
+    policy_on(&s, 7);
     let repo = s.repo("app");
     let a = push_image(&repo, "latest", "a");
 
@@ -261,10 +119,7 @@ fn d1_untag_with_the_policy_on_bins_the_tag_and_keeps_the_manifest_live() {
     assert_eq!(repo.pull(a.as_str()).unwrap().digest, a);
     assert_eq!(manifest_digests(&repo), set([&a]));
     assert!(repo.deleted_manifests().unwrap().is_empty());
-    assert_eq!(
-        deleted_tag_pairs(&repo),
-        BTreeSet::from([("latest".to_owned(), a.clone())])
-    );
+    assert_eq!(deleted_tag_pairs(&repo), pairs([("latest", &a)]));
 }
 
 #[test]
@@ -283,10 +138,7 @@ fn d1_untag_leaves_the_same_tag_of_another_repository() {
 #[test]
 fn d1_untag_of_an_unknown_tag_is_tag_unknown_and_changes_nothing() {
     for policy in [false, true] {
-        let s = Store::new();
-        if policy {
-            policy_on(&s);
-        }
+        let s = store(policy);
         let repo = s.repo("app");
         push_image(&repo, "latest", "a");
         let err = refused(&s, &["app"], || repo.untag("v9"));
@@ -307,10 +159,7 @@ fn d1_untag_of_an_unknown_tag_is_tag_unknown_and_changes_nothing() {
 #[test]
 fn d1_untag_twice_is_tag_unknown_the_second_time() {
     for policy in [false, true] {
-        let s = Store::new();
-        if policy {
-            policy_on(&s);
-        }
+        let s = store(policy);
         let repo = s.repo("app");
         push_image(&repo, "latest", "a");
         repo.untag("latest").unwrap();
@@ -329,10 +178,7 @@ fn d1_untag_of_an_invalid_tag_is_invalid_tag_and_changes_nothing() {
     push_image(&repo, "latest", "a");
     for bad in ["", ".latest", "-x", "a:b", "sp ace", &"t".repeat(129)] {
         let err = refused(&s, &["app"], || repo.untag(bad));
-        assert!(
-            matches!(&err, Error::InvalidTag { tag } if tag == bad),
-            "{bad:?}: {err:?}"
-        );
+        assert!(is_invalid_tag(&err, bad), "{bad:?}: {err:?}");
     }
 }
 
@@ -343,10 +189,7 @@ fn d1_untag_of_an_invalid_tag_is_invalid_tag_and_changes_nothing() {
 fn d2_delete_by_tag_deletes_the_manifest_with_every_tag_of_it() {
     // The ACR example: acr-helloworld:latest and :v3 name one manifest, :v2 another.
     let s = Store::new();
-    let repo = s.repo("acr-helloworld");
-    let v2 = push_image(&repo, "v2", "two");
-    let latest = push_image(&repo, "latest", "three");
-    repo.tag("v3", &latest).unwrap();
+    let (repo, v2, latest) = acr_helloworld(&s);
 
     assert_eq!(
         repo.delete_manifest("latest").unwrap(),
@@ -373,11 +216,8 @@ fn d2_delete_by_tag_deletes_the_manifest_with_every_tag_of_it() {
 #[test]
 fn d2_delete_by_tag_with_the_policy_on_bins_the_manifest_and_each_tag() {
     let s = Store::new();
-    policy_on(&s);
-    let repo = s.repo("acr-helloworld");
-    let v2 = push_image(&repo, "v2", "two");
-    let latest = push_image(&repo, "latest", "three");
-    repo.tag("v3", &latest).unwrap();
+    policy_on(&s, 7);
+    let (repo, v2, latest) = acr_helloworld(&s);
 
     assert_eq!(
         repo.delete_manifest("latest").unwrap(),
@@ -389,10 +229,7 @@ fn d2_delete_by_tag_with_the_policy_on_bins_the_manifest_and_each_tag() {
     assert_eq!(deleted_manifest_digests(&repo), set([&latest]));
     assert_eq!(
         deleted_tag_pairs(&repo),
-        BTreeSet::from([
-            ("latest".to_owned(), latest.clone()),
-            ("v3".to_owned(), latest.clone())
-        ])
+        pairs([("latest", &latest), ("v3", &latest)])
     );
 }
 
@@ -413,10 +250,7 @@ fn d2_delete_by_tag_leaves_a_manifest_the_tag_pointed_at_before() {
 #[test]
 fn d2_delete_by_an_unknown_tag_is_manifest_unknown_and_changes_nothing() {
     for policy in [false, true] {
-        let s = Store::new();
-        if policy {
-            policy_on(&s);
-        }
+        let s = store(policy);
         let repo = s.repo("app");
         push_image(&repo, "latest", "a");
         let err = refused(&s, &["app"], || repo.delete_manifest("v9"));
@@ -435,10 +269,7 @@ fn d2_delete_by_an_invalid_tag_is_invalid_tag_and_changes_nothing() {
     push_image(&repo, "latest", "a");
     for bad in ["", ".x", "sp ace", &"t".repeat(129)] {
         let err = refused(&s, &["app"], || repo.delete_manifest(bad));
-        assert!(
-            matches!(&err, Error::InvalidTag { tag } if tag == bad),
-            "{bad:?}: {err:?}"
-        );
+        assert!(is_invalid_tag(&err, bad), "{bad:?}: {err:?}");
     }
 }
 
@@ -448,10 +279,7 @@ fn d2_delete_by_an_invalid_tag_is_invalid_tag_and_changes_nothing() {
 #[test]
 fn d3_delete_by_digest_deletes_the_manifest_with_every_tag_of_it() {
     let s = Store::new();
-    let repo = s.repo("acr-helloworld");
-    let v2 = push_image(&repo, "v2", "two");
-    let latest = push_image(&repo, "latest", "three");
-    repo.tag("v3", &latest).unwrap();
+    let (repo, v2, latest) = acr_helloworld(&s);
 
     assert_eq!(repo.delete_manifest(v2.as_str()).unwrap(), vec![v2.clone()]);
 
@@ -488,7 +316,7 @@ fn d3_delete_by_digest_of_an_untagged_manifest() {
 #[test]
 fn d3_delete_by_digest_with_the_policy_on_bins_the_manifest_and_each_tag() {
     let s = Store::new();
-    policy_on(&s);
+    policy_on(&s, 7);
     let repo = s.repo("app");
     let a = push_image(&repo, "latest", "a");
     repo.tag("v1", &a).unwrap();
@@ -501,10 +329,7 @@ fn d3_delete_by_digest_with_the_policy_on_bins_the_manifest_and_each_tag() {
     assert_eq!(deleted_manifest_digests(&repo), set([&a]));
     assert_eq!(
         deleted_tag_pairs(&repo),
-        BTreeSet::from([
-            ("latest".to_owned(), a.clone()),
-            ("v1".to_owned(), a.clone())
-        ])
+        pairs([("latest", &a), ("v1", &a)])
     );
 }
 
@@ -525,10 +350,7 @@ fn d3_delete_by_digest_leaves_the_same_manifest_in_another_repository() {
 #[test]
 fn d3_delete_of_an_unknown_digest_is_manifest_unknown_and_changes_nothing() {
     for policy in [false, true] {
-        let s = Store::new();
-        if policy {
-            policy_on(&s);
-        }
+        let s = store(policy);
         let repo = s.repo("app");
         let a = push_image(&repo, "latest", "a");
         let unknown = Algorithm::Sha256.digest(b"never pushed");
@@ -623,18 +445,10 @@ fn d4_a_deleted_repository_can_be_pushed_again_from_scratch() {
     assert_eq!(s.registry.repositories(&Page::all()).unwrap(), ["app"]);
 }
 
-/// The config and layer digests `push_image(_, _, seed)` uploads.
-fn seed_blobs(seed: &str) -> Vec<Digest> {
-    vec![
-        Algorithm::Sha256.digest(format!("config {seed}").as_bytes()),
-        Algorithm::Sha256.digest(format!("layer {seed}").as_bytes()),
-    ]
-}
-
 #[test]
 fn d4_delete_repository_with_the_policy_on_bins_it_with_everything_in_it() {
     let s = Store::new();
-    policy_on(&s);
+    policy_on(&s, 7);
     let repo = s.repo("app");
     let a = push_image(&repo, "latest", "a");
     repo.tag("v1", &a).unwrap();
@@ -651,10 +465,7 @@ fn d4_delete_repository_with_the_policy_on_bins_it_with_everything_in_it() {
     assert_eq!(deleted_manifest_digests(&repo), set([&a, &b]));
     assert_eq!(
         deleted_tag_pairs(&repo),
-        BTreeSet::from([
-            ("latest".to_owned(), a.clone()),
-            ("v1".to_owned(), a.clone())
-        ])
+        pairs([("latest", &a), ("v1", &a)])
     );
 }
 
@@ -663,7 +474,7 @@ fn d4_delete_repository_with_the_policy_off_takes_its_tombstones_along() {
     // Design: with the policy off, everything of the repository goes for good, its tombstones
     // too.
     let s = Store::new();
-    policy_on(&s);
+    policy_on(&s, 7);
     let repo = s.repo("app");
     push_image(&repo, "old", "old");
     repo.delete_manifest("old").unwrap();
@@ -684,10 +495,7 @@ fn d4_delete_repository_with_the_policy_off_takes_its_tombstones_along() {
 #[test]
 fn d4_delete_of_an_unknown_repository_is_repository_unknown_and_changes_nothing() {
     for policy in [false, true] {
-        let s = Store::new();
-        if policy {
-            policy_on(&s);
-        }
+        let s = store(policy);
         push_image(&s.repo("app"), "latest", "a");
         let err = refused(&s, &["app"], || s.registry.delete_repository("nope"));
         assert!(
@@ -711,10 +519,7 @@ fn d4_delete_of_an_invalid_repository_name_is_refused_and_changes_nothing() {
     let long = "a".repeat(256);
     for bad in ["", "App", "a//b", "-a", "a/", long.as_str()] {
         let err = refused(&s, &["app"], || s.registry.delete_repository(bad));
-        assert!(
-            matches!(&err, Error::InvalidRepositoryName { name, .. } if name == bad),
-            "{bad:?}: {err:?}"
-        );
+        assert!(is_invalid_repository_name(&err, bad), "{bad:?}: {err:?}");
     }
 }
 
@@ -742,10 +547,7 @@ fn d4_delete_repository_leaves_a_repository_whose_name_it_prefixes() {
 #[test]
 fn d5_deleting_a_manifest_deletes_its_referrers_recursively() {
     for policy in [false, true] {
-        let s = Store::new();
-        if policy {
-            policy_on(&s);
-        }
+        let s = store(policy);
         let repo = s.repo("app");
         let subject = push_image(&repo, "latest", "subject");
         let sig = push_referrer(&repo, None, &subject, "sig");
@@ -780,10 +582,7 @@ fn d5_deleting_a_manifest_deletes_its_referrers_recursively() {
             // The referrer's tag went to the bin with it.
             assert_eq!(
                 deleted_tag_pairs(&repo),
-                BTreeSet::from([
-                    ("latest".to_owned(), subject.clone()),
-                    ("sbom".to_owned(), sbom.clone())
-                ])
+                pairs([("latest", &subject), ("sbom", &sbom)])
             );
         } else {
             // Gone for good. (With the policy on, pull by digest is S2's: see recycle_bin.rs.)
@@ -800,10 +599,7 @@ fn d5_deleting_a_manifest_deletes_its_referrers_recursively() {
 #[test]
 fn d5_deleting_a_referrer_leaves_its_subject_and_the_other_referrers() {
     for policy in [false, true] {
-        let s = Store::new();
-        if policy {
-            policy_on(&s);
-        }
+        let s = store(policy);
         let repo = s.repo("app");
         let subject = push_image(&repo, "latest", "subject");
         let sig = push_referrer(&repo, None, &subject, "sig");
@@ -831,10 +627,7 @@ fn d5_deleting_a_referrer_leaves_its_subject_and_the_other_referrers() {
 #[test]
 fn d5_deleting_a_child_of_a_live_index_is_refused_naming_the_index() {
     for policy in [false, true] {
-        let s = Store::new();
-        if policy {
-            policy_on(&s);
-        }
+        let s = store(policy);
         let repo = s.repo("app");
         let amd64 = push_image(&repo, "amd64", "amd64");
         let arm64 = push_image(&repo, "arm64", "arm64");
@@ -857,10 +650,7 @@ fn d5_deleting_a_child_of_a_live_index_is_refused_naming_the_index() {
 #[test]
 fn d5_deleting_the_index_first_then_the_child_works() {
     for policy in [false, true] {
-        let s = Store::new();
-        if policy {
-            policy_on(&s);
-        }
+        let s = store(policy);
         let repo = s.repo("app");
         let amd64 = push_image(&repo, "amd64", "amd64");
         let arm64 = push_image(&repo, "arm64", "arm64");
@@ -926,10 +716,7 @@ fn d5_a_child_listed_by_two_indexes_is_refused_until_both_are_gone() {
 #[test]
 fn d5_deleting_the_repository_deletes_an_index_with_its_children() {
     for policy in [false, true] {
-        let s = Store::new();
-        if policy {
-            policy_on(&s);
-        }
+        let s = store(policy);
         let repo = s.repo("app");
         let amd64 = push_image(&repo, "amd64", "amd64");
         let arm64 = push_untagged(&repo, "arm64");
@@ -1015,7 +802,7 @@ fn d5_an_index_of_another_repository_does_not_block_a_delete() {
 #[test]
 fn d5_a_child_of_a_soft_deleted_index_can_be_deleted() {
     let s = Store::new();
-    policy_on(&s);
+    policy_on(&s, 7);
     let repo = s.repo("app");
     let child = push_image(&repo, "child", "child");
     let index = push_index(&repo, Some("latest"), &[&child]);
@@ -1032,10 +819,7 @@ fn d5_a_child_of_a_soft_deleted_index_can_be_deleted() {
 #[test]
 fn d6_no_delete_removes_blob_files() {
     for policy in [false, true] {
-        let s = Store::new();
-        if policy {
-            policy_on(&s);
-        }
+        let s = store(policy);
         let repo = s.repo("app");
         let mut blobs = Vec::new();
         for (tag, seed) in [("a", "a"), ("b", "b"), ("c", "c")] {
@@ -1068,10 +852,7 @@ fn d6_no_delete_removes_blob_files() {
 #[test]
 fn d6_after_a_manifest_delete_its_blobs_stay_linked_and_readable() {
     for policy in [false, true] {
-        let s = Store::new();
-        if policy {
-            policy_on(&s);
-        }
+        let s = store(policy);
         let repo = s.repo("app");
         let a = push_image(&repo, "latest", "a");
         let blobs = blobs_of(&repo, &a);
@@ -1091,10 +872,7 @@ fn d6_after_a_manifest_delete_its_blobs_stay_linked_and_readable() {
 #[test]
 fn d6_a_layer_shared_with_another_manifest_stays_readable() {
     for policy in [false, true] {
-        let s = Store::new();
-        if policy {
-            policy_on(&s);
-        }
+        let s = store(policy);
         let repo = s.repo("app");
         let one = upload_image(&repo, b"config one", &[b"shared base", b"layer one"]);
         let one = push(&repo, Some("one"), OCI_MANIFEST, &one);
@@ -1113,10 +891,7 @@ fn d6_a_layer_shared_with_another_manifest_stays_readable() {
 #[test]
 fn d6_a_layer_mounted_into_another_repository_stays_readable_after_the_repository_is_deleted() {
     for policy in [false, true] {
-        let s = Store::new();
-        if policy {
-            policy_on(&s);
-        }
+        let s = store(policy);
         let (base, app) = (s.repo("base"), s.repo("app"));
         let b = push_image(&base, "latest", "base");
         let layer = Algorithm::Sha256.digest(b"layer base");
@@ -1139,10 +914,7 @@ fn d6_a_layer_mounted_into_another_repository_stays_readable_after_the_repositor
         );
         assert!(blob_file(&s.registry, &layer).exists());
         // And the other way round: deleting the mounting repository leaves the source.
-        let s2 = Store::new();
-        if policy {
-            policy_on(&s2);
-        }
+        let s2 = store(policy);
         let (base, app) = (s2.repo("base"), s2.repo("app"));
         push_image(&base, "latest", "base");
         app.mount_blob("base", &layer).unwrap();
