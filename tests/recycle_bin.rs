@@ -11,13 +11,13 @@ use std::time::Duration;
 use common::{
     SIG_TYPE, START, Store, blob_file, deleted_manifest_digests, deleted_tag_pairs, index_bytes,
     is_invalid_repository_name, is_invalid_tag, is_manifest_unknown, manifest_digests, pairs,
-    policy_on, push, push_image, push_index, push_referrer, push_untagged, refused, seed_blobs,
-    set, size_of, state, tag_names, untagged_manifests, upload_image,
+    policy_on, push, push_image, push_index, push_referrer, push_untagged, refused, report,
+    seed_blobs, set, size_of, state, tag_names, untagged_manifests, upload_image,
 };
 use ocistore::manifest::{OCI_INDEX, OCI_MANIFEST};
 use ocistore::{
-    Algorithm, AutopurgeReport, Digest, Error, ManifestQuery, ManualClock, Page, Registry,
-    Repository, Restore, SoftDeletePolicy, TagCause, Timestamp,
+    Algorithm, Digest, Error, ManifestQuery, ManualClock, Page, Registry, Repository, Restore,
+    SoftDeletePolicy, TagCause, Timestamp,
 };
 use serde_json::json;
 
@@ -91,20 +91,6 @@ fn referrer_digests(repo: &Repository, subject: &Digest) -> Vec<Digest> {
         .into_iter()
         .map(|d| d.digest)
         .collect()
-}
-
-fn report(
-    ran_at: Timestamp,
-    repositories: usize,
-    manifests: usize,
-    tags: usize,
-) -> AutopurgeReport {
-    AutopurgeReport {
-        ran_at,
-        repositories,
-        manifests,
-        tags,
-    }
 }
 
 fn is_manifest_soft_deleted(err: &Error, repo: &str, manifest: &Digest) -> bool {

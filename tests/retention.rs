@@ -9,10 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{START, Store, push_image, snapshot};
-use ocistore::{
-    AutopurgeReport, Clock, Error, ManualClock, Registry, Restore, SoftDeletePolicy, Timestamp,
-};
+use common::{START, Store, push_image, report, snapshot};
+use ocistore::{Clock, Error, ManualClock, Registry, Restore, SoftDeletePolicy, Timestamp};
 
 const HOUR: u64 = 3_600;
 const DAY: u64 = 86_400;
@@ -21,20 +19,6 @@ fn policy(s: &Store, days: u32) {
     s.registry
         .set_soft_delete_policy(SoftDeletePolicy::enabled(days).unwrap())
         .unwrap();
-}
-
-fn report(
-    ran_at: Timestamp,
-    repositories: usize,
-    manifests: usize,
-    tags: usize,
-) -> AutopurgeReport {
-    AutopurgeReport {
-        ran_at,
-        repositories,
-        manifests,
-        tags,
-    }
 }
 
 /// Whether everything in the recycle bin is gone: repositories, and the manifests and tags of

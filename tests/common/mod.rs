@@ -356,3 +356,18 @@ pub fn is_invalid_tag(err: &Error, tag: &str) -> bool {
 pub fn is_invalid_repository_name(err: &Error, name: &str) -> bool {
     matches!(err, Error::InvalidRepositoryName { name: n, .. } if n == name)
 }
+
+/// An autopurge report, for comparing with what a run returned.
+pub fn report(
+    ran_at: Timestamp,
+    repositories: usize,
+    manifests: usize,
+    tags: usize,
+) -> ocistore::AutopurgeReport {
+    ocistore::AutopurgeReport {
+        ran_at,
+        repositories,
+        manifests,
+        tags,
+    }
+}
