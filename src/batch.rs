@@ -2,11 +2,12 @@
 
 use std::cell::RefCell;
 
-use redb::WriteTransaction;
+use redb::ReadableTable;
 
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::registry::{Inner, Registry};
+use crate::tables::Tables;
 
 thread_local! {
     /// The stores this thread has a batch open on. redb's `begin_write` would wait forever
@@ -19,17 +20,24 @@ struct OpenMark(*const Inner);
 
 impl OpenMark {
     fn new(registry: &Registry) -> Result<OpenMark> {
+        check_no_batch(registry)?;
         let key: *const Inner = &*registry.inner;
-        OPEN.with_borrow_mut(|open| {
-            if open.contains(&key) {
-                return Err(Error::NestedWrite {
-                    path: registry.path().to_path_buf(),
-                });
-            }
-            open.push(key);
-            Ok(OpenMark(key))
-        })
+        OPEN.with_borrow_mut(|open| open.push(key));
+        Ok(OpenMark(key))
     }
+}
+
+/// Fails with [`Error::NestedWrite`] if this thread has a batch open on the store. Calls that
+/// write files before their transaction check this first, so a call that cannot commit
+/// leaves no file behind.
+pub(crate) fn check_no_batch(registry: &Registry) -> Result<()> {
+    let key: *const Inner = &*registry.inner;
+    if OPEN.with_borrow(|open| open.contains(&key)) {
+        return Err(Error::NestedWrite {
+            path: registry.path().to_path_buf(),
+        });
+    }
+    Ok(())
 }
 
 impl Drop for OpenMark {
@@ -44,29 +52,63 @@ impl Drop for OpenMark {
 /// Blob bytes a batch writes are fsynced and renamed into place as each call runs, before the
 /// transaction naming them commits (C2); if the batch fails they stay behind as unreferenced
 /// files for the collector. Every call in a batch sees the time the batch began.
-pub struct Batch<'r> {
-    pub(crate) txn: WriteTransaction,
-    pub(crate) inner: &'r Inner,
+pub struct Batch<'t> {
+    pub(crate) t: Tables<'t>,
+    pub(crate) inner: &'t Inner,
     pub(crate) now: Timestamp,
-    _open: OpenMark,
 }
 
-impl<'r> Batch<'r> {
-    pub(crate) fn begin(registry: &'r Registry) -> Result<Batch<'r>> {
-        let open = OpenMark::new(registry)?;
-        let inner = &*registry.inner;
-        let txn = inner.db.begin_write()?;
-        Ok(Batch {
-            txn,
-            now: inner.clock.now(),
-            inner,
-            _open: open,
-        })
+impl Batch<'_> {
+    /// The next number of the store's event sequence: it orders tag events and deletions
+    /// made at the same clock time.
+    pub(crate) fn next_seq(&mut self) -> Result<u64> {
+        let last = match self.t.meta.get("seq")? {
+            Some(v) => u64::from_le_bytes(v.value().try_into().map_err(|_| Error::Corrupt {
+                table: "meta",
+                reason: "seq is not 8 bytes".into(),
+            })?),
+            None => 0,
+        };
+        self.t
+            .meta
+            .insert("seq", (last + 1).to_le_bytes().as_slice())?;
+        Ok(last + 1)
     }
+}
 
-    pub(crate) fn commit(self) -> Result<()> {
-        self.txn.commit()?;
-        Ok(())
+impl Registry {
+    /// Runs `f` in one write transaction: every call made on the [`Batch`] commits together
+    /// with one fsync, or not at all if `f` or any call fails (C1).
+    ///
+    /// Inside `f`, write through the batch: a write through a `Repository` of the same store
+    /// fails with [`Error::NestedWrite`] (it would otherwise wait for this batch forever).
+    /// Reads through a `Repository` see the store as it was before the batch.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let registry = ocistore::Registry::open(dir.path())?;
+    /// let repo = registry.repository("app")?;
+    /// let digests = registry.batch(|batch| {
+    ///     let a = batch.put_blob_sha256(&repo, b"one")?;
+    ///     let b = batch.put_blob_sha256(&repo, b"two")?;
+    ///     Ok(vec![a, b])
+    /// })?;
+    /// assert_eq!(repo.blob(&digests[1])?, &b"two"[..]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn batch<T>(&self, f: impl FnOnce(&mut Batch<'_>) -> Result<T>) -> Result<T> {
+        let _open = OpenMark::new(self)?;
+        let txn = self.inner.db.begin_write()?;
+        let out = {
+            let mut batch = Batch {
+                t: Tables::open(&txn)?,
+                inner: &self.inner,
+                now: self.inner.clock.now(),
+            };
+            f(&mut batch)?
+        };
+        txn.commit()?;
+        Ok(out)
     }
 }
 

@@ -9,12 +9,11 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use redb::{ReadableDatabase, ReadableTable};
 
-use crate::batch::Batch;
+use crate::batch::{Batch, check_no_batch};
 use crate::digest::{Algorithm, Digest};
 use crate::error::{Error, IoContext, Result};
 use crate::registry::Page;
-use crate::registry::ensure_repository;
-use crate::repository::Repository;
+use crate::repository::{Repository, is_live, repository_record};
 use crate::tables::{BLOB_LINKS, BLOBS, REPOSITORIES, page_under};
 
 /// Below this size hashing on a second thread costs more than it saves.
@@ -161,10 +160,16 @@ impl Batch<'_> {
         from: &Repository,
         digest: &Digest,
     ) -> Result<()> {
+        let source = repository_record(&self.t.repositories, from.name())?;
+        if source.is_some_and(|r| r.deleted.is_some()) {
+            return Err(Error::RepositorySoftDeleted {
+                name: from.name().to_owned(),
+            });
+        }
         let size = {
-            let links = self.txn.open_table(BLOB_LINKS)?;
-            let blobs = self.txn.open_table(BLOBS)?;
-            linked_size(&links, &blobs, from.name(), digest)?
+            let links = &self.t.blob_links;
+            let blobs = &self.t.blobs;
+            linked_size(links, blobs, from.name(), digest)?
         };
         self.link_blob(repo.name(), digest, size)
     }
@@ -172,14 +177,12 @@ impl Batch<'_> {
     /// Records a blob whose file is in place and links it into `repo`.
     pub(crate) fn link_blob(&mut self, repo: &str, digest: &Digest, size: u64) -> Result<()> {
         let now = self.now.as_nanos();
-        let mut blobs = self.txn.open_table(BLOBS)?;
+        let blobs = &mut self.t.blobs;
         if blobs.get(digest.as_str())?.is_none() {
             blobs.insert(digest.as_str(), (size, now))?;
         }
-        self.txn
-            .open_table(BLOB_LINKS)?
-            .insert((repo, digest.as_str()), now)?;
-        ensure_repository(&mut self.txn.open_table(REPOSITORIES)?, repo, self.now)
+        self.t.blob_links.insert((repo, digest.as_str()), now)?;
+        self.ensure_repository(repo)
     }
 }
 
@@ -207,6 +210,7 @@ impl Repository {
     /// writers do not wait for the disk.
     pub fn put_blob(&self, digest: &Digest, bytes: impl AsRef<[u8]>) -> Result<()> {
         let bytes = bytes.as_ref();
+        check_no_batch(self.registry())?;
         self.registry().inner.blobs.ingest(digest, bytes)?;
         self.registry()
             .batch(|b| b.link_blob(self.name(), digest, bytes.len() as u64))
@@ -229,6 +233,13 @@ impl Repository {
     /// The size of blob `digest`, if it is linked into this repository.
     pub fn blob_size(&self, digest: &Digest) -> Result<u64> {
         let txn = self.registry().inner.db.begin_read()?;
+        // A soft-deleted repository's blobs are as gone as its manifests (S2).
+        if !is_live(&txn.open_table(REPOSITORIES)?, self.name())? {
+            return Err(Error::BlobUnknown {
+                repository: self.name().to_owned(),
+                digest: digest.clone(),
+            });
+        }
         linked_size(
             &txn.open_table(BLOB_LINKS)?,
             &txn.open_table(BLOBS)?,
@@ -243,6 +254,9 @@ impl Repository {
             Digest::parse(last)?;
         }
         let txn = self.registry().inner.db.begin_read()?;
+        if !is_live(&txn.open_table(REPOSITORIES)?, self.name())? {
+            return Ok(Vec::new());
+        }
         page_under(
             &txn.open_table(BLOB_LINKS)?,
             self.name(),

@@ -72,7 +72,7 @@ impl fmt::Display for Algorithm {
 /// assert!("sha256:ABC".parse::<Digest>().is_err());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Digest {
     algorithm: Algorithm,
     text: String,
@@ -128,6 +128,19 @@ impl Digest {
             table: "digest column",
             reason: e.to_string(),
         })
+    }
+}
+
+/// Digests order as their text, the order listings use.
+impl Ord for Digest {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.text.cmp(&other.text)
+    }
+}
+
+impl PartialOrd for Digest {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
     }
 }
 

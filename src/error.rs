@@ -89,6 +89,87 @@ pub enum Error {
         /// The tag or digest asked for.
         reference: String,
     },
+    /// The repository does not exist, or is in the recycle bin (D4).
+    #[error("repository {name} unknown")]
+    RepositoryUnknown {
+        /// The repository's name.
+        name: String,
+    },
+    /// The repository is in the recycle bin: blobs cannot be mounted out of it (S13).
+    #[error("repository {name} is soft-deleted; restore something in it first")]
+    RepositorySoftDeleted {
+        /// The repository's name.
+        name: String,
+    },
+    /// No live tag of this name in the repository (D1).
+    #[error("tag {tag} unknown to repository {repository}")]
+    TagUnknown {
+        /// The repository asked.
+        repository: String,
+        /// The tag.
+        tag: String,
+    },
+    /// A manifest cannot be deleted on its own while a live index of its repository lists it
+    /// (D5): delete the index, or the repository, first.
+    #[error("manifest {digest} of repository {repository} is referenced by index {index}")]
+    ManifestReferenced {
+        /// The repository.
+        repository: String,
+        /// The manifest that was to be deleted.
+        digest: Digest,
+        /// The live index that lists it.
+        index: Digest,
+    },
+    /// A push named a manifest that is in the recycle bin: restore it instead (S13).
+    #[error("manifest {digest} is soft-deleted in repository {repository}; restore it instead")]
+    ManifestSoftDeleted {
+        /// The repository.
+        repository: String,
+        /// The manifest's digest.
+        digest: Digest,
+    },
+    /// A restore would move a tag that is live on another manifest; force it to (S6).
+    #[error(
+        "tag {tag} of repository {repository} is live on {digest}; restore with force to move it"
+    )]
+    TagConflict {
+        /// The repository.
+        repository: String,
+        /// The tag.
+        tag: String,
+        /// The manifest it points at now.
+        digest: Digest,
+    },
+    /// A referrer cannot be restored while its subject is in the recycle bin (S10).
+    #[error(
+        "subject {subject} of the referrer is soft-deleted in repository {repository}; restore it first"
+    )]
+    SubjectDeleted {
+        /// The repository.
+        repository: String,
+        /// The referrer's subject.
+        subject: Digest,
+    },
+    /// The item is not in the recycle bin, so it cannot be restored or purged from it (S6, S16).
+    #[error("{item} is not in the recycle bin of repository {repository}")]
+    NotDeleted {
+        /// The repository.
+        repository: String,
+        /// What was asked for: the repository, a manifest or a tag.
+        item: String,
+    },
+    /// A tag cannot be reverted to a digest its history does not name (T2).
+    #[error(
+        "tag {tag} of repository {repository} never pointed at {digest} (or that history is purged)"
+    )]
+    NotInHistory {
+        /// The repository.
+        repository: String,
+        /// The tag.
+        tag: String,
+        /// The digest asked for.
+        digest: Digest,
+    },
     /// No upload session has this id (never started, finished, cancelled or expired).
     #[error("upload session {id} unknown")]
     UploadUnknown {
@@ -140,10 +221,12 @@ pub enum Error {
         supported: u32,
     },
     /// A setting given to the builder is out of range.
-    #[error("invalid setting {setting}: {reason}")]
+    #[error("invalid setting {setting} = {value}: {reason}")]
     InvalidSetting {
         /// The setting's name.
         setting: &'static str,
+        /// The value given.
+        value: String,
         /// The accepted range.
         reason: &'static str,
     },

@@ -39,11 +39,14 @@
 mod batch;
 mod blob;
 mod clock;
+mod delete;
 mod digest;
 mod error;
 pub mod manifest;
+mod recycle_bin;
 mod registry;
 mod repository;
+mod retention;
 mod tables;
 mod tag;
 mod upload;
@@ -54,9 +57,11 @@ pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use digest::{Algorithm, Digest, Hasher};
 pub use error::{Error, Result};
 pub use manifest::{Descriptor, Manifest, ManifestKind, ManifestQuery, PulledManifest, Reference};
+pub use recycle_bin::{DeletedManifest, DeletedRepository, DeletedTag, Restore, SoftDeletePolicy};
 pub use registry::{FORMAT_VERSION, Page, Registry, RegistryBuilder};
 pub use repository::{MAX_NAME_LEN, Repository};
-pub use tag::Tag;
+pub use retention::{AutopurgeReport, Maintenance};
+pub use tag::{Tag, TagCause, TagEvent};
 pub use upload::Upload;
 
 /// The README's examples, run as doctests.

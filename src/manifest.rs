@@ -15,13 +15,12 @@ use crate::blob::linked_size;
 use crate::clock::Timestamp;
 use crate::digest::{Algorithm, Digest};
 use crate::error::{Error, Result};
-use crate::registry::ensure_repository;
 use crate::repository::Repository;
 use crate::tables::{
-    BLOB_LINKS, BLOBS, MANIFEST_BODIES, MANIFEST_TAGS, MANIFESTS, MANIFESTS_BY_TIME, REFERRERS,
-    REPOSITORIES, TAGS, decode, encode, keys_under2,
+    MANIFEST_BODIES, MANIFEST_TAGS, MANIFESTS, MANIFESTS_BY_TIME, REFERRERS, TAGS, decode, encode,
+    keys_under2,
 };
-use crate::tag::{resolve_in, validate_tag};
+use crate::tag::{TagCause, resolve_in, validate_tag};
 
 /// Media type of an OCI image manifest.
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -123,11 +122,17 @@ pub(crate) fn parse(media_type: &str, body: &[u8]) -> Result<Parsed> {
     }
     let kind = ManifestKind::of_media_type(media_type)?;
     let invalid = |reason: String| Error::InvalidManifest { reason };
+    // serde would also read a JSON array into `Body`, field by field.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(invalid("a manifest is a JSON object".into()));
+    }
     let b: Body = serde_json::from_slice(body).map_err(|e| invalid(e.to_string()))?;
     if let Some(body_type) = &b.media_type {
         if body_type != media_type {
             // A schema 1 body is named as such even when declared otherwise.
-            ManifestKind::of_media_type(body_type)?;
+            if DOCKER_SCHEMA1.contains(&body_type.as_str()) {
+                ManifestKind::of_media_type(body_type)?;
+            }
             return Err(Error::MediaTypeMismatch {
                 declared: media_type.to_owned(),
                 body: body_type.clone(),
@@ -237,6 +242,9 @@ pub(crate) struct Record {
     pub subject: Option<Digest>,
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
+    /// Set while the manifest is in the recycle bin.
+    #[serde(default)]
+    pub deleted: Option<Timestamp>,
 }
 
 impl Record {
@@ -251,6 +259,15 @@ impl Record {
             references: parsed.references,
             subject: parsed.subject.map(|s| s.digest),
             annotations: parsed.annotations,
+            deleted: None,
+        }
+    }
+
+    /// The manifests an index lists; none for an image.
+    pub(crate) fn children(&self) -> &[Descriptor] {
+        match ManifestKind::of_media_type(&self.media_type) {
+            Ok(ManifestKind::Index) => &self.references,
+            _ => &[],
         }
     }
 
@@ -381,73 +398,94 @@ impl Batch<'_> {
 
     fn store_manifest(&mut self, repo: &str, p: Prepared<'_>) -> Result<Digest> {
         let digest = p.digest.as_str();
-        {
-            let links = self.txn.open_table(BLOB_LINKS)?;
-            let blobs = self.txn.open_table(BLOBS)?;
-            let manifests = self.txn.open_table(MANIFESTS)?;
-            let references = &p.parsed.references;
-            match p.parsed.kind {
-                ManifestKind::Image => {
-                    for blob in references {
-                        linked_size(&links, &blobs, repo, &blob.digest)?;
-                    }
+        // The bin first: a push of a tombstone is answered "restore it" whatever it references.
+        let existing = self.record(repo, digest)?;
+        if existing.as_ref().is_some_and(|r| r.deleted.is_some()) {
+            return Err(Error::ManifestSoftDeleted {
+                repository: repo.to_owned(),
+                digest: p.digest,
+            });
+        }
+        match p.parsed.kind {
+            ManifestKind::Image => {
+                for blob in &p.parsed.references {
+                    let size = linked_size(&self.t.blob_links, &self.t.blobs, repo, &blob.digest)?;
+                    check_size(blob, size)?;
                 }
-                ManifestKind::Index => {
-                    for child in references {
-                        if manifests.get((repo, child.digest.as_str()))?.is_none() {
-                            return Err(Error::ManifestUnknown {
-                                repository: repo.to_owned(),
-                                reference: child.digest.to_string(),
-                            });
-                        }
-                    }
+            }
+            ManifestKind::Index => {
+                for child in &p.parsed.references {
+                    check_size(child, self.live_record(repo, &child.digest)?.size)?;
                 }
             }
         }
-        ensure_repository(&mut self.txn.open_table(REPOSITORIES)?, repo, self.now)?;
-        let exists = self
-            .txn
-            .open_table(MANIFESTS)?
-            .get((repo, digest))?
-            .is_some();
-        match exists {
-            true => touch(self, repo, digest)?,
-            false => {
-                let record = Record::new(p.media_type, p.body.len() as u64, self.now, p.parsed);
-                if let Some(subject) = &record.subject {
-                    self.txn
-                        .open_table(REFERRERS)?
-                        .insert((repo, subject.as_str(), digest), ())?;
-                }
-                self.txn
-                    .open_table(MANIFEST_BODIES)?
-                    .insert((repo, digest), p.body)?;
-                self.txn
-                    .open_table(MANIFESTS_BY_TIME)?
-                    .insert((repo, self.now.as_nanos(), digest), ())?;
-                self.txn
-                    .open_table(MANIFESTS)?
-                    .insert((repo, digest), encode(&record).as_slice())?;
-            }
+        if existing.is_some() {
+            touch(self, repo, digest)?;
+        } else {
+            let record = Record::new(p.media_type, p.body.len() as u64, self.now, p.parsed);
+            self.t.manifest_bodies.insert((repo, digest), p.body)?;
+            self.put_record(repo, digest, &record)?;
+            self.index_live(repo, digest, &record)?;
         }
+        self.ensure_repository(repo)?;
         if let Some(tag) = &p.tag {
-            self.move_tag(repo, tag, &p.digest)?;
+            self.move_tag(repo, tag, &p.digest, TagCause::Push)?;
         }
         Ok(p.digest)
     }
+
+    /// The record of manifest `digest`, live or in the bin.
+    pub(crate) fn record(&self, repo: &str, digest: &str) -> Result<Option<Record>> {
+        self.t
+            .manifests
+            .get((repo, digest))?
+            .map(|v| decode("manifests", v.value()))
+            .transpose()
+    }
+
+    /// The record of live manifest `digest`, else [`Error::ManifestUnknown`].
+    pub(crate) fn live_record(&self, repo: &str, digest: &Digest) -> Result<Record> {
+        match self.record(repo, digest.as_str())? {
+            Some(record) if record.deleted.is_none() => Ok(record),
+            _ => Err(Error::ManifestUnknown {
+                repository: repo.to_owned(),
+                reference: digest.to_string(),
+            }),
+        }
+    }
+
+    pub(crate) fn put_record(&mut self, repo: &str, digest: &str, record: &Record) -> Result<()> {
+        self.t
+            .manifests
+            .insert((repo, digest), encode(record).as_slice())?;
+        Ok(())
+    }
+}
+
+/// A descriptor must state the size of what it names (OCI image spec, "Descriptor").
+fn check_size(descriptor: &Descriptor, stored: u64) -> Result<()> {
+    if descriptor.size == stored {
+        return Ok(());
+    }
+    Err(Error::InvalidManifest {
+        reason: format!(
+            "descriptor of {} states {} bytes; it has {stored}",
+            descriptor.digest, descriptor.size
+        ),
+    })
 }
 
 /// Marks a manifest as updated now, keeping the time index in step.
 pub(crate) fn touch(batch: &mut Batch<'_>, repo: &str, digest: &str) -> Result<()> {
-    let mut manifests = batch.txn.open_table(MANIFESTS)?;
+    let manifests = &mut batch.t.manifests;
     let mut record: Record = match manifests.get((repo, digest))? {
         Some(v) => decode("manifests", v.value())?,
         None => return Ok(()),
     };
-    if record.updated == batch.now {
+    if record.updated == batch.now || record.deleted.is_some() {
         return Ok(());
     }
-    let mut by_time = batch.txn.open_table(MANIFESTS_BY_TIME)?;
+    let by_time = &mut batch.t.manifests_by_time;
     by_time.remove((repo, record.updated.as_nanos(), digest))?;
     by_time.insert((repo, batch.now.as_nanos(), digest), ())?;
     record.updated = batch.now;
@@ -587,13 +625,16 @@ impl Repository {
         }
     }
 
+    /// The record of live manifest `digest`: a tombstone is as unknown as a purged one (S2).
     fn record(&self, txn: &ReadTransaction, digest: &Digest) -> Result<Record> {
-        match txn
+        let record: Option<Record> = txn
             .open_table(MANIFESTS)?
             .get((self.name(), digest.as_str()))?
-        {
-            Some(v) => decode("manifests", v.value()),
-            None => Err(Error::ManifestUnknown {
+            .map(|v| decode("manifests", v.value()))
+            .transpose()?;
+        match record {
+            Some(record) if record.deleted.is_none() => Ok(record),
+            _ => Err(Error::ManifestUnknown {
                 repository: self.name().to_owned(),
                 reference: digest.to_string(),
             }),

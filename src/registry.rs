@@ -8,12 +8,11 @@ use std::time::Duration;
 
 use redb::{Database, ReadableDatabase, ReadableTable};
 
-use crate::batch::Batch;
 use crate::blob::BlobStore;
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::error::{Error, Result};
-use crate::repository::{Repository, validate_name};
-use crate::tables::{self, META, REPOSITORIES};
+use crate::repository::{Repository, RepositoryRecord, validate_name};
+use crate::tables::{self, REPOSITORIES};
 use crate::upload::UploadState;
 
 /// The on-disk format this build reads and writes; stored in the `meta` table.
@@ -46,6 +45,7 @@ pub(crate) struct Inner {
     pub(crate) blobs: BlobStore,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) upload_timeout: Duration,
+    pub(crate) autopurge_interval: Duration,
     /// Upload sessions touched since open, with their running hash; others are rebuilt from
     /// their file on resume.
     pub(crate) uploads: Mutex<HashMap<String, Arc<Mutex<UploadState>>>>,
@@ -69,6 +69,7 @@ pub struct RegistryBuilder {
     clock: Arc<dyn Clock>,
     cache_size: usize,
     upload_timeout: Duration,
+    autopurge_interval: Duration,
 }
 
 impl Default for RegistryBuilder {
@@ -77,6 +78,7 @@ impl Default for RegistryBuilder {
             clock: Arc::new(SystemClock),
             cache_size: 256 << 20,
             upload_timeout: Duration::from_secs(24 * 3600),
+            autopurge_interval: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -94,10 +96,17 @@ impl RegistryBuilder {
         self
     }
 
-    /// How long an upload session may sit untouched before it can no longer be resumed
-    /// (default 24 hours). Must be at least one second.
+    /// How long an upload session may live, from its start, before it can no longer be
+    /// appended to, finished or resumed (default 24 hours). Must be at least one second.
     pub fn upload_timeout(mut self, timeout: Duration) -> Self {
         self.upload_timeout = timeout;
+        self
+    }
+
+    /// How often autopurge runs on the retention clock (default 24 hours, at least one
+    /// second); see [`Registry::run_due`] (S4).
+    pub fn autopurge_interval(mut self, interval: Duration) -> Self {
+        self.autopurge_interval = interval;
         self
     }
 
@@ -106,11 +115,17 @@ impl RegistryBuilder {
     /// Fails with [`Error::AlreadyOpen`] if another handle or process has it open, and with
     /// [`Error::UnsupportedFormat`] if it was written in another on-disk format.
     pub fn open(self, dir: impl AsRef<Path>) -> Result<Registry> {
-        if self.upload_timeout < Duration::from_secs(1) {
-            return Err(Error::InvalidSetting {
-                setting: "upload_timeout",
-                reason: "must be at least one second",
-            });
+        for (setting, value) in [
+            ("upload_timeout", self.upload_timeout),
+            ("autopurge_interval", self.autopurge_interval),
+        ] {
+            if value < Duration::from_secs(1) {
+                return Err(Error::InvalidSetting {
+                    setting,
+                    value: format!("{value:?}"),
+                    reason: "must be at least one second",
+                });
+            }
         }
         let dir = dir.as_ref().to_path_buf();
         fs::create_dir_all(&dir).map_err(|source| Error::Io {
@@ -136,6 +151,7 @@ impl RegistryBuilder {
                 blobs,
                 clock: self.clock,
                 upload_timeout: self.upload_timeout,
+                autopurge_interval: self.autopurge_interval,
                 uploads: Mutex::default(),
             }),
         };
@@ -147,9 +163,8 @@ impl RegistryBuilder {
 /// Writes the format version into a new store, or checks the one an existing store has.
 fn check_format(db: &Database, dir: &Path) -> Result<()> {
     let txn = db.begin_write()?;
-    tables::create_all(&txn)?;
     {
-        let mut meta = txn.open_table(META)?;
+        let mut meta = tables::Tables::open(&txn)?.meta;
         let found = meta
             .get("format_version")?
             .map(|v| <[u8; 4]>::try_from(v.value()).map(u32::from_le_bytes));
@@ -218,37 +233,12 @@ impl Registry {
             if out.len() == page.limit() {
                 break;
             }
-            let (name, _) = row?;
-            if page.last.as_deref() != Some(name.value()) {
+            let (name, record) = row?;
+            let record: RepositoryRecord = tables::decode("repositories", record.value())?;
+            if record.deleted.is_none() && page.last.as_deref() != Some(name.value()) {
                 out.push(name.value().to_owned());
             }
         }
-        Ok(out)
-    }
-
-    /// Runs `f` in one write transaction: every call made on the [`Batch`] commits together
-    /// with one fsync, or not at all if `f` or any call fails (C1).
-    ///
-    /// Inside `f`, write through the batch: a write through a `Repository` of the same store
-    /// fails with [`Error::NestedWrite`] (it would otherwise wait for this batch forever).
-    /// Reads through a `Repository` see the store as it was before the batch.
-    ///
-    /// ```
-    /// # let dir = tempfile::tempdir()?;
-    /// let registry = ocistore::Registry::open(dir.path())?;
-    /// let repo = registry.repository("app")?;
-    /// let digests = registry.batch(|batch| {
-    ///     let a = batch.put_blob_sha256(&repo, b"one")?;
-    ///     let b = batch.put_blob_sha256(&repo, b"two")?;
-    ///     Ok(vec![a, b])
-    /// })?;
-    /// assert_eq!(repo.blob(&digests[1])?, &b"two"[..]);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn batch<T>(&self, f: impl FnOnce(&mut Batch<'_>) -> Result<T>) -> Result<T> {
-        let mut batch = Batch::begin(self)?;
-        let out = f(&mut batch)?;
-        batch.commit()?;
         Ok(out)
     }
 }
@@ -295,32 +285,4 @@ impl Page {
     pub(crate) fn limit(&self) -> usize {
         self.n.unwrap_or(usize::MAX)
     }
-}
-
-/// Reads a JSON record of the repositories table (used by later rules on repository state).
-pub(crate) fn repository_exists(
-    table: &impl ReadableTable<&'static str, &'static [u8]>,
-    name: &str,
-) -> Result<bool> {
-    Ok(table.get(name)?.is_some())
-}
-
-/// What is kept of a repository.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub(crate) struct RepositoryRecord {
-    pub created: Timestamp,
-}
-
-pub(crate) fn ensure_repository(
-    table: &mut redb::Table<&'static str, &'static [u8]>,
-    name: &str,
-    now: Timestamp,
-) -> Result<()> {
-    if !repository_exists(table, name)? {
-        table.insert(
-            name,
-            tables::encode(&RepositoryRecord { created: now }).as_slice(),
-        )?;
-    }
-    Ok(())
 }

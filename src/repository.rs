@@ -5,8 +5,14 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
+use redb::ReadableTable;
+
+use crate::batch::Batch;
+use crate::clock::Timestamp;
 use crate::error::{Error, Result};
+use crate::recycle_bin::{TOMBSTONE_REPOSITORY, Tombstone};
 use crate::registry::Registry;
+use crate::tables::{decode, encode};
 
 /// The longest repository name accepted, in bytes.
 pub const MAX_NAME_LEN: usize = 255;
@@ -59,5 +65,63 @@ impl Repository {
     /// The registry holding it.
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+}
+
+/// What is kept of a repository.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct RepositoryRecord {
+    pub created: Timestamp,
+    /// Set while the repository is in the recycle bin.
+    #[serde(default)]
+    pub deleted: Option<Timestamp>,
+}
+
+/// The record of repository `name`, live or soft-deleted.
+pub(crate) fn repository_record(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    name: &str,
+) -> Result<Option<RepositoryRecord>> {
+    table
+        .get(name)?
+        .map(|v| decode("repositories", v.value()))
+        .transpose()
+}
+
+/// Whether repository `name` exists and is not in the recycle bin.
+pub(crate) fn is_live(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    name: &str,
+) -> Result<bool> {
+    Ok(repository_record(table, name)?.is_some_and(|r| r.deleted.is_none()))
+}
+
+/// The key of a repository's tombstone in the `tombstones` table.
+pub(crate) fn repository_tombstone(name: &str, deleted: Timestamp) -> Tombstone<'_> {
+    (deleted.as_nanos(), TOMBSTONE_REPOSITORY, name, "", "", 0)
+}
+
+impl Batch<'_> {
+    /// Makes repository `name` live: creates it, or brings it back out of the recycle bin,
+    /// holding only what is live in it (S11, S12); its tombstones stay in the bin.
+    pub(crate) fn ensure_repository(&mut self, name: &str) -> Result<()> {
+        let repositories = &mut self.t.repositories;
+        let record = match repository_record(repositories, name)? {
+            Some(RepositoryRecord { deleted: None, .. }) => return Ok(()),
+            Some(mut record) => {
+                if let Some(deleted) = record.deleted.take() {
+                    self.t
+                        .tombstones
+                        .remove(repository_tombstone(name, deleted))?;
+                }
+                record
+            }
+            None => RepositoryRecord {
+                created: self.now,
+                deleted: None,
+            },
+        };
+        repositories.insert(name, encode(&record).as_slice())?;
+        Ok(())
     }
 }

@@ -1,12 +1,13 @@
 //! The redb tables: every piece of metadata lives in one of these. `docs/design.md` describes
 //! each one, its keys and values and the invariants that tie them together.
 
-use redb::{ReadableTable, TableDefinition};
+use redb::{ReadableTable, Table, TableDefinition, WriteTransaction};
 
 use crate::error::{Error, Result};
 use crate::registry::Page;
 
-/// Settings and bookkeeping: `format_version` (u32 LE), later the policies.
+/// Settings and bookkeeping: `format_version` (u32 LE), `seq` (u64 LE, the last event number
+/// given out), `soft_delete` (JSON policy), `autopurge_last_run` (u64 LE nanoseconds).
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// Repository name → JSON record.
 pub(crate) const REPOSITORIES: TableDefinition<&str, &[u8]> = TableDefinition::new("repositories");
@@ -32,6 +33,25 @@ pub(crate) const MANIFEST_TAGS: TableDefinition<(&str, &str, &str), ()> =
 /// (repository, subject digest, referrer digest) → (): referrers of each subject (P8).
 pub(crate) const REFERRERS: TableDefinition<(&str, &str, &str), ()> =
     TableDefinition::new("referrers");
+/// (repository, child digest, index digest) → (): the children of live indexes (D5).
+pub(crate) const CHILDREN: TableDefinition<(&str, &str, &str), ()> =
+    TableDefinition::new("children");
+/// (repository, manifest digest) → deleted at: the manifests in the recycle bin (S5).
+pub(crate) const DELETED_MANIFESTS: TableDefinition<(&str, &str), u64> =
+    TableDefinition::new("deleted_manifests");
+/// (repository, manifest digest, tag, seq) → deleted at: the tags in the recycle bin (S5).
+pub(crate) const DELETED_TAGS: TableDefinition<(&str, &str, &str, u64), u64> =
+    TableDefinition::new("deleted_tags");
+/// (deleted at, kind, repository, digest, tag, seq) → (): every tombstone in deletion order,
+/// so autopurge finds the expired ones with one range scan (S3, S4).
+pub(crate) const TOMBSTONES: TableDefinition<(u64, u8, &str, &str, &str, u64), ()> =
+    TableDefinition::new("tombstones");
+/// (repository, tag, seq) → JSON tag event: every move and deletion of a tag (T1).
+pub(crate) const TAG_HISTORY: TableDefinition<(&str, &str, u64), &[u8]> =
+    TableDefinition::new("tag_history");
+/// (repository, manifest digest, seq) → tag: the history events naming each manifest (T2).
+pub(crate) const HISTORY_BY_DIGEST: TableDefinition<(&str, &str, u64), &str> =
+    TableDefinition::new("history_by_digest");
 /// Upload session id → (repository, started): sessions that survive a restart (P1).
 pub(crate) const UPLOADS: TableDefinition<&str, (&str, u64)> = TableDefinition::new("uploads");
 
@@ -95,18 +115,49 @@ pub(crate) fn keys_under2<V: redb::Value + 'static>(
     Ok(out)
 }
 
-/// Creates every table, so that readers never meet a missing one.
-pub(crate) fn create_all(txn: &redb::WriteTransaction) -> Result<()> {
-    txn.open_table(META)?;
-    txn.open_table(REPOSITORIES)?;
-    txn.open_table(BLOBS)?;
-    txn.open_table(BLOB_LINKS)?;
-    txn.open_table(MANIFESTS)?;
-    txn.open_table(MANIFEST_BODIES)?;
-    txn.open_table(MANIFESTS_BY_TIME)?;
-    txn.open_table(TAGS)?;
-    txn.open_table(MANIFEST_TAGS)?;
-    txn.open_table(REFERRERS)?;
-    txn.open_table(UPLOADS)?;
-    Ok(())
+/// Every table, opened once for a whole write transaction: opening a redb table costs more
+/// than most single-row updates, and one transaction may make thousands of them.
+pub(crate) struct Tables<'t> {
+    pub meta: Table<'t, &'static str, &'static [u8]>,
+    pub repositories: Table<'t, &'static str, &'static [u8]>,
+    pub blobs: Table<'t, &'static str, (u64, u64)>,
+    pub blob_links: Table<'t, (&'static str, &'static str), u64>,
+    pub manifests: Table<'t, (&'static str, &'static str), &'static [u8]>,
+    pub manifest_bodies: Table<'t, (&'static str, &'static str), &'static [u8]>,
+    pub manifests_by_time: Table<'t, (&'static str, u64, &'static str), ()>,
+    pub tags: Table<'t, (&'static str, &'static str), (&'static str, u64)>,
+    pub manifest_tags: Table<'t, (&'static str, &'static str, &'static str), ()>,
+    pub referrers: Table<'t, (&'static str, &'static str, &'static str), ()>,
+    pub uploads: Table<'t, &'static str, (&'static str, u64)>,
+    pub children: Table<'t, (&'static str, &'static str, &'static str), ()>,
+    pub deleted_manifests: Table<'t, (&'static str, &'static str), u64>,
+    pub deleted_tags: Table<'t, (&'static str, &'static str, &'static str, u64), u64>,
+    pub tombstones: Table<'t, (u64, u8, &'static str, &'static str, &'static str, u64), ()>,
+    pub tag_history: Table<'t, (&'static str, &'static str, u64), &'static [u8]>,
+    pub history_by_digest: Table<'t, (&'static str, &'static str, u64), &'static str>,
+}
+
+impl<'t> Tables<'t> {
+    /// Opens (and on first use creates) every table.
+    pub(crate) fn open(txn: &'t WriteTransaction) -> Result<Tables<'t>> {
+        Ok(Tables {
+            meta: txn.open_table(META)?,
+            repositories: txn.open_table(REPOSITORIES)?,
+            blobs: txn.open_table(BLOBS)?,
+            blob_links: txn.open_table(BLOB_LINKS)?,
+            manifests: txn.open_table(MANIFESTS)?,
+            manifest_bodies: txn.open_table(MANIFEST_BODIES)?,
+            manifests_by_time: txn.open_table(MANIFESTS_BY_TIME)?,
+            tags: txn.open_table(TAGS)?,
+            manifest_tags: txn.open_table(MANIFEST_TAGS)?,
+            referrers: txn.open_table(REFERRERS)?,
+            uploads: txn.open_table(UPLOADS)?,
+            children: txn.open_table(CHILDREN)?,
+            deleted_manifests: txn.open_table(DELETED_MANIFESTS)?,
+            deleted_tags: txn.open_table(DELETED_TAGS)?,
+            tombstones: txn.open_table(TOMBSTONES)?,
+            tag_history: txn.open_table(TAG_HISTORY)?,
+            history_by_digest: txn.open_table(HISTORY_BY_DIGEST)?,
+        })
+    }
 }

@@ -4,15 +4,17 @@ use std::sync::LazyLock;
 
 use redb::{ReadableDatabase, ReadableTable};
 use regex::Regex;
+use serde::{Deserialize, Serialize};
 
 use crate::batch::Batch;
 use crate::clock::Timestamp;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::manifest::touch;
+use crate::recycle_bin::Restore;
 use crate::registry::Page;
 use crate::repository::Repository;
-use crate::tables::{MANIFEST_TAGS, MANIFESTS, TAGS, page_under};
+use crate::tables::{TAG_HISTORY, TAGS, decode, encode, page_under};
 
 static TAG: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\A[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}\z").expect("valid regex"));
@@ -39,29 +41,56 @@ pub struct Tag {
     pub updated: Timestamp,
 }
 
+/// Why a tag moved or went (T1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum TagCause {
+    /// A push or a `tag` call pointed the tag at a manifest.
+    Push,
+    /// The tag was untagged.
+    Untag,
+    /// The manifest it pointed at, or its repository, was deleted.
+    Delete,
+    /// A restore or a revert pointed the tag at a manifest, or a forced one moved it away.
+    Restore,
+}
+
+/// One entry of a tag's history: the tag moved `from` one manifest `to` another; a new tag
+/// has no `from`, a deleted one no `to`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TagEvent {
+    /// The tag.
+    pub tag: String,
+    /// The manifest it pointed at before.
+    pub from: Option<Digest>,
+    /// The manifest it points at after.
+    pub to: Option<Digest>,
+    /// When.
+    pub at: Timestamp,
+    /// Why.
+    pub cause: TagCause,
+}
+
 impl Batch<'_> {
-    /// Points `tag` at manifest `digest` of `repo`, which must exist. A manifest the tag
+    /// Points `tag` at manifest `digest` of `repo`, which must be live. A manifest the tag
     /// leaves stays, untagged if no other tag points at it (P5).
     pub fn tag(&mut self, repo: &Repository, tag: &str, digest: &Digest) -> Result<()> {
         validate_tag(tag)?;
-        if self
-            .txn
-            .open_table(MANIFESTS)?
-            .get((repo.name(), digest.as_str()))?
-            .is_none()
-        {
-            return Err(Error::ManifestUnknown {
-                repository: repo.name().to_owned(),
-                reference: digest.to_string(),
-            });
-        }
-        self.move_tag(repo.name(), tag, digest)
+        self.live_record(repo.name(), digest)?;
+        self.move_tag(repo.name(), tag, digest, TagCause::Push)
     }
 
-    /// Moves a validated tag onto an existing manifest; both manifests count as updated.
-    pub(crate) fn move_tag(&mut self, repo: &str, tag: &str, digest: &Digest) -> Result<()> {
+    /// Moves a validated tag onto a live manifest; both manifests count as updated.
+    pub(crate) fn move_tag(
+        &mut self,
+        repo: &str,
+        tag: &str,
+        digest: &Digest,
+        cause: TagCause,
+    ) -> Result<()> {
         let previous = {
-            let mut tags = self.txn.open_table(TAGS)?;
+            let tags = &mut self.t.tags;
             let previous = tags.get((repo, tag))?.map(|v| v.value().0.to_owned());
             if previous.as_deref() == Some(digest.as_str()) {
                 return Ok(());
@@ -69,16 +98,87 @@ impl Batch<'_> {
             tags.insert((repo, tag), (digest.as_str(), self.now.as_nanos()))?;
             previous
         };
-        let mut manifest_tags = self.txn.open_table(MANIFEST_TAGS)?;
+        let manifest_tags = &mut self.t.manifest_tags;
         if let Some(old) = &previous {
             manifest_tags.remove((repo, old.as_str(), tag))?;
         }
         manifest_tags.insert((repo, digest.as_str(), tag), ())?;
-        drop(manifest_tags);
-        if let Some(old) = previous {
-            touch(self, repo, &old)?;
+        let previous = previous.as_deref().map(Digest::stored).transpose()?;
+        if let Some(old) = &previous {
+            touch(self, repo, old.as_str())?;
         }
-        touch(self, repo, digest.as_str())
+        touch(self, repo, digest.as_str())?;
+        self.record_event(repo, tag, previous.as_ref(), Some(digest), cause)
+            .map(drop)
+    }
+
+    /// Removes live tag `tag` and returns the manifest it pointed at. With the soft delete
+    /// policy on, the tag goes to the recycle bin (S2).
+    pub(crate) fn drop_tag(&mut self, repo: &str, tag: &str, cause: TagCause) -> Result<Digest> {
+        let digest = match self.t.tags.remove((repo, tag))? {
+            Some(row) => Digest::stored(row.value().0)?,
+            None => {
+                return Err(Error::TagUnknown {
+                    repository: repo.to_owned(),
+                    tag: tag.to_owned(),
+                });
+            }
+        };
+        self.t.manifest_tags.remove((repo, digest.as_str(), tag))?;
+        touch(self, repo, digest.as_str())?;
+        let seq = self.record_event(repo, tag, Some(&digest), None, cause)?;
+        if self.soft_delete_policy()?.enabled {
+            self.bin_tag(repo, &digest, tag, seq)?;
+        }
+        Ok(digest)
+    }
+
+    /// Appends an event to the tag's history and returns its sequence number.
+    fn record_event(
+        &mut self,
+        repo: &str,
+        tag: &str,
+        from: Option<&Digest>,
+        to: Option<&Digest>,
+        cause: TagCause,
+    ) -> Result<u64> {
+        let seq = self.next_seq()?;
+        let event = TagEvent {
+            tag: tag.to_owned(),
+            from: from.cloned(),
+            to: to.cloned(),
+            at: self.now,
+            cause,
+        };
+        self.t
+            .tag_history
+            .insert((repo, tag, seq), encode(&event).as_slice())?;
+        let by_digest = &mut self.t.history_by_digest;
+        for digest in [from, to].into_iter().flatten() {
+            by_digest.insert((repo, digest.as_str(), seq), tag)?;
+        }
+        Ok(seq)
+    }
+
+    /// Forgets every history event naming manifest `digest` (T2: history goes with the
+    /// manifests it names).
+    pub(crate) fn forget_history(&mut self, repo: &str, digest: &str) -> Result<()> {
+        let by_digest = &mut self.t.history_by_digest;
+        let history = &mut self.t.tag_history;
+        let mut events = Vec::new();
+        for row in by_digest.range((repo, digest, 0)..=(repo, digest, u64::MAX))? {
+            let (key, tag) = row?;
+            events.push((key.value().2, tag.value().to_owned()));
+        }
+        for (seq, tag) in events {
+            if let Some(event) = history.remove((repo, tag.as_str(), seq))? {
+                let event: TagEvent = decode("tag_history", event.value())?;
+                for named in [event.from, event.to].into_iter().flatten() {
+                    by_digest.remove((repo, named.as_str(), seq))?;
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -113,6 +213,42 @@ impl Repository {
                 })
             },
         )
+    }
+}
+
+impl Repository {
+    /// The history of `tag`, newest first (T1).
+    pub fn tag_history(&self, tag: &str) -> Result<Vec<TagEvent>> {
+        validate_tag(tag)?;
+        let txn = self.registry().inner.db.begin_read()?;
+        let history = txn.open_table(TAG_HISTORY)?;
+        let mut out = Vec::new();
+        for row in history
+            .range((self.name(), tag, 0)..=(self.name(), tag, u64::MAX))?
+            .rev()
+        {
+            out.push(decode("tag_history", row?.1.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Points `tag` back at `digest`, a manifest its history names that is live or in the
+    /// recycle bin (T2). This is a restore of `tag` with `digest`: it follows S6–S11, so a
+    /// tag now on another manifest moves only when `force` is set.
+    pub fn revert_tag(&self, tag: &str, digest: &Digest, force: bool) -> Result<()> {
+        let held = self
+            .tag_history(tag)?
+            .iter()
+            .any(|e| e.from.as_ref() == Some(digest) || e.to.as_ref() == Some(digest));
+        if !held {
+            return Err(Error::NotInHistory {
+                repository: self.name().to_owned(),
+                tag: tag.to_owned(),
+                digest: digest.clone(),
+            });
+        }
+        self.restore(Restore::TagAndDigest(tag, digest), force)
+            .map(drop)
     }
 }
 

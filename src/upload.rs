@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use redb::ReadableDatabase;
 
+use crate::batch::check_no_batch;
 use crate::blob::sync_dir;
 use crate::clock::Timestamp;
 use crate::digest::{Algorithm, Digest, Hasher};
@@ -62,6 +63,7 @@ impl Repository {
     pub fn start_upload(&self) -> Result<Upload> {
         let registry = self.registry();
         let inner = &registry.inner;
+        check_no_batch(registry)?;
         let id = uuid::Uuid::new_v4().simple().to_string();
         let path = inner.blobs.uploads.join(&id);
         let file = OpenOptions::new()
@@ -73,8 +75,7 @@ impl Repository {
         sync_dir(&inner.blobs.uploads)?;
         let started = registry.now();
         registry.batch(|b| {
-            b.txn
-                .open_table(UPLOADS)?
+            b.t.uploads
                 .insert(id.as_str(), (self.name(), started.as_nanos()))?;
             Ok(())
         })?;
@@ -104,7 +105,8 @@ impl Repository {
         let unknown = || Error::UploadUnknown { id: id.to_owned() };
         let mut sessions = lock(&inner.uploads);
         let state = match sessions.get(id) {
-            Some(state) => state.clone(),
+            Some(state) if lock(state).repository == self.name() => state.clone(),
+            Some(_) => return Err(unknown()),
             None => {
                 let started = {
                     let txn = inner.db.begin_read()?;
@@ -139,6 +141,10 @@ fn reopen(
     started: Timestamp,
 ) -> Result<UploadState> {
     let path = registry.inner.blobs.uploads.join(id);
+    if !path.exists() {
+        // Its finish moved the file into the blob store and then failed to commit.
+        return Err(Error::UploadUnknown { id: id.to_owned() });
+    }
     let mut file = OpenOptions::new()
         .append(true)
         .read(true)
@@ -227,7 +233,8 @@ impl Upload {
 
     /// Ends the session: the bytes received must hash to `digest` (P1). They become the blob,
     /// linked into the session's repository. On a mismatch nothing is stored and the session
-    /// stays open.
+    /// stays open; once the digest matched, the session is over even if the commit fails (the
+    /// caller puts the blob again).
     pub fn finish(&self, digest: &Digest) -> Result<()> {
         let mut state = self.open_state()?;
         let path = self.registry.inner.blobs.uploads.join(&self.id);
@@ -245,6 +252,7 @@ impl Upload {
                 actual,
             });
         }
+        check_no_batch(&self.registry)?;
         let blobs = &self.registry.inner.blobs;
         let duplicate = blobs.path(digest).exists();
         if !duplicate {
@@ -252,11 +260,14 @@ impl Upload {
         }
         let size = state.offset;
         let repository = state.repository.clone();
-        self.registry.batch(|b| {
-            b.txn.open_table(UPLOADS)?.remove(self.id.as_str())?;
+        let committed = self.registry.batch(|b| {
+            b.t.uploads.remove(self.id.as_str())?;
             b.link_blob(&repository, digest, size)
-        })?;
+        });
+        // Committed or not, the session's file may now be the blob's: it takes no more bytes.
+        // A session row left behind has no file and goes at the next open.
         self.close(&mut state);
+        committed?;
         if duplicate {
             // After the commit: a crash before this line leaves an orphan removed at open.
             fs::remove_file(&path).at(&path)?;
@@ -268,7 +279,7 @@ impl Upload {
     pub fn cancel(&self) -> Result<()> {
         let mut state = self.open_state()?;
         self.registry.batch(|b| {
-            b.txn.open_table(UPLOADS)?.remove(self.id.as_str())?;
+            b.t.uploads.remove(self.id.as_str())?;
             Ok(())
         })?;
         self.close(&mut state);
@@ -297,7 +308,7 @@ impl Registry {
             };
         }
         self.batch(|b| {
-            let mut uploads = b.txn.open_table(UPLOADS)?;
+            let uploads = &mut b.t.uploads;
             uploads.retain(|id, _| files.remove(id))?;
             Ok(())
         })?;

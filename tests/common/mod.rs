@@ -2,16 +2,23 @@
 //! snapshot of everything a store holds, to prove that a failed call wrote nothing.
 #![allow(dead_code)] // each test file uses its own subset
 
-use std::path::Path;
+use std::collections::BTreeSet;
+use std::fmt::Debug;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ocistore::manifest::{OCI_INDEX, OCI_MANIFEST};
-use ocistore::{Digest, ManifestQuery, ManualClock, Page, Registry, Repository, Timestamp};
+use ocistore::{
+    Algorithm, Digest, Error, Manifest, ManifestQuery, ManualClock, Page, Registry, Repository,
+    Result, SoftDeletePolicy, Timestamp,
+};
 use serde_json::json;
 use tempfile::TempDir;
 
 pub const CONFIG_TYPE: &str = "application/vnd.oci.image.config.v1+json";
 pub const LAYER_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub const SIG_TYPE: &str = "application/vnd.example.signature.v1";
+pub const EMPTY_TYPE: &str = "application/vnd.oci.empty.v1+json";
 
 /// 2026-01-01T00:00:00Z, where every test clock starts.
 pub const START: Timestamp = Timestamp::from_nanos(1_767_225_600 * 1_000_000_000);
@@ -150,5 +157,217 @@ fn list_files(root: &Path, dir: &Path, out: &mut Vec<String>) {
                 path.strip_prefix(root).unwrap().display()
             ));
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deletes and the recycle bin (`delete.rs`, `recycle_bin.rs`)
+
+/// Turns the soft delete policy on with the given retention.
+pub fn policy_on(s: &Store, retention_days: u32) {
+    s.registry
+        .set_soft_delete_policy(SoftDeletePolicy::enabled(retention_days).unwrap())
+        .unwrap();
+}
+
+/// Pushes `body` by `tag`, or by its sha256 digest when `tag` is `None`.
+pub fn push(repo: &Repository, tag: Option<&str>, media_type: &str, body: &[u8]) -> Digest {
+    let reference = match tag {
+        Some(tag) => tag.to_owned(),
+        None => Algorithm::Sha256.digest(body).to_string(),
+    };
+    repo.push_manifest(&reference, media_type, body)
+        .expect("push manifest")
+}
+
+/// Pushes an image of fresh blobs, untagged.
+pub fn push_untagged(repo: &Repository, seed: &str) -> Digest {
+    let body = upload_image(
+        repo,
+        format!("config {seed}").as_bytes(),
+        &[format!("layer {seed}").as_bytes()],
+    );
+    push(repo, None, OCI_MANIFEST, &body)
+}
+
+/// The config and layer digests `push_image(_, _, seed)` uploads.
+pub fn seed_blobs(seed: &str) -> Vec<Digest> {
+    vec![
+        Algorithm::Sha256.digest(format!("config {seed}").as_bytes()),
+        Algorithm::Sha256.digest(format!("layer {seed}").as_bytes()),
+    ]
+}
+
+pub fn size_of(repo: &Repository, digest: &Digest) -> u64 {
+    repo.pull(digest.as_str()).expect("pull").body.len() as u64
+}
+
+/// Pushes a signature-like referrer of `subject` (which must be live in `repo`).
+pub fn push_referrer(repo: &Repository, tag: Option<&str>, subject: &Digest, seed: &str) -> Digest {
+    let config = repo.put_blob_sha256(b"{}").unwrap();
+    let layer_bytes = format!("signature {seed}");
+    let layer = repo.put_blob_sha256(&layer_bytes).unwrap();
+    let body = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": SIG_TYPE,
+        "config": {"mediaType": EMPTY_TYPE, "digest": config, "size": 2},
+        "layers": [{"mediaType": SIG_TYPE, "digest": layer, "size": layer_bytes.len()}],
+        "subject": {"mediaType": OCI_MANIFEST, "digest": subject, "size": size_of(repo, subject)},
+    });
+    push(repo, tag, OCI_MANIFEST, &serde_json::to_vec(&body).unwrap())
+}
+
+/// The body of an index over `children` (live manifests of `repo`).
+pub fn index_bytes(repo: &Repository, children: &[&Digest]) -> Vec<u8> {
+    let children: Vec<_> = children
+        .iter()
+        .map(|d| ((*d).clone(), size_of(repo, d)))
+        .collect();
+    serde_json::to_vec(&index_body(&children)).unwrap()
+}
+
+/// Pushes an index over `children` (live manifests of `repo`).
+pub fn push_index(repo: &Repository, tag: Option<&str>, children: &[&Digest]) -> Digest {
+    push(repo, tag, OCI_INDEX, &index_bytes(repo, children))
+}
+
+/// Where the store keeps the bytes of a blob.
+pub fn blob_file(registry: &Registry, digest: &Digest) -> PathBuf {
+    registry
+        .path()
+        .join("blobs")
+        .join(digest.algorithm().name())
+        .join(&digest.hex()[..2])
+        .join(digest.hex())
+}
+
+pub fn tag_names(repo: &Repository) -> Vec<String> {
+    repo.tags(&Page::all())
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect()
+}
+
+pub fn manifest_digests(repo: &Repository) -> BTreeSet<Digest> {
+    repo.manifests(&ManifestQuery::default())
+        .unwrap()
+        .into_iter()
+        .map(|m| m.digest)
+        .collect()
+}
+
+/// The live manifests of `repo` that have no tag.
+pub fn untagged_manifests(repo: &Repository) -> Vec<Manifest> {
+    repo.manifests(&ManifestQuery {
+        untagged: true,
+        ..ManifestQuery::default()
+    })
+    .unwrap()
+}
+
+pub fn deleted_manifest_digests(repo: &Repository) -> BTreeSet<Digest> {
+    repo.deleted_manifests()
+        .unwrap()
+        .into_iter()
+        .map(|m| m.digest)
+        .collect()
+}
+
+pub fn deleted_tag_pairs(repo: &Repository) -> BTreeSet<(String, Digest)> {
+    repo.deleted_tags(None)
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.tag, t.digest))
+        .collect()
+}
+
+/// (tag, digest) pairs, as `deleted_tag_pairs` lists them.
+pub fn pairs<const N: usize>(items: [(&str, &Digest); N]) -> BTreeSet<(String, Digest)> {
+    items
+        .into_iter()
+        .map(|(t, d)| (t.to_owned(), d.clone()))
+        .collect()
+}
+
+pub fn set<const N: usize>(digests: [&Digest; N]) -> BTreeSet<Digest> {
+    digests.into_iter().cloned().collect()
+}
+
+/// Everything the store holds, the recycle bin of `names`, the tag histories and the settings
+/// included.
+pub fn state(registry: &Registry, names: &[&str]) -> String {
+    let mut out = snapshot(registry);
+    out += &format!(
+        "policy {:?}\nlast run {:?}\n",
+        registry.soft_delete_policy().unwrap(),
+        registry.autopurge_last_run().unwrap()
+    );
+    for r in registry.deleted_repositories().unwrap() {
+        out += &format!("deleted repository {r:?}\n");
+    }
+    for name in names {
+        let repo = registry.repository(name).unwrap();
+        let mut tags = BTreeSet::new();
+        for m in repo.deleted_manifests().unwrap() {
+            out += &format!("{name}: deleted manifest {m:?}\n");
+        }
+        for t in repo.deleted_tags(None).unwrap() {
+            out += &format!("{name}: deleted tag {t:?}\n");
+            tags.insert(t.tag);
+        }
+        tags.extend(tag_names(&repo));
+        for tag in tags {
+            out += &format!(
+                "{name}: history {tag} {:?}\n",
+                repo.tag_history(&tag).unwrap()
+            );
+        }
+    }
+    out
+}
+
+/// Runs a call that must be refused, checks that the store is unchanged (N5) and returns the
+/// error.
+pub fn refused<T: Debug>(s: &Store, names: &[&str], call: impl FnOnce() -> Result<T>) -> Error {
+    let before = state(&s.registry, names);
+    let err = match call() {
+        Ok(v) => panic!("expected a refusal, got Ok({v:?})"),
+        Err(e) => e,
+    };
+    assert_eq!(
+        state(&s.registry, names),
+        before,
+        "a refused call ({err}) changed the store"
+    );
+    err
+}
+
+pub fn is_manifest_unknown(err: &Error, repo: &str, reference: &str) -> bool {
+    matches!(err, Error::ManifestUnknown { repository, reference: r }
+        if repository == repo && r == reference)
+}
+
+pub fn is_invalid_tag(err: &Error, tag: &str) -> bool {
+    matches!(err, Error::InvalidTag { tag: t } if t == tag)
+}
+
+pub fn is_invalid_repository_name(err: &Error, name: &str) -> bool {
+    matches!(err, Error::InvalidRepositoryName { name: n, .. } if n == name)
+}
+
+/// An autopurge report, for comparing with what a run returned.
+pub fn report(
+    ran_at: Timestamp,
+    repositories: usize,
+    manifests: usize,
+    tags: usize,
+) -> ocistore::AutopurgeReport {
+    ocistore::AutopurgeReport {
+        ran_at,
+        repositories,
+        manifests,
+        tags,
     }
 }
