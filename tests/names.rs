@@ -3,26 +3,13 @@
 
 mod common;
 
-use common::{CONFIG_TYPE, Store, image_body, push_image, snapshot, upload_image};
+use common::{
+    CONFIG_TYPE, Store, fails_writing_nothing, image_body, push_image, snapshot, upload_image,
+};
 use ocistore::manifest::{DOCKER_MANIFEST, MAX_MANIFEST_SIZE, OCI_INDEX, OCI_MANIFEST};
-use ocistore::{Algorithm, Digest, Error, MAX_NAME_LEN, ManifestQuery, Page, Registry};
+use ocistore::{Algorithm, Digest, Error, MAX_NAME_LEN, ManifestQuery, Page};
 
 const MIB: usize = 1024 * 1024;
-
-/// Runs `call`, which must fail, and checks that the store is exactly as it was before.
-fn fails_writing_nothing<T: std::fmt::Debug>(
-    registry: &Registry,
-    call: impl FnOnce() -> ocistore::Result<T>,
-) -> Error {
-    let before = snapshot(registry);
-    let err = call().expect_err("the call should have failed");
-    assert_eq!(
-        snapshot(registry),
-        before,
-        "a failed call wrote something: {err}"
-    );
-    err
-}
 
 /// A store with one repository holding a tagged image, to show that bad calls leave it alone.
 fn populated() -> (Store, Digest) {

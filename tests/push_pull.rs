@@ -9,12 +9,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{
-    CONFIG_TYPE, START, Store, image_body, index_body, push_image, snapshot, upload_image,
+    CONFIG_TYPE, START, Store, fails_writing_nothing, image_body, index_body, push_image, snapshot,
+    upload_image,
 };
 use ocistore::manifest::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
-use ocistore::{
-    Algorithm, Descriptor, Digest, Error, ManifestQuery, Page, Registry, Repository, Timestamp,
-};
+use ocistore::{Algorithm, Descriptor, Digest, Error, ManifestQuery, Page, Repository, Timestamp};
 use serde_json::{Value, json};
 
 const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
@@ -25,21 +24,6 @@ const SCHEMA1_SIGNED: &str = "application/vnd.docker.distribution.manifest.v1+pr
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-/// Runs `call`, which must fail, and checks that the store is exactly as it was before.
-fn fails_writing_nothing<T: std::fmt::Debug>(
-    registry: &Registry,
-    call: impl FnOnce() -> ocistore::Result<T>,
-) -> Error {
-    let before = snapshot(registry);
-    let err = call().expect_err("the call should have failed");
-    assert_eq!(
-        snapshot(registry),
-        before,
-        "a failed call wrote something: {err}"
-    );
-    err
-}
 
 fn sha256(bytes: impl AsRef<[u8]>) -> Digest {
     Algorithm::Sha256.digest(bytes.as_ref())

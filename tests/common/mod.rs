@@ -371,3 +371,18 @@ pub fn report(
         tags,
     }
 }
+
+/// Runs `call`, which must fail, and checks that the store is exactly as it was before.
+pub fn fails_writing_nothing<T: std::fmt::Debug>(
+    registry: &Registry,
+    call: impl FnOnce() -> ocistore::Result<T>,
+) -> ocistore::Error {
+    let before = snapshot(registry);
+    let err = call().expect_err("the call should have failed");
+    assert_eq!(
+        snapshot(registry),
+        before,
+        "a failed call wrote something: {err}"
+    );
+    err
+}
