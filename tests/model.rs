@@ -1,7 +1,9 @@
-//! SPEC P1–P8, N1–N3 and C1 as a model-based property test.
+//! SPEC P1–P8, N1–N3, C1, D1–D5, S1–S16 and T1–T2 as a model-based property test.
 //!
-//! [`Model`] is a plain in-memory registry (BTreeMaps) implementing the SPEC's rules; it is the
-//! reference semantics that later rules (soft delete, recycle bin, tag history, collector) extend.
+//! [`Model`] is a plain in-memory registry (BTreeMaps) implementing the SPEC's rules: blobs,
+//! uploads, manifests and tags; deletes, the recycle bin with its restores, purges and the
+//! retention clock's autopurge; tag history and reverts. It is the reference semantics that later
+//! rules (purge policies, locks, the collector) extend.
 //! Random sequences of [`Op`]s run against the model ([`apply_model`]) and against a real store on
 //! a manual clock ([`apply_registry`]); each op must have the same [`Outcome`] on both (the same
 //! value, or the same error variant with the same names in it), and after every op
@@ -30,8 +32,9 @@ use std::time::Duration;
 use common::{CONFIG_TYPE, LAYER_TYPE, START};
 use ocistore::manifest::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
 use ocistore::{
-    Algorithm, Batch, Descriptor, Digest, Error, Manifest, ManifestQuery, ManualClock, Page,
-    Registry, Tag, Timestamp, Upload,
+    Algorithm, Batch, DeletedManifest, DeletedRepository, DeletedTag, Descriptor, Digest, Error,
+    Manifest, ManifestQuery, ManualClock, Page, Registry, Restore, SoftDeletePolicy, Tag, TagCause,
+    TagEvent, Timestamp, Upload,
 };
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -89,6 +92,9 @@ const UNKNOWN_MANIFEST: &[u8] = b"no such manifest";
 /// `RegistryBuilder::upload_timeout`'s default.
 const UPLOAD_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
+/// The builder's default autopurge interval.
+const AUTOPURGE_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+
 // ---------------------------------------------------------------------------------------------
 // Ops
 // ---------------------------------------------------------------------------------------------
@@ -136,6 +142,32 @@ enum DigestChoice {
 enum ManifestSel {
     Existing(usize),
     Unknown,
+}
+
+/// A manifest for the recycle bin's ops: the `n`-th live one of the repository by digest, the
+/// `n`-th one in its bin (a live one when the bin holds none), or one that does not exist (also
+/// when there is none to pick).
+#[derive(Debug, Clone, Copy)]
+enum AnySel {
+    Live(usize),
+    Binned(usize),
+    Unknown,
+}
+
+/// What a delete names.
+#[derive(Debug, Clone, Copy)]
+enum DeleteRef {
+    Tag(&'static str),
+    Digest(AnySel),
+    BadDigest(&'static str),
+}
+
+/// What a restore names.
+#[derive(Debug, Clone, Copy)]
+enum RestoreSel {
+    Tag(&'static str),
+    Digest(AnySel),
+    TagAndDigest(&'static str, AnySel),
 }
 
 /// What a push names: a tag, the body's digest, another digest, or garbage.
@@ -256,6 +288,54 @@ enum Op {
         repo: &'static str,
         reference: PullRef,
     },
+    /// D1.
+    Untag {
+        repo: &'static str,
+        tag: &'static str,
+    },
+    /// D2, D3, D5.
+    DeleteManifest {
+        repo: &'static str,
+        reference: DeleteRef,
+    },
+    /// D4.
+    DeleteRepository {
+        repo: &'static str,
+    },
+    /// S1.
+    SetPolicy {
+        enabled: bool,
+        days: u32,
+    },
+    /// S6–S11: a restore, forced or not.
+    Restore {
+        repo: &'static str,
+        what: RestoreSel,
+        force: bool,
+    },
+    /// T2.
+    RevertTag {
+        repo: &'static str,
+        tag: &'static str,
+        manifest: AnySel,
+        force: bool,
+    },
+    /// S16: purges by hand.
+    PurgeRepository {
+        repo: &'static str,
+    },
+    PurgeManifest {
+        repo: &'static str,
+        manifest: AnySel,
+    },
+    PurgeTags {
+        repo: &'static str,
+        tag: &'static str,
+    },
+    /// S4: `run_due` (`now: false`) or `run_now`.
+    Autopurge {
+        now: bool,
+    },
     AdvanceClock(u64),
     /// One transaction: the ops (blob writes, mounts, pushes, tags) all apply or none does.
     Batch(Vec<Op>),
@@ -299,11 +379,34 @@ impl Op {
                     }
             }
             Op::Batch(ops) => ops.iter().any(Op::has_bad_input),
+            Op::Untag { repo, tag } => bad_repo(repo) || BAD_TAGS.contains(tag),
+            Op::DeleteManifest { repo, reference } => {
+                bad_repo(repo)
+                    || match reference {
+                        DeleteRef::Tag(t) => BAD_TAGS.contains(t),
+                        DeleteRef::Digest(_) => false,
+                        DeleteRef::BadDigest(_) => true,
+                    }
+            }
+            Op::DeleteRepository { repo } | Op::PurgeRepository { repo } => bad_repo(repo),
+            Op::Restore { repo, what, .. } => {
+                bad_repo(repo)
+                    || match what {
+                        RestoreSel::Tag(t) | RestoreSel::TagAndDigest(t, _) => BAD_TAGS.contains(t),
+                        RestoreSel::Digest(_) => false,
+                    }
+            }
+            Op::RevertTag { repo, tag, .. } | Op::PurgeTags { repo, tag } => {
+                bad_repo(repo) || BAD_TAGS.contains(tag)
+            }
+            Op::PurgeManifest { repo, .. } => bad_repo(repo),
+            Op::SetPolicy { days, .. } => !(1..=90).contains(days),
             Op::AppendChunk { .. }
             | Op::AppendAt { .. }
             | Op::FinishUpload { .. }
             | Op::CancelUpload { .. }
             | Op::ResumeUpload { .. }
+            | Op::Autopurge { .. }
             | Op::AdvanceClock(_)
             | Op::Reopen => false,
         }
@@ -331,8 +434,21 @@ enum Value {
         body: Vec<u8>,
     },
     Batch(Vec<Value>),
+    /// What a manifest delete deleted, in order.
+    Digests(Vec<String>),
     /// An upload op when no session was ever started: nothing ran.
     NoSession,
+    /// How many tombstones a purge by hand removed.
+    Count(usize),
+    /// What an autopurge run removed.
+    Purged {
+        at: Timestamp,
+        repositories: usize,
+        manifests: usize,
+        tags: usize,
+    },
+    /// `run_due` before the interval has passed.
+    NotDue,
 }
 
 /// An error variant with the fields the model can predict.
@@ -361,6 +477,43 @@ enum ErrKind {
     UploadOffsetMismatch {
         expected: u64,
         actual: u64,
+    },
+    RepositoryUnknown(String),
+    RepositorySoftDeleted(String),
+    TagUnknown {
+        repository: String,
+        tag: String,
+    },
+    ManifestReferenced {
+        repository: String,
+        digest: String,
+        index: String,
+    },
+    ManifestSoftDeleted {
+        repository: String,
+        digest: String,
+    },
+    TagConflict {
+        repository: String,
+        tag: String,
+        digest: String,
+    },
+    SubjectDeleted {
+        repository: String,
+        subject: String,
+    },
+    NotDeleted {
+        repository: String,
+        item: String,
+    },
+    NotInHistory {
+        repository: String,
+        tag: String,
+        digest: String,
+    },
+    InvalidSetting {
+        setting: String,
+        value: String,
     },
     /// Anything the model never predicts.
     Other(String),
@@ -393,6 +546,52 @@ fn kind(e: Error) -> ErrKind {
         Error::UploadOffsetMismatch {
             expected, actual, ..
         } => ErrKind::UploadOffsetMismatch { expected, actual },
+        Error::RepositoryUnknown { name } => ErrKind::RepositoryUnknown(name),
+        Error::RepositorySoftDeleted { name } => ErrKind::RepositorySoftDeleted(name),
+        Error::TagUnknown { repository, tag } => ErrKind::TagUnknown { repository, tag },
+        Error::ManifestReferenced {
+            repository,
+            digest,
+            index,
+        } => ErrKind::ManifestReferenced {
+            repository,
+            digest: digest.to_string(),
+            index: index.to_string(),
+        },
+        Error::ManifestSoftDeleted { repository, digest } => ErrKind::ManifestSoftDeleted {
+            repository,
+            digest: digest.to_string(),
+        },
+        Error::TagConflict {
+            repository,
+            tag,
+            digest,
+        } => ErrKind::TagConflict {
+            repository,
+            tag,
+            digest: digest.to_string(),
+        },
+        Error::SubjectDeleted {
+            repository,
+            subject,
+        } => ErrKind::SubjectDeleted {
+            repository,
+            subject: subject.to_string(),
+        },
+        Error::NotDeleted { repository, item } => ErrKind::NotDeleted { repository, item },
+        Error::NotInHistory {
+            repository,
+            tag,
+            digest,
+        } => ErrKind::NotInHistory {
+            repository,
+            tag,
+            digest: digest.to_string(),
+        },
+        Error::InvalidSetting { setting, value, .. } => ErrKind::InvalidSetting {
+            setting: setting.to_owned(),
+            value,
+        },
         other => ErrKind::Other(format!("{other:?}")),
     }
 }
@@ -606,6 +805,8 @@ trait View {
     fn blobs_of(&self, repo: &str) -> Vec<(String, u64)>;
     /// (digest, media type, size) of the manifests of `repo`, by digest.
     fn manifests_of(&self, repo: &str) -> Vec<(String, String, u64)>;
+    /// Digests of the manifests of `repo` in the recycle bin, sorted.
+    fn binned_of(&self, repo: &str) -> Vec<String>;
     /// How many upload sessions were started.
     fn sessions(&self) -> usize;
     /// The bytes a session holds, as its client knows them.
@@ -665,6 +866,47 @@ enum Step {
         repo: String,
         reference: String,
     },
+    Untag {
+        repo: String,
+        tag: String,
+    },
+    DeleteManifest {
+        repo: String,
+        reference: String,
+    },
+    DeleteRepository {
+        repo: String,
+    },
+    SetPolicy {
+        enabled: bool,
+        days: u32,
+    },
+    Restore {
+        repo: String,
+        tag: Option<String>,
+        digest: Option<String>,
+        force: bool,
+    },
+    Revert {
+        repo: String,
+        tag: String,
+        digest: String,
+        force: bool,
+    },
+    PurgeRepository {
+        repo: String,
+    },
+    PurgeManifest {
+        repo: String,
+        digest: String,
+    },
+    PurgeTags {
+        repo: String,
+        tag: String,
+    },
+    Autopurge {
+        now: bool,
+    },
     Advance(u64),
     Batch(Vec<Step>),
     Reopen,
@@ -684,6 +926,22 @@ fn pick(view: &impl View, repo: &str, sel: ManifestSel) -> (String, String, u64)
     match sel {
         ManifestSel::Existing(i) if !all.is_empty() => all[i % all.len()].clone(),
         _ => unknown_manifest(),
+    }
+}
+
+fn pick_any(view: &impl View, repo: &str, sel: AnySel) -> String {
+    let live = |i: usize| pick(view, repo, ManifestSel::Existing(i)).0;
+    match sel {
+        AnySel::Live(i) => live(i),
+        AnySel::Binned(i) => {
+            let binned = view.binned_of(repo);
+            if binned.is_empty() {
+                live(i)
+            } else {
+                binned[i % binned.len()].clone()
+            }
+        }
+        AnySel::Unknown => unknown_manifest().0,
     }
 }
 
@@ -887,6 +1145,61 @@ fn resolve(op: &Op, view: &impl View) -> Step {
                 PullRef::BadDigest(d) => d.to_string(),
             },
         },
+        Op::Untag { repo, tag } => Step::Untag {
+            repo: repo.to_string(),
+            tag: tag.to_string(),
+        },
+        Op::DeleteManifest { repo, reference } => Step::DeleteManifest {
+            repo: repo.to_string(),
+            reference: match reference {
+                DeleteRef::Tag(t) => t.to_string(),
+                DeleteRef::Digest(sel) => pick_any(view, repo, *sel),
+                DeleteRef::BadDigest(d) => d.to_string(),
+            },
+        },
+        Op::DeleteRepository { repo } => Step::DeleteRepository {
+            repo: repo.to_string(),
+        },
+        Op::SetPolicy { enabled, days } => Step::SetPolicy {
+            enabled: *enabled,
+            days: *days,
+        },
+        Op::Restore { repo, what, force } => {
+            let (tag, digest) = match what {
+                RestoreSel::Tag(t) => (Some(t), None),
+                RestoreSel::Digest(sel) => (None, Some(*sel)),
+                RestoreSel::TagAndDigest(t, sel) => (Some(t), Some(*sel)),
+            };
+            Step::Restore {
+                repo: repo.to_string(),
+                tag: tag.map(|t| t.to_string()),
+                digest: digest.map(|sel| pick_any(view, repo, sel)),
+                force: *force,
+            }
+        }
+        Op::RevertTag {
+            repo,
+            tag,
+            manifest,
+            force,
+        } => Step::Revert {
+            repo: repo.to_string(),
+            tag: tag.to_string(),
+            digest: pick_any(view, repo, *manifest),
+            force: *force,
+        },
+        Op::PurgeRepository { repo } => Step::PurgeRepository {
+            repo: repo.to_string(),
+        },
+        Op::PurgeManifest { repo, manifest } => Step::PurgeManifest {
+            repo: repo.to_string(),
+            digest: pick_any(view, repo, *manifest),
+        },
+        Op::PurgeTags { repo, tag } => Step::PurgeTags {
+            repo: repo.to_string(),
+            tag: tag.to_string(),
+        },
+        Op::Autopurge { now } => Step::Autopurge { now: *now },
         Op::AdvanceClock(secs) => Step::Advance(*secs),
         // Every op of a batch is resolved against the state before the batch.
         Op::Batch(ops) => Step::Batch(ops.iter().map(|o| resolve(o, view)).collect()),
@@ -901,17 +1214,34 @@ fn resolve(op: &Op, view: &impl View) -> Step {
 #[derive(Debug, Clone)]
 struct Model {
     now: Timestamp,
+    /// Every repository with a record: live, or soft-deleted (`deleted` set). A purged one is
+    /// gone from here.
     repositories: BTreeMap<String, RepoModel>,
     /// Every session ever started, in order; closed ones stay (their ops are `UploadUnknown`).
     uploads: Vec<UploadModel>,
+    /// S1: the soft delete policy.
+    policy: SoftDeletePolicy,
+    /// S4: when autopurge last ran.
+    last_run: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, Default)]
 struct RepoModel {
-    /// Linked blobs: digest → bytes.
+    /// S2: set while the repository is in the recycle bin.
+    deleted: Option<Timestamp>,
+    /// Linked blobs: digest → bytes. A soft-deleted repository keeps them, unreadable.
     blobs: BTreeMap<String, Vec<u8>>,
+    /// Live and soft-deleted manifests (`deleted` set); purged ones are gone.
     manifests: BTreeMap<String, ManifestModel>,
+    /// Live tags.
     tags: BTreeMap<String, TagModel>,
+    /// S5: the tags in the recycle bin, in deletion (`seq`) order.
+    bin_tags: Vec<BinTag>,
+    /// T1: every tag event, in `seq` order.
+    history: Vec<EventModel>,
+    /// The last event number: orders events and deletions made at the same clock time. Only
+    /// the order within one repository is ever observable.
+    seq: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -921,6 +1251,33 @@ struct ManifestModel {
     created: Timestamp,
     updated: Timestamp,
     spec: BodySpec,
+    /// S2: set while the manifest is in the recycle bin.
+    deleted: Option<Timestamp>,
+}
+
+impl ManifestModel {
+    fn live(&self) -> bool {
+        self.deleted.is_none()
+    }
+}
+
+/// A tag in the bin: it pointed at `digest` when event `seq` deleted it.
+#[derive(Debug, Clone)]
+struct BinTag {
+    tag: String,
+    digest: String,
+    deleted_at: Timestamp,
+    seq: u64,
+}
+
+/// T1: the tag moved `from` one manifest `to` another.
+#[derive(Debug, Clone)]
+struct EventModel {
+    tag: String,
+    from: Option<String>,
+    to: Option<String>,
+    at: Timestamp,
+    cause: TagCause,
 }
 
 #[derive(Debug, Clone)]
@@ -943,25 +1300,54 @@ impl Model {
             now: START,
             repositories: BTreeMap::new(),
             uploads: Vec::new(),
+            policy: SoftDeletePolicy::default(),
+            last_run: None,
         }
     }
 
+    /// S3: the retention in force now.
+    fn retention(&self) -> Duration {
+        Duration::from_secs(u64::from(self.policy.retention_days) * 86_400)
+    }
+
+    /// S3: when a tombstone deleted at `at` expires, by the retention in force now.
+    fn expires(&self, at: Timestamp) -> Timestamp {
+        at.saturating_add(self.retention())
+    }
+
+    /// Whether the repository has a record and is not in the bin.
+    fn live_repo(&self, repo: &str) -> bool {
+        self.repositories
+            .get(repo)
+            .is_some_and(|r| r.deleted.is_none())
+    }
+
+    /// Creates the repository or brings it back out of the bin (S11, S12); its tombstones stay.
+    fn ensure_repo(&mut self, repo: &str) -> &mut RepoModel {
+        let r = self.repositories.entry(repo.to_owned()).or_default();
+        r.deleted = None;
+        r
+    }
+
+    /// Whether blob `digest` is linked to `repo`, whatever the repository's state: a
+    /// soft-deleted repository keeps its links, and a push into it may use them (S12).
     fn linked(&self, repo: &str, digest: &str) -> bool {
         self.repositories
             .get(repo)
             .is_some_and(|r| r.blobs.contains_key(digest))
     }
 
+    /// Whether `digest` is a live manifest of `repo`.
     fn has_manifest(&self, repo: &str, digest: &str) -> bool {
         self.repositories
             .get(repo)
-            .is_some_and(|r| r.manifests.contains_key(digest))
+            .and_then(|r| r.manifests.get(digest))
+            .is_some_and(ManifestModel::live)
     }
 
+    /// A blob put, mount or upload: linked, and the repository live (S12).
     fn link(&mut self, repo: &str, digest: &str, bytes: &[u8]) {
-        self.repositories
-            .entry(repo.to_owned())
-            .or_default()
+        self.ensure_repo(repo)
             .blobs
             .insert(digest.to_owned(), bytes.to_vec());
     }
@@ -991,8 +1377,8 @@ impl RepoModel {
     }
 
     /// P5: the tag moves; the manifest it left and the one it reaches count as updated. A tag
-    /// already on the manifest changes nothing.
-    fn move_tag(&mut self, tag: &str, digest: &str, now: Timestamp) {
+    /// already on the manifest changes nothing. T1: a move is an event.
+    fn move_tag(&mut self, tag: &str, digest: &str, now: Timestamp, cause: TagCause) {
         if self.tags.get(tag).is_some_and(|t| t.digest == digest) {
             return;
         }
@@ -1000,10 +1386,75 @@ impl RepoModel {
             digest: digest.to_owned(),
             updated: now,
         };
-        if let Some(previous) = self.tags.insert(tag.to_owned(), moved) {
-            self.touch(&previous.digest, now);
+        let previous = self.tags.insert(tag.to_owned(), moved).map(|p| p.digest);
+        if let Some(previous) = &previous {
+            self.touch(previous, now);
         }
         self.touch(digest, now);
+        self.record(tag, previous, Some(digest.to_owned()), now, cause);
+    }
+
+    /// T1: appends an event and returns its number.
+    fn record(
+        &mut self,
+        tag: &str,
+        from: Option<String>,
+        to: Option<String>,
+        at: Timestamp,
+        cause: TagCause,
+    ) -> u64 {
+        self.seq += 1;
+        self.history.push(EventModel {
+            tag: tag.to_owned(),
+            from,
+            to,
+            at,
+            cause,
+        });
+        self.seq
+    }
+
+    /// D1, S2: removes live tag `tag` (the manifest counts as updated), records it, and bins
+    /// it if `bin`. Returns the manifest it pointed at.
+    fn drop_tag(&mut self, tag: &str, now: Timestamp, cause: TagCause, bin: bool) -> String {
+        let digest = self.tags.remove(tag).expect("a live tag").digest;
+        self.touch(&digest, now);
+        let seq = self.record(tag, Some(digest.clone()), None, now, cause);
+        if bin {
+            self.bin_tags.push(BinTag {
+                tag: tag.to_owned(),
+                digest: digest.clone(),
+                deleted_at: now,
+                seq,
+            });
+        }
+        digest
+    }
+
+    /// Permanently removes a manifest with its tags in the bin and the history events naming
+    /// it (T2). Its live tags are gone already.
+    fn purge_manifest(&mut self, digest: &str) {
+        self.manifests.remove(digest);
+        self.bin_tags.retain(|t| t.digest != digest);
+        self.history
+            .retain(|e| e.from.as_deref() != Some(digest) && e.to.as_deref() != Some(digest));
+    }
+
+    /// D2–D4, S2: deletes a live manifest's tags (in lexical order), then the manifest: into
+    /// the bin if `bin`, for good otherwise.
+    fn delete_live_manifest(&mut self, digest: &str, now: Timestamp, bin: bool) {
+        for tag in self.tags_of(digest) {
+            self.drop_tag(&tag, now, TagCause::Delete, bin);
+        }
+        if bin {
+            self.manifests.get_mut(digest).unwrap().deleted = Some(now);
+        } else {
+            self.purge_manifest(digest);
+        }
+    }
+
+    fn live_manifests(&self) -> impl Iterator<Item = (&String, &ManifestModel)> {
+        self.manifests.iter().filter(|(_, m)| m.live())
     }
 
     /// P8: the descriptor a referrers listing shows.
@@ -1036,9 +1487,8 @@ impl RepoModel {
     /// Manifests by (last update, digest), oldest first.
     fn by_time(&self) -> Vec<Manifest> {
         let mut all: Vec<_> = self
-            .manifests
-            .keys()
-            .map(|d| self.expected_manifest(d))
+            .live_manifests()
+            .map(|(d, _)| self.expected_manifest(d))
             .collect();
         all.sort_by(|a, b| (a.updated, a.digest.as_str()).cmp(&(b.updated, b.digest.as_str())));
         all
@@ -1047,7 +1497,8 @@ impl RepoModel {
 
 impl View for Model {
     fn blobs_of(&self, repo: &str) -> Vec<(String, u64)> {
-        let Some(r) = self.repositories.get(repo) else {
+        // A soft-deleted repository lists no blobs.
+        let Some(r) = self.repositories.get(repo).filter(|r| r.deleted.is_none()) else {
             return Vec::new();
         };
         let blobs = r.blobs.iter();
@@ -1058,10 +1509,17 @@ impl View for Model {
         let Some(r) = self.repositories.get(repo) else {
             return Vec::new();
         };
-        r.manifests
-            .iter()
+        r.live_manifests()
             .map(|(d, m)| (d.clone(), m.media_type.clone(), m.body.len() as u64))
             .collect()
+    }
+
+    fn binned_of(&self, repo: &str) -> Vec<String> {
+        let Some(r) = self.repositories.get(repo) else {
+            return Vec::new();
+        };
+        let binned = r.manifests.iter().filter(|(_, m)| !m.live());
+        binned.map(|(d, _)| d.clone()).collect()
     }
 
     fn sessions(&self) -> usize {
@@ -1109,6 +1567,13 @@ fn model_step(m: &mut Model, step: &Step) -> Outcome {
         Step::Mount { from, to, digest } => {
             check_repo(to)?;
             check_repo(from)?;
+            // S13: nothing is mounted out of the bin.
+            if m.repositories
+                .get(from)
+                .is_some_and(|r| r.deleted.is_some())
+            {
+                return Err(ErrKind::RepositorySoftDeleted(from.clone()));
+            }
             if !m.linked(from, digest) {
                 return Err(ErrKind::BlobUnknown {
                     repository: from.clone(),
@@ -1189,7 +1654,7 @@ fn model_step(m: &mut Model, step: &Step) -> Outcome {
             }
             let now = m.now;
             let r = m.repositories.get_mut(repo.as_str()).unwrap();
-            r.move_tag(tag, digest, now);
+            r.move_tag(tag, digest, now, TagCause::Push);
             Ok(Value::Unit)
         }
         Step::Pull { repo, reference } => {
@@ -1208,11 +1673,154 @@ fn model_step(m: &mut Model, step: &Step) -> Outcome {
             };
             let m = r
                 .and_then(|r| r.manifests.get(&digest))
+                .filter(|m| m.live())
                 .ok_or_else(|| unknown(&digest))?;
             Ok(Value::Pulled {
                 digest,
                 media_type: m.media_type.clone(),
                 body: m.body.clone(),
+            })
+        }
+        Step::Untag { repo, tag } => {
+            check_repo(repo)?;
+            if !valid_tag(tag) {
+                return Err(ErrKind::InvalidTag(tag.clone()));
+            }
+            let (now, bin) = (m.now, m.policy.enabled);
+            match m.repositories.get_mut(repo.as_str()) {
+                Some(r) if r.tags.contains_key(tag) => {
+                    r.drop_tag(tag, now, TagCause::Untag, bin);
+                    Ok(Value::Unit)
+                }
+                _ => Err(ErrKind::TagUnknown {
+                    repository: repo.clone(),
+                    tag: tag.clone(),
+                }),
+            }
+        }
+        Step::DeleteManifest { repo, reference } => model_delete_manifest(m, repo, reference),
+        Step::DeleteRepository { repo } => {
+            check_repo(repo)?;
+            if !m.live_repo(repo) {
+                return Err(ErrKind::RepositoryUnknown(repo.clone()));
+            }
+            if !m.policy.enabled {
+                m.repositories.remove(repo.as_str());
+                return Ok(Value::Unit);
+            }
+            let now = m.now;
+            let r = m.repositories.get_mut(repo.as_str()).unwrap();
+            // In update order: the order of the deletions' events.
+            let live: Vec<String> = r.by_time().iter().map(|x| x.digest.to_string()).collect();
+            for digest in live {
+                r.delete_live_manifest(&digest, now, true);
+            }
+            r.deleted = Some(now);
+            Ok(Value::Unit)
+        }
+        Step::SetPolicy { enabled, days } => {
+            if !(1..=90).contains(days) {
+                return Err(ErrKind::InvalidSetting {
+                    setting: "soft delete retention_days".to_owned(),
+                    value: days.to_string(),
+                });
+            }
+            m.policy = SoftDeletePolicy {
+                enabled: *enabled,
+                retention_days: *days,
+            };
+            Ok(Value::Unit)
+        }
+        Step::Restore {
+            repo,
+            tag,
+            digest,
+            force,
+        } => model_restore(m, repo, tag.as_deref(), digest.as_deref(), *force),
+        Step::Revert {
+            repo,
+            tag,
+            digest,
+            force,
+        } => {
+            check_repo(repo)?;
+            if !valid_tag(tag) {
+                return Err(ErrKind::InvalidTag(tag.clone()));
+            }
+            let r = m.repositories.get(repo.as_str());
+            let held = r.is_some_and(|r| {
+                r.history.iter().any(|e| {
+                    e.tag == *tag
+                        && (e.from.as_ref() == Some(digest) || e.to.as_ref() == Some(digest))
+                })
+            });
+            if !held {
+                return Err(ErrKind::NotInHistory {
+                    repository: repo.clone(),
+                    tag: tag.clone(),
+                    digest: digest.clone(),
+                });
+            }
+            model_restore(m, repo, Some(tag), Some(digest), *force).map(|_| Value::Unit)
+        }
+        Step::PurgeRepository { repo } => {
+            check_repo(repo)?;
+            if m.live_repo(repo) || !m.repositories.contains_key(repo.as_str()) {
+                return Err(ErrKind::NotDeleted {
+                    repository: repo.clone(),
+                    item: "the repository".to_owned(),
+                });
+            }
+            m.repositories.remove(repo.as_str());
+            Ok(Value::Unit)
+        }
+        Step::PurgeManifest { repo, digest } => {
+            check_repo(repo)?;
+            let binned = m
+                .repositories
+                .get(repo.as_str())
+                .and_then(|r| r.manifests.get(digest));
+            if binned.is_none_or(ManifestModel::live) {
+                return Err(ErrKind::NotDeleted {
+                    repository: repo.clone(),
+                    item: format!("manifest {digest}"),
+                });
+            }
+            m.repositories
+                .get_mut(repo.as_str())
+                .unwrap()
+                .purge_manifest(digest);
+            Ok(Value::Unit)
+        }
+        Step::PurgeTags { repo, tag } => {
+            check_repo(repo)?;
+            if !valid_tag(tag) {
+                return Err(ErrKind::InvalidTag(tag.clone()));
+            }
+            let r = m.repositories.get_mut(repo.as_str());
+            let purged = r.map_or(0, |r| {
+                let before = r.bin_tags.len();
+                r.bin_tags.retain(|t| t.tag != *tag);
+                before - r.bin_tags.len()
+            });
+            if purged == 0 {
+                return Err(ErrKind::NotDeleted {
+                    repository: repo.clone(),
+                    item: format!("tag {tag}"),
+                });
+            }
+            Ok(Value::Count(purged))
+        }
+        Step::Autopurge { now } => {
+            // S4: due when it never ran, once the interval has passed, or when the clock went
+            // back before the last run.
+            let due = m.last_run.is_none_or(|last| {
+                m.now < last || m.now >= last.saturating_add(AUTOPURGE_INTERVAL)
+            });
+            Ok(if *now || due {
+                model_autopurge(m)
+            } else {
+                Value::NotDue
             })
         }
         Step::Advance(secs) => {
@@ -1231,6 +1839,172 @@ fn model_step(m: &mut Model, step: &Step) -> Outcome {
         }
         Step::Reopen => Ok(Value::Unit),
         Step::NoSession => Ok(Value::NoSession),
+    }
+}
+
+/// D2, D3, D5: the manifest and its live referrers, recursively; refused while a live index
+/// outside them lists one of them.
+fn model_delete_manifest(m: &mut Model, repo: &str, reference: &str) -> Outcome {
+    check_repo(repo)?;
+    let unknown = |reference: &str| ErrKind::ManifestUnknown {
+        repository: repo.to_owned(),
+        reference: reference.to_owned(),
+    };
+    let r = m.repositories.get(repo);
+    let digest = match parse_reference(reference)? {
+        ModelRef::Tag(t) => r
+            .and_then(|r| r.tags.get(&t))
+            .map(|t| t.digest.clone())
+            .ok_or_else(|| unknown(&t))?,
+        ModelRef::Digest(d) => d,
+    };
+    if !m.has_manifest(repo, &digest) {
+        return Err(unknown(&digest));
+    }
+    let (now, bin) = (m.now, m.policy.enabled);
+    let r = m.repositories.get_mut(repo).unwrap();
+    // Breadth first, each subject's referrers by digest.
+    let mut doomed = vec![digest];
+    let mut next = 0;
+    while let Some(subject) = doomed.get(next).cloned() {
+        for (d, x) in r.live_manifests() {
+            let refers = x
+                .spec
+                .subject
+                .as_ref()
+                .is_some_and(|s| s.digest.as_str() == subject);
+            if refers && !doomed.contains(d) {
+                doomed.push(d.clone());
+            }
+        }
+        next += 1;
+    }
+    for digest in &doomed {
+        for (index, x) in r.live_manifests() {
+            let lists = x.spec.index && x.spec.items.iter().any(|c| c.digest.as_str() == digest);
+            if lists && !doomed.contains(index) {
+                return Err(ErrKind::ManifestReferenced {
+                    repository: repo.to_owned(),
+                    digest: digest.clone(),
+                    index: index.clone(),
+                });
+            }
+        }
+    }
+    for digest in &doomed {
+        r.delete_live_manifest(digest, now, bin);
+    }
+    Ok(Value::Digests(doomed))
+}
+
+/// S6–S11: brings `digest` (or the manifest `tag` was most recently deleted from) back with at
+/// most `tag`; a forced restore moves `tag` off another manifest, into the bin.
+fn model_restore(
+    m: &mut Model,
+    repo: &str,
+    tag: Option<&str>,
+    digest: Option<&str>,
+    force: bool,
+) -> Outcome {
+    check_repo(repo)?;
+    if let Some(tag) = tag.filter(|t| !valid_tag(t)) {
+        return Err(ErrKind::InvalidTag(tag.to_owned()));
+    }
+    let r = m.repositories.get(repo);
+    let digest = match (tag, digest) {
+        (_, Some(digest)) => digest.to_owned(),
+        (Some(tag), None) => r
+            .and_then(|r| {
+                r.bin_tags
+                    .iter()
+                    .filter(|t| t.tag == tag)
+                    .max_by_key(|t| t.seq)
+            })
+            .map(|t| t.digest.clone())
+            .ok_or_else(|| ErrKind::NotDeleted {
+                repository: repo.to_owned(),
+                item: format!("tag {tag}"),
+            })?,
+        (None, None) => unreachable!("a restore names a tag or a digest"),
+    };
+    let Some(x) = r.and_then(|r| r.manifests.get(&digest)) else {
+        return Err(ErrKind::ManifestUnknown {
+            repository: repo.to_owned(),
+            reference: digest,
+        });
+    };
+    let binned = !x.live();
+    if let Some(subject) = x.spec.subject.as_ref().filter(|_| binned) {
+        let subject = subject.digest.to_string();
+        if r.and_then(|r| r.manifests.get(&subject))
+            .is_some_and(|s| !s.live())
+        {
+            return Err(ErrKind::SubjectDeleted {
+                repository: repo.to_owned(),
+                subject,
+            });
+        }
+    }
+    let (now, bin) = (m.now, m.policy.enabled);
+    if let Some(tag) = tag {
+        let current = r.and_then(|r| r.tags.get(tag)).map(|t| t.digest.clone());
+        if let Some(current) = current.filter(|c| *c != digest) {
+            if !force {
+                return Err(ErrKind::TagConflict {
+                    repository: repo.to_owned(),
+                    tag: tag.to_owned(),
+                    digest: current,
+                });
+            }
+            let r = m.repositories.get_mut(repo).unwrap();
+            r.drop_tag(tag, now, TagCause::Restore, bin);
+        }
+    }
+    let r = m.ensure_repo(repo);
+    let x = r.manifests.get_mut(&digest).unwrap();
+    if binned {
+        x.deleted = None;
+        x.updated = now;
+    }
+    if let Some(tag) = tag {
+        r.bin_tags.retain(|t| !(t.tag == tag && t.digest == digest));
+        r.move_tag(tag, &digest, now, TagCause::Restore);
+    }
+    Ok(Value::Digest(digest))
+}
+
+/// S3, S4: removes every tombstone whose retention, as it is now, has run out: tags, then
+/// manifests (with what belongs to them), then repositories (with everything in them).
+fn model_autopurge(m: &mut Model) -> Value {
+    let (now, retention) = (m.now, m.retention());
+    let expired = move |at: Timestamp| at.saturating_add(retention) <= now;
+    let (mut tags, mut manifests) = (0, 0);
+    for r in m.repositories.values_mut() {
+        let before = r.bin_tags.len();
+        r.bin_tags.retain(|t| !expired(t.deleted_at));
+        tags += before - r.bin_tags.len();
+    }
+    for r in m.repositories.values_mut() {
+        let doomed: Vec<String> = r
+            .manifests
+            .iter()
+            .filter(|(_, x)| x.deleted.is_some_and(expired))
+            .map(|(d, _)| d.clone())
+            .collect();
+        manifests += doomed.len();
+        for digest in doomed {
+            r.purge_manifest(&digest);
+        }
+    }
+    let before = m.repositories.len();
+    m.repositories
+        .retain(|_, r| !r.deleted.is_some_and(expired));
+    m.last_run = Some(now);
+    Value::Purged {
+        at: now,
+        repositories: before - m.repositories.len(),
+        manifests,
+        tags,
     }
 }
 
@@ -1261,6 +2035,17 @@ fn model_push(
             (actual, None)
         }
     };
+    // S13: the bin first, whatever the manifest references.
+    let binned = m
+        .repositories
+        .get(repo)
+        .and_then(|r| r.manifests.get(&digest));
+    if binned.is_some_and(|x| !x.live()) {
+        return Err(ErrKind::ManifestSoftDeleted {
+            repository: repo.to_owned(),
+            digest,
+        });
+    }
     for r in spec.references() {
         let d = r.digest.as_str();
         if spec.index && !m.has_manifest(repo, d) {
@@ -1277,7 +2062,7 @@ fn model_push(
         }
     }
     let now = m.now;
-    let r = m.repositories.entry(repo.to_owned()).or_default();
+    let r = m.ensure_repo(repo);
     match r.manifests.get_mut(&digest) {
         Some(existing) => existing.updated = now,
         None => {
@@ -1287,12 +2072,13 @@ fn model_push(
                 created: now,
                 updated: now,
                 spec: spec.clone(),
+                deleted: None,
             };
             r.manifests.insert(digest.clone(), record);
         }
     }
     if let Some(tag) = tag {
-        r.move_tag(&tag, &digest, now);
+        r.move_tag(&tag, &digest, now, TagCause::Push);
     }
     Ok(Value::Digest(digest))
 }
@@ -1388,6 +2174,16 @@ impl View for Sut {
         all
     }
 
+    fn binned_of(&self, repo: &str) -> Vec<String> {
+        let Ok(repo) = self.registry().repository(repo) else {
+            return Vec::new();
+        };
+        let binned = repo.deleted_manifests().expect("list deleted manifests");
+        let mut all: Vec<String> = binned.iter().map(|m| m.digest.to_string()).collect();
+        all.sort();
+        all
+    }
+
     fn sessions(&self) -> usize {
         self.uploads.len()
     }
@@ -1405,6 +2201,19 @@ fn apply_registry(sut: &mut Sut, op: &Op) -> Outcome {
 
 fn parse_digest(d: &str) -> Result<Digest, ErrKind> {
     Digest::parse(d).map_err(kind)
+}
+
+fn digests(deleted: &[Digest]) -> Value {
+    Value::Digests(deleted.iter().map(Digest::to_string).collect())
+}
+
+fn restore_what<'a>(tag: Option<&'a str>, digest: Option<&'a Digest>) -> Restore<'a> {
+    match (tag, digest) {
+        (Some(tag), Some(digest)) => Restore::TagAndDigest(tag, digest),
+        (Some(tag), None) => Restore::Tag(tag),
+        (None, Some(digest)) => Restore::Digest(digest),
+        (None, None) => unreachable!("a restore names a tag or a digest"),
+    }
 }
 
 fn registry_step(sut: &mut Sut, step: &Step) -> Outcome {
@@ -1498,6 +2307,77 @@ fn registry_step(sut: &mut Sut, step: &Step) -> Outcome {
                 body: pulled.body.to_vec(),
             })
         }
+        Step::Untag { repo, tag } => {
+            repository(repo)?.untag(tag).map_err(kind)?;
+            Ok(Value::Unit)
+        }
+        Step::DeleteManifest { repo, reference } => {
+            let deleted = repository(repo)?.delete_manifest(reference).map_err(kind)?;
+            Ok(digests(&deleted))
+        }
+        Step::DeleteRepository { repo } => {
+            reg.delete_repository(repo).map_err(kind)?;
+            Ok(Value::Unit)
+        }
+        Step::Restore {
+            repo,
+            tag,
+            digest,
+            force,
+        } => {
+            let repo = repository(repo)?;
+            let digest = digest.as_deref().map(parse_digest).transpose()?;
+            let restored = repo
+                .restore(restore_what(tag.as_deref(), digest.as_ref()), *force)
+                .map_err(kind)?;
+            Ok(Value::Digest(restored.to_string()))
+        }
+        Step::SetPolicy { enabled, days } => {
+            reg.set_soft_delete_policy(SoftDeletePolicy {
+                enabled: *enabled,
+                retention_days: *days,
+            })
+            .map_err(kind)?;
+            Ok(Value::Unit)
+        }
+        Step::Revert {
+            repo,
+            tag,
+            digest,
+            force,
+        } => {
+            let repo = repository(repo)?;
+            repo.revert_tag(tag, &parse_digest(digest)?, *force)
+                .map_err(kind)?;
+            Ok(Value::Unit)
+        }
+        Step::PurgeRepository { repo } => {
+            reg.purge_deleted_repository(repo).map_err(kind)?;
+            Ok(Value::Unit)
+        }
+        Step::PurgeManifest { repo, digest } => {
+            let repo = repository(repo)?;
+            repo.purge_deleted_manifest(&parse_digest(digest)?)
+                .map_err(kind)?;
+            Ok(Value::Unit)
+        }
+        Step::PurgeTags { repo, tag } => {
+            let purged = repository(repo)?.purge_deleted_tags(tag).map_err(kind)?;
+            Ok(Value::Count(purged))
+        }
+        Step::Autopurge { now } => {
+            let report = if *now {
+                Some(reg.run_now().map_err(kind)?)
+            } else {
+                reg.run_due().map_err(kind)?
+            };
+            Ok(report.map_or(Value::NotDue, |r| Value::Purged {
+                at: r.ran_at,
+                repositories: r.repositories,
+                manifests: r.manifests,
+                tags: r.tags,
+            }))
+        }
         Step::Advance(secs) => {
             sut.clock.advance(Duration::from_secs(*secs));
             Ok(Value::Unit)
@@ -1577,6 +2457,33 @@ fn batch_step(b: &mut Batch<'_>, reg: &Registry, step: &Step) -> Result<Value, E
             b.tag(&repo, tag, &parse_digest(digest)?).map_err(kind)?;
             Ok(Value::Unit)
         }
+        Step::Untag { repo, tag } => {
+            b.untag(&repository(repo)?, tag).map_err(kind)?;
+            Ok(Value::Unit)
+        }
+        Step::DeleteManifest { repo, reference } => {
+            let deleted = b
+                .delete_manifest(&repository(repo)?, reference)
+                .map_err(kind)?;
+            Ok(digests(&deleted))
+        }
+        Step::DeleteRepository { repo } => {
+            b.delete_repository(&repository(repo)?).map_err(kind)?;
+            Ok(Value::Unit)
+        }
+        Step::Restore {
+            repo,
+            tag,
+            digest,
+            force,
+        } => {
+            let repo = repository(repo)?;
+            let digest = digest.as_deref().map(parse_digest).transpose()?;
+            let restored = b
+                .restore(&repo, restore_what(tag.as_deref(), digest.as_ref()), *force)
+                .map_err(kind)?;
+            Ok(Value::Digest(restored.to_string()))
+        }
         other => panic!("not an op of a batch: {other:?}"),
     }
 }
@@ -1606,8 +2513,17 @@ fn paged<T>(
 
 /// Reads everything the registry holds through the public API and checks it against the model.
 fn compare(model: &Model, registry: &Registry) -> Result<(), TestCaseError> {
-    // P7: repositories in lexical order, paginated.
-    let names: Vec<String> = model.repositories.keys().cloned().collect();
+    // S1, S4: the policy and the last autopurge run, persisted.
+    prop_assert_eq!(registry.soft_delete_policy().unwrap(), model.policy);
+    prop_assert_eq!(registry.autopurge_last_run().unwrap(), model.last_run);
+
+    // P7, S2: live repositories in lexical order, paginated.
+    let names: Vec<String> = model
+        .repositories
+        .iter()
+        .filter(|(_, r)| r.deleted.is_none())
+        .map(|(name, _)| name.clone())
+        .collect();
     prop_assert_eq!(&registry.repositories(&Page::all()).unwrap(), &names);
     for n in [1, 2] {
         let pages = paged(n, |p| registry.repositories(p).unwrap(), String::clone);
@@ -1622,10 +2538,31 @@ fn compare(model: &Model, registry: &Registry) -> Result<(), TestCaseError> {
         let page = registry.repositories(&Page::after(*last, 5)).unwrap();
         prop_assert_eq!(page, after, "repositories after {}", last);
     }
+    // S5: soft-deleted repositories, most recently deleted first.
+    let mut deleted: Vec<DeletedRepository> = model
+        .repositories
+        .iter()
+        .filter_map(|(name, r)| {
+            let at = r.deleted?;
+            Some(DeletedRepository {
+                name: name.clone(),
+                deleted_at: at,
+                expires_at: model.expires(at),
+            })
+        })
+        .collect();
+    deleted.sort_by(|a, b| b.deleted_at.cmp(&a.deleted_at).then(a.name.cmp(&b.name)));
+    prop_assert_eq!(registry.deleted_repositories().unwrap(), deleted);
+
     for (name, r) in &model.repositories {
-        compare_repository(model, registry, name, r)?;
+        if r.deleted.is_none() {
+            compare_repository(model, registry, name, r)?;
+        } else {
+            compare_hidden_repository(registry, name, r)?;
+        }
+        compare_bin(model, registry, name, r)?;
     }
-    // A name the model does not hold reads as empty.
+    // A name the model does not hold reads as empty, its bin and history too.
     for name in REPOS
         .iter()
         .filter(|n| !model.repositories.contains_key(**n))
@@ -1637,6 +2574,153 @@ fn compare(model: &Model, registry: &Registry) -> Result<(), TestCaseError> {
             repo.manifests(&ManifestQuery::default())
                 .unwrap()
                 .is_empty()
+        );
+        compare_bin(model, registry, name, &RepoModel::default())?;
+    }
+    Ok(())
+}
+
+/// S2: a soft-deleted repository reads as empty: no tags, manifests, referrers or blobs,
+/// though it keeps them all for a restore.
+fn compare_hidden_repository(
+    registry: &Registry,
+    name: &str,
+    r: &RepoModel,
+) -> Result<(), TestCaseError> {
+    let repo = registry.repository(name).unwrap();
+    prop_assert!(
+        repo.tags(&Page::all()).unwrap().is_empty(),
+        "tags of {}",
+        name
+    );
+    prop_assert!(
+        repo.manifests(&ManifestQuery::default())
+            .unwrap()
+            .is_empty()
+    );
+    prop_assert!(
+        repo.blobs(&Page::all()).unwrap().is_empty(),
+        "blobs of {}",
+        name
+    );
+    for tag in TAGS {
+        let err = kind(repo.pull(tag).unwrap_err());
+        let expected = ErrKind::ManifestUnknown {
+            repository: name.to_owned(),
+            reference: tag.to_string(),
+        };
+        prop_assert_eq!(err, expected);
+    }
+    for digest in r.manifests.keys() {
+        let err = kind(repo.pull(digest).unwrap_err());
+        let expected = ErrKind::ManifestUnknown {
+            repository: name.to_owned(),
+            reference: digest.clone(),
+        };
+        prop_assert_eq!(err, expected, "pull {} of {}", digest, name);
+        let d = Digest::parse(digest).unwrap();
+        prop_assert!(repo.referrers(&d, None).unwrap().is_empty());
+    }
+    for digest in r.blobs.keys() {
+        let err = kind(repo.blob(&Digest::parse(digest).unwrap()).unwrap_err());
+        let expected = ErrKind::BlobUnknown {
+            repository: name.to_owned(),
+            digest: digest.clone(),
+        };
+        prop_assert_eq!(err, expected, "blob {} of {}", digest, name);
+    }
+    Ok(())
+}
+
+/// S5, T1: the repository's bin (deleted manifests, deleted tags, all and by name) and the
+/// history of every tag name the model knows; in a live or a soft-deleted repository alike.
+fn compare_bin(
+    model: &Model,
+    registry: &Registry,
+    name: &str,
+    r: &RepoModel,
+) -> Result<(), TestCaseError> {
+    let repo = registry.repository(name).unwrap();
+    let mut manifests: Vec<DeletedManifest> = r
+        .manifests
+        .iter()
+        .filter_map(|(digest, m)| {
+            let at = m.deleted?;
+            let tags: BTreeSet<String> = r
+                .bin_tags
+                .iter()
+                .filter(|t| &t.digest == digest)
+                .map(|t| t.tag.clone())
+                .collect();
+            Some(DeletedManifest {
+                digest: Digest::parse(digest).unwrap(),
+                media_type: m.media_type.clone(),
+                size: m.body.len() as u64,
+                tags: tags.into_iter().collect(),
+                deleted_at: at,
+                expires_at: model.expires(at),
+            })
+        })
+        .collect();
+    manifests.sort_by(|a, b| {
+        b.deleted_at
+            .cmp(&a.deleted_at)
+            .then(a.digest.as_str().cmp(b.digest.as_str()))
+    });
+    prop_assert_eq!(
+        repo.deleted_manifests().unwrap(),
+        manifests,
+        "deleted manifests of {}",
+        name
+    );
+
+    // Newest first; the event number orders deletions at the same time.
+    let mut bin: Vec<&BinTag> = r.bin_tags.iter().collect();
+    bin.sort_by(|a, b| b.deleted_at.cmp(&a.deleted_at).then(b.seq.cmp(&a.seq)));
+    let deleted_tag = |t: &&BinTag| DeletedTag {
+        tag: t.tag.clone(),
+        digest: Digest::parse(&t.digest).unwrap(),
+        deleted_at: t.deleted_at,
+        expires_at: model.expires(t.deleted_at),
+    };
+    let all: Vec<DeletedTag> = bin.iter().map(deleted_tag).collect();
+    prop_assert_eq!(
+        repo.deleted_tags(None).unwrap(),
+        all,
+        "deleted tags of {}",
+        name
+    );
+
+    let mut names: BTreeSet<&str> = TAGS.iter().copied().filter(|t| valid_tag(t)).collect();
+    names.extend(r.history.iter().map(|e| e.tag.as_str()));
+    names.extend(r.tags.keys().map(String::as_str));
+    for tag in names {
+        let only: Vec<DeletedTag> = bin
+            .iter()
+            .filter(|t| t.tag == tag)
+            .map(deleted_tag)
+            .collect();
+        prop_assert_eq!(repo.deleted_tags(Some(tag)).unwrap(), only);
+        let parse = |d: &Option<String>| d.as_deref().map(|d| Digest::parse(d).unwrap());
+        let history: Vec<TagEvent> = r
+            .history
+            .iter()
+            .rev()
+            .filter(|e| e.tag == tag)
+            .map(|e| TagEvent {
+                tag: e.tag.clone(),
+                from: parse(&e.from),
+                to: parse(&e.to),
+                at: e.at,
+                cause: e.cause,
+            })
+            .collect();
+        prop_assert_eq!(
+            repo.tag_history(tag).unwrap(),
+            history,
+            "history of {} in {}",
+            tag,
+            name
         );
     }
     Ok(())
@@ -1721,8 +2805,17 @@ fn compare_repository(
         prop_assert_eq!(&query(q), &newest_first);
     }
 
-    // P6: pull by digest and by tag; `manifest` by both.
+    // P6: pull by digest and by tag; `manifest` by both. S2: a tombstone is unknown.
     for (digest, m) in &r.manifests {
+        if !m.live() {
+            let expected = ErrKind::ManifestUnknown {
+                repository: name.to_owned(),
+                reference: digest.clone(),
+            };
+            prop_assert_eq!(kind(repo.pull(digest).unwrap_err()), expected.clone());
+            prop_assert_eq!(kind(repo.manifest(digest).unwrap_err()), expected);
+            continue;
+        }
         let pulled = repo.pull(digest).unwrap();
         prop_assert_eq!(pulled.digest.as_str(), digest.as_str());
         prop_assert_eq!(&pulled.media_type, &m.media_type);
@@ -1792,8 +2885,7 @@ fn compare_repository(
     for subject in &subjects {
         let d = Digest::parse(subject).unwrap();
         let expected: Vec<Descriptor> = r
-            .manifests
-            .iter()
+            .live_manifests()
             .filter(|(_, m)| {
                 m.spec
                     .subject
@@ -2063,18 +3155,26 @@ fn pull() -> BoxedStrategy<Op> {
         .boxed()
 }
 
-/// Ops a batch can hold.
-fn batchable() -> BoxedStrategy<Op> {
-    prop_oneof![
-        4 => put_blob(),
-        2 => put_blob_sha256(),
-        2 => mount_blob(),
-        5 => push_image(),
-        2 => push_index(),
-        2 => push_referrer(),
-        3 => tag_op(),
-    ]
-    .boxed()
+/// Ops a batch can hold; `mix` weighs the deletes and restores among them (0: none).
+fn batchable(mix: Mix) -> BoxedStrategy<Op> {
+    weighted(vec![
+        (4, put_blob()),
+        (2, put_blob_sha256()),
+        (2, mount_blob()),
+        (5, push_image()),
+        (2, push_index()),
+        (2, push_referrer()),
+        (3, tag_op()),
+        (mix.deletes, untag()),
+        (mix.deletes, delete_manifest()),
+        (mix.deletes.min(1), delete_repository()),
+        (mix.bin * 2, restore()),
+    ])
+}
+
+/// One of the strategies, by weight; those weighing 0 never run.
+fn weighted(choices: Vec<(u32, BoxedStrategy<Op>)>) -> BoxedStrategy<Op> {
+    Union::new_weighted(choices.into_iter().filter(|(w, _)| *w > 0).collect()).boxed()
 }
 
 /// An op that fails whatever the state: ending a batch with it aborts the batch.
@@ -2110,14 +3210,30 @@ fn failing() -> BoxedStrategy<Op> {
 /// A batch: random ops, mostly without bad input (they may still fail, e.g. on an unlinked
 /// blob), or an image pushed over blobs the same batch uploads (the push must see them); either
 /// sometimes ends with an op that fails whatever the state.
-fn batch() -> BoxedStrategy<Op> {
-    let clean = batchable().prop_filter("bad input", |op| !op.has_bad_input());
-    let random = prop::collection::vec(prop_oneof![4 => clean, 1 => batchable()], 1..5);
-    let image_over_new_blobs = (
+fn batch(mix: Mix) -> BoxedStrategy<Op> {
+    let clean = batchable(mix).prop_filter("bad input", |op| !op.has_bad_input());
+    let random = prop::collection::vec(prop_oneof![4 => clean, 1 => batchable(mix)], 1..5);
+    (
+        prop_oneof![random, image_over_new_blobs(prop::option::of(select(TAGS)))],
+        prop::option::weighted(0.25, failing()),
+    )
+        .prop_map(|(mut ops, fail)| {
+            ops.extend(fail);
+            Op::Batch(ops)
+        })
+        .boxed()
+}
+
+/// The blobs of an image put, then the image pushed over them (the push must see them), by
+/// `tag` or else by digest: a batch that succeeds whatever the state.
+fn image_over_new_blobs(
+    tag: impl Strategy<Value = Option<&'static str>> + 'static,
+) -> BoxedStrategy<Vec<Op>> {
+    (
         select(REPOS),
         (0..UPLOADABLE, prop::collection::vec(0..UPLOADABLE, 0..3)),
         any::<bool>(),
-        prop::option::of(select(TAGS)),
+        tag,
     )
         .prop_map(|(repo, (config, layers), docker, tag)| {
             let blob = |content| BlobSel {
@@ -2139,14 +3255,6 @@ fn batch() -> BoxedStrategy<Op> {
                 reference: tag.map_or(RefChoice::Digest(Algorithm::Sha256), RefChoice::Tag),
             });
             ops
-        });
-    (
-        prop_oneof![random, image_over_new_blobs],
-        prop::option::weighted(0.25, failing()),
-    )
-        .prop_map(|(mut ops, fail)| {
-            ops.extend(fail);
-            Op::Batch(ops)
         })
         .boxed()
 }
@@ -2159,8 +3267,142 @@ fn chunk() -> BoxedStrategy<usize> {
     (0..CHUNKS.len()).boxed()
 }
 
+/// The weights of the op groups beyond the P ops.
+#[derive(Debug, Clone, Copy)]
+struct Mix {
+    batches: u32,
+    reopens: u32,
+    /// Untag, delete manifest, delete repository (also inside batches).
+    deletes: u32,
+    /// Policy changes.
+    policy: u32,
+    /// Restores and reverts (also inside batches), purges by hand, autopurge runs.
+    bin: u32,
+    /// Upload sessions (1 for the P tests; 0 leaves room for the rest).
+    uploads: u32,
+}
+
+impl Mix {
+    const P: Mix = Mix {
+        batches: 0,
+        reopens: 0,
+        deletes: 0,
+        policy: 0,
+        bin: 0,
+        uploads: 1,
+    };
+}
+
+fn any_sel() -> BoxedStrategy<AnySel> {
+    prop_oneof![
+        6 => (0..16usize).prop_map(AnySel::Live),
+        3 => (0..16usize).prop_map(AnySel::Binned),
+        1 => Just(AnySel::Unknown),
+    ]
+    .boxed()
+}
+
+fn untag() -> BoxedStrategy<Op> {
+    (repo(), tag())
+        .prop_map(|(repo, tag)| Op::Untag { repo, tag })
+        .boxed()
+}
+
+fn delete_manifest() -> BoxedStrategy<Op> {
+    let reference = prop_oneof![
+        6 => tag().prop_map(DeleteRef::Tag),
+        6 => any_sel().prop_map(DeleteRef::Digest),
+        1 => select(BAD_DIGESTS).prop_map(DeleteRef::BadDigest),
+    ];
+    (repo(), reference)
+        .prop_map(|(repo, reference)| Op::DeleteManifest { repo, reference })
+        .boxed()
+}
+
+fn delete_repository() -> BoxedStrategy<Op> {
+    repo()
+        .prop_map(|repo| Op::DeleteRepository { repo })
+        .boxed()
+}
+
+/// Mostly a manifest in the bin.
+fn binned_sel() -> BoxedStrategy<AnySel> {
+    prop_oneof![
+        2 => (0..16usize).prop_map(AnySel::Live),
+        6 => (0..16usize).prop_map(AnySel::Binned),
+        1 => Just(AnySel::Unknown),
+    ]
+    .boxed()
+}
+
+fn restore() -> BoxedStrategy<Op> {
+    let what = prop_oneof![
+        3 => tag().prop_map(RestoreSel::Tag),
+        2 => binned_sel().prop_map(RestoreSel::Digest),
+        4 => (tag(), binned_sel()).prop_map(|(t, sel)| RestoreSel::TagAndDigest(t, sel)),
+    ];
+    (repo(), what, prop::bool::weighted(0.3))
+        .prop_map(|(repo, what, force)| Op::Restore { repo, what, force })
+        .boxed()
+}
+
+fn revert_tag() -> BoxedStrategy<Op> {
+    (repo(), tag(), any_sel(), prop::bool::weighted(0.3))
+        .prop_map(|(repo, tag, manifest, force)| Op::RevertTag {
+            repo,
+            tag,
+            manifest,
+            force,
+        })
+        .boxed()
+}
+
+fn purge() -> BoxedStrategy<Op> {
+    prop_oneof![
+        repo().prop_map(|repo| Op::PurgeRepository { repo }),
+        (repo(), binned_sel()).prop_map(|(repo, manifest)| Op::PurgeManifest { repo, manifest }),
+        (repo(), tag()).prop_map(|(repo, tag)| Op::PurgeTags { repo, tag }),
+    ]
+    .boxed()
+}
+
+/// S1: short retentions (so that days of clock expire them), the default, the bounds, and
+/// out-of-range ones.
+fn retention_days() -> BoxedStrategy<u32> {
+    prop_oneof![
+        6 => 1..=3u32,
+        2 => Just(7u32),
+        1 => Just(90u32),
+        1 => select(&[0u32, 91][..]),
+    ]
+    .boxed()
+}
+
+fn set_policy() -> BoxedStrategy<Op> {
+    (prop::bool::weighted(0.75), retention_days())
+        .prop_map(|(enabled, days)| Op::SetPolicy { enabled, days })
+        .boxed()
+}
+
 /// Every op, with weights; `batches` and `reopens` weigh those two.
 fn op(batches: u32, reopens: u32) -> BoxedStrategy<Op> {
+    op_mix(Mix {
+        batches,
+        reopens,
+        ..Mix::P
+    })
+}
+
+/// Every op, with weights; `mix` weighs the groups beyond the P ops (0: never).
+fn op_mix(mix: Mix) -> BoxedStrategy<Op> {
+    let Mix {
+        batches,
+        reopens,
+        deletes,
+        policy,
+        bin,
+        uploads,
+    } = mix;
     let offset = prop_oneof![
         6 => Just(OffsetChoice::Right),
         1 => (1..4u64).prop_map(OffsetChoice::Ahead),
@@ -2176,20 +3418,24 @@ fn op(batches: u32, reopens: u32) -> BoxedStrategy<Op> {
         1 => Just(3600),
         1 => Just(43_200),
         1 => Just(86_401),
+        1 => Just(3 * 86_400),
     ];
-    Union::new_weighted(vec![
+    weighted(vec![
         (8, put_blob()),
         (3, put_blob_sha256()),
         (4, mount_blob()),
-        (3, repo().prop_map(|repo| Op::StartUpload { repo }).boxed()),
         (
-            4,
+            uploads * 3,
+            repo().prop_map(|repo| Op::StartUpload { repo }).boxed(),
+        ),
+        (
+            uploads * 4,
             (slot(), chunk())
                 .prop_map(|(slot, chunk)| Op::AppendChunk { slot, chunk })
                 .boxed(),
         ),
         (
-            3,
+            uploads * 3,
             (slot(), chunk(), offset)
                 .prop_map(|(slot, chunk, offset)| Op::AppendAt {
                     slot,
@@ -2199,14 +3445,17 @@ fn op(batches: u32, reopens: u32) -> BoxedStrategy<Op> {
                 .boxed(),
         ),
         (
-            3,
+            uploads * 3,
             (slot(), finish)
                 .prop_map(|(slot, digest)| Op::FinishUpload { slot, digest })
                 .boxed(),
         ),
-        (1, slot().prop_map(|slot| Op::CancelUpload { slot }).boxed()),
         (
-            1,
+            uploads,
+            slot().prop_map(|slot| Op::CancelUpload { slot }).boxed(),
+        ),
+        (
+            uploads,
             (slot(), resume_via())
                 .prop_map(|(slot, via)| Op::ResumeUpload { slot, via })
                 .boxed(),
@@ -2217,10 +3466,22 @@ fn op(batches: u32, reopens: u32) -> BoxedStrategy<Op> {
         (5, tag_op()),
         (2, pull()),
         (3, secs.prop_map(Op::AdvanceClock).boxed()),
-        (batches, batch()),
+        (batches, batch(mix)),
         (reopens, Just(Op::Reopen).boxed()),
+        (deletes * 3, untag()),
+        (deletes * 4, delete_manifest()),
+        (deletes, delete_repository()),
+        (policy, set_policy()),
+        (bin * 4, restore()),
+        (bin, revert_tag()),
+        (bin * 2, purge()),
+        (
+            bin * 2,
+            prop::bool::weighted(0.3)
+                .prop_map(|now| Op::Autopurge { now })
+                .boxed(),
+        ),
     ])
-    .boxed()
 }
 
 /// `ResumeUpload` goes through a repository chosen at random: the session's own, or another.
@@ -2236,10 +3497,20 @@ fn tmpfs() -> Option<&'static std::path::Path> {
     shm.is_dir().then_some(shm)
 }
 
-/// `cases` on a tmpfs, a quarter of them on a disk, to keep the test within seconds.
+/// `cases` on a tmpfs, a quarter of them on a disk, to keep the test within seconds; or as many
+/// as `PROPTEST_CASES` says, for a longer hunt (`PROPTEST_CASES=20000 cargo test --release
+/// --test model`).
 fn config(cases: u32) -> ProptestConfig {
+    let cases = match std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
+        Some(n) => n,
+        None if tmpfs().is_some() => cases,
+        None => cases / 4,
+    };
     ProptestConfig {
-        cases: if tmpfs().is_some() { cases } else { cases / 4 },
+        cases,
         max_shrink_iters: 2048,
         failure_persistence: None,
         ..ProptestConfig::default()
@@ -2267,6 +3538,68 @@ proptest! {
     #[test]
     fn c1_model_matches_registry_across_batches_and_reopens(
         ops in prop::collection::vec(op(12, 6), 1..40),
+    ) {
+        run(&ops)?;
+    }
+}
+
+/// A policy to start with: mostly on with a short retention, sometimes left off.
+fn initial_policy() -> BoxedStrategy<Option<Op>> {
+    prop::option::weighted(
+        0.8,
+        (1..=3u32).prop_map(|days| Op::SetPolicy {
+            enabled: true,
+            days,
+        }),
+    )
+    .boxed()
+}
+
+/// Ops after an initial policy and a few tagged images pushed, so that deletes find something
+/// to put in the bin.
+fn seeded(ops: impl Strategy<Value = Vec<Op>> + 'static) -> BoxedStrategy<Vec<Op>> {
+    let images = prop::collection::vec(image_over_new_blobs(select(TAGS).prop_map(Some)), 2..6);
+    let images = images.prop_map(|batches| batches.into_iter().map(Op::Batch).collect());
+    with_policy((images, ops).prop_map(|(images, ops): (Vec<Op>, Vec<Op>)| [images, ops].concat()))
+}
+
+/// Ops after an initial policy.
+fn with_policy(ops: impl Strategy<Value = Vec<Op>> + 'static) -> BoxedStrategy<Vec<Op>> {
+    (initial_policy(), ops)
+        .prop_map(|(policy, ops)| policy.into_iter().chain(ops).collect())
+        .boxed()
+}
+
+proptest! {
+    #![proptest_config(config(96))]
+
+    /// D1–D5, S1, S2, S5, S12, S13, T1: the registry behaves as the model under random pushes,
+    /// tags, untags, manifest and repository deletes (permanent or into the bin) and policy
+    /// changes, mixed with the P ops.
+    #[test]
+    fn d1_d5_s2_model_matches_registry_under_deletes(
+        ops in with_policy(prop::collection::vec(
+            op_mix(Mix { deletes: 3, policy: 1, reopens: 1, ..Mix::P }),
+            1..50,
+        )),
+    ) {
+        run(&ops)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    /// S3–S16, T1, T2, C1: the registry behaves as the model under restores (by tag, by digest,
+    /// both, forced), reverts, purges by hand, autopurge runs (due or not) over clock moves of
+    /// days, policy changes and reopens, mixed with deletes and the P ops; batches hold deletes
+    /// and restores too.
+    #[test]
+    fn s3_s16_t2_model_matches_registry_under_restores_purges_and_autopurge(
+        ops in seeded(prop::collection::vec(
+            op_mix(Mix { batches: 2, reopens: 1, deletes: 3, policy: 1, bin: 3, uploads: 0 }),
+            1..60,
+        )),
     ) {
         run(&ops)?;
     }
