@@ -154,9 +154,10 @@ enum AnySel {
     Unknown,
 }
 
-/// What a delete names.
+/// What a pull or a delete names: a tag, a manifest by digest (one in the bin is unknown to
+/// both), or garbage.
 #[derive(Debug, Clone, Copy)]
-enum DeleteRef {
+enum ManifestRef {
     Tag(&'static str),
     Digest(AnySel),
     BadDigest(&'static str),
@@ -176,14 +177,6 @@ enum RefChoice {
     Tag(&'static str),
     Digest(Algorithm),
     WrongDigest,
-    BadDigest(&'static str),
-}
-
-/// What a pull names.
-#[derive(Debug, Clone, Copy)]
-enum PullRef {
-    Tag(&'static str),
-    Manifest(ManifestSel),
     BadDigest(&'static str),
 }
 
@@ -286,7 +279,7 @@ enum Op {
     },
     Pull {
         repo: &'static str,
-        reference: PullRef,
+        reference: ManifestRef,
     },
     /// D1.
     Untag {
@@ -296,7 +289,7 @@ enum Op {
     /// D2, D3, D5.
     DeleteManifest {
         repo: &'static str,
-        reference: DeleteRef,
+        reference: ManifestRef,
     },
     /// D4.
     DeleteRepository {
@@ -370,22 +363,14 @@ impl Op {
                 repo, reference, ..
             } => bad_repo(repo) || bad_ref(reference),
             Op::Tag { repo, tag, .. } => bad_repo(repo) || BAD_TAGS.contains(tag),
-            Op::Pull { repo, reference } => {
-                bad_repo(repo)
-                    || match reference {
-                        PullRef::Tag(t) => BAD_TAGS.contains(t),
-                        PullRef::Manifest(_) => false,
-                        PullRef::BadDigest(_) => true,
-                    }
-            }
             Op::Batch(ops) => ops.iter().any(Op::has_bad_input),
             Op::Untag { repo, tag } => bad_repo(repo) || BAD_TAGS.contains(tag),
-            Op::DeleteManifest { repo, reference } => {
+            Op::Pull { repo, reference } | Op::DeleteManifest { repo, reference } => {
                 bad_repo(repo)
                     || match reference {
-                        DeleteRef::Tag(t) => BAD_TAGS.contains(t),
-                        DeleteRef::Digest(_) => false,
-                        DeleteRef::BadDigest(_) => true,
+                        ManifestRef::Tag(t) => BAD_TAGS.contains(t),
+                        ManifestRef::Digest(_) => false,
+                        ManifestRef::BadDigest(_) => true,
                     }
             }
             Op::DeleteRepository { repo } | Op::PurgeRepository { repo } => bad_repo(repo),
@@ -963,6 +948,14 @@ fn pick_blob(view: &impl View, repo: &str, sel: BlobRef) -> (String, u64) {
     }
 }
 
+fn manifest_ref(view: &impl View, repo: &str, reference: ManifestRef) -> String {
+    match reference {
+        ManifestRef::Tag(t) => t.to_owned(),
+        ManifestRef::Digest(sel) => pick_any(view, repo, sel),
+        ManifestRef::BadDigest(d) => d.to_owned(),
+    }
+}
+
 fn push_step(repo: &str, spec: BodySpec, declared: &str, reference: RefChoice) -> Step {
     let body = spec.render();
     let reference = match reference {
@@ -1139,11 +1132,7 @@ fn resolve(op: &Op, view: &impl View) -> Step {
         },
         Op::Pull { repo, reference } => Step::Pull {
             repo: repo.to_string(),
-            reference: match reference {
-                PullRef::Tag(t) => t.to_string(),
-                PullRef::Manifest(sel) => pick(view, repo, *sel).0,
-                PullRef::BadDigest(d) => d.to_string(),
-            },
+            reference: manifest_ref(view, repo, *reference),
         },
         Op::Untag { repo, tag } => Step::Untag {
             repo: repo.to_string(),
@@ -1151,11 +1140,7 @@ fn resolve(op: &Op, view: &impl View) -> Step {
         },
         Op::DeleteManifest { repo, reference } => Step::DeleteManifest {
             repo: repo.to_string(),
-            reference: match reference {
-                DeleteRef::Tag(t) => t.to_string(),
-                DeleteRef::Digest(sel) => pick_any(view, repo, *sel),
-                DeleteRef::BadDigest(d) => d.to_string(),
-            },
+            reference: manifest_ref(view, repo, *reference),
         },
         Op::DeleteRepository { repo } => Step::DeleteRepository {
             repo: repo.to_string(),
@@ -3145,12 +3130,7 @@ fn tag_op() -> BoxedStrategy<Op> {
 }
 
 fn pull() -> BoxedStrategy<Op> {
-    let reference = prop_oneof![
-        4 => tag().prop_map(PullRef::Tag),
-        4 => manifest_sel().prop_map(PullRef::Manifest),
-        1 => select(BAD_DIGESTS).prop_map(PullRef::BadDigest),
-    ];
-    (repo(), reference)
+    (repo(), manifest_ref_choice())
         .prop_map(|(repo, reference)| Op::Pull { repo, reference })
         .boxed()
 }
@@ -3309,14 +3289,18 @@ fn untag() -> BoxedStrategy<Op> {
 }
 
 fn delete_manifest() -> BoxedStrategy<Op> {
-    let reference = prop_oneof![
-        6 => tag().prop_map(DeleteRef::Tag),
-        6 => any_sel().prop_map(DeleteRef::Digest),
-        1 => select(BAD_DIGESTS).prop_map(DeleteRef::BadDigest),
-    ];
-    (repo(), reference)
+    (repo(), manifest_ref_choice())
         .prop_map(|(repo, reference)| Op::DeleteManifest { repo, reference })
         .boxed()
+}
+
+fn manifest_ref_choice() -> BoxedStrategy<ManifestRef> {
+    prop_oneof![
+        6 => tag().prop_map(ManifestRef::Tag),
+        6 => any_sel().prop_map(ManifestRef::Digest),
+        1 => select(BAD_DIGESTS).prop_map(ManifestRef::BadDigest),
+    ]
+    .boxed()
 }
 
 fn delete_repository() -> BoxedStrategy<Op> {
