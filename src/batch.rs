@@ -56,9 +56,20 @@ pub struct Batch<'t> {
     pub(crate) t: Tables<'t>,
     pub(crate) inner: &'t Inner,
     pub(crate) now: Timestamp,
+    /// Whether a collection is running: blobs this batch links or references go to its
+    /// journal (`gc_touched`), so the sweep spares them.
+    pub(crate) collecting: bool,
 }
 
 impl Batch<'_> {
+    /// Tells a running collection that blob `digest` was just linked or referenced.
+    pub(crate) fn journal_blob(&mut self, digest: &str) -> Result<()> {
+        if self.collecting {
+            self.t.gc_touched.insert(digest, ())?;
+        }
+        Ok(())
+    }
+
     /// The next number of the store's event sequence: it orders tag events and deletions
     /// made at the same clock time.
     pub(crate) fn next_seq(&mut self) -> Result<u64> {
@@ -100,10 +111,13 @@ impl Registry {
         let _open = OpenMark::new(self)?;
         let txn = self.inner.db.begin_write()?;
         let out = {
+            let t = Tables::open(&txn)?;
+            let collecting = t.meta.get(crate::collector::COLLECTING)?.is_some();
             let mut batch = Batch {
-                t: Tables::open(&txn)?,
+                t,
                 inner: &self.inner,
                 now: self.inner.clock.now(),
+                collecting,
             };
             f(&mut batch)?
         };

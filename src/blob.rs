@@ -92,16 +92,30 @@ impl BlobStore {
         self.promote(&tmp, digest)
     }
 
-    /// Renames a complete, fsynced file into the blob's place.
+    /// Renames a complete, fsynced file into the blob's place. Its modification time becomes
+    /// now, so that `fsck` does not take it for an old stray before its record commits.
     pub(crate) fn promote(&self, from: &Path, digest: &Digest) -> Result<()> {
         let target = self.path(digest);
+        File::options()
+            .write(true)
+            .open(from)
+            .and_then(|f| f.set_modified(std::time::SystemTime::now()))
+            .at(from)?;
         fs::rename(from, &target).at(&target)?;
         sync_dir(target.parent().expect("blob paths have a parent"))
     }
 
-    fn open_file(&self, digest: &Digest) -> Result<File> {
+    /// The blob's file; one a collection removed since the caller read its record is
+    /// [`Error::BlobUnknown`] in `repo` (G2).
+    fn open_file(&self, repo: &str, digest: &Digest) -> Result<File> {
         let path = self.path(digest);
-        File::open(&path).at(path)
+        match File::open(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::BlobUnknown {
+                repository: repo.to_owned(),
+                digest: digest.clone(),
+            }),
+            opened => opened.at(path),
+        }
     }
 }
 
@@ -163,8 +177,11 @@ impl Batch<'_> {
         bytes: impl AsRef<[u8]>,
     ) -> Result<()> {
         let bytes = bytes.as_ref();
-        self.inner.blobs.ingest(digest, bytes)?;
-        self.link_blob(repo.name(), digest, bytes.len() as u64)
+        let store = &self.inner.blobs;
+        store.ingest(digest, bytes)?;
+        self.link_blob(repo.name(), digest, bytes.len() as u64, || {
+            store.ingest(digest, bytes)
+        })
     }
 
     /// Stores `bytes` as a blob under their sha256 digest, links it into `repo` and returns
@@ -197,17 +214,31 @@ impl Batch<'_> {
             let blobs = &self.t.blobs;
             linked_size(links, blobs, from.name(), digest)?
         };
-        self.link_blob(repo.name(), digest, size)
+        // The blob has a record, so its file is in place.
+        self.link_blob(repo.name(), digest, size, || Ok(()))
     }
 
-    /// Records a blob whose file is in place and links it into `repo`.
-    pub(crate) fn link_blob(&mut self, repo: &str, digest: &Digest, size: u64) -> Result<()> {
+    /// Records a blob whose file the caller put in place and links it into `repo`. If the
+    /// blob has no record and its file is gone — a collection swept it after the caller found
+    /// the file there (G2) — `make_file` puts it back first: the store's lock is held, so no
+    /// collection can take it again before the record commits.
+    pub(crate) fn link_blob(
+        &mut self,
+        repo: &str,
+        digest: &Digest,
+        size: u64,
+        make_file: impl FnOnce() -> Result<()>,
+    ) -> Result<()> {
         let now = self.now.as_nanos();
         let blobs = &mut self.t.blobs;
         if blobs.get(digest.as_str())?.is_none() {
+            if !self.inner.blobs.path(digest).exists() {
+                make_file()?;
+            }
             blobs.insert(digest.as_str(), (size, now))?;
         }
         self.t.blob_links.insert((repo, digest.as_str()), now)?;
+        self.journal_blob(digest.as_str())?;
         self.ensure_repository(repo)
     }
 }
@@ -237,9 +268,13 @@ impl Repository {
     pub fn put_blob(&self, digest: &Digest, bytes: impl AsRef<[u8]>) -> Result<()> {
         let bytes = bytes.as_ref();
         check_no_batch(self.registry())?;
-        self.registry().inner.blobs.ingest(digest, bytes)?;
-        self.registry()
-            .batch(|b| b.link_blob(self.name(), digest, bytes.len() as u64))
+        let store = &self.registry().inner.blobs;
+        store.ingest(digest, bytes)?;
+        self.registry().batch(|b| {
+            b.link_blob(self.name(), digest, bytes.len() as u64, || {
+                store.ingest(digest, bytes)
+            })
+        })
     }
 
     /// Stores `bytes` under their sha256 digest and returns it.
@@ -317,7 +352,7 @@ impl Repository {
             return Err(Error::InvalidRange { start, end, size });
         }
         let blobs = &self.registry().inner.blobs;
-        let mut file = blobs.open_file(digest)?;
+        let mut file = blobs.open_file(self.name(), digest)?;
         file.seek(SeekFrom::Start(start)).at(blobs.path(digest))?;
         Ok(BlobReader {
             file: file.take(end - start),

@@ -39,6 +39,7 @@
 mod batch;
 mod blob;
 mod clock;
+mod collector;
 mod delete;
 mod digest;
 mod error;
@@ -54,6 +55,7 @@ mod upload;
 pub use batch::Batch;
 pub use blob::BlobReader;
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use collector::{CollectOptions, CollectReport, Phase, Progress};
 pub use digest::{Algorithm, Digest, Hasher};
 pub use error::{Error, Result};
 pub use manifest::{Descriptor, Manifest, ManifestKind, ManifestQuery, PulledManifest, Reference};

@@ -411,6 +411,7 @@ impl Batch<'_> {
                 for blob in &p.parsed.references {
                     let size = linked_size(&self.t.blob_links, &self.t.blobs, repo, &blob.digest)?;
                     check_size(blob, size)?;
+                    self.journal_blob(blob.digest.as_str())?;
                 }
             }
             ManifestKind::Index => {

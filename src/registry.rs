@@ -46,6 +46,9 @@ pub(crate) struct Inner {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) upload_timeout: Duration,
     pub(crate) autopurge_interval: Duration,
+    pub(crate) grace_period: Duration,
+    /// Held by the collection running, so that two never overlap.
+    pub(crate) collector: Mutex<()>,
     /// Upload sessions touched since open, with their running hash; others are rebuilt from
     /// their file on resume.
     pub(crate) uploads: Mutex<HashMap<String, Arc<Mutex<UploadState>>>>,
@@ -70,6 +73,7 @@ pub struct RegistryBuilder {
     cache_size: usize,
     upload_timeout: Duration,
     autopurge_interval: Duration,
+    grace_period: Duration,
 }
 
 impl Default for RegistryBuilder {
@@ -79,6 +83,7 @@ impl Default for RegistryBuilder {
             cache_size: 256 << 20,
             upload_timeout: Duration::from_secs(24 * 3600),
             autopurge_interval: Duration::from_secs(24 * 3600),
+            grace_period: Duration::from_secs(3600),
         }
     }
 }
@@ -107,6 +112,14 @@ impl RegistryBuilder {
     /// second); see [`Registry::run_due`] (S4).
     pub fn autopurge_interval(mut self, interval: Duration) -> Self {
         self.autopurge_interval = interval;
+        self
+    }
+
+    /// How old an unreferenced blob or blob link must be before the collector removes it
+    /// (default one hour; zero is allowed): a client that just uploaded a layer has not pushed
+    /// its manifest yet (G1, G3). A [`CollectOptions`](crate::CollectOptions) can override it.
+    pub fn grace_period(mut self, grace: Duration) -> Self {
+        self.grace_period = grace;
         self
     }
 
@@ -152,6 +165,8 @@ impl RegistryBuilder {
                 clock: self.clock,
                 upload_timeout: self.upload_timeout,
                 autopurge_interval: self.autopurge_interval,
+                grace_period: self.grace_period,
+                collector: Mutex::default(),
                 uploads: Mutex::default(),
             }),
         };
@@ -164,7 +179,11 @@ impl RegistryBuilder {
 fn check_format(db: &Database, dir: &Path) -> Result<()> {
     let txn = db.begin_write()?;
     {
-        let mut meta = tables::Tables::open(&txn)?.meta;
+        let mut t = tables::Tables::open(&txn)?;
+        // A collection the last process was running when it stopped is over.
+        t.meta.remove(crate::collector::COLLECTING)?;
+        t.gc_touched.retain(|_, _| false)?;
+        let meta = &mut t.meta;
         let found = meta
             .get("format_version")?
             .map(|v| <[u8; 4]>::try_from(v.value()).map(u32::from_le_bytes));

@@ -54,6 +54,7 @@ pub(crate) const HISTORY_BY_DIGEST: TableDefinition<(&str, &str, u64), &str> =
     TableDefinition::new("history_by_digest");
 /// Upload session id → (repository, started): sessions that survive a restart (P1).
 pub(crate) const UPLOADS: TableDefinition<&str, (&str, u64)> = TableDefinition::new("uploads");
+pub(crate) const GC_TOUCHED: TableDefinition<&str, ()> = TableDefinition::new("gc_touched");
 
 /// Decodes a JSON record read from `table`.
 pub(crate) fn decode<T: serde::de::DeserializeOwned>(
@@ -135,6 +136,7 @@ pub(crate) struct Tables<'t> {
     pub tombstones: Table<'t, (u64, u8, &'static str, &'static str, &'static str, u64), ()>,
     pub tag_history: Table<'t, (&'static str, &'static str, u64), &'static [u8]>,
     pub history_by_digest: Table<'t, (&'static str, &'static str, u64), &'static str>,
+    pub gc_touched: Table<'t, &'static str, ()>,
 }
 
 impl<'t> Tables<'t> {
@@ -158,6 +160,7 @@ impl<'t> Tables<'t> {
             tombstones: txn.open_table(TOMBSTONES)?,
             tag_history: txn.open_table(TAG_HISTORY)?,
             history_by_digest: txn.open_table(HISTORY_BY_DIGEST)?,
+            gc_touched: txn.open_table(GC_TOUCHED)?,
         })
     }
 }

@@ -254,25 +254,26 @@ impl Upload {
         }
         check_no_batch(&self.registry)?;
         let blobs = &self.registry.inner.blobs;
-        let duplicate = blobs.path(digest).exists();
-        if !duplicate {
+        if !blobs.path(digest).exists() {
             blobs.promote(&path, digest)?;
         }
         let size = state.offset;
         let repository = state.repository.clone();
         let committed = self.registry.batch(|b| {
             b.t.uploads.remove(self.id.as_str())?;
-            b.link_blob(&repository, digest, size)
+            // The blob existed but a collection swept it since: the session's bytes become it.
+            b.link_blob(&repository, digest, size, || blobs.promote(&path, digest))
         });
         // Committed or not, the session's file may now be the blob's: it takes no more bytes.
         // A session row left behind has no file and goes at the next open.
         self.close(&mut state);
         committed?;
-        if duplicate {
-            // After the commit: a crash before this line leaves an orphan removed at open.
-            fs::remove_file(&path).at(&path)?;
+        // The blob existed already: after the commit, so a crash before this line leaves an
+        // orphan that the next open removes.
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            removed => removed.at(&path),
         }
-        Ok(())
     }
 
     /// Abandons the session and deletes what it received.
@@ -294,6 +295,19 @@ impl Upload {
 }
 
 impl Registry {
+    /// Ends a session whose row a collection removed (G4): a handle still held answers
+    /// `UploadUnknown`, and the file goes.
+    pub(crate) fn forget_upload(&self, id: &str) -> Result<()> {
+        if let Some(state) = lock(&self.inner.uploads).remove(id) {
+            lock(&state).closed = true;
+        }
+        let path = self.inner.blobs.uploads.join(id);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            removed => removed.at(&path),
+        }
+    }
+
     /// Makes upload files and session rows agree after a crash: a file no row names (crash
     /// before the session committed) is removed, and so is a row whose file is gone (crash
     /// after `finish` renamed the file into the blob store, before its commit).

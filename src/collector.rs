@@ -1,0 +1,537 @@
+//! The collector: an online mark and sweep of layer blobs (SPEC G1–G6).
+//!
+//! Roots are every manifest not yet purged, live or in the recycle bin. A run:
+//!
+//! 1. **Journal on.** One write transaction sets `collecting` in `meta` and empties the journal
+//!    `gc_touched`. From then on every batch that links a blob or pushes a manifest
+//!    referencing one writes the blob's digest to the journal.
+//! 2. **Mark**, from one read snapshot taken after that commit, so it never waits for writers
+//!    nor they for it: per repository, the blobs its manifests reference; its links that
+//!    nothing there references and that are older than the grace period are doomed (G3); a
+//!    blob is marked if a link that stays names it. The mark set holds a 128-bit prefix of
+//!    each digest: a collision could only keep a garbage blob, never lose a live one.
+//! 3. **Sweep** in short write transactions. A doomed link goes if it is unchanged and its
+//!    blob is not in the journal. A blob unmarked and older than the grace period loses its
+//!    record if it is not in the journal; its file goes in the next transaction, once the
+//!    record's removal is durable, and only if no record has come back for it meanwhile. Every
+//!    write that could make a blob live again (a put, a mount, an upload, a push) journals it
+//!    in a transaction ordered against the sweep's by redb's write lock, so the sweep either
+//!    sees it and keeps the blob, or comes first and the write finds no record: a push then
+//!    fails with `BlobUnknown` and a put writes the file again (G2).
+//! 4. Upload sessions older than their timeout go (G4), and the journal is turned off.
+
+use std::collections::HashSet;
+use std::sync::PoisonError;
+use std::time::{Duration, Instant};
+
+use redb::{ReadTransaction, ReadableDatabase, ReadableTable};
+use serde::Deserialize;
+
+use crate::batch::{Batch, check_no_batch};
+use crate::clock::Timestamp;
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::manifest::ManifestKind;
+use crate::registry::Registry;
+use crate::tables::{BLOB_LINKS, BLOBS, MANIFESTS, REPOSITORIES, UPLOADS};
+
+/// The `meta` key present while a collection runs.
+pub(crate) const COLLECTING: &str = "collecting";
+
+/// Links or blobs per sweep transaction: small enough that no writer waits long for one.
+const SWEEP_BATCH: usize = 256;
+
+/// How often, in items, the progress callback hears from a phase.
+const PROGRESS_EVERY: u64 = 10_000;
+
+/// How a collection runs; `CollectOptions::default()` is a real run with the registry's grace
+/// period.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CollectOptions {
+    /// Report what would be removed without removing anything (G5).
+    pub dry_run: bool,
+    /// Overrides the registry's grace period ([`RegistryBuilder::grace_period`](crate::RegistryBuilder::grace_period)).
+    pub grace_period: Option<Duration>,
+}
+
+/// A phase of a collection, for progress reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Phase {
+    /// Reading the manifests and links of every repository.
+    Mark,
+    /// Removing the links nothing references.
+    Links,
+    /// Reading every blob record and removing the unmarked ones.
+    Blobs,
+    /// Removing expired upload sessions.
+    Uploads,
+}
+
+/// Where a collection is: `done` items of its phase so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// The phase.
+    pub phase: Phase,
+    /// Items handled in it: repositories, links, blob records or sessions.
+    pub done: u64,
+}
+
+/// What a collection found and did (G6). In a dry run, what it would do (G5).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CollectReport {
+    /// Whether nothing was removed.
+    pub dry_run: bool,
+    /// Blobs referenced by a manifest, or linked within the grace period.
+    pub blobs_marked: u64,
+    /// Their bytes.
+    pub bytes_marked: u64,
+    /// Unmarked blobs removed, bytes and record.
+    pub blobs_swept: u64,
+    /// Their bytes.
+    pub bytes_swept: u64,
+    /// Unmarked blobs kept: younger than the grace period, or used while the run went on.
+    pub blobs_kept: u64,
+    /// Their bytes.
+    pub bytes_kept: u64,
+    /// Repository links removed (G3).
+    pub links_removed: u64,
+    /// Expired upload sessions removed (G4).
+    pub uploads_removed: u64,
+    /// Time spent marking.
+    pub mark_time: Duration,
+    /// Time spent sweeping links, blobs and uploads.
+    pub sweep_time: Duration,
+    /// The longest any write transaction of the run held the store's write lock: how long a
+    /// writer could have waited for it.
+    pub longest_write: Duration,
+}
+
+/// The fields of a manifest record the mark reads; the rest is skipped unparsed.
+#[derive(Deserialize)]
+struct MarkRecord<'a> {
+    #[serde(borrow)]
+    media_type: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    references: Vec<MarkReference<'a>>,
+    #[serde(default)]
+    deleted: Option<Timestamp>,
+}
+
+#[derive(Deserialize)]
+struct MarkReference<'a> {
+    #[serde(borrow)]
+    digest: std::borrow::Cow<'a, str>,
+}
+
+/// A blob's place in the mark set: the first 128 bits of its hex digest. Digests are
+/// cryptographic hashes, so the prefix is as good as a hash of the whole.
+pub(crate) fn fingerprint(digest: &str) -> u128 {
+    let hex = digest.split_once(':').map_or(digest, |(_, hex)| hex);
+    hex.get(..32)
+        .and_then(|h| u128::from_str_radix(h, 16).ok())
+        .unwrap_or(0)
+}
+
+/// What [`scan_references`] visits.
+pub(crate) enum Visit<'a> {
+    /// A config or layer of a manifest of the current repository, live or in the bin.
+    Reference { live: bool, blob: &'a str },
+    /// The current repository's manifests are all visited.
+    EndOf(&'a str),
+}
+
+/// Visits every config and layer of every manifest, live or in the bin, repository by
+/// repository.
+pub(crate) fn scan_references(
+    txn: &ReadTransaction,
+    mut visit: impl FnMut(Visit<'_>) -> Result<()>,
+) -> Result<()> {
+    let manifests = txn.open_table(MANIFESTS)?;
+    for row in txn.open_table(REPOSITORIES)?.iter()? {
+        let (name, _) = row?;
+        let repo = name.value();
+        for row in manifests.range((repo, "")..)? {
+            let (key, value) = row?;
+            if key.value().0 != repo {
+                break;
+            }
+            let record: MarkRecord<'_> =
+                serde_json::from_slice(value.value()).map_err(|e| Error::Corrupt {
+                    table: "manifests",
+                    reason: e.to_string(),
+                })?;
+            if matches!(
+                ManifestKind::of_media_type(&record.media_type),
+                Ok(ManifestKind::Index)
+            ) {
+                continue;
+            }
+            for reference in &record.references {
+                visit(Visit::Reference {
+                    live: record.deleted.is_none(),
+                    blob: &reference.digest,
+                })?;
+            }
+        }
+        visit(Visit::EndOf(repo))?;
+    }
+    Ok(())
+}
+
+/// What the mark found.
+struct Mark {
+    marked: HashSet<u128>,
+    /// `(repository, digest, linked at)` of the links to remove.
+    doomed_links: Vec<(String, String, u64)>,
+}
+
+fn mark(
+    txn: &ReadTransaction,
+    cutoff: Timestamp,
+    progress: &mut impl FnMut(Progress),
+) -> Result<Mark> {
+    let links = txn.open_table(BLOB_LINKS)?;
+    let mut marked = HashSet::new();
+    let mut doomed_links = Vec::new();
+    let mut referenced = HashSet::new();
+    let mut repositories = 0;
+    scan_references(txn, |visit| {
+        let repo = match visit {
+            Visit::Reference { blob, .. } => {
+                referenced.insert(fingerprint(blob));
+                return Ok(());
+            }
+            Visit::EndOf(repo) => repo,
+        };
+        {
+            for row in links.range((repo, "")..)? {
+                let (key, linked) = row?;
+                let (r, digest) = key.value();
+                if r != repo {
+                    break;
+                }
+                let fp = fingerprint(digest);
+                let linked = linked.value();
+                if referenced.contains(&fp) || linked >= cutoff.as_nanos() {
+                    marked.insert(fp);
+                } else {
+                    doomed_links.push((repo.to_owned(), digest.to_owned(), linked));
+                }
+            }
+            // A reference with no link (which the push checks forbid) still marks its blob.
+            marked.extend(referenced.drain());
+            repositories += 1;
+            if repositories % PROGRESS_EVERY == 0 {
+                progress(Progress {
+                    phase: Phase::Mark,
+                    done: repositories,
+                });
+            }
+            Ok(())
+        }
+    })?;
+    Ok(Mark {
+        marked,
+        doomed_links,
+    })
+}
+
+/// Runs write transactions for a collection and keeps the longest one.
+struct Writer<'r> {
+    registry: &'r Registry,
+    longest: Duration,
+}
+
+impl Writer<'_> {
+    fn write<T>(&mut self, f: impl FnOnce(&mut Batch<'_>) -> Result<T>) -> Result<T> {
+        let mut began = None;
+        let out = self.registry.batch(|b| {
+            began = Some(Instant::now());
+            f(b)
+        });
+        if let Some(began) = began {
+            self.longest = self.longest.max(began.elapsed());
+        }
+        out
+    }
+}
+
+impl Registry {
+    /// Runs the collector: removes the blobs that no manifest references (live or in the
+    /// recycle bin) and that are older than the grace period, with the repository links
+    /// nothing references and the expired upload sessions (G1–G6). Pushes, pulls and deletes
+    /// go on while it runs; a blob that a manifest committed before or during the run
+    /// references is never removed.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// use std::time::Duration;
+    /// use ocistore::{CollectOptions, Registry};
+    ///
+    /// let registry = Registry::builder().grace_period(Duration::ZERO).open(dir.path())?;
+    /// let repo = registry.repository("app")?;
+    /// repo.put_blob_sha256(b"a layer no manifest will reference")?;
+    /// let dry = registry.collect(&CollectOptions { dry_run: true, ..Default::default() })?;
+    /// let report = registry.collect(&CollectOptions::default())?;
+    /// assert_eq!((dry.blobs_swept, report.blobs_swept, report.links_removed), (1, 1, 1));
+    /// assert!(repo.blobs(&ocistore::Page::all())?.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn collect(&self, options: &CollectOptions) -> Result<CollectReport> {
+        self.collect_with_progress(options, |_| {})
+    }
+
+    /// [`collect`](Registry::collect), telling `progress` where it is every so often.
+    pub fn collect_with_progress(
+        &self,
+        options: &CollectOptions,
+        mut progress: impl FnMut(Progress),
+    ) -> Result<CollectReport> {
+        check_no_batch(self)?;
+        let _running = self
+            .inner
+            .collector
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let grace = options.grace_period.unwrap_or(self.inner.grace_period);
+        let mut writer = Writer {
+            registry: self,
+            longest: Duration::ZERO,
+        };
+        if !options.dry_run {
+            writer.write(|b| {
+                b.t.meta.insert(COLLECTING, [1u8].as_slice())?;
+                b.t.gc_touched.retain(|_, _| false)?;
+                Ok(())
+            })?;
+        }
+        let outcome =
+            self.collect_from_snapshot(options.dry_run, grace, &mut writer, &mut progress);
+        if !options.dry_run {
+            // Turn the journal off even after a failure; the next open would otherwise.
+            let stopped = writer.write(|b| {
+                b.t.meta.remove(COLLECTING)?;
+                b.t.gc_touched.retain(|_, _| false)?;
+                Ok(())
+            });
+            if outcome.is_ok() {
+                stopped?;
+            }
+        }
+        let mut report = outcome?;
+        report.longest_write = writer.longest;
+        Ok(report)
+    }
+
+    fn collect_from_snapshot(
+        &self,
+        dry_run: bool,
+        grace: Duration,
+        writer: &mut Writer<'_>,
+        progress: &mut impl FnMut(Progress),
+    ) -> Result<CollectReport> {
+        let now = self.now();
+        let cutoff = now.saturating_sub(grace);
+        let mut report = CollectReport {
+            dry_run,
+            ..CollectReport::default()
+        };
+        let began = Instant::now();
+        let txn = self.inner.db.begin_read()?;
+        let Mark {
+            marked,
+            doomed_links,
+        } = mark(&txn, cutoff, progress)?;
+        report.mark_time = began.elapsed();
+
+        let began = Instant::now();
+        report.links_removed = if dry_run {
+            doomed_links.len() as u64
+        } else {
+            sweep_links(writer, &doomed_links, progress)?
+        };
+
+        let mut sweeper = BlobSweeper {
+            dry_run,
+            pending: Vec::new(),
+        };
+        let mut done = 0;
+        let mut batch = Vec::new();
+        for row in txn.open_table(BLOBS)?.iter()? {
+            let (digest, value) = row?;
+            let (digest, (size, created)) = (digest.value(), value.value());
+            if marked.contains(&fingerprint(digest)) {
+                report.blobs_marked += 1;
+                report.bytes_marked += size;
+            } else if created >= cutoff.as_nanos() {
+                report.blobs_kept += 1;
+                report.bytes_kept += size;
+            } else {
+                batch.push((digest.to_owned(), size));
+                if batch.len() == SWEEP_BATCH {
+                    sweeper.sweep(writer, &mut batch, &mut report)?;
+                }
+            }
+            done += 1;
+            if done % PROGRESS_EVERY == 0 {
+                progress(Progress {
+                    phase: Phase::Blobs,
+                    done,
+                });
+            }
+        }
+        sweeper.sweep(writer, &mut batch, &mut report)?;
+        sweeper.finish(writer)?;
+
+        report.uploads_removed = self.sweep_uploads(&txn, now, dry_run, writer)?;
+        progress(Progress {
+            phase: Phase::Uploads,
+            done: report.uploads_removed,
+        });
+        report.sweep_time = began.elapsed();
+        Ok(report)
+    }
+
+    /// G4: removes the sessions older than the upload timeout, rows first, then files.
+    fn sweep_uploads(
+        &self,
+        txn: &ReadTransaction,
+        now: Timestamp,
+        dry_run: bool,
+        writer: &mut Writer<'_>,
+    ) -> Result<u64> {
+        let timeout = self.inner.upload_timeout;
+        let mut expired = Vec::new();
+        for row in txn.open_table(UPLOADS)?.iter()? {
+            let (id, value) = row?;
+            let started = Timestamp::from_nanos(value.value().1);
+            if now.since(started) > timeout {
+                expired.push(id.value().to_owned());
+            }
+        }
+        if dry_run {
+            return Ok(expired.len() as u64);
+        }
+        let mut removed = 0;
+        for chunk in expired.chunks(SWEEP_BATCH) {
+            let gone = writer.write(|b| {
+                let mut gone = Vec::new();
+                for id in chunk {
+                    if b.t.uploads.remove(id.as_str())?.is_some() {
+                        gone.push(id.clone());
+                    }
+                }
+                Ok(gone)
+            })?;
+            for id in gone {
+                self.forget_upload(&id)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// G3: removes each doomed link that is unchanged since the mark and whose blob nobody used
+/// since; returns how many went.
+fn sweep_links(
+    writer: &mut Writer<'_>,
+    doomed: &[(String, String, u64)],
+    progress: &mut impl FnMut(Progress),
+) -> Result<u64> {
+    let mut removed = 0;
+    for (i, chunk) in doomed.chunks(SWEEP_BATCH).enumerate() {
+        removed += writer.write(|b| {
+            let mut removed = 0;
+            for (repo, digest, linked) in chunk {
+                let key = (repo.as_str(), digest.as_str());
+                let unchanged =
+                    b.t.blob_links
+                        .get(key)?
+                        .is_some_and(|v| v.value() == *linked);
+                if unchanged && b.t.gc_touched.get(digest.as_str())?.is_none() {
+                    b.t.blob_links.remove(key)?;
+                    removed += 1;
+                }
+            }
+            Ok(removed)
+        })?;
+        progress(Progress {
+            phase: Phase::Links,
+            done: ((i + 1) * SWEEP_BATCH).min(doomed.len()) as u64,
+        });
+    }
+    Ok(removed)
+}
+
+/// G1: removes unmarked blobs, records first; each file goes one transaction later.
+struct BlobSweeper {
+    dry_run: bool,
+    /// Blobs whose record removal has committed, their files still there.
+    pending: Vec<Digest>,
+}
+
+impl BlobSweeper {
+    fn sweep(
+        &mut self,
+        writer: &mut Writer<'_>,
+        batch: &mut Vec<(String, u64)>,
+        report: &mut CollectReport,
+    ) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        if self.dry_run {
+            report.blobs_swept += batch.len() as u64;
+            report.bytes_swept += batch.iter().map(|(_, size)| size).sum::<u64>();
+            batch.clear();
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut self.pending);
+        self.pending = writer.write(|b| {
+            remove_files(b, &pending)?;
+            let mut swept = Vec::new();
+            for (digest, size) in batch.iter() {
+                let used = b.t.gc_touched.get(digest.as_str())?.is_some();
+                if !used && b.t.blobs.remove(digest.as_str())?.is_some() {
+                    report.blobs_swept += 1;
+                    report.bytes_swept += size;
+                    swept.push(Digest::stored(digest)?);
+                } else {
+                    report.blobs_kept += 1;
+                    report.bytes_kept += size;
+                }
+            }
+            Ok(swept)
+        })?;
+        batch.clear();
+        Ok(())
+    }
+
+    /// Removes the files of the last batch, in a transaction of their own.
+    fn finish(self, writer: &mut Writer<'_>) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        writer.write(|b| remove_files(b, &self.pending))
+    }
+}
+
+/// Inside a write transaction, so that no put can record the blob meanwhile: removes the file
+/// of each blob that still has no record (a put since the sweep keeps its file).
+fn remove_files(b: &Batch<'_>, digests: &[Digest]) -> Result<()> {
+    for digest in digests {
+        if b.t.blobs.get(digest.as_str())?.is_some() {
+            continue;
+        }
+        let path = b.inner.blobs.path(digest);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::Io { path, source: e });
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
