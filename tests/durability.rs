@@ -16,14 +16,15 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{Store, image_body, index_body, push_image, snapshot, upload_image};
+use common::{START, Store, image_body, index_body, push_image, snapshot, upload_image};
 use ocistore::manifest::{OCI_INDEX, OCI_MANIFEST};
 use ocistore::{
-    Algorithm, Digest, Error, FORMAT_VERSION, ManifestQuery, Page, Registry, Repository,
+    Algorithm, CollectOptions, Digest, Error, FORMAT_VERSION, ManifestQuery, ManualClock, Page,
+    Registry, Repository, Restore, SoftDeletePolicy,
 };
 use serde_json::json;
 
-/// Set to a store directory: `c2_child_crash_worker` writes into it until killed.
+/// Set to a store directory: a `c2_child_…_worker` writes into it until killed.
 const WORKER_DIR: &str = "OCISTORE_TEST_CRASH_WORKER_DIR";
 /// The round number the worker is in, so every round writes new content.
 const WORKER_ROUND: &str = "OCISTORE_TEST_CRASH_WORKER_ROUND";
@@ -623,76 +624,253 @@ fn check_manifest(repo: &Repository, digest: &Digest, context: &str) {
     }
 }
 
-#[test]
-fn c2_a_killed_writer_loses_nothing_it_acknowledged() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("store");
+/// Runs the test `worker` as a child process on the store at `path` for `rounds` rounds, each
+/// killed (SIGKILL) after a random number of acknowledgements up to `most`; `record` takes
+/// each acknowledgement, `verify` checks the reopened store. Returns how many there were.
+fn crash_rounds(
+    worker: &str,
+    path: &Path,
+    rounds: u64,
+    most: u64,
+    mut record: impl FnMut(&str),
+    mut verify: impl FnMut(&Registry, &str),
+) -> usize {
     let seed = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_nanos() as u64
         ^ u64::from(std::process::id());
     let mut rng = Rng(seed | 1);
-    let mut acked = Acked::default();
     let mut total = 0;
-    for round in 0..5 {
+    for round in 0..rounds {
         // Early in a call, deep in a loop, in the middle of a batch's acknowledgements: the
         // kill lands wherever the worker is when its n-th line is read.
-        let kill_after = 1 + rng.below(if round % 2 == 0 { 30 } else { 200 });
-        let context = format!("seed {seed}, round {round}, kill after {kill_after}");
-        let stderr_path = dir.path().join(format!("worker-{round}.stderr"));
-        let mut worker = child("c2_child_crash_worker")
-            .env(WORKER_DIR, &path)
+        let kill_after = 1 + rng.below(if round % 2 == 0 { 30 } else { most });
+        let context = format!("{worker}: seed {seed}, round {round}, kill after {kill_after}");
+        let stderr_path = path.with_file_name(format!("worker-{round}.stderr"));
+        let mut child = child(worker)
+            .env(WORKER_DIR, path)
             .env(WORKER_ROUND, round.to_string())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr_path).unwrap())
             .spawn()
             .unwrap();
         let mut seen = 0;
-        for line in BufReader::new(worker.stdout.take().unwrap()).lines() {
+        for line in BufReader::new(child.stdout.take().unwrap()).lines() {
             let line = line.unwrap();
             // The harness may print `test … ... ` on the same line before the first one.
             if let Some((_, a)) = line.split_once("ACK ") {
-                acked.record(a);
+                record(a);
                 seen += 1;
                 if seen == kill_after {
                     break;
                 }
             }
         }
-        worker.kill().unwrap(); // SIGKILL
-        let status = worker.wait().unwrap();
+        child.kill().unwrap(); // SIGKILL
+        let status = child.wait().unwrap();
         assert_eq!(
             seen,
             kill_after,
             "{context}: the worker stopped early ({status}):\n{}",
             std::fs::read_to_string(&stderr_path).unwrap()
         );
-        total += seen;
+        total += seen as usize;
 
-        let registry = Registry::open(&path)
+        let registry = Registry::open(path)
             .unwrap_or_else(|e| panic!("{context}: the store does not reopen: {e:?}"));
         assert!(
             files_in(&path.join("tmp")).is_empty(),
             "{context}: tmp/ not emptied"
         );
-        // Only files of sessions that are resumable are left in uploads/.
-        for id in files_in(&path.join("uploads")) {
-            let found = ["crash/a", "crash/b"]
-                .iter()
-                .any(|r| registry.repository(r).unwrap().resume_upload(&id).is_ok());
-            assert!(found, "{context}: uploads/{id} belongs to no session");
-        }
-        acked.verify(&registry, &context);
+        verify(&registry, &context);
     }
+    println!("{worker}: seed {seed}, {total} acknowledgements");
+    total
+}
+
+#[test]
+fn c2_a_killed_writer_loses_nothing_it_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let acked = std::cell::RefCell::new(Acked::default());
+    let total = crash_rounds(
+        "c2_child_crash_worker",
+        &path,
+        5,
+        200,
+        |line| acked.borrow_mut().record(line),
+        |registry, context| {
+            // Only files of sessions that are resumable are left in uploads/.
+            for id in files_in(&path.join("uploads")) {
+                let found = ["crash/a", "crash/b"]
+                    .iter()
+                    .any(|r| registry.repository(r).unwrap().resume_upload(&id).is_ok());
+                assert!(found, "{context}: uploads/{id} belongs to no session");
+            }
+            acked.borrow().verify(registry, context);
+        },
+    );
+    let acked = acked.into_inner();
     println!(
-        "seed {seed}: {total} acknowledgements, {} blobs, {} manifests, {} tags, {} sessions",
+        "{} blobs, {} manifests, {} tags, {} sessions",
         acked.blobs.len(),
         acked.manifests.len(),
         acked.tags.len(),
         acked.sessions.len()
     );
     assert!(total >= 5);
+}
+
+/// The child side of the collector's crash test: pushes images sharing layers, deletes them
+/// into the bin, restores and purges them, while a thread collects in a loop, until killed.
+/// Before a delete, restore or purge it says what it tries, so the parent knows which
+/// manifest may be in either state.
+#[test]
+fn c2_child_collecting_worker() {
+    let Some(dir) = std::env::var_os(WORKER_DIR) else {
+        return;
+    };
+    let round: u64 = std::env::var(WORKER_ROUND).unwrap().parse().unwrap();
+    // Each round later than the last one could have reached, so that times only go forward.
+    let clock = ManualClock::new(START.saturating_add(Duration::from_secs(round * 30 * 86_400)));
+    let registry = Registry::builder()
+        .clock(clock.clone())
+        .grace_period(Duration::from_secs(60))
+        .open(&dir)
+        .expect("the worker opens the store");
+    registry
+        .set_soft_delete_policy(SoftDeletePolicy::enabled(7).unwrap())
+        .unwrap();
+    let collector = registry.clone();
+    thread::spawn(move || {
+        loop {
+            let report = collector.collect(&CollectOptions::default()).unwrap();
+            ack(format_args!("collect {}", report.blobs_swept));
+            // Leave the pushes room: a collection of this small store is quick.
+            thread::sleep(Duration::from_millis(2));
+        }
+    });
+    let repo = registry.repository("gc/app").unwrap();
+    let (mut live, mut binned) = (Vec::new(), Vec::new());
+    for i in 0u64.. {
+        let config = format!("config {round} {i}").into_bytes();
+        let unique = format!("layer {round} {i}").into_bytes();
+        let shared = format!("shared layer {}", i % 4).into_bytes();
+        let blobs: Vec<(Digest, u64)> = [&config, &unique, &shared]
+            .iter()
+            .map(|b| (repo.put_blob_sha256(b).unwrap(), b.len() as u64))
+            .collect();
+        let body = to_vec(&image_body(&blobs[0], &blobs[1..]));
+        let digest = repo
+            .push_manifest(&format!("t{round}-{i}"), OCI_MANIFEST, &body)
+            .unwrap();
+        let refs: Vec<String> = blobs.iter().map(|(d, _)| d.to_string()).collect();
+        ack(format_args!("manifest {digest} {}", refs.join(",")));
+        live.push(digest);
+        if i % 3 == 2 {
+            let d = live.remove(live.len() - 2);
+            ack(format_args!("try-delete {d}"));
+            repo.delete_manifest(d.as_str()).unwrap();
+            ack(format_args!("deleted {d}"));
+            binned.push(d);
+        }
+        if i % 4 == 3 && !binned.is_empty() {
+            let d = binned.remove(0);
+            ack(format_args!("try-restore {d}"));
+            repo.restore(Restore::Digest(&d), false).unwrap();
+            ack(format_args!("restored {d}"));
+            live.push(d);
+        }
+        if i % 5 == 4 && !binned.is_empty() {
+            let d = binned.remove(0);
+            ack(format_args!("try-purge {d}"));
+            repo.purge_deleted_manifest(&d).unwrap();
+            ack(format_args!("purged {d}"));
+        }
+        // Blobs of purged manifests age past the grace period and become garbage.
+        clock.advance(Duration::from_secs(20));
+    }
+}
+
+/// Where a manifest of the collecting worker may be after a crash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Where {
+    Live,
+    Binned,
+    Purged,
+}
+
+#[test]
+fn c2_a_killed_collector_loses_nothing_it_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    // Every manifest with its references and the places it may be in.
+    let manifests = std::cell::RefCell::new(HashMap::<Digest, (Vec<Digest>, Vec<Where>)>::new());
+    // Collections acknowledged, and the blobs they swept.
+    let collections = std::cell::Cell::new((0, 0));
+    let total = crash_rounds(
+        "c2_child_collecting_worker",
+        &path,
+        6,
+        300,
+        |line| {
+            let mut manifests = manifests.borrow_mut();
+            let parts: Vec<&str> = line.split(' ').collect();
+            let mut set = |d: &str, places: &[Where]| {
+                manifests.get_mut(&Digest::parse(d).unwrap()).unwrap().1 = places.to_vec();
+            };
+            match parts[..] {
+                ["manifest", d, refs] => {
+                    let refs = refs.split(',').map(|r| Digest::parse(r).unwrap()).collect();
+                    manifests.insert(Digest::parse(d).unwrap(), (refs, vec![Where::Live]));
+                }
+                ["try-delete", d] | ["try-restore", d] => set(d, &[Where::Live, Where::Binned]),
+                ["deleted", d] => set(d, &[Where::Binned]),
+                ["restored", d] => set(d, &[Where::Live]),
+                ["try-purge", d] => set(d, &[Where::Binned, Where::Purged]),
+                ["purged", d] => set(d, &[Where::Purged]),
+                ["collect", swept] => {
+                    let (runs, total) = collections.get();
+                    collections.set((runs + 1, total + swept.parse::<u64>().unwrap()));
+                }
+                _ => panic!("unexpected acknowledgement {line:?}"),
+            }
+        },
+        |registry, context| {
+            let repo = registry.repository("gc/app").unwrap();
+            let binned = common::deleted_manifest_digests(&repo);
+            for (digest, (refs, places)) in manifests.borrow_mut().iter_mut() {
+                let found = if repo.pull(digest.as_str()).is_ok() {
+                    Where::Live
+                } else if binned.contains(digest) {
+                    Where::Binned
+                } else {
+                    Where::Purged
+                };
+                assert!(
+                    places.contains(&found),
+                    "{context}: {digest} is {found:?}, acknowledged {places:?}"
+                );
+                // Live and binned manifests are roots: every blob they reference stays.
+                if found != Where::Purged {
+                    for blob in refs.iter() {
+                        let bytes = repo.blob(blob).unwrap_or_else(|e| {
+                            panic!("{context}: {digest} ({found:?}) references {blob}: {e}")
+                        });
+                        assert_eq!(&blob.algorithm().digest(&bytes), blob, "{context}");
+                    }
+                }
+                *places = vec![found];
+            }
+        },
+    );
+    let (runs, swept) = collections.get();
+    println!(
+        "{} manifests, {runs} collections acknowledged, {swept} blobs swept",
+        manifests.borrow().len(),
+    );
+    assert!(total >= 6);
 }
 
 /// The child side of the lock test: tries to open the store and prints what happened.
