@@ -32,9 +32,9 @@ use std::time::Duration;
 use common::{CONFIG_TYPE, LAYER_TYPE, START};
 use ocistore::manifest::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
 use ocistore::{
-    Algorithm, Batch, DeletedManifest, DeletedRepository, DeletedTag, Descriptor, Digest, Error,
-    Manifest, ManifestQuery, ManualClock, Page, Registry, Restore, SoftDeletePolicy, Tag, TagCause,
-    TagEvent, Timestamp, Upload,
+    Algorithm, Batch, CollectOptions, DeletedManifest, DeletedRepository, DeletedTag, Descriptor,
+    Digest, Error, Manifest, ManifestQuery, ManualClock, Page, Registry, Restore, SoftDeletePolicy,
+    Tag, TagCause, TagEvent, Timestamp, Upload,
 };
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -94,6 +94,9 @@ const UPLOAD_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
 /// The builder's default autopurge interval.
 const AUTOPURGE_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+
+/// The builder's default grace period of the collector.
+const GRACE_PERIOD: Duration = Duration::from_secs(3600);
 
 // ---------------------------------------------------------------------------------------------
 // Ops
@@ -329,6 +332,10 @@ enum Op {
     Autopurge {
         now: bool,
     },
+    /// G1–G5.
+    Collect {
+        dry_run: bool,
+    },
     AdvanceClock(u64),
     /// One transaction: the ops (blob writes, mounts, pushes, tags) all apply or none does.
     Batch(Vec<Op>),
@@ -392,6 +399,7 @@ impl Op {
             | Op::CancelUpload { .. }
             | Op::ResumeUpload { .. }
             | Op::Autopurge { .. }
+            | Op::Collect { .. }
             | Op::AdvanceClock(_)
             | Op::Reopen => false,
         }
@@ -434,6 +442,20 @@ enum Value {
     },
     /// `run_due` before the interval has passed.
     NotDue,
+    Collected(Collected),
+}
+
+/// What a collection reports, but its times.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Collected {
+    marked: u64,
+    bytes_marked: u64,
+    swept: u64,
+    bytes_swept: u64,
+    kept: u64,
+    bytes_kept: u64,
+    links_removed: u64,
+    uploads_removed: u64,
 }
 
 /// An error variant with the fields the model can predict.
@@ -892,6 +914,9 @@ enum Step {
     Autopurge {
         now: bool,
     },
+    Collect {
+        dry_run: bool,
+    },
     Advance(u64),
     Batch(Vec<Step>),
     Reopen,
@@ -1185,6 +1210,7 @@ fn resolve(op: &Op, view: &impl View) -> Step {
             tag: tag.to_string(),
         },
         Op::Autopurge { now } => Step::Autopurge { now: *now },
+        Op::Collect { dry_run } => Step::Collect { dry_run: *dry_run },
         Op::AdvanceClock(secs) => Step::Advance(*secs),
         // Every op of a batch is resolved against the state before the batch.
         Op::Batch(ops) => Step::Batch(ops.iter().map(|o| resolve(o, view)).collect()),
@@ -1208,6 +1234,8 @@ struct Model {
     policy: SoftDeletePolicy,
     /// S4: when autopurge last ran.
     last_run: Option<Timestamp>,
+    /// G1: every blob record, digest → (size, created); a swept one is gone.
+    blob_records: BTreeMap<String, (u64, Timestamp)>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -1216,6 +1244,8 @@ struct RepoModel {
     deleted: Option<Timestamp>,
     /// Linked blobs: digest → bytes. A soft-deleted repository keeps them, unreadable.
     blobs: BTreeMap<String, Vec<u8>>,
+    /// G3: when each blob was last linked (put, mounted or uploaded) here.
+    linked: BTreeMap<String, Timestamp>,
     /// Live and soft-deleted manifests (`deleted` set); purged ones are gone.
     manifests: BTreeMap<String, ManifestModel>,
     /// Live tags.
@@ -1287,6 +1317,7 @@ impl Model {
             uploads: Vec::new(),
             policy: SoftDeletePolicy::default(),
             last_run: None,
+            blob_records: BTreeMap::new(),
         }
     }
 
@@ -1332,9 +1363,72 @@ impl Model {
 
     /// A blob put, mount or upload: linked, and the repository live (S12).
     fn link(&mut self, repo: &str, digest: &str, bytes: &[u8]) {
-        self.ensure_repo(repo)
-            .blobs
-            .insert(digest.to_owned(), bytes.to_vec());
+        let now = self.now;
+        let r = self.ensure_repo(repo);
+        r.blobs.insert(digest.to_owned(), bytes.to_vec());
+        r.linked.insert(digest.to_owned(), now);
+        let record = (bytes.len() as u64, now);
+        self.blob_records.entry(digest.to_owned()).or_insert(record);
+    }
+
+    /// G1–G5: a collection with the default grace period.
+    fn collect(&mut self, dry_run: bool) -> Value {
+        let cutoff = self.now.saturating_sub(GRACE_PERIOD);
+        let mut marked = BTreeSet::new();
+        let mut doomed = Vec::new();
+        for (name, r) in &self.repositories {
+            let referenced: BTreeSet<String> = r
+                .manifests
+                .values()
+                .filter(|m| !m.spec.index)
+                .flat_map(|m| m.spec.references())
+                .map(|d| d.digest.to_string())
+                .collect();
+            for (digest, linked) in &r.linked {
+                if referenced.contains(digest) || *linked >= cutoff {
+                    marked.insert(digest.clone());
+                } else {
+                    doomed.push((name.clone(), digest.clone()));
+                }
+            }
+            marked.extend(referenced);
+        }
+        let mut v = Collected::default();
+        let mut swept = Vec::new();
+        for (digest, (size, created)) in &self.blob_records {
+            let (count, bytes) = if marked.contains(digest) {
+                (&mut v.marked, &mut v.bytes_marked)
+            } else if *created >= cutoff {
+                (&mut v.kept, &mut v.bytes_kept)
+            } else {
+                swept.push(digest.clone());
+                (&mut v.swept, &mut v.bytes_swept)
+            };
+            *count += 1;
+            *bytes += size;
+        }
+        let now = self.now;
+        let expired: Vec<&mut UploadModel> = self
+            .uploads
+            .iter_mut()
+            .filter(|s| s.open && now.since(s.started) > UPLOAD_TIMEOUT)
+            .collect();
+        v.links_removed = doomed.len() as u64;
+        v.uploads_removed = expired.len() as u64;
+        if !dry_run {
+            for s in expired {
+                s.open = false;
+            }
+            for (repo, digest) in doomed {
+                let r = self.repositories.get_mut(&repo).unwrap();
+                r.blobs.remove(&digest);
+                r.linked.remove(&digest);
+            }
+            for digest in swept {
+                self.blob_records.remove(&digest);
+            }
+        }
+        Value::Collected(v)
     }
 
     /// An upload session that still answers: open and not older than the timeout (measured
@@ -1822,6 +1916,7 @@ fn model_step(m: &mut Model, step: &Step) -> Outcome {
             *m = scratch;
             Ok(Value::Batch(values))
         }
+        Step::Collect { dry_run } => Ok(m.collect(*dry_run)),
         Step::Reopen => Ok(Value::Unit),
         Step::NoSession => Ok(Value::NoSession),
     }
@@ -2361,6 +2456,24 @@ fn registry_step(sut: &mut Sut, step: &Step) -> Outcome {
                 repositories: r.repositories,
                 manifests: r.manifests,
                 tags: r.tags,
+            }))
+        }
+        Step::Collect { dry_run } => {
+            let options = CollectOptions {
+                dry_run: *dry_run,
+                grace_period: None,
+            };
+            let r = reg.collect(&options).map_err(kind)?;
+            assert_eq!(r.dry_run, *dry_run);
+            Ok(Value::Collected(Collected {
+                marked: r.blobs_marked,
+                bytes_marked: r.bytes_marked,
+                swept: r.blobs_swept,
+                bytes_swept: r.bytes_swept,
+                kept: r.blobs_kept,
+                bytes_kept: r.bytes_kept,
+                links_removed: r.links_removed,
+                uploads_removed: r.uploads_removed,
             }))
         }
         Step::Advance(secs) => {
@@ -3260,6 +3373,10 @@ struct Mix {
     bin: u32,
     /// Upload sessions (1 for the P tests; 0 leaves room for the rest).
     uploads: u32,
+    /// Collections, real or dry runs.
+    collect: u32,
+    /// Clock moves, of a second to three days.
+    clock: u32,
 }
 
 impl Mix {
@@ -3270,6 +3387,8 @@ impl Mix {
         policy: 0,
         bin: 0,
         uploads: 1,
+        collect: 0,
+        clock: 3,
     };
 }
 
@@ -3386,6 +3505,8 @@ fn op_mix(mix: Mix) -> BoxedStrategy<Op> {
         policy,
         bin,
         uploads,
+        collect,
+        clock,
     } = mix;
     let offset = prop_oneof![
         6 => Just(OffsetChoice::Right),
@@ -3449,7 +3570,7 @@ fn op_mix(mix: Mix) -> BoxedStrategy<Op> {
         (4, push_referrer()),
         (5, tag_op()),
         (2, pull()),
-        (3, secs.prop_map(Op::AdvanceClock).boxed()),
+        (clock, secs.prop_map(Op::AdvanceClock).boxed()),
         (batches, batch(mix)),
         (reopens, Just(Op::Reopen).boxed()),
         (deletes * 3, untag()),
@@ -3463,6 +3584,12 @@ fn op_mix(mix: Mix) -> BoxedStrategy<Op> {
             bin * 2,
             prop::bool::weighted(0.3)
                 .prop_map(|now| Op::Autopurge { now })
+                .boxed(),
+        ),
+        (
+            collect,
+            prop::bool::weighted(0.3)
+                .prop_map(|dry_run| Op::Collect { dry_run })
                 .boxed(),
         ),
     ])
@@ -3581,7 +3708,25 @@ proptest! {
     #[test]
     fn s3_s16_t2_model_matches_registry_under_restores_purges_and_autopurge(
         ops in seeded(prop::collection::vec(
-            op_mix(Mix { batches: 2, reopens: 1, deletes: 3, policy: 1, bin: 3, uploads: 0 }),
+            op_mix(Mix { batches: 2, reopens: 1, deletes: 3, policy: 1, bin: 3, uploads: 0, ..Mix::P }),
+            1..60,
+        )),
+    ) {
+        run(&ops)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(config(128))]
+
+    /// G1–G5, S14: the registry behaves as the model under collections (real and dry runs)
+    /// mixed with every other op: blob writes, uploads left to expire, pushes, deletes,
+    /// restores, purges, clock moves past the grace period and reopens. A blob the model holds
+    /// live is never swept: every later read and push finds it.
+    #[test]
+    fn g1_g5_model_matches_registry_under_collections(
+        ops in seeded(prop::collection::vec(
+            op_mix(Mix { batches: 1, reopens: 1, deletes: 2, policy: 1, bin: 1, collect: 6, clock: 8, ..Mix::P }),
             1..60,
         )),
     ) {
