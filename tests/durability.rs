@@ -10,13 +10,13 @@ mod common;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{Store, image_body, index_body, push_image, snapshot, upload_image};
+use common::{Store, child_test, image_body, index_body, push_image, snapshot, upload_image};
 use ocistore::manifest::{OCI_INDEX, OCI_MANIFEST};
 use ocistore::{
     Algorithm, Digest, Error, FORMAT_VERSION, ManifestQuery, Page, Registry, Repository,
@@ -45,13 +45,6 @@ fn files_in(dir: &Path) -> Vec<String> {
         .collect();
     names.sort();
     names
-}
-
-/// Runs this test binary as a child process running only the test `name`.
-fn child(name: &str) -> Command {
-    let mut cmd = Command::new(std::env::current_exe().expect("test binary path"));
-    cmd.args(["--exact", name, "--nocapture", "--test-threads=1"]);
-    cmd
 }
 
 /// A tiny xorshift generator: enough to vary where the crash test kills its child.
@@ -641,7 +634,7 @@ fn c2_a_killed_writer_loses_nothing_it_acknowledged() {
         let kill_after = 1 + rng.below(if round % 2 == 0 { 30 } else { 200 });
         let context = format!("seed {seed}, round {round}, kill after {kill_after}");
         let stderr_path = dir.path().join(format!("worker-{round}.stderr"));
-        let mut worker = child("c2_child_crash_worker")
+        let mut worker = child_test("c2_child_crash_worker")
             .env(WORKER_DIR, &path)
             .env(WORKER_ROUND, round.to_string())
             .stdout(Stdio::piped())
@@ -706,7 +699,7 @@ fn c2_child_open_probe() {
 }
 
 fn probe_from_another_process(dir: &Path) -> String {
-    let out = child("c2_child_open_probe")
+    let out = child_test("c2_child_open_probe")
         .env(PROBE_DIR, dir)
         .output()
         .unwrap();
