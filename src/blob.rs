@@ -21,9 +21,9 @@ const PARALLEL_HASH_MIN: usize = 1 << 20;
 
 /// The files: `blobs/<algorithm>/<first two hex>/<hex>`, `uploads/<session id>` and `tmp/`.
 pub(crate) struct BlobStore {
-    blobs: PathBuf,
+    pub(crate) blobs: PathBuf,
     pub(crate) uploads: PathBuf,
-    tmp: PathBuf,
+    pub(crate) tmp: PathBuf,
 }
 
 impl BlobStore {
@@ -64,6 +64,19 @@ impl BlobStore {
             .join(digest.algorithm().name())
             .join(&hex[..2])
             .join(hex)
+    }
+
+    /// The blob whose file `path` is, if it is a well-named file under `blobs/`.
+    pub(crate) fn digest_of(&self, path: &Path) -> Option<Digest> {
+        let algorithm = path
+            .strip_prefix(&self.blobs)
+            .ok()?
+            .iter()
+            .next()?
+            .to_str()?;
+        let hex = path.file_name()?.to_str()?;
+        let digest = Digest::parse(&format!("{algorithm}:{hex}")).ok()?;
+        (self.path(&digest) == path).then_some(digest)
     }
 
     /// Verifies that `bytes` hash to `digest` and makes them the blob's file: written to
@@ -162,12 +175,52 @@ fn start_writeback(f: &File, offset: usize, len: usize) {
 #[cfg(not(target_os = "linux"))]
 fn start_writeback(_: &File, _: usize, _: usize) {}
 
+/// Removes a file; one already gone is no error. Returns whether it was there.
+pub(crate) fn remove_if_present(path: &Path) -> Result<bool> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::Io {
+            path: path.to_owned(),
+            source: e,
+        }),
+    }
+}
+
+/// A file of the store that no row named when it was found.
+pub(crate) enum Unnamed {
+    /// The file of a blob without a record.
+    Blob(Digest),
+    /// The file of an upload session without a row.
+    Upload(String),
+    /// A file no row can come to name: in `tmp/`, or badly named.
+    Other(PathBuf),
+}
+
 /// Makes a directory's entries (a rename, a new file) durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).at(dir)
 }
 
 impl Batch<'_> {
+    /// Removes `file` unless a row names it now; returns whether it was there. Inside the
+    /// write transaction the check is final: no put or upload can commit a row for the file
+    /// before it is gone.
+    pub(crate) fn remove_unnamed(&self, file: &Unnamed) -> Result<bool> {
+        let store = &self.inner.blobs;
+        let path = match file {
+            Unnamed::Blob(digest) if self.t.blobs.get(digest.as_str())?.is_none() => {
+                store.path(digest)
+            }
+            Unnamed::Upload(id) if self.t.uploads.get(id.as_str())?.is_none() => {
+                store.uploads.join(id)
+            }
+            Unnamed::Other(path) => path.clone(),
+            _ => return Ok(false),
+        };
+        remove_if_present(&path)
+    }
+
     /// Stores `bytes` as blob `digest` and links it into `repo`, after checking that they hash
     /// to `digest` (P1). A blob already in the registry is not written again.
     pub fn put_blob(

@@ -28,6 +28,7 @@ use redb::{ReadTransaction, ReadableDatabase, ReadableTable};
 use serde::Deserialize;
 
 use crate::batch::{Batch, check_no_batch};
+use crate::blob::Unnamed;
 use crate::clock::Timestamp;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -135,14 +136,24 @@ pub(crate) fn fingerprint(digest: &str) -> u128 {
 
 /// What [`scan_references`] visits.
 pub(crate) enum Visit<'a> {
-    /// A config or layer of a manifest of the current repository, live or in the bin.
-    Reference { live: bool, blob: &'a str },
-    /// The current repository's manifests are all visited.
+    /// A config or layer of image manifest `manifest` of `repository`, live or in the bin.
+    Reference {
+        repository: &'a str,
+        manifest: &'a str,
+        live: bool,
+        blob: &'a str,
+    },
+    /// A child manifest of index `manifest` of `repository`, live or in the bin.
+    Child {
+        repository: &'a str,
+        manifest: &'a str,
+        child: &'a str,
+    },
+    /// The repository's manifests are all visited.
     EndOf(&'a str),
 }
 
-/// Visits every config and layer of every manifest, live or in the bin, repository by
-/// repository.
+/// Visits every reference of every manifest, live or in the bin, repository by repository.
 pub(crate) fn scan_references(
     txn: &ReadTransaction,
     mut visit: impl FnMut(Visit<'_>) -> Result<()>,
@@ -153,7 +164,8 @@ pub(crate) fn scan_references(
         let repo = name.value();
         for row in manifests.range((repo, "")..)? {
             let (key, value) = row?;
-            if key.value().0 != repo {
+            let (r, manifest) = key.value();
+            if r != repo {
                 break;
             }
             let record: MarkRecord<'_> =
@@ -161,16 +173,25 @@ pub(crate) fn scan_references(
                     table: "manifests",
                     reason: e.to_string(),
                 })?;
-            if matches!(
+            let index = matches!(
                 ManifestKind::of_media_type(&record.media_type),
                 Ok(ManifestKind::Index)
-            ) {
-                continue;
-            }
+            );
             for reference in &record.references {
-                visit(Visit::Reference {
-                    live: record.deleted.is_none(),
-                    blob: &reference.digest,
+                let target = &reference.digest;
+                visit(if index {
+                    Visit::Child {
+                        repository: repo,
+                        manifest,
+                        child: target,
+                    }
+                } else {
+                    Visit::Reference {
+                        repository: repo,
+                        manifest,
+                        live: record.deleted.is_none(),
+                        blob: target,
+                    }
                 })?;
             }
         }
@@ -202,6 +223,7 @@ fn mark(
                 referenced.insert(fingerprint(blob));
                 return Ok(());
             }
+            Visit::Child { .. } => return Ok(()),
             Visit::EndOf(repo) => repo,
         };
         {
@@ -469,7 +491,7 @@ fn sweep_links(
 struct BlobSweeper {
     dry_run: bool,
     /// Blobs whose record removal has committed, their files still there.
-    pending: Vec<Digest>,
+    pending: Vec<Unnamed>,
 }
 
 impl BlobSweeper {
@@ -497,7 +519,7 @@ impl BlobSweeper {
                 if !used && b.t.blobs.remove(digest.as_str())?.is_some() {
                     report.blobs_swept += 1;
                     report.bytes_swept += size;
-                    swept.push(Digest::stored(digest)?);
+                    swept.push(Unnamed::Blob(Digest::stored(digest)?));
                 } else {
                     report.blobs_kept += 1;
                     report.bytes_kept += size;
@@ -518,20 +540,10 @@ impl BlobSweeper {
     }
 }
 
-/// Inside a write transaction, so that no put can record the blob meanwhile: removes the file
-/// of each blob that still has no record (a put since the sweep keeps its file).
-fn remove_files(b: &Batch<'_>, digests: &[Digest]) -> Result<()> {
-    for digest in digests {
-        if b.t.blobs.get(digest.as_str())?.is_some() {
-            continue;
-        }
-        let path = b.inner.blobs.path(digest);
-        match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(Error::Io { path, source: e });
-            }
-            _ => {}
-        }
+/// Removes the files of swept blobs that no put recorded again since.
+fn remove_files(b: &Batch<'_>, files: &[Unnamed]) -> Result<()> {
+    for file in files {
+        b.remove_unnamed(file)?;
     }
     Ok(())
 }

@@ -43,6 +43,7 @@ mod collector;
 mod delete;
 mod digest;
 mod error;
+mod fsck;
 pub mod manifest;
 mod recycle_bin;
 mod registry;
@@ -51,6 +52,7 @@ mod retention;
 mod tables;
 mod tag;
 mod upload;
+mod usage;
 
 pub use batch::Batch;
 pub use blob::BlobReader;
@@ -58,6 +60,7 @@ pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use collector::{CollectOptions, CollectReport, Phase, Progress};
 pub use digest::{Algorithm, Digest, Hasher};
 pub use error::{Error, Result};
+pub use fsck::{FsckOptions, FsckReport, Problem};
 pub use manifest::{Descriptor, Manifest, ManifestKind, ManifestQuery, PulledManifest, Reference};
 pub use recycle_bin::{DeletedManifest, DeletedRepository, DeletedTag, Restore, SoftDeletePolicy};
 pub use registry::{FORMAT_VERSION, Page, Registry, RegistryBuilder};
@@ -65,6 +68,7 @@ pub use repository::{MAX_NAME_LEN, Repository};
 pub use retention::{AutopurgeReport, Maintenance};
 pub use tag::{Tag, TagCause, TagEvent};
 pub use upload::Upload;
+pub use usage::{RepositoryUsage, Usage};
 
 /// The README's examples, run as doctests.
 #[cfg(doctest)]

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use redb::ReadableDatabase;
 
 use crate::batch::check_no_batch;
-use crate::blob::sync_dir;
+use crate::blob::{remove_if_present, sync_dir};
 use crate::clock::Timestamp;
 use crate::digest::{Algorithm, Digest, Hasher};
 use crate::error::{Error, IoContext, Result};
@@ -161,7 +161,8 @@ fn reopen(
     })
 }
 
-fn hash_file(file: &mut File, algorithm: Algorithm) -> std::io::Result<(Hasher, u64)> {
+/// Hashes a whole file from its start, a buffer at a time; returns the hasher and the length.
+pub(crate) fn hash_file(file: &mut File, algorithm: Algorithm) -> std::io::Result<(Hasher, u64)> {
     use std::io::Seek;
     file.seek(std::io::SeekFrom::Start(0))?;
     let mut hasher = algorithm.hasher();
@@ -270,10 +271,7 @@ impl Upload {
         committed?;
         // The blob existed already: after the commit, so a crash before this line leaves an
         // orphan that the next open removes.
-        match fs::remove_file(&path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            removed => removed.at(&path),
-        }
+        remove_if_present(&path).map(drop)
     }
 
     /// Abandons the session and deletes what it received.
@@ -284,8 +282,8 @@ impl Upload {
             Ok(())
         })?;
         self.close(&mut state);
-        let path = self.registry.inner.blobs.uploads.join(&self.id);
-        fs::remove_file(&path).at(&path)
+        // An `fsck` repair may have taken the file once the row was gone.
+        remove_if_present(&self.registry.inner.blobs.uploads.join(&self.id)).map(drop)
     }
 
     fn close(&self, state: &mut UploadState) {
@@ -301,11 +299,7 @@ impl Registry {
         if let Some(state) = lock(&self.inner.uploads).remove(id) {
             lock(&state).closed = true;
         }
-        let path = self.inner.blobs.uploads.join(id);
-        match fs::remove_file(&path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            removed => removed.at(&path),
-        }
+        remove_if_present(&self.inner.blobs.uploads.join(id)).map(drop)
     }
 
     /// Makes upload files and session rows agree after a crash: a file no row names (crash

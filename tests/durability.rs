@@ -10,13 +10,15 @@ mod common;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{START, Store, image_body, index_body, push_image, snapshot, upload_image};
+use common::{
+    START, Store, child_test, image_body, index_body, push_image, snapshot, upload_image,
+};
 use ocistore::manifest::{OCI_INDEX, OCI_MANIFEST};
 use ocistore::{
     Algorithm, CollectOptions, Digest, Error, FORMAT_VERSION, ManifestQuery, ManualClock, Page,
@@ -46,13 +48,6 @@ fn files_in(dir: &Path) -> Vec<String> {
         .collect();
     names.sort();
     names
-}
-
-/// Runs this test binary as a child process running only the test `name`.
-fn child(name: &str) -> Command {
-    let mut cmd = Command::new(std::env::current_exe().expect("test binary path"));
-    cmd.args(["--exact", name, "--nocapture", "--test-threads=1"]);
-    cmd
 }
 
 /// A tiny xorshift generator: enough to vary where the crash test kills its child.
@@ -648,7 +643,7 @@ fn crash_rounds(
         let kill_after = 1 + rng.below(if round % 2 == 0 { 30 } else { most });
         let context = format!("{worker}: seed {seed}, round {round}, kill after {kill_after}");
         let stderr_path = path.with_file_name(format!("worker-{round}.stderr"));
-        let mut child = child(worker)
+        let mut child = child_test(worker)
             .env(WORKER_DIR, path)
             .env(WORKER_ROUND, round.to_string())
             .stdout(Stdio::piped())
@@ -884,7 +879,7 @@ fn c2_child_open_probe() {
 }
 
 fn probe_from_another_process(dir: &Path) -> String {
-    let out = child("c2_child_open_probe")
+    let out = child_test("c2_child_open_probe")
         .env(PROBE_DIR, dir)
         .output()
         .unwrap();

@@ -386,3 +386,13 @@ pub fn fails_writing_nothing<T: std::fmt::Debug>(
     );
     err
 }
+
+// ---------------------------------------------------------------------------------------------
+// Child processes (`durability.rs`, `accounting.rs`)
+
+/// Runs this test binary as a child process running only the test `name`.
+pub fn child_test(name: &str) -> std::process::Command {
+    let mut cmd = std::process::Command::new(std::env::current_exe().expect("test binary path"));
+    cmd.args(["--exact", name, "--nocapture", "--test-threads=1"]);
+    cmd
+}

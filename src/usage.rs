@@ -1,0 +1,154 @@
+//! Storage accounting (SPEC A1): the bytes of the registry, of each repository, of the recycle
+//! bin and of the garbage the collector has yet to take, from one read snapshot.
+
+use std::collections::HashMap;
+
+use redb::{ReadableDatabase, ReadableTable};
+
+use crate::collector::{Visit, fingerprint, scan_references};
+use crate::error::Result;
+use crate::registry::Registry;
+use crate::repository::RepositoryRecord;
+use crate::tables::{BLOB_LINKS, BLOBS, REPOSITORIES, decode};
+
+/// How the registry's blob bytes are used (A1). Manifests are metadata and not counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Blobs stored.
+    pub blobs: u64,
+    /// Their bytes: what the blob store holds, each blob counted once however many
+    /// repositories link it.
+    pub bytes: u64,
+    /// Every repository, live or soft-deleted, in name order.
+    pub repositories: Vec<RepositoryUsage>,
+    /// Bytes of the blobs that manifests in the recycle bin reference and no live manifest
+    /// does: what purging the bin would let the collector reclaim (S14).
+    pub soft_deleted_bytes: u64,
+    /// Bytes of the blobs that no manifest references, live or in the bin: what the collector
+    /// reclaims once they are older than its grace period, unless a manifest comes to
+    /// reference them first (a layer uploaded for a manifest not pushed yet counts here).
+    pub garbage_bytes: u64,
+}
+
+/// The blobs linked into one repository.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RepositoryUsage {
+    /// The repository's name.
+    pub name: String,
+    /// Whether the repository is in the recycle bin.
+    pub deleted: bool,
+    /// Blobs linked into it.
+    pub blobs: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Bytes of the blobs linked into no other repository: what deleting and purging this
+    /// repository would let the collector reclaim.
+    pub unique_bytes: u64,
+    /// Bytes of the blobs linked into other repositories too (live or soft-deleted).
+    pub shared_bytes: u64,
+}
+
+/// What the snapshot says of one blob.
+#[derive(Default)]
+struct BlobUse {
+    size: u64,
+    links: u32,
+    /// Referenced by a live manifest.
+    live: bool,
+    /// Referenced by a manifest in the recycle bin.
+    binned: bool,
+}
+
+impl Registry {
+    /// Storage usage (A1), from one read snapshot: it never waits for writers nor they for it.
+    ///
+    /// Memory grows with the number of blobs (a few dozen bytes each), not with manifests.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let registry = ocistore::Registry::open(dir.path())?;
+    /// let (a, b) = (registry.repository("a")?, registry.repository("b")?);
+    /// let layer = a.put_blob_sha256(b"shared layer")?; // 12 bytes
+    /// b.mount_blob("a", &layer)?;
+    /// b.put_blob_sha256(b"only in b")?; // 9 bytes
+    /// let usage = registry.usage()?;
+    /// assert_eq!((usage.blobs, usage.bytes), (2, 21));
+    /// let in_b = &usage.repositories[1];
+    /// assert_eq!((in_b.bytes, in_b.unique_bytes, in_b.shared_bytes), (21, 9, 12));
+    /// // No manifest references either blob yet.
+    /// assert_eq!(usage.garbage_bytes, 21);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn usage(&self) -> Result<Usage> {
+        let txn = self.inner.db.begin_read()?;
+        let mut usage = Usage::default();
+        let mut blobs = HashMap::new();
+        for row in txn.open_table(BLOBS)?.iter()? {
+            let (digest, value) = row?;
+            let size = value.value().0;
+            usage.blobs += 1;
+            usage.bytes += size;
+            blobs.insert(
+                fingerprint(digest.value()),
+                BlobUse {
+                    size,
+                    ..BlobUse::default()
+                },
+            );
+        }
+        // A link or reference to a blob without a record counts nowhere: `fsck` reports it.
+        let links = txn.open_table(BLOB_LINKS)?;
+        for row in links.iter()? {
+            if let Some(blob) = blobs.get_mut(&fingerprint(row?.0.value().1)) {
+                blob.links = blob.links.saturating_add(1);
+            }
+        }
+        scan_references(&txn, |visit| {
+            if let Visit::Reference { live, blob, .. } = visit {
+                if let Some(blob) = blobs.get_mut(&fingerprint(blob)) {
+                    *if live {
+                        &mut blob.live
+                    } else {
+                        &mut blob.binned
+                    } = true;
+                }
+            }
+            Ok(())
+        })?;
+        for blob in blobs.values() {
+            match (blob.live, blob.binned) {
+                (false, true) => usage.soft_deleted_bytes += blob.size,
+                (false, false) => usage.garbage_bytes += blob.size,
+                (true, _) => {}
+            }
+        }
+        for row in txn.open_table(REPOSITORIES)?.iter()? {
+            let (name, record) = row?;
+            let record: RepositoryRecord = decode("repositories", record.value())?;
+            let mut repo = RepositoryUsage {
+                name: name.value().to_owned(),
+                deleted: record.deleted.is_some(),
+                ..RepositoryUsage::default()
+            };
+            for row in links.range((name.value(), "")..)? {
+                let (key, _) = row?;
+                let (r, digest) = key.value();
+                if r != repo.name {
+                    break;
+                }
+                let Some(blob) = blobs.get(&fingerprint(digest)) else {
+                    continue;
+                };
+                repo.blobs += 1;
+                repo.bytes += blob.size;
+                if blob.links == 1 {
+                    repo.unique_bytes += blob.size;
+                } else {
+                    repo.shared_bytes += blob.size;
+                }
+            }
+            usage.repositories.push(repo);
+        }
+        Ok(usage)
+    }
+}

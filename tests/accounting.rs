@@ -1,0 +1,650 @@
+//! SPEC A1 (usage), A2 (fsck and its repair) and the part of C2 that fsck answers for: after a
+//! crash at any point, the store opens and passes fsck once repaired.
+//!
+//! One test re-executes this test binary as a child process running `c2_child_fsck_worker`,
+//! which does nothing unless its environment variable is set.
+
+mod common;
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::{
+    Store, blob_file, child_test, image_body, policy_on, push_image, push_index, push_referrer,
+    seed_blobs, snapshot,
+};
+use ocistore::manifest::OCI_MANIFEST;
+use ocistore::{
+    Algorithm, CollectOptions, Digest, FsckOptions, FsckReport, Problem, Registry, Repository,
+    RepositoryUsage, Usage,
+};
+
+/// Set to a store directory: `c2_child_fsck_worker` writes, deletes and collects in it until
+/// killed.
+const FSCK_WORKER_DIR: &str = "OCISTORE_TEST_FSCK_WORKER_DIR";
+
+fn sha256(bytes: &[u8]) -> Digest {
+    Algorithm::Sha256.digest(bytes)
+}
+
+/// Puts `bytes` into `repo`; returns the digest and the size.
+fn put(repo: &Repository, bytes: &[u8]) -> (Digest, u64) {
+    (repo.put_blob_sha256(bytes).unwrap(), bytes.len() as u64)
+}
+
+/// Pushes an image of `config` and `layers` by `tag`.
+fn push(repo: &Repository, tag: &str, config: &(Digest, u64), layers: &[(Digest, u64)]) -> Digest {
+    let body = serde_json::to_vec(&image_body(config, layers)).unwrap();
+    repo.push_manifest(tag, OCI_MANIFEST, &body).unwrap()
+}
+
+fn fsck(registry: &Registry, repair: bool) -> FsckReport {
+    registry
+        .fsck(&FsckOptions {
+            repair,
+            ..FsckOptions::default()
+        })
+        .unwrap()
+}
+
+/// Problems in a fixed order, to compare lists regardless of the order they were found in.
+fn sorted(mut problems: Vec<Problem>) -> Vec<Problem> {
+    problems.sort_by_key(|p| format!("{p:?}"));
+    problems
+}
+
+/// Makes a file look two hours old: past the default grace period of one hour.
+fn backdate(path: &Path) {
+    let two_hours_ago = SystemTime::now() - Duration::from_secs(2 * 3600);
+    fs::File::options()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_modified(two_hours_ago))
+        .unwrap_or_else(|e| panic!("backdate {}: {e}", path.display()));
+}
+
+fn repo_usage(name: &str, deleted: bool, unique: &[u64], shared: &[u64]) -> RepositoryUsage {
+    let (unique_bytes, shared_bytes) = (unique.iter().sum(), shared.iter().sum());
+    RepositoryUsage {
+        name: name.to_owned(),
+        deleted,
+        blobs: (unique.len() + shared.len()) as u64,
+        bytes: unique_bytes + shared_bytes,
+        unique_bytes,
+        shared_bytes,
+    }
+}
+
+// =============================================================================================
+// A1: usage
+
+#[test]
+fn a1_every_figure_is_exact_on_a_hand_built_store() {
+    let s = Store::new();
+    assert_eq!(s.registry.usage().unwrap(), Usage::default());
+    policy_on(&s, 7);
+    let (a, b) = (s.repo("a"), s.repo("b"));
+    // Sizes are distinct powers of ten plus a little, so every sum is unambiguous.
+    let config_a = put(&a, &[1; 11]);
+    let shared = put(&a, &[2; 1000]);
+    let unique_a = put(&a, &[3; 200]);
+    push(&a, "v1", &config_a, &[shared.clone(), unique_a.clone()]);
+    b.mount_blob("a", &shared.0).unwrap();
+    let config_b = put(&b, &[4; 19]);
+    push(&b, "v1", &config_b, std::slice::from_ref(&shared));
+    // In the bin: a manifest whose config and one layer only it uses, and the shared layer.
+    let config_bin = put(&b, &[5; 30]);
+    let layer_bin = put(&b, &[6; 4000]);
+    push(&b, "old", &config_bin, &[shared.clone(), layer_bin.clone()]);
+    b.delete_manifest("old").unwrap();
+    // Referenced by no manifest at all.
+    let garbage = put(&a, &[7; 50_000]);
+
+    assert_eq!(
+        s.registry.usage().unwrap(),
+        Usage {
+            blobs: 7,
+            bytes: 11 + 1000 + 200 + 19 + 30 + 4000 + 50_000,
+            repositories: vec![
+                repo_usage(
+                    "a",
+                    false,
+                    &[config_a.1, unique_a.1, garbage.1],
+                    &[shared.1]
+                ),
+                repo_usage(
+                    "b",
+                    false,
+                    &[config_b.1, config_bin.1, layer_bin.1],
+                    &[shared.1]
+                ),
+            ],
+            soft_deleted_bytes: 30 + 4000,
+            garbage_bytes: 50_000,
+        }
+    );
+}
+
+#[test]
+fn a1_a_soft_deleted_repository_counts_until_purged_then_its_bytes_are_garbage_the_collector_frees()
+{
+    let s = Store::new();
+    policy_on(&s, 7);
+    let (app, old) = (s.repo("app"), s.repo("old"));
+    let config_app = put(&app, &[1; 10]);
+    let shared = put(&app, &[2; 100]);
+    push(&app, "v1", &config_app, std::slice::from_ref(&shared));
+    old.mount_blob("app", &shared.0).unwrap();
+    let config_old = put(&old, &[3; 20]);
+    let layer_old = put(&old, &[4; 300]);
+    push(
+        &old,
+        "v1",
+        &config_old,
+        &[shared.clone(), layer_old.clone()],
+    );
+    s.registry.delete_repository("old").unwrap();
+
+    let app_usage = repo_usage("app", false, &[10], &[100]);
+    assert_eq!(
+        s.registry.usage().unwrap(),
+        Usage {
+            blobs: 4,
+            bytes: 430,
+            repositories: vec![
+                app_usage.clone(),
+                repo_usage("old", true, &[20, 300], &[100])
+            ],
+            soft_deleted_bytes: 320,
+            garbage_bytes: 0,
+        }
+    );
+
+    s.registry.purge_deleted_repository("old").unwrap();
+    let purged = s.registry.usage().unwrap();
+    assert_eq!(
+        purged,
+        Usage {
+            blobs: 4,
+            bytes: 430,
+            repositories: vec![repo_usage("app", false, &[10, 100], &[])],
+            soft_deleted_bytes: 0,
+            garbage_bytes: 320,
+        }
+    );
+    // The garbage is exactly what the collector frees.
+    s.advance(1);
+    let collected = s
+        .registry
+        .collect(&CollectOptions {
+            grace_period: Some(Duration::ZERO),
+            ..CollectOptions::default()
+        })
+        .unwrap();
+    assert_eq!(
+        (collected.blobs_swept, collected.bytes_swept),
+        (2, purged.garbage_bytes)
+    );
+    let after = s.registry.usage().unwrap();
+    assert_eq!((after.blobs, after.bytes, after.garbage_bytes), (2, 110, 0));
+}
+
+// =============================================================================================
+// A2: fsck
+
+#[test]
+fn a2_a_clean_store_has_no_problems_and_repair_changes_nothing() {
+    let s = Store::new();
+    policy_on(&s, 7);
+    let app = s.repo("app");
+    let one = push_image(&app, "v1", "one");
+    let two = push_image(&app, "v2", "two");
+    push_index(&app, Some("multi"), &[&one, &two]);
+    push_referrer(&app, None, &one, "sig");
+    for alg in Algorithm::ALL {
+        let bytes = format!("a {alg} blob");
+        app.put_blob(&alg.digest(bytes.as_bytes()), &bytes).unwrap();
+    }
+    push_image(&app, "gone", "gone");
+    app.delete_manifest("gone").unwrap();
+    push_image(&s.repo("old"), "v1", "old");
+    s.registry.delete_repository("old").unwrap();
+    let upload = app.start_upload().unwrap();
+    upload.append(b"partial").unwrap();
+
+    // Six manifests (two images, an index, a referrer, one in the bin, one in a deleted
+    // repository); thirteen blobs (two per image and referrer, three loose).
+    let clean = FsckReport {
+        manifests_checked: 6,
+        blobs_checked: 13,
+        problems: vec![],
+        repaired: 0,
+    };
+    for verify_digests in [true, false] {
+        let options = FsckOptions {
+            repair: false,
+            verify_digests,
+        };
+        assert_eq!(s.registry.fsck(&options).unwrap(), clean);
+    }
+    let before = snapshot(&s.registry);
+    assert_eq!(fsck(&s.registry, true), clean);
+    assert_eq!(snapshot(&s.registry), before);
+}
+
+/// A store with every repairable and unrepairable kind of problem made by hand on disk.
+struct Tampered {
+    store: Store,
+    missing: Digest,
+    /// Same length, other bytes.
+    corrupt: Digest,
+    /// Longer than recorded.
+    resized: Digest,
+    /// Every file the repair may remove.
+    strays: Vec<PathBuf>,
+    unrepairable: Vec<Problem>,
+    /// What a check with digests verified reports.
+    problems: Vec<Problem>,
+}
+
+fn tampered() -> Tampered {
+    let s = Store::new();
+    let app = s.repo("app");
+    let one = push_image(&app, "v1", "one");
+    let two = push_image(&app, "v2", "two");
+    let resized = app.put_blob_sha256(b"referenced by nothing").unwrap();
+    let missing = seed_blobs("one")[1].clone();
+    let corrupt = seed_blobs("two")[0].clone();
+    let registry = &s.registry;
+    let dir = registry.path();
+    fs::remove_file(blob_file(registry, &missing)).unwrap();
+    fs::write(blob_file(registry, &corrupt), b"config TWO").unwrap();
+    fs::write(
+        blob_file(registry, &resized),
+        b"referenced by nothing, and longer",
+    )
+    .unwrap();
+    let unrecorded = sha256(b"never recorded");
+    let strays = vec![
+        blob_file(registry, &unrecorded),
+        dir.join("blobs/sha256/00/not-a-digest"),
+        dir.join("blobs/stray-at-the-top"),
+        // Named like a blob, in the wrong directory.
+        dir.join("blobs/sha256/00").join(unrecorded.hex()),
+        dir.join("tmp/half-written"),
+        dir.join("uploads/0123456789abcdef0123456789abcdef"),
+    ];
+    for path in &strays {
+        fs::write(path, b"never recorded").unwrap();
+    }
+    let unrepairable = vec![
+        Problem::MissingBlobFile {
+            digest: missing.clone(),
+        },
+        Problem::CorruptBlob {
+            digest: corrupt.clone(),
+            actual: sha256(b"config TWO"),
+        },
+        Problem::CorruptBlob {
+            digest: resized.clone(),
+            actual: sha256(b"referenced by nothing, and longer"),
+        },
+        Problem::MissingReference {
+            repository: "app".into(),
+            manifest: one,
+            reference: missing.clone(),
+        },
+        Problem::MissingReference {
+            repository: "app".into(),
+            manifest: two,
+            reference: corrupt.clone(),
+        },
+    ];
+    let mut problems = unrepairable.clone();
+    problems.extend(
+        strays[..4]
+            .iter()
+            .map(|path| Problem::StrayBlobFile { path: path.clone() }),
+    );
+    problems.push(Problem::TempFile {
+        path: strays[4].clone(),
+    });
+    problems.push(Problem::StrayUpload {
+        path: strays[5].clone(),
+    });
+    Tampered {
+        store: s,
+        missing,
+        corrupt,
+        resized,
+        strays,
+        unrepairable,
+        problems,
+    }
+}
+
+#[test]
+fn a2_each_kind_of_damage_on_disk_is_reported_exactly() {
+    let t = tampered();
+    let registry = &t.store.registry;
+    let report = fsck(registry, false);
+    assert_eq!((report.manifests_checked, report.blobs_checked), (2, 5));
+    assert_eq!(sorted(report.problems), sorted(t.problems.clone()));
+
+    // Without hashing, the corrupt blob of the right length goes unnoticed (and so does the
+    // manifest that references it); the one of the wrong length is a size mismatch.
+    let quick = registry
+        .fsck(&FsckOptions {
+            repair: false,
+            verify_digests: false,
+        })
+        .unwrap();
+    let expected: Vec<Problem> = t
+        .problems
+        .iter()
+        .filter(|p| {
+            !matches!(p, Problem::CorruptBlob { .. })
+                && !matches!(p, Problem::MissingReference { reference, .. } if *reference == t.corrupt)
+        })
+        .cloned()
+        .chain([Problem::SizeMismatch {
+            digest: t.resized.clone(),
+            recorded: 21,
+            actual: 33,
+        }])
+        .collect();
+    assert_eq!(sorted(quick.problems), sorted(expected));
+    assert_eq!(quick.repaired, 0);
+}
+
+#[test]
+fn a2_repair_removes_strays_only_once_older_than_the_grace_period_never_a_named_file() {
+    let t = tampered();
+    let registry = &t.store.registry;
+    let app = t.store.repo("app");
+    let session = app.start_upload().unwrap();
+    session.append(b"an open session").unwrap();
+    let mut named: Vec<PathBuf> = app
+        .blobs(&ocistore::Page::all())
+        .unwrap()
+        .iter()
+        .filter(|d| **d != t.missing)
+        .map(|d| blob_file(registry, d))
+        .collect();
+    named.push(registry.path().join("uploads").join(session.id()));
+
+    // Everything is younger than the grace period (one hour): reported, nothing removed.
+    let young = fsck(registry, true);
+    assert_eq!(sorted(young.problems), sorted(t.problems.clone()));
+    assert_eq!(young.repaired, 0);
+    assert!(t.strays.iter().all(|p| p.exists()));
+
+    for path in t.strays.iter().chain(&named) {
+        backdate(path);
+    }
+    let old = fsck(registry, true);
+    assert_eq!(sorted(old.problems), sorted(t.problems.clone()));
+    assert_eq!(old.repaired, t.strays.len() as u64);
+    for path in &t.strays {
+        assert!(!path.exists(), "{} was not removed", path.display());
+    }
+    for path in &named {
+        assert!(path.exists(), "{} was removed", path.display());
+    }
+    // Missing and corrupt blobs are reported, not repaired.
+    let after = fsck(registry, true);
+    assert_eq!(sorted(after.problems), sorted(t.unrepairable.clone()));
+    assert_eq!(after.repaired, 0);
+    // The session goes on.
+    session.append(b", finished").unwrap();
+    session
+        .finish(&sha256(b"an open session, finished"))
+        .unwrap();
+}
+
+#[test]
+fn a2_with_no_grace_period_repair_removes_fresh_strays_but_no_named_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::builder()
+        .grace_period(Duration::ZERO)
+        .open(dir.path())
+        .unwrap();
+    let app = registry.repository("app").unwrap();
+    let manifest = push_image(&app, "v1", "one");
+    let session = app.start_upload().unwrap();
+    let before = snapshot(&registry);
+    let stray = blob_file(&registry, &sha256(b"stray"));
+    let temp = registry.path().join("tmp/fresh");
+    for path in [&stray, &temp] {
+        fs::write(path, b"stray").unwrap();
+    }
+    let report = fsck(&registry, true);
+    assert_eq!(
+        report.problems,
+        [
+            Problem::StrayBlobFile {
+                path: stray.clone()
+            },
+            Problem::TempFile { path: temp.clone() },
+        ]
+    );
+    assert_eq!(report.repaired, 2);
+    assert_eq!(snapshot(&registry), before);
+    assert_eq!(app.pull("v1").unwrap().digest, manifest);
+    session.append(b"still open").unwrap();
+}
+
+#[test]
+fn a2_a_blob_record_lost_leaves_dangling_links_repaired_and_its_file_kept_to_be_put_again() {
+    let Store {
+        dir,
+        registry,
+        clock,
+    } = Store::new();
+    let (app, other) = (
+        registry.repository("app").unwrap(),
+        registry.repository("other").unwrap(),
+    );
+    let manifest = push_image(&app, "v1", "one");
+    let layer = seed_blobs("one")[1].clone();
+    other.mount_blob("app", &layer).unwrap();
+    drop((app, other, registry));
+    // Damage the database itself: the layer's record goes.
+    {
+        let db = redb::Database::create(dir.path().join("metadata.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(redb::TableDefinition::<&str, (u64, u64)>::new("blobs"))
+            .unwrap()
+            .remove(layer.as_str())
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let registry = common::open(dir.path(), &clock);
+    let file = blob_file(&registry, &layer);
+    backdate(&file);
+    let dangling = |repository: &str| Problem::DanglingLink {
+        repository: repository.into(),
+        digest: layer.clone(),
+    };
+    let unresolved = Problem::MissingReference {
+        repository: "app".into(),
+        manifest,
+        reference: layer.clone(),
+    };
+    let stray = Problem::StrayBlobFile { path: file.clone() };
+
+    let report = fsck(&registry, true);
+    assert_eq!(
+        report.problems,
+        [
+            dangling("app"),
+            dangling("other"),
+            unresolved.clone(),
+            stray.clone()
+        ]
+    );
+    assert_eq!(report.repaired, 2, "the links go, the file stays");
+    assert_eq!(fsck(&registry, true).problems, [unresolved, stray]);
+    // The kept file lets the blob be put again from its own bytes.
+    let app = registry.repository("app").unwrap();
+    app.put_blob(&layer, fs::read(&file).unwrap()).unwrap();
+    assert_eq!(
+        fsck(&registry, false),
+        FsckReport {
+            manifests_checked: 1,
+            blobs_checked: 2,
+            problems: vec![],
+            repaired: 0,
+        }
+    );
+}
+
+#[test]
+fn a2_an_index_restored_after_its_child_was_purged_is_reported() {
+    let s = Store::new();
+    policy_on(&s, 7);
+    let app = s.repo("app");
+    let child = push_image(&app, "v1", "one");
+    let index = push_index(&app, Some("multi"), &[&child]);
+    app.delete_manifest("multi").unwrap();
+    app.delete_manifest("v1").unwrap();
+    app.purge_deleted_manifest(&child).unwrap();
+    let missing = Problem::MissingReference {
+        repository: "app".into(),
+        manifest: index.clone(),
+        reference: child,
+    };
+    assert_eq!(
+        fsck(&s.registry, false).problems,
+        std::slice::from_ref(&missing)
+    );
+    app.restore(ocistore::Restore::Digest(&index), false)
+        .unwrap();
+    assert_eq!(fsck(&s.registry, false).problems, [missing]);
+}
+
+// =============================================================================================
+// C2: a crash at any point, then fsck
+
+/// The child side of the crash test: pushes, streams, deletes and collects until killed,
+/// printing a line after each step.
+#[test]
+fn c2_child_fsck_worker() {
+    let Some(dir) = std::env::var_os(FSCK_WORKER_DIR) else {
+        return;
+    };
+    let registry = Registry::builder()
+        .grace_period(Duration::ZERO)
+        .open(&dir)
+        .expect("the worker opens the store");
+    let repo = registry.repository("crash").unwrap();
+    let step = |what: &str| println!("STEP {what}");
+    let run = std::process::id();
+    for i in 0u64.. {
+        let tag = format!("p{run}-{i}");
+        let config_bytes = format!("config {tag}").into_bytes();
+        let config = Algorithm::ALL[(i % 3) as usize].digest(&config_bytes);
+        repo.put_blob(&config, &config_bytes).unwrap();
+        step("config");
+        let layer_bytes = format!("layer {tag} ")
+            .repeat(1 + (i % 7) as usize * 500)
+            .into_bytes();
+        let upload = repo.start_upload().unwrap();
+        for chunk in layer_bytes.chunks(16 << 10) {
+            upload.append(chunk).unwrap();
+        }
+        let layer = sha256(&layer_bytes);
+        upload.finish(&layer).unwrap();
+        step("layer");
+        let mut layers = vec![(layer, layer_bytes.len() as u64)];
+        if i % 4 == 1 {
+            repo.start_upload().unwrap().append(b"left open").unwrap();
+            step("session");
+        }
+        if i % 4 == 3 {
+            let mut big = tag.clone().into_bytes();
+            big.resize((1 << 20) + 4096, i as u8);
+            layers.push(put(&repo, &big));
+            step("big layer");
+        }
+        push(&repo, &tag, &(config, config_bytes.len() as u64), &layers);
+        step("manifest");
+        if i % 2 == 1 {
+            repo.delete_manifest(&format!("p{run}-{}", i - 1)).unwrap();
+            step("delete");
+        }
+        if i % 3 == 2 {
+            registry.collect(&CollectOptions::default()).unwrap();
+            step("collect");
+        }
+    }
+}
+
+#[test]
+fn c2_a_crash_at_any_point_leaves_a_store_that_passes_fsck_after_repair() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let seed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    for round in 0..4u32 {
+        let mix = (u64::from(seed) + u64::from(round)).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 16;
+        let kill_after = 1 + mix % if round % 2 == 0 { 12 } else { 60 };
+        // Past the line, so that the kill lands anywhere in the step that follows.
+        let delay = Duration::from_micros((mix >> 8) % 20_000);
+        let context = format!("seed {seed}, round {round}, kill after {kill_after} and {delay:?}");
+        let mut worker = child_test("c2_child_fsck_worker")
+            .env(FSCK_WORKER_DIR, &path)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut seen = 0;
+        // Kept open until the kill, so the worker's next lines do not hit a closed pipe.
+        let mut lines = BufReader::new(worker.stdout.take().unwrap()).lines();
+        for line in lines.by_ref() {
+            if line.unwrap().contains("STEP ") {
+                seen += 1;
+                if seen == kill_after {
+                    break;
+                }
+            }
+        }
+        std::thread::sleep(delay);
+        worker.kill().unwrap(); // SIGKILL
+        let status = worker.wait().unwrap();
+        drop(lines);
+        assert_eq!(
+            seen, kill_after,
+            "{context}: the worker stopped early ({status})"
+        );
+
+        let registry = Registry::builder()
+            .grace_period(Duration::ZERO)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("{context}: the store does not reopen: {e:?}"));
+        // Open empties tmp/ and reconciles uploads/; a blob file renamed into place before
+        // its commit, or left by a sweep between its record and its file, is all a crash
+        // leaves.
+        let repaired = fsck(&registry, true);
+        assert!(
+            repaired
+                .problems
+                .iter()
+                .all(|p| matches!(p, Problem::StrayBlobFile { .. })),
+            "{context}: {:?}",
+            repaired.problems
+        );
+        assert_eq!(
+            repaired.repaired,
+            repaired.problems.len() as u64,
+            "{context}"
+        );
+        assert_eq!(fsck(&registry, false).problems, [], "{context}");
+        let usage = registry.usage().unwrap();
+        assert!(usage.repositories[0].bytes <= usage.bytes, "{context}");
+    }
+}
