@@ -104,9 +104,16 @@ impl Repository {
         let inner = &registry.inner;
         let unknown = || Error::UploadUnknown { id: id.to_owned() };
         let mut sessions = lock(&inner.uploads);
-        let state = match sessions.get(id) {
-            Some(state) if lock(state).repository == self.name() => state.clone(),
-            Some(_) => return Err(unknown()),
+        let state = match sessions.get(id).cloned() {
+            Some(state) => {
+                // The sessions' lock is released before the session's is taken: `finish` and
+                // `cancel` hold the session's and then take the sessions' (in `close`).
+                drop(sessions);
+                if lock(&state).repository != self.name() {
+                    return Err(unknown());
+                }
+                state
+            }
             None => {
                 let started = {
                     let txn = inner.db.begin_read()?;
@@ -119,10 +126,10 @@ impl Repository {
                 };
                 let state = Arc::new(Mutex::new(reopen(registry, id, self.name(), started)?));
                 sessions.insert(id.to_owned(), state.clone());
+                drop(sessions);
                 state
             }
         };
-        drop(sessions);
         let upload = Upload {
             registry: registry.clone(),
             id: id.to_owned(),
@@ -296,7 +303,10 @@ impl Registry {
     /// Ends a session whose row a collection removed (G4): a handle still held answers
     /// `UploadUnknown`, and the file goes.
     pub(crate) fn forget_upload(&self, id: &str) -> Result<()> {
-        if let Some(state) = lock(&self.inner.uploads).remove(id) {
+        // The sessions' lock is released before the session's is taken: `finish` and `cancel`
+        // hold the session's and then take the sessions' (in `close`).
+        let session = lock(&self.inner.uploads).remove(id);
+        if let Some(state) = session {
             lock(&state).closed = true;
         }
         remove_if_present(&self.inner.blobs.uploads.join(id)).map(drop)
