@@ -1022,53 +1022,71 @@ fn g4_a_session_finished_as_the_collector_removes_it_does_not_deadlock() {
     upload.append(bytes).unwrap();
     clock.time.advance(HOUR - Duration::from_secs(1));
 
+    // Runs in `finish` as it checks the session's age, holding the session: the session
+    // expires, and a collection removes it.
+    let (clock2, registry2) = (clock.clone(), registry.clone());
+    let (finished, report) = finish_racing(&clock, upload, d.clone(), move || {
+        expire_and_collect(&clock2, registry2)
+    });
+    match finished {
+        Ok(()) => assert_eq!(repo.blob(&d).unwrap(), &bytes[..]),
+        Err(Error::UploadUnknown { .. }) => {}
+        Err(e) => panic!("finish: {e}"),
+    }
+    assert_eq!(
+        report.unwrap().uploads_removed,
+        1,
+        "the collection removed the session while finish held it"
+    );
+}
+
+/// Expires the session and starts a collection, returning once it has removed the session's
+/// row (its transactions: journal on, the mark's clock, the sessions' removal).
+fn expire_and_collect(
+    clock: &HookClock,
+    registry: Registry,
+) -> JoinHandle<ocistore::Result<CollectReport>> {
+    clock.time.advance(Duration::from_secs(2));
+    let before = clock.calls();
+    let handle = thread::spawn(move || registry.collect(&CollectOptions::default()));
+    clock.wait_calls(before, 3);
+    handle
+}
+
+/// Finishes `upload` while `start` runs another call on another thread, started from inside
+/// `finish` (as it checks the session's age, holding the session); fails if the two
+/// deadlock. Returns both results.
+fn finish_racing<T: Send + 'static>(
+    clock: &HookClock,
+    upload: ocistore::Upload,
+    digest: Digest,
+    start: impl FnOnce() -> JoinHandle<T> + Send + 'static,
+) -> (ocistore::Result<()>, T) {
     let (done, finished) = mpsc::channel();
-    let collector: Arc<Mutex<Option<JoinHandle<ocistore::Result<CollectReport>>>>> = Arc::default();
+    let other: Arc<Mutex<Option<JoinHandle<T>>>> = Arc::default();
     {
-        let (registry, clock2, collector, done) = (
-            registry.clone(),
-            clock.clone(),
-            collector.clone(),
-            done.clone(),
-        );
-        // Runs in `finish` as it checks the session's age, holding the session: the session
-        // expires, and a collection removes it.
+        let (other, done) = (other.clone(), done.clone());
         clock.arm(1, move || {
-            clock2.time.advance(Duration::from_secs(2));
-            let before = clock2.calls();
-            let handle = thread::spawn(move || {
-                let report = registry.collect(&CollectOptions::default());
-                let _ = done.send("collect");
-                report
-            });
-            // Its transactions: journal on, the mark's clock, the sessions' removal.
-            clock2.wait_calls(before, 3);
+            let handle = start();
+            // Give it time to block on what `finish` holds, if it is going to.
             thread::sleep(Duration::from_millis(200));
-            *collector.lock().unwrap() = Some(handle);
+            *other.lock().unwrap() = Some(handle);
+            let _ = done.send(());
         });
     }
-    let finishing = d.clone();
     let finisher = thread::spawn(move || {
-        let finished = upload.finish(&finishing);
-        let _ = done.send("finish");
+        let finished = upload.finish(&digest);
+        let _ = done.send(());
         finished
     });
     for _ in 0..2 {
         finished
             .recv_timeout(Duration::from_secs(10))
-            .expect("finish and the collection deadlocked");
+            .expect("finish and the other call deadlocked");
     }
-    match finisher.join().unwrap() {
-        Ok(()) => assert_eq!(repo.blob(&d).unwrap(), &bytes[..]),
-        Err(Error::UploadUnknown { .. }) => {}
-        Err(e) => panic!("finish: {e}"),
-    }
-    let collector = collector.lock().unwrap().take().unwrap();
-    let report = collector.join().unwrap().unwrap();
-    assert_eq!(
-        report.uploads_removed, 1,
-        "the collection removed the session while finish held it"
-    );
+    let finished = finisher.join().unwrap();
+    let other = other.lock().unwrap().take().unwrap().join().unwrap();
+    (finished, other)
 }
 
 /// Not the collector's, but the same lock order as above: a resume of a session whose finish
@@ -1087,45 +1105,13 @@ fn c3_resuming_an_upload_while_it_finishes_does_not_deadlock() {
     let upload = repo.start_upload().unwrap();
     upload.append(bytes).unwrap();
 
-    let (done, finished) = mpsc::channel();
-    let resumer: Arc<Mutex<Option<JoinHandle<ocistore::Result<ocistore::Upload>>>>> =
-        Arc::default();
-    {
-        let (repo, id, resumer, done) = (
-            repo.clone(),
-            upload.id().to_owned(),
-            resumer.clone(),
-            done.clone(),
-        );
-        // Runs in `finish` as it checks the session's age, holding the session.
-        clock.arm(1, move || {
-            let handle = thread::spawn(move || {
-                let resumed = repo.resume_upload(&id);
-                let _ = done.send("resume");
-                resumed
-            });
-            thread::sleep(Duration::from_millis(200));
-            *resumer.lock().unwrap() = Some(handle);
-        });
-    }
-    let finishing = d.clone();
-    let finisher = thread::spawn(move || {
-        let finished = upload.finish(&finishing);
-        let _ = done.send("finish");
-        finished
+    let (id, repo2) = (upload.id().to_owned(), repo.clone());
+    let (finished, resumed) = finish_racing(&clock, upload, d.clone(), move || {
+        thread::spawn(move || repo2.resume_upload(&id))
     });
-    for _ in 0..2 {
-        finished
-            .recv_timeout(Duration::from_secs(10))
-            .expect("finish and resume deadlocked");
-    }
-    finisher.join().unwrap().unwrap();
+    finished.unwrap();
     assert_eq!(repo.blob(&d).unwrap(), &bytes[..]);
-    let resumer = resumer.lock().unwrap().take().unwrap();
-    assert!(matches!(
-        resumer.join().unwrap(),
-        Err(Error::UploadUnknown { .. })
-    ));
+    assert!(matches!(resumed, Err(Error::UploadUnknown { .. })));
 }
 
 // ---------------------------------------------------------------------------------------------
