@@ -1,30 +1,21 @@
-//! SPEC A1 (usage), A2 (fsck and its repair) and the part of C2 that fsck answers for: after a
-//! crash at any point, the store opens and passes fsck once repaired.
-//!
-//! One test re-executes this test binary as a child process running `c2_child_fsck_worker`,
-//! which does nothing unless its environment variable is set.
+//! SPEC A1 (usage) and A2 (fsck and its repair). That a store passes fsck once repaired after
+//! a crash at any point (C2) is checked by the crash tests of `tests/durability.rs`.
 
 mod common;
 
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use common::{
-    Store, blob_file, child_test, image_body, policy_on, push_image, push_index, push_referrer,
-    seed_blobs, snapshot,
+    Store, blob_file, image_body, policy_on, push_image, push_index, push_referrer, seed_blobs,
+    snapshot,
 };
 use ocistore::manifest::OCI_MANIFEST;
 use ocistore::{
     Algorithm, CollectOptions, Digest, FsckOptions, FsckReport, Problem, Registry, Repository,
     RepositoryUsage, Usage,
 };
-
-/// Set to a store directory: `c2_child_fsck_worker` writes, deletes and collects in it until
-/// killed.
-const FSCK_WORKER_DIR: &str = "OCISTORE_TEST_FSCK_WORKER_DIR";
 
 fn sha256(bytes: &[u8]) -> Digest {
     Algorithm::Sha256.digest(bytes)
@@ -524,127 +515,4 @@ fn a2_an_index_restored_after_its_child_was_purged_is_reported() {
     app.restore(ocistore::Restore::Digest(&index), false)
         .unwrap();
     assert_eq!(fsck(&s.registry, false).problems, [missing]);
-}
-
-// =============================================================================================
-// C2: a crash at any point, then fsck
-
-/// The child side of the crash test: pushes, streams, deletes and collects until killed,
-/// printing a line after each step.
-#[test]
-fn c2_child_fsck_worker() {
-    let Some(dir) = std::env::var_os(FSCK_WORKER_DIR) else {
-        return;
-    };
-    let registry = Registry::builder()
-        .grace_period(Duration::ZERO)
-        .open(&dir)
-        .expect("the worker opens the store");
-    let repo = registry.repository("crash").unwrap();
-    let step = |what: &str| println!("STEP {what}");
-    let run = std::process::id();
-    for i in 0u64.. {
-        let tag = format!("p{run}-{i}");
-        let config_bytes = format!("config {tag}").into_bytes();
-        let config = Algorithm::ALL[(i % 3) as usize].digest(&config_bytes);
-        repo.put_blob(&config, &config_bytes).unwrap();
-        step("config");
-        let layer_bytes = format!("layer {tag} ")
-            .repeat(1 + (i % 7) as usize * 500)
-            .into_bytes();
-        let upload = repo.start_upload().unwrap();
-        for chunk in layer_bytes.chunks(16 << 10) {
-            upload.append(chunk).unwrap();
-        }
-        let layer = sha256(&layer_bytes);
-        upload.finish(&layer).unwrap();
-        step("layer");
-        let mut layers = vec![(layer, layer_bytes.len() as u64)];
-        if i % 4 == 1 {
-            repo.start_upload().unwrap().append(b"left open").unwrap();
-            step("session");
-        }
-        if i % 4 == 3 {
-            let mut big = tag.clone().into_bytes();
-            big.resize((1 << 20) + 4096, i as u8);
-            layers.push(put(&repo, &big));
-            step("big layer");
-        }
-        push(&repo, &tag, &(config, config_bytes.len() as u64), &layers);
-        step("manifest");
-        if i % 2 == 1 {
-            repo.delete_manifest(&format!("p{run}-{}", i - 1)).unwrap();
-            step("delete");
-        }
-        if i % 3 == 2 {
-            registry.collect(&CollectOptions::default()).unwrap();
-            step("collect");
-        }
-    }
-}
-
-#[test]
-fn c2_a_crash_at_any_point_leaves_a_store_that_passes_fsck_after_repair() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("store");
-    let seed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    for round in 0..4u32 {
-        let mix = (u64::from(seed) + u64::from(round)).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 16;
-        let kill_after = 1 + mix % if round % 2 == 0 { 12 } else { 60 };
-        // Past the line, so that the kill lands anywhere in the step that follows.
-        let delay = Duration::from_micros((mix >> 8) % 20_000);
-        let context = format!("seed {seed}, round {round}, kill after {kill_after} and {delay:?}");
-        let mut worker = child_test("c2_child_fsck_worker")
-            .env(FSCK_WORKER_DIR, &path)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut seen = 0;
-        // Kept open until the kill, so the worker's next lines do not hit a closed pipe.
-        let mut lines = BufReader::new(worker.stdout.take().unwrap()).lines();
-        for line in lines.by_ref() {
-            if line.unwrap().contains("STEP ") {
-                seen += 1;
-                if seen == kill_after {
-                    break;
-                }
-            }
-        }
-        std::thread::sleep(delay);
-        worker.kill().unwrap(); // SIGKILL
-        let status = worker.wait().unwrap();
-        drop(lines);
-        assert_eq!(
-            seen, kill_after,
-            "{context}: the worker stopped early ({status})"
-        );
-
-        let registry = Registry::builder()
-            .grace_period(Duration::ZERO)
-            .open(&path)
-            .unwrap_or_else(|e| panic!("{context}: the store does not reopen: {e:?}"));
-        // Open empties tmp/ and reconciles uploads/; a blob file renamed into place before
-        // its commit, or left by a sweep between its record and its file, is all a crash
-        // leaves.
-        let repaired = fsck(&registry, true);
-        assert!(
-            repaired
-                .problems
-                .iter()
-                .all(|p| matches!(p, Problem::StrayBlobFile { .. })),
-            "{context}: {:?}",
-            repaired.problems
-        );
-        assert_eq!(
-            repaired.repaired,
-            repaired.problems.len() as u64,
-            "{context}"
-        );
-        assert_eq!(fsck(&registry, false).problems, [], "{context}");
-        let usage = registry.usage().unwrap();
-        assert!(usage.repositories[0].bytes <= usage.bytes, "{context}");
-    }
 }

@@ -21,8 +21,8 @@ use common::{
 };
 use ocistore::manifest::{OCI_INDEX, OCI_MANIFEST};
 use ocistore::{
-    Algorithm, CollectOptions, Digest, Error, FORMAT_VERSION, ManifestQuery, ManualClock, Page,
-    Registry, Repository, Restore, SoftDeletePolicy,
+    Algorithm, CollectOptions, Digest, Error, FORMAT_VERSION, FsckOptions, ManifestQuery,
+    ManualClock, Page, Problem, Registry, Repository, Restore, SoftDeletePolicy,
 };
 use serde_json::json;
 
@@ -636,7 +636,7 @@ fn crash_rounds(
         .as_nanos() as u64
         ^ u64::from(std::process::id());
     let mut rng = Rng(seed | 1);
-    let mut total = 0;
+    let (mut total, mut strays) = (0, 0);
     for round in 0..rounds {
         // Early in a call, deep in a loop, in the middle of a batch's acknowledgements: the
         // kill lands wherever the worker is when its n-th line is read.
@@ -651,7 +651,10 @@ fn crash_rounds(
             .spawn()
             .unwrap();
         let mut seen = 0;
-        for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        // Kept open until the kill, so the worker's next lines do not hit a closed pipe; read
+        // to the end after it.
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        for line in lines.by_ref() {
             let line = line.unwrap();
             // The harness may print `test … ... ` on the same line before the first one.
             if let Some((_, a)) = line.split_once("ACK ") {
@@ -662,8 +665,16 @@ fn crash_rounds(
                 }
             }
         }
+        // Past the line, so that the kill lands anywhere in the step that follows.
+        thread::sleep(Duration::from_micros(rng.below(20_000)));
         child.kill().unwrap(); // SIGKILL
         let status = child.wait().unwrap();
+        // What it said before it died counts too: a step it began after the line read.
+        for line in lines {
+            if let Some((_, a)) = line.unwrap().split_once("ACK ") {
+                record(a);
+            }
+        }
         assert_eq!(
             seen,
             kill_after,
@@ -672,15 +683,43 @@ fn crash_rounds(
         );
         total += seen as usize;
 
-        let registry = Registry::open(path)
+        // No grace period: nothing else writes to the store while it is checked.
+        let registry = Registry::builder()
+            .grace_period(Duration::ZERO)
+            .open(path)
             .unwrap_or_else(|e| panic!("{context}: the store does not reopen: {e:?}"));
         assert!(
             files_in(&path.join("tmp")).is_empty(),
             "{context}: tmp/ not emptied"
         );
+        // Open reconciles uploads/; a blob file renamed into place before its commit, or left
+        // by a sweep between its record and its file, is all a crash leaves, and repair takes it.
+        let fsck = |repair| {
+            let options = FsckOptions {
+                repair,
+                ..FsckOptions::default()
+            };
+            registry.fsck(&options).unwrap()
+        };
+        let repaired = fsck(true);
+        assert!(
+            repaired
+                .problems
+                .iter()
+                .all(|p| matches!(p, Problem::StrayBlobFile { .. })),
+            "{context}: {:?}",
+            repaired.problems
+        );
+        assert_eq!(
+            repaired.repaired,
+            repaired.problems.len() as u64,
+            "{context}"
+        );
+        strays += repaired.repaired;
+        assert_eq!(fsck(false).problems, [], "{context}");
         verify(&registry, &context);
     }
-    println!("{worker}: seed {seed}, {total} acknowledgements");
+    println!("{worker}: seed {seed}, {total} acknowledgements, {strays} stray files repaired");
     total
 }
 
