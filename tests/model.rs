@@ -2387,30 +2387,13 @@ fn registry_step(sut: &mut Sut, step: &Step) -> Outcome {
                 body: pulled.body.to_vec(),
             })
         }
-        Step::Untag { repo, tag } => {
-            repository(repo)?.untag(tag).map_err(kind)?;
-            Ok(Value::Unit)
-        }
-        Step::DeleteManifest { repo, reference } => {
-            let deleted = repository(repo)?.delete_manifest(reference).map_err(kind)?;
-            Ok(digests(&deleted))
-        }
-        Step::DeleteRepository { repo } => {
-            reg.delete_repository(repo).map_err(kind)?;
-            Ok(Value::Unit)
-        }
-        Step::Restore {
-            repo,
-            tag,
-            digest,
-            force,
-        } => {
-            let repo = repository(repo)?;
-            let digest = digest.as_deref().map(parse_digest).transpose()?;
-            let restored = repo
-                .restore(restore_what(tag.as_deref(), digest.as_ref()), *force)
-                .map_err(kind)?;
-            Ok(Value::Digest(restored.to_string()))
+        // `Repository::untag` and the like are a batch of one such call each.
+        Step::Untag { .. }
+        | Step::DeleteManifest { .. }
+        | Step::DeleteRepository { .. }
+        | Step::Restore { .. } => {
+            let mut values = in_batch(&reg, std::slice::from_ref(step))?;
+            Ok(values.pop().expect("one value per step"))
         }
         Step::SetPolicy { enabled, days } => {
             reg.set_soft_delete_policy(SoftDeletePolicy {
@@ -2480,35 +2463,38 @@ fn registry_step(sut: &mut Sut, step: &Step) -> Outcome {
             sut.clock.advance(Duration::from_secs(*secs));
             Ok(Value::Unit)
         }
-        Step::Batch(steps) => {
-            let mut failure = None;
-            let result = reg.batch(|b| {
-                let mut values = Vec::new();
-                for step in steps {
-                    match batch_step(b, &reg, step) {
-                        Ok(v) => values.push(v),
-                        Err(e) => {
-                            // Keep the typed error; the batch aborts on any error.
-                            failure = Some(e);
-                            return Err(Error::InvalidSetting {
-                                setting: "batch",
-                                value: String::new(),
-                                reason: "aborted by the test",
-                            });
-                        }
-                    }
-                }
-                Ok(values)
-            });
-            match (result, failure) {
-                (Ok(values), None) => Ok(Value::Batch(values)),
-                (Err(_), Some(e)) => Err(e),
-                (Err(e), None) => Err(kind(e)),
-                (Ok(_), Some(e)) => panic!("a batch whose op failed ({e:?}) committed"),
-            }
-        }
+        Step::Batch(steps) => in_batch(&reg, steps).map(Value::Batch),
         Step::Reopen => unreachable!("handled above"),
         Step::NoSession => Ok(Value::NoSession),
+    }
+}
+
+/// Runs `steps` in one batch: every value, or the first step's error and nothing written.
+fn in_batch(reg: &Registry, steps: &[Step]) -> Result<Vec<Value>, ErrKind> {
+    let mut failure = None;
+    let result = reg.batch(|b| {
+        let mut values = Vec::new();
+        for step in steps {
+            match batch_step(b, reg, step) {
+                Ok(v) => values.push(v),
+                Err(e) => {
+                    // Keep the typed error; the batch aborts on any error.
+                    failure = Some(e);
+                    return Err(Error::InvalidSetting {
+                        setting: "batch",
+                        value: String::new(),
+                        reason: "aborted by the test",
+                    });
+                }
+            }
+        }
+        Ok(values)
+    });
+    match (result, failure) {
+        (Ok(values), None) => Ok(values),
+        (Err(_), Some(e)) => Err(e),
+        (Err(e), None) => Err(kind(e)),
+        (Ok(_), Some(e)) => panic!("a batch whose op failed ({e:?}) committed"),
     }
 }
 
