@@ -561,15 +561,22 @@ fn g2_put_blob_writes_a_swept_blob_again() {
     assert_readable(&other, &d);
 }
 
-#[test]
-fn g2_a_put_that_found_the_file_just_before_the_sweep_removed_it_writes_it_again() {
+/// A store on a [`HookClock`], with repository `app`.
+fn hooked_store(upload_timeout: Duration) -> (tempfile::TempDir, HookClock, Registry, Repository) {
     let dir = tempfile::tempdir().unwrap();
     let clock = HookClock::new();
     let registry = Registry::builder()
         .clock(clock.clone())
+        .upload_timeout(upload_timeout)
         .open(dir.path())
         .unwrap();
     let repo = registry.repository("app").unwrap();
+    (dir, clock, registry, repo)
+}
+
+#[test]
+fn g2_a_put_that_found_the_file_just_before_the_sweep_removed_it_writes_it_again() {
+    let (_dir, clock, registry, repo) = hooked_store(DAY);
     let bytes = b"put again while it is swept".to_vec();
     let d = repo.put_blob_sha256(&bytes).unwrap();
     let file = blob_file(&registry, &d);
@@ -613,13 +620,7 @@ fn g2_a_put_that_found_the_file_just_before_the_sweep_removed_it_writes_it_again
 
 #[test]
 fn g2_an_upload_finished_across_the_sweep_of_its_blob_becomes_the_blob() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = HookClock::new();
-    let registry = Registry::builder()
-        .clock(clock.clone())
-        .open(dir.path())
-        .unwrap();
-    let repo = registry.repository("app").unwrap();
+    let (_dir, clock, registry, repo) = hooked_store(DAY);
     let bytes = b"uploaded again while it is swept";
     let d = repo.put_blob_sha256(bytes).unwrap();
     let upload = repo.start_upload().unwrap();
@@ -1008,14 +1009,7 @@ fn g4_upload_sessions_older_than_the_timeout_are_removed() {
 
 #[test]
 fn g4_a_session_finished_as_the_collector_removes_it_does_not_deadlock() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = HookClock::new();
-    let registry = Registry::builder()
-        .clock(clock.clone())
-        .upload_timeout(HOUR)
-        .open(dir.path())
-        .unwrap();
-    let repo = registry.repository("app").unwrap();
+    let (_dir, clock, registry, repo) = hooked_store(HOUR);
     let bytes = b"the last chunk, just in time";
     let d = sha256(bytes);
     let upload = repo.start_upload().unwrap();
@@ -1093,13 +1087,7 @@ fn finish_racing<T: Send + 'static>(
 /// is under way.
 #[test]
 fn c3_resuming_an_upload_while_it_finishes_does_not_deadlock() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = HookClock::new();
-    let registry = Registry::builder()
-        .clock(clock.clone())
-        .open(dir.path())
-        .unwrap();
-    let repo = registry.repository("app").unwrap();
+    let (_dir, clock, _registry, repo) = hooked_store(DAY);
     let bytes = b"resumed while it finishes";
     let d = sha256(bytes);
     let upload = repo.start_upload().unwrap();

@@ -3378,13 +3378,18 @@ impl Mix {
     };
 }
 
-fn any_sel() -> BoxedStrategy<AnySel> {
+/// A manifest, live or in the bin in the proportion `live` to `binned`, or sometimes unknown.
+fn manifest_of(live: u32, binned: u32) -> BoxedStrategy<AnySel> {
     prop_oneof![
-        6 => (0..16usize).prop_map(AnySel::Live),
-        3 => (0..16usize).prop_map(AnySel::Binned),
+        live => (0..16usize).prop_map(AnySel::Live),
+        binned => (0..16usize).prop_map(AnySel::Binned),
         1 => Just(AnySel::Unknown),
     ]
     .boxed()
+}
+
+fn any_sel() -> BoxedStrategy<AnySel> {
+    manifest_of(6, 3)
 }
 
 fn untag() -> BoxedStrategy<Op> {
@@ -3416,12 +3421,7 @@ fn delete_repository() -> BoxedStrategy<Op> {
 
 /// Mostly a manifest in the bin.
 fn binned_sel() -> BoxedStrategy<AnySel> {
-    prop_oneof![
-        2 => (0..16usize).prop_map(AnySel::Live),
-        6 => (0..16usize).prop_map(AnySel::Binned),
-        1 => Just(AnySel::Unknown),
-    ]
-    .boxed()
+    manifest_of(2, 6)
 }
 
 fn restore() -> BoxedStrategy<Op> {
