@@ -5,22 +5,29 @@
 //! 1. **Journal on.** One write transaction sets `collecting` in `meta` and empties the journal
 //!    `gc_touched`. From then on every batch that links a blob or pushes a manifest
 //!    referencing one writes the blob's digest to the journal.
-//! 2. **Mark**, from one read snapshot taken after that commit, so it never waits for writers
+//! 2. **Mark**, from read snapshots taken after that commit, so it never waits for writers
 //!    nor they for it: per repository, the blobs its manifests reference; its links that
 //!    nothing there references and that are older than the grace period are doomed (G3); a
 //!    blob is marked if a link that stays names it. The mark set holds a 128-bit prefix of
-//!    each digest: a collision could only keep a garbage blob, never lose a live one.
-//! 3. **Sweep** in short write transactions. A doomed link goes if it is unchanged and its
-//!    blob is not in the journal. A blob unmarked and older than the grace period loses its
-//!    record if it is not in the journal; its file goes in the next transaction, once the
-//!    record's removal is durable, and only if no record has come back for it meanwhile. Every
-//!    write that could make a blob live again (a put, a mount, an upload, a push) journals it
-//!    in a transaction ordered against the sweep's by redb's write lock, so the sweep either
-//!    sees it and keeps the blob, or comes first and the write finds no record: a push then
-//!    fails with `BlobUnknown` and a put writes the file again (G2).
+//!    each digest: a collision could only keep a garbage blob, never lose a live one. Each
+//!    repository is read from one snapshot, and a snapshot is given up for a fresh one every
+//!    [`SNAPSHOT_TIME`]: redb frees no page a live snapshot can see, and the first commit after
+//!    a long one would free them all at once, stalling a writer. Any snapshot taken after the
+//!    journal went on will do, since every use of a blob it misses is in the journal.
+//! 3. **Sweep** in short write transactions, reading the blob records from short snapshots too,
+//!    and leaving the write lock to waiting writers between two transactions. A doomed link goes
+//!    if it is unchanged and its blob is not in the journal. A blob unmarked and older than the
+//!    grace period loses its record if it is not in the journal; its file goes in the next
+//!    transaction, once the record's removal is durable, and only if no record has come back for
+//!    it meanwhile. Every write that could make a blob live again (a put, a mount, an upload, a
+//!    push) journals it in a transaction ordered against the sweep's by redb's write lock, so the
+//!    sweep either sees it and keeps the blob, or comes first and the write finds no record: a
+//!    push then fails with `BlobUnknown` and a put writes the file again (G2).
 //! 4. Upload sessions older than their timeout go (G4), and the journal is turned off.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::ops::Bound;
 use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
@@ -41,6 +48,12 @@ pub(crate) const COLLECTING: &str = "collecting";
 
 /// Links or blobs per sweep transaction: small enough that no writer waits long for one.
 const SWEEP_BATCH: usize = 256;
+
+/// How long the collection keeps a read snapshot, give or take a repository. redb frees no
+/// page that a live snapshot can see, and the first commit after the snapshot ends, the
+/// collection's or a writer's, frees all those that writers released meanwhile: a short
+/// snapshot keeps that commit short.
+const SNAPSHOT_TIME: Duration = Duration::from_millis(25);
 
 /// How often, in items, the progress callback hears from a phase.
 const PROGRESS_EVERY: u64 = 10_000;
@@ -129,10 +142,70 @@ struct MarkReference<'a> {
 /// cryptographic hashes, so the prefix is as good as a hash of the whole.
 pub(crate) fn fingerprint(digest: &str) -> u128 {
     let hex = digest.split_once(':').map_or(digest, |(_, hex)| hex);
-    hex.get(..32)
-        .and_then(|h| u128::from_str_radix(h, 16).ok())
-        .unwrap_or(0)
+    let Some(hex) = hex.as_bytes().get(..32) else {
+        return 0;
+    };
+    // Two halves of 64 bits, each digit through a table: cheaper than `from_str_radix` on the
+    // 32 digits, in loops that run once per reference, link and blob.
+    let half = |digits: &[u8]| {
+        let (mut value, mut bad) = (0u64, 0u8);
+        for &c in digits {
+            let nibble = HEX_VALUE[usize::from(c)];
+            bad |= nibble;
+            value = value << 4 | u64::from(nibble & 0x0f);
+        }
+        (bad & 0xf0 == 0).then_some(value)
+    };
+    match (half(&hex[..16]), half(&hex[16..])) {
+        (Some(high), Some(low)) => u128::from(high) << 64 | u128::from(low),
+        _ => 0,
+    }
 }
+
+/// The value of each hex digit; `0xff` for any other byte.
+const HEX_VALUE: [u8; 256] = {
+    let mut table = [0xff; 256];
+    let mut i = 0;
+    while i < 10 {
+        table[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        table[b'a' as usize + i] = 10 + i as u8;
+        table[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    table
+};
+
+/// Hashes a fingerprint by folding it to 64 bits: its bits are already uniform, so SipHash
+/// would only cost time.
+#[derive(Default)]
+pub(crate) struct FingerprintHasher(u64);
+
+impl Hasher for FingerprintHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u128` is used; anything else still hashes, if slowly.
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u128(&mut self, fp: u128) {
+        self.0 ^= (fp >> 64) as u64 ^ fp as u64;
+    }
+}
+
+/// A set of fingerprints.
+pub(crate) type FingerprintSet = HashSet<u128, BuildHasherDefault<FingerprintHasher>>;
+
+/// A map keyed by fingerprints.
+pub(crate) type FingerprintMap<V> = HashMap<u128, V, BuildHasherDefault<FingerprintHasher>>;
 
 /// What [`scan_references`] visits.
 pub(crate) enum Visit<'a> {
@@ -153,13 +226,21 @@ pub(crate) enum Visit<'a> {
     EndOf(&'a str),
 }
 
-/// Visits every reference of every manifest, live or in the bin, repository by repository.
+/// Visits every reference of every manifest, live or in the bin, repository by repository,
+/// starting after repository `after` (at the first if `None`). With `until`, stops
+/// at the end of the first repository finished at or after it and returns its name, for a
+/// later call, on a later snapshot, to go on after it; returns `None` once the last repository
+/// is visited.
 pub(crate) fn scan_references(
     txn: &ReadTransaction,
+    after: Option<&str>,
+    until: Option<Instant>,
     mut visit: impl FnMut(Visit<'_>) -> Result<()>,
-) -> Result<()> {
+) -> Result<Option<String>> {
     let manifests = txn.open_table(MANIFESTS)?;
-    for row in txn.open_table(REPOSITORIES)?.iter()? {
+    let repositories = txn.open_table(REPOSITORIES)?;
+    let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+    for row in repositories.range::<&str>((lower, Bound::Unbounded))? {
         let (name, _) = row?;
         let repo = name.value();
         for row in manifests.range((repo, "")..)? {
@@ -196,37 +277,47 @@ pub(crate) fn scan_references(
             }
         }
         visit(Visit::EndOf(repo))?;
+        if until.is_some_and(|until| Instant::now() >= until) {
+            return Ok(Some(repo.to_owned()));
+        }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// What the mark found.
 struct Mark {
-    marked: HashSet<u128>,
+    marked: FingerprintSet,
     /// `(repository, digest, linked at)` of the links to remove.
     doomed_links: Vec<(String, String, u64)>,
 }
 
+/// Marks from a series of snapshots, each ending after [`SNAPSHOT_TIME`] at the end of a
+/// repository: any snapshot taken after the journal went on is as good as another, as every
+/// use of a blob since then is in the journal, and each repository's manifests and links are
+/// read from one snapshot.
 fn mark(
-    txn: &ReadTransaction,
+    db: &redb::Database,
     cutoff: Timestamp,
     progress: &mut impl FnMut(Progress),
 ) -> Result<Mark> {
-    let links = txn.open_table(BLOB_LINKS)?;
-    let mut marked = HashSet::new();
+    let mut marked = FingerprintSet::default();
     let mut doomed_links = Vec::new();
-    let mut referenced = HashSet::new();
+    let mut referenced = FingerprintSet::default();
     let mut repositories = 0;
-    scan_references(txn, |visit| {
-        let repo = match visit {
-            Visit::Reference { blob, .. } => {
-                referenced.insert(fingerprint(blob));
-                return Ok(());
-            }
-            Visit::Child { .. } => return Ok(()),
-            Visit::EndOf(repo) => repo,
-        };
-        {
+    let mut after: Option<String> = None;
+    loop {
+        let txn = db.begin_read()?;
+        let links = txn.open_table(BLOB_LINKS)?;
+        let until = Instant::now() + SNAPSHOT_TIME;
+        after = scan_references(&txn, after.as_deref(), Some(until), |visit| {
+            let repo = match visit {
+                Visit::Reference { blob, .. } => {
+                    referenced.insert(fingerprint(blob));
+                    return Ok(());
+                }
+                Visit::Child { .. } => return Ok(()),
+                Visit::EndOf(repo) => repo,
+            };
             for row in links.range((repo, "")..)? {
                 let (key, linked) = row?;
                 let (r, digest) = key.value();
@@ -235,7 +326,8 @@ fn mark(
                 }
                 let fp = fingerprint(digest);
                 let linked = linked.value();
-                if referenced.contains(&fp) || linked >= cutoff.as_nanos() {
+                // A link is unique in its repository: once seen, the reference is done with.
+                if referenced.remove(&fp) || linked >= cutoff.as_nanos() {
                     marked.insert(fp);
                 } else {
                     doomed_links.push((repo.to_owned(), digest.to_owned(), linked));
@@ -251,13 +343,22 @@ fn mark(
                 });
             }
             Ok(())
+        })?;
+        if after.is_none() {
+            break;
         }
-    })?;
+    }
     Ok(Mark {
         marked,
         doomed_links,
     })
 }
+
+/// How long the collection leaves the store's write lock alone after each of its write
+/// transactions. redb's lock is not fair: a writer woken by the end of one transaction would
+/// otherwise, as often as not, find the collection's next one already begun, and could wait
+/// out a whole run of them.
+const WRITE_PAUSE: Duration = Duration::from_micros(200);
 
 /// Runs write transactions for a collection and keeps the longest one.
 struct Writer<'r> {
@@ -275,6 +376,7 @@ impl Writer<'_> {
         if let Some(began) = began {
             self.longest = self.longest.max(began.elapsed());
         }
+        std::thread::sleep(WRITE_PAUSE);
         out
     }
 }
@@ -360,11 +462,10 @@ impl Registry {
             ..CollectReport::default()
         };
         let began = Instant::now();
-        let txn = self.inner.db.begin_read()?;
         let Mark {
             marked,
             doomed_links,
-        } = mark(&txn, cutoff, progress)?;
+        } = mark(&self.inner.db, cutoff, progress)?;
         report.mark_time = began.elapsed();
 
         let began = Instant::now();
@@ -380,33 +481,53 @@ impl Registry {
         };
         let mut done = 0;
         let mut batch = Vec::new();
-        for row in txn.open_table(BLOBS)?.iter()? {
-            let (digest, value) = row?;
-            let (digest, (size, created)) = (digest.value(), value.value());
-            if marked.contains(&fingerprint(digest)) {
-                report.blobs_marked += 1;
-                report.bytes_marked += size;
-            } else if created >= cutoff.as_nanos() {
-                report.blobs_kept += 1;
-                report.bytes_kept += size;
-            } else {
-                batch.push((digest.to_owned(), size));
-                if batch.len() == SWEEP_BATCH {
-                    sweeper.sweep(writer, &mut batch, &mut report)?;
+        // The last blob record read, the next scan starting after it.
+        let mut after: Option<String> = None;
+        loop {
+            // Short snapshots again, as in the mark.
+            let txn = self.inner.db.begin_read()?;
+            let blobs = txn.open_table(BLOBS)?;
+            let lower = after.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+            let until = Instant::now() + SNAPSHOT_TIME;
+            let mut more = false;
+            for row in blobs.range::<&str>((lower, Bound::Unbounded))? {
+                let (digest, value) = row?;
+                let (digest, (size, created)) = (digest.value(), value.value());
+                if marked.contains(&fingerprint(digest)) {
+                    report.blobs_marked += 1;
+                    report.bytes_marked += size;
+                } else if created >= cutoff.as_nanos() {
+                    report.blobs_kept += 1;
+                    report.bytes_kept += size;
+                } else {
+                    batch.push((digest.to_owned(), size));
+                }
+                done += 1;
+                if done % PROGRESS_EVERY == 0 {
+                    progress(Progress {
+                        phase: Phase::Blobs,
+                        done,
+                    });
+                }
+                if batch.len() == SWEEP_BATCH || (done % 1024 == 0 && Instant::now() >= until) {
+                    after = Some(digest.to_owned());
+                    more = true;
+                    break;
                 }
             }
-            done += 1;
-            if done % PROGRESS_EVERY == 0 {
-                progress(Progress {
-                    phase: Phase::Blobs,
-                    done,
-                });
+            // No snapshot is held while the sweep writes.
+            drop((blobs, txn));
+            if batch.len() == SWEEP_BATCH {
+                sweeper.sweep(writer, &mut batch, &mut report)?;
+            }
+            if !more {
+                break;
             }
         }
         sweeper.sweep(writer, &mut batch, &mut report)?;
         sweeper.finish(writer)?;
 
-        report.uploads_removed = self.sweep_uploads(&txn, now, dry_run, writer)?;
+        report.uploads_removed = self.sweep_uploads(now, dry_run, writer)?;
         progress(Progress {
             phase: Phase::Uploads,
             done: report.uploads_removed,
@@ -416,16 +537,10 @@ impl Registry {
     }
 
     /// G4: removes the sessions older than the upload timeout, rows first, then files.
-    fn sweep_uploads(
-        &self,
-        txn: &ReadTransaction,
-        now: Timestamp,
-        dry_run: bool,
-        writer: &mut Writer<'_>,
-    ) -> Result<u64> {
+    fn sweep_uploads(&self, now: Timestamp, dry_run: bool, writer: &mut Writer<'_>) -> Result<u64> {
         let timeout = self.inner.upload_timeout;
         let mut expired = Vec::new();
-        for row in txn.open_table(UPLOADS)?.iter()? {
+        for row in self.inner.db.begin_read()?.open_table(UPLOADS)?.iter()? {
             let (id, value) = row?;
             let started = Timestamp::from_nanos(value.value().1);
             if now.since(started) > timeout {

@@ -22,7 +22,6 @@
 //!    blob has no record. A stray blob file that a link or a manifest names stays: it holds
 //!    the only copy of bytes whose record was lost.
 
-use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::PoisonError;
@@ -32,7 +31,7 @@ use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
 use crate::batch::{Batch, check_no_batch};
 use crate::blob::Unnamed;
-use crate::collector::{Visit, fingerprint, scan_references};
+use crate::collector::{FingerprintSet, Visit, fingerprint, scan_references};
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::registry::Registry;
@@ -184,8 +183,8 @@ impl Registry {
             // File ages are the file system's: it stamped them with its own clock.
             cutoff: SystemTime::now().checked_sub(self.inner.grace_period),
             report: FsckReport::default(),
-            broken: HashSet::new(),
-            wanted: HashSet::new(),
+            broken: FingerprintSet::default(),
+            wanted: FingerprintSet::default(),
             doomed: Vec::new(),
         };
         check.blob_records()?;
@@ -205,9 +204,9 @@ struct Check<'r> {
     cutoff: Option<SystemTime>,
     report: FsckReport,
     /// Fingerprints of the blobs with a problem.
-    broken: HashSet<u128>,
+    broken: FingerprintSet,
     /// Fingerprints of the blobs without a record that a link or a manifest names.
-    wanted: HashSet<u128>,
+    wanted: FingerprintSet,
     /// The stray files old enough to remove.
     doomed: Vec<Unnamed>,
 }
@@ -301,7 +300,7 @@ impl Check<'_> {
         }
         self.report.manifests_checked = manifests.len()?;
         let broken = &self.broken;
-        scan_references(&txn, |visit| {
+        scan_references(&txn, None, None, |visit| {
             let (repository, manifest, reference) = match visit {
                 Visit::Reference {
                     repository,
@@ -340,6 +339,7 @@ impl Check<'_> {
             });
             Ok(())
         })
+        .map(drop)
     }
 
     fn files(&mut self) -> Result<()> {

@@ -1,11 +1,9 @@
 //! Storage accounting (SPEC A1): the bytes of the registry, of each repository, of the recycle
 //! bin and of the garbage the collector has yet to take, from one read snapshot.
 
-use std::collections::HashMap;
-
 use redb::{ReadableDatabase, ReadableTable};
 
-use crate::collector::{Visit, fingerprint, scan_references};
+use crate::collector::{FingerprintMap, Visit, fingerprint, scan_references};
 use crate::error::Result;
 use crate::registry::Registry;
 use crate::repository::RepositoryRecord;
@@ -82,7 +80,7 @@ impl Registry {
     pub fn usage(&self) -> Result<Usage> {
         let txn = self.inner.db.begin_read()?;
         let mut usage = Usage::default();
-        let mut blobs = HashMap::new();
+        let mut blobs = FingerprintMap::default();
         for row in txn.open_table(BLOBS)?.iter()? {
             let (digest, value) = row?;
             let size = value.value().0;
@@ -103,7 +101,7 @@ impl Registry {
                 blob.links = blob.links.saturating_add(1);
             }
         }
-        scan_references(&txn, |visit| {
+        scan_references(&txn, None, None, |visit| {
             if let Visit::Reference { live, blob, .. } = visit {
                 if let Some(blob) = blobs.get_mut(&fingerprint(blob)) {
                     *if live {
