@@ -80,7 +80,7 @@ impl Default for RegistryBuilder {
     fn default() -> Self {
         RegistryBuilder {
             clock: Arc::new(SystemClock),
-            cache_size: 256 << 20,
+            cache_size: 64 << 20,
             upload_timeout: Duration::from_secs(24 * 3600),
             autopurge_interval: Duration::from_secs(24 * 3600),
             grace_period: Duration::from_secs(3600),
@@ -95,7 +95,7 @@ impl RegistryBuilder {
         self
     }
 
-    /// The redb page cache in bytes (default 256 MiB).
+    /// The redb page cache in bytes (default 64 MiB: it bounds most of the memory a store uses, a collection included; a larger one speeds up reads of a big store).
     pub fn cache_size(mut self, bytes: usize) -> Self {
         self.cache_size = bytes;
         self
