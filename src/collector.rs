@@ -64,6 +64,13 @@ const SNAPSHOT_TIME: Duration = Duration::from_millis(25);
 /// How often, in items, the progress callback hears from a phase.
 const PROGRESS_EVERY: u64 = 10_000;
 
+/// The last report of a phase, with its total, unless the periodic one just gave it.
+fn report_end(progress: &mut impl FnMut(Progress), phase: Phase, done: u64) {
+    if done % PROGRESS_EVERY != 0 || done == 0 {
+        progress(Progress { phase, done });
+    }
+}
+
 /// How a collection runs; `CollectOptions::default()` is a real run with the registry's grace
 /// period.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -88,7 +95,8 @@ pub enum Phase {
     Uploads,
 }
 
-/// Where a collection is: `done` items of its phase so far.
+/// Where a collection is: `done` items of its phase so far. Each phase reports every 10,000
+/// items (the links after each transaction) and once more when it ends, with its total.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Progress {
     /// The phase.
@@ -354,6 +362,7 @@ fn mark(
             break;
         }
     }
+    report_end(progress, Phase::Mark, repositories);
     Ok(Mark {
         marked,
         doomed_links,
@@ -532,6 +541,7 @@ impl Registry {
         }
         sweeper.sweep(writer, &mut batch, &mut report)?;
         sweeper.finish(writer)?;
+        report_end(progress, Phase::Blobs, done);
 
         report.uploads_removed = self.sweep_uploads(now, dry_run, writer)?;
         progress(Progress {
