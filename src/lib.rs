@@ -11,6 +11,9 @@
 //!   one transaction.
 //! - [`Registry`] is `Clone + Send + Sync`; reads run on snapshots and never wait for writes.
 //! - Time comes only from the registry's [`Clock`]; tests use a [`ManualClock`].
+//! - Deletes go to a recycle bin ([`SoftDeletePolicy`], [`Repository::restore`]) that the retention
+//!   clock empties ([`Registry::run_due`]); [`Registry::collect`] reclaims unreferenced blobs while
+//!   the registry serves; [`Registry::usage`] and [`Registry::fsck`] account for and check the store.
 //!
 //! ```
 //! # let dir = tempfile::tempdir()?;
