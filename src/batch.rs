@@ -108,6 +108,16 @@ impl Registry {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn batch<T>(&self, f: impl FnOnce(&mut Batch<'_>) -> Result<T>) -> Result<T> {
+        self.write(true, f)
+    }
+
+    /// Runs `f` in one write transaction, and commits it if `commit` and `f` succeeded: a dry
+    /// run is the real run, aborted.
+    pub(crate) fn write<T>(
+        &self,
+        commit: bool,
+        f: impl FnOnce(&mut Batch<'_>) -> Result<T>,
+    ) -> Result<T> {
         let _open = OpenMark::new(self)?;
         let txn = self.inner.db.begin_write()?;
         let out = {
@@ -121,7 +131,11 @@ impl Registry {
             };
             f(&mut batch)?
         };
-        txn.commit()?;
+        if commit {
+            txn.commit()?;
+        } else {
+            txn.abort()?;
+        }
         Ok(out)
     }
 }

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use redb::{ReadableDatabase, ReadableTable};
 
 use crate::batch::{Batch, check_no_batch};
+use crate::lock::{Item, Need};
 use crate::digest::{Algorithm, Digest};
 use crate::error::{Error, IoContext, Result};
 use crate::registry::Page;
@@ -230,6 +231,7 @@ impl Batch<'_> {
         bytes: impl AsRef<[u8]>,
     ) -> Result<()> {
         let bytes = bytes.as_ref();
+        self.check_lock(repo.name(), &Item::Repository, Need::Write)?;
         let store = &self.inner.blobs;
         store.ingest(digest, bytes)?;
         self.link_blob(repo.name(), digest, bytes.len() as u64, || {
@@ -282,6 +284,7 @@ impl Batch<'_> {
         size: u64,
         make_file: impl FnOnce() -> Result<()>,
     ) -> Result<()> {
+        self.check_lock(repo, &Item::Repository, Need::Write)?;
         let now = self.now.as_nanos();
         let blobs = &mut self.t.blobs;
         if blobs.get(digest.as_str())?.is_none() {
@@ -321,6 +324,8 @@ impl Repository {
     pub fn put_blob(&self, digest: &Digest, bytes: impl AsRef<[u8]>) -> Result<()> {
         let bytes = bytes.as_ref();
         check_no_batch(self.registry())?;
+        // Refused before the bytes are written, so a refusal leaves no file behind.
+        self.check_writable()?;
         let store = &self.registry().inner.blobs;
         store.ingest(digest, bytes)?;
         self.registry().batch(|b| {

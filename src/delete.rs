@@ -2,6 +2,8 @@
 //! D1–D6). With the soft delete policy on, what is deleted goes to the recycle bin; with it
 //! off, it is gone. No delete touches blob bytes: that is the collector's job.
 
+use std::collections::HashSet;
+
 use redb::ReadableTable;
 
 use crate::batch::Batch;
@@ -10,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::manifest::Reference;
 use crate::registry::Registry;
 use crate::repository::{Repository, repository_record, repository_tombstone};
+use crate::lock::{Item, Need, locked};
 use crate::tables::{encode, keys_under2};
 use crate::tag::{TagCause, resolve_in, validate_tag};
 
@@ -17,7 +20,11 @@ impl Batch<'_> {
     /// Removes a tag; the manifest stays (D1). See [`Repository::untag`].
     pub fn untag(&mut self, repo: &Repository, tag: &str) -> Result<()> {
         validate_tag(tag)?;
-        self.drop_tag(repo.name(), tag, TagCause::Untag).map(drop)
+        let name = repo.name();
+        if self.t.tags.get((name, tag))?.is_some() {
+            self.check_lock(name, &Item::Tag(tag.to_owned()), Need::Delete)?;
+        }
+        self.drop_tag(name, tag, TagCause::Untag).map(drop)
     }
 
     /// Deletes a manifest by tag or digest; see [`Repository::delete_manifest`].
@@ -28,36 +35,88 @@ impl Batch<'_> {
             Reference::Digest(digest) => digest,
         };
         self.live_record(name, &digest)?;
-        // The manifest and its live referrers, recursively (D5).
-        let mut doomed = vec![digest];
+        let doomed = self.doomed_by(name, vec![digest])?;
+        if let Some(refusal) = self.refusal(name, &doomed, false)? {
+            return Err(refusal);
+        }
+        self.remove_manifests(name, &doomed, TagCause::Delete)?;
+        Ok(doomed)
+    }
+
+    /// What deleting live manifests `roots` takes along: them and their live referrers,
+    /// recursively (D5), roots first.
+    pub(crate) fn doomed_by(&self, repo: &str, roots: Vec<Digest>) -> Result<Vec<Digest>> {
+        let mut doomed = roots;
+        let mut seen: HashSet<Digest> = doomed.iter().cloned().collect();
         let mut next = 0;
         while let Some(subject) = doomed.get(next) {
-            let referrers = keys_under2(&self.t.referrers, name, subject.as_str())?;
-            for referrer in referrers {
+            for referrer in keys_under2(&self.t.referrers, repo, subject.as_str())? {
                 let referrer = Digest::stored(&referrer)?;
-                if !doomed.contains(&referrer) {
+                if seen.insert(referrer.clone()) {
                     doomed.push(referrer);
                 }
             }
             next += 1;
         }
-        let children = &self.t.children;
-        for digest in &doomed {
-            for index in keys_under2(children, name, digest.as_str())? {
+        Ok(doomed)
+    }
+
+    /// Why manifests `doomed` cannot be deleted together, if they cannot: a live index outside
+    /// them lists one (D5), or a lock protects one of them or one of their tags (L1). With
+    /// `include_locked`, only the repository's locks count.
+    pub(crate) fn refusal(
+        &self,
+        repo: &str,
+        doomed: &[Digest],
+        include_locked: bool,
+    ) -> Result<Option<Error>> {
+        for digest in doomed {
+            for index in keys_under2(&self.t.children, repo, digest.as_str())? {
                 if !doomed.iter().any(|d| d.as_str() == index) {
-                    return Err(Error::ManifestReferenced {
-                        repository: name.to_owned(),
+                    return Ok(Some(Error::ManifestReferenced {
+                        repository: repo.to_owned(),
                         digest: digest.clone(),
                         index: Digest::stored(&index)?,
-                    });
+                    }));
                 }
             }
         }
-        for digest in &doomed {
-            self.drop_tags_of(name, digest)?;
-            self.delete_untagged_manifest(name, digest)?;
+        if let Some((item, lock)) = self.lock_blocking(repo, &Item::Repository, Need::Delete)? {
+            return Ok(Some(locked(repo, &item, lock)));
         }
-        Ok(doomed)
+        if include_locked {
+            return Ok(None);
+        }
+        for digest in doomed {
+            let tags = keys_under2(&self.t.manifest_tags, repo, digest.as_str())?;
+            let items = std::iter::once(Item::Manifest(digest.clone())).chain(tags.into_iter().map(Item::Tag));
+            for item in items {
+                if let Some(lock) = self.locks_of(repo, &item)?.refuses(Need::Delete) {
+                    return Ok(Some(locked(repo, &item, lock)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Deletes live manifests that [`refusal`](Batch::refusal) accepts, with their tags:
+    /// into the bin with the soft delete policy on, for good with it off. Any locks they or
+    /// their tags had go with them.
+    pub(crate) fn remove_manifests(
+        &mut self,
+        repo: &str,
+        doomed: &[Digest],
+        cause: TagCause,
+    ) -> Result<()> {
+        for digest in doomed {
+            for tag in keys_under2(&self.t.manifest_tags, repo, digest.as_str())? {
+                self.unlock(repo, &Item::Tag(tag.clone()))?;
+                self.drop_tag(repo, &tag, cause)?;
+            }
+            self.unlock(repo, &Item::Manifest(digest.clone()))?;
+            self.delete_untagged_manifest(repo, digest)?;
+        }
+        Ok(())
     }
 
     /// Deletes a repository with all its manifests and tags (D4); see
@@ -71,6 +130,9 @@ impl Batch<'_> {
                 name: name.to_owned(),
             });
         };
+        if let Some((item, lock)) = self.first_lock_in(name)? {
+            return Err(locked(name, &item, lock));
+        }
         if !self.soft_delete_policy()?.enabled {
             return self.purge_repository(name);
         }
@@ -82,10 +144,7 @@ impl Batch<'_> {
             }
             out
         };
-        for digest in &live {
-            self.drop_tags_of(name, digest)?;
-            self.delete_untagged_manifest(name, digest)?;
-        }
+        self.remove_manifests(name, &live, TagCause::Delete)?;
         record.deleted = Some(self.now);
         self.t
             .repositories
@@ -93,15 +152,6 @@ impl Batch<'_> {
         self.t
             .tombstones
             .insert(repository_tombstone(name, self.now), ())?;
-        Ok(())
-    }
-
-    /// Deletes every live tag of a manifest that is being deleted.
-    fn drop_tags_of(&mut self, repo: &str, digest: &Digest) -> Result<()> {
-        let tags = keys_under2(&self.t.manifest_tags, repo, digest.as_str())?;
-        for tag in tags {
-            self.drop_tag(repo, &tag, TagCause::Delete)?;
-        }
         Ok(())
     }
 }
@@ -117,7 +167,8 @@ impl Repository {
     /// of it and its referrers, recursively (D5), and returns the digests deleted.
     ///
     /// Refused with [`Error::ManifestReferenced`] while a live index of this repository lists
-    /// the manifest. With the soft delete policy on, all of it goes to the recycle bin.
+    /// the manifest, and with [`Error::Locked`] if a lock protects the repository, one of the
+    /// manifests or one of their tags (L1). With the soft delete policy on, all of it goes to the recycle bin.
     pub fn delete_manifest(&self, reference: &str) -> Result<Vec<Digest>> {
         self.registry()
             .batch(|b| b.delete_manifest(self, reference))

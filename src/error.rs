@@ -158,6 +158,27 @@ pub enum Error {
         /// What was asked for: the repository, a manifest or a tag.
         item: String,
     },
+    /// A lock refuses the operation (L1, L2): the item, or the repository holding it, has
+    /// `delete_enabled` or `write_enabled` set to false. Unlock it with
+    /// [`Repository::set_locks`](crate::Repository::set_locks) first.
+    #[error("{item} of repository {repository} is locked: {lock} is false")]
+    Locked {
+        /// The repository.
+        repository: String,
+        /// The locked item: the repository itself, a manifest or a tag.
+        item: String,
+        /// The lock that refuses it: `delete_enabled` or `write_enabled`.
+        lock: &'static str,
+    },
+    /// A purge filter is not `repository-regex:tag-regex`, or one of its regular expressions
+    /// does not compile (U1).
+    #[error("invalid purge filter {filter:?}: {reason}")]
+    InvalidFilter {
+        /// The filter as given.
+        filter: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A tag cannot be reverted to a digest its history does not name (T2).
     #[error(
         "tag {tag} of repository {repository} never pointed at {digest} (or that history is purged)"

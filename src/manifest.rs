@@ -15,6 +15,7 @@ use crate::blob::linked_size;
 use crate::clock::Timestamp;
 use crate::digest::{Algorithm, Digest};
 use crate::error::{Error, Result};
+use crate::lock::{Item, Need};
 use crate::repository::Repository;
 use crate::tables::{
     MANIFEST_BODIES, MANIFEST_TAGS, MANIFESTS, MANIFESTS_BY_TIME, REFERRERS, TAGS, decode, encode,
@@ -398,6 +399,10 @@ impl Batch<'_> {
 
     fn store_manifest(&mut self, repo: &str, p: Prepared<'_>) -> Result<Digest> {
         let digest = p.digest.as_str();
+        match &p.tag {
+            Some(tag) => self.check_tag_move(repo, tag, &p.digest)?,
+            None => self.check_lock(repo, &Item::Repository, Need::Write)?,
+        }
         // The bin first: a push of a tombstone is answered "restore it" whatever it references.
         let existing = self.record(repo, digest)?;
         if existing.as_ref().is_some_and(|r| r.deleted.is_some()) {
@@ -476,22 +481,59 @@ fn check_size(descriptor: &Descriptor, stored: u64) -> Result<()> {
     })
 }
 
-/// Marks a manifest as updated now, keeping the time index in step.
+/// Marks a live manifest as updated now, after a push or a change to its tags, keeping the
+/// time index and the index of untagged manifests in step.
 pub(crate) fn touch(batch: &mut Batch<'_>, repo: &str, digest: &str) -> Result<()> {
     let manifests = &mut batch.t.manifests;
     let mut record: Record = match manifests.get((repo, digest))? {
         Some(v) => decode("manifests", v.value())?,
         None => return Ok(()),
     };
-    if record.updated == batch.now || record.deleted.is_some() {
+    if record.deleted.is_some() {
         return Ok(());
     }
-    let by_time = &mut batch.t.manifests_by_time;
-    by_time.remove((repo, record.updated.as_nanos(), digest))?;
-    by_time.insert((repo, batch.now.as_nanos(), digest), ())?;
-    record.updated = batch.now;
-    manifests.insert((repo, digest), encode(&record).as_slice())?;
+    let before = record.updated.as_nanos();
+    if record.updated != batch.now {
+        let by_time = &mut batch.t.manifests_by_time;
+        by_time.remove((repo, before, digest))?;
+        by_time.insert((repo, batch.now.as_nanos(), digest), ())?;
+        record.updated = batch.now;
+        manifests.insert((repo, digest), encode(&record).as_slice())?;
+    }
+    batch.t.untagged.remove((before, repo, digest))?;
+    index_untagged(batch, repo, digest, &record)
+}
+
+/// Adds a live manifest to the index of untagged manifests if no tag points at it (R1).
+pub(crate) fn index_untagged(
+    batch: &mut Batch<'_>,
+    repo: &str,
+    digest: &str,
+    record: &Record,
+) -> Result<()> {
+    if !has_tags(&batch.t.manifest_tags, repo, digest)? {
+        batch
+            .t
+            .untagged
+            .insert((record.updated.as_nanos(), repo, digest), ())?;
+    }
     Ok(())
+}
+
+/// Whether any live tag points at manifest `digest`.
+pub(crate) fn has_tags(
+    manifest_tags: &impl ReadableTable<(&'static str, &'static str, &'static str), ()>,
+    repo: &str,
+    digest: &str,
+) -> Result<bool> {
+    match manifest_tags.range((repo, digest, "")..)?.next() {
+        Some(row) => {
+            let (key, _) = row?;
+            let (r, d, _) = key.value();
+            Ok(r == repo && d == digest)
+        }
+        None => Ok(false),
+    }
 }
 
 /// Which manifests [`Repository::manifests`] lists, and in what order (P7).

@@ -11,7 +11,8 @@ use crate::batch::Batch;
 use crate::clock::Timestamp;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::manifest::Record;
+use crate::lock::{Item, Need};
+use crate::manifest::{Record, index_untagged};
 use crate::registry::{Page, Registry};
 use crate::repository::{Repository, repository_record, repository_tombstone};
 use crate::tables::{
@@ -404,6 +405,10 @@ impl Batch<'_> {
                 }
             }
         }
+        match tag {
+            Some(tag) => self.check_tag_move(name, tag, &digest)?,
+            None => self.check_lock(name, &Item::Repository, Need::Write)?,
+        }
         if let Some(tag) = tag {
             let current = self
                 .t
@@ -656,8 +661,8 @@ impl Batch<'_> {
         Ok(())
     }
 
-    /// Adds a live manifest to the indexes that only hold live ones: time order, referrers
-    /// and children.
+    /// Adds a live manifest to the indexes that only hold live ones: time order, referrers,
+    /// children and untagged manifests.
     pub(crate) fn index_live(&mut self, repo: &str, digest: &str, record: &Record) -> Result<()> {
         self.t
             .manifests_by_time
@@ -671,7 +676,7 @@ impl Batch<'_> {
         for child in record.children() {
             children.insert((repo, child.digest.as_str(), digest), ())?;
         }
-        Ok(())
+        index_untagged(self, repo, digest, record)
     }
 
     /// Takes a manifest out of the live-only indexes.
@@ -686,6 +691,9 @@ impl Batch<'_> {
         for child in record.children() {
             children.remove((repo, child.digest.as_str(), digest))?;
         }
+        self.t
+            .untagged
+            .remove((record.updated.as_nanos(), repo, digest))?;
         Ok(())
     }
 }

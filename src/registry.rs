@@ -15,8 +15,9 @@ use crate::repository::{Repository, RepositoryRecord, validate_name};
 use crate::tables::{self, REPOSITORIES};
 use crate::upload::UploadState;
 
-/// The on-disk format this build reads and writes; stored in the `meta` table.
-pub const FORMAT_VERSION: u32 = 1;
+/// The on-disk format this build reads and writes; stored in the `meta` table. Version 1
+/// stores are upgraded in place when opened: version 2 adds the `untagged` index.
+pub const FORMAT_VERSION: u32 = 2;
 
 const DATABASE_FILE: &str = "metadata.redb";
 
@@ -183,15 +184,20 @@ fn check_format(db: &Database, dir: &Path) -> Result<()> {
         // A collection the last process was running when it stopped is over.
         t.meta.remove(crate::collector::COLLECTING)?;
         t.gc_touched.retain(|_, _| false)?;
-        let meta = &mut t.meta;
-        let found = meta
+        let found = t
+            .meta
             .get("format_version")?
             .map(|v| <[u8; 4]>::try_from(v.value()).map(u32::from_le_bytes));
+        let current = FORMAT_VERSION.to_le_bytes();
         match found {
             None => {
-                meta.insert("format_version", FORMAT_VERSION.to_le_bytes().as_slice())?;
+                t.meta.insert("format_version", current.as_slice())?;
             }
             Some(Ok(FORMAT_VERSION)) => {}
+            Some(Ok(1)) => {
+                crate::retention::index_untagged_manifests(&mut t)?;
+                t.meta.insert("format_version", current.as_slice())?;
+            }
             Some(Ok(found)) => {
                 return Err(Error::UnsupportedFormat {
                     path: dir.to_path_buf(),

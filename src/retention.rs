@@ -1,5 +1,6 @@
-//! The retention clock: autopurge removes the tombstones whose retention has run out
-//! (SPEC S3, S4), on demand or from a background maintenance thread.
+//! The retention clock and what it runs, on demand or from a background maintenance thread:
+//! autopurge removes the tombstones whose retention has run out (SPEC S3, S4), and the
+//! retention policy deletes manifests that stayed untagged too long (R1–R3).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
@@ -8,18 +9,24 @@ use std::time::Duration;
 
 use redb::{ReadableDatabase, ReadableTable};
 
+use serde::{Deserialize, Serialize};
+
 use crate::batch::Batch;
+use crate::digest::Digest;
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::recycle_bin::{TOMBSTONE_MANIFEST, TOMBSTONE_REPOSITORY, TOMBSTONE_TAG};
 use crate::registry::Registry;
 use crate::repository::repository_record;
-use crate::tables::META;
+use crate::manifest::{Record, has_tags};
+use crate::tag::TagCause;
+use crate::tables::{META, Tables, keys_under2};
 
 const LAST_RUN: &str = "autopurge_last_run";
 
-/// What one autopurge run removed: every expired tombstone, by kind. A repository's tags and
-/// manifests deleted with it count among the tags and manifests.
+/// What one run of the retention clock did: every expired tombstone it removed, by kind (a
+/// repository's tags and manifests deleted with it count among the tags and manifests), and
+/// the manifests the retention policy deleted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AutopurgeReport {
     /// When it ran, by the registry's clock.
@@ -30,6 +37,91 @@ pub struct AutopurgeReport {
     pub manifests: usize,
     /// Tags purged.
     pub tags: usize,
+    /// Manifests the retention policy deleted for staying untagged too long, with the
+    /// referrers that went with them (R1); into the recycle bin if soft delete is on (R3).
+    pub untagged_deleted: usize,
+}
+
+const RETENTION: &str = "retention";
+
+/// The retention policy for untagged manifests (R1): when enabled, a manifest that becomes
+/// untagged after the policy took effect is deleted once it has stayed untagged for `days`.
+/// Off by default.
+///
+/// Children of a live index and referrers of a live subject are never "untagged" for it (R2),
+/// and it skips locked manifests. Its deletes follow the soft delete policy like any other: with
+/// both on, they go to the recycle bin (R3). Azure Container Registry forbids having both; here
+/// the retention policy decides when an untagged manifest goes, and the soft delete policy how
+/// long it can still be restored.
+///
+/// ```
+/// use ocistore::RetentionPolicy;
+/// assert_eq!(RetentionPolicy::default(), RetentionPolicy { enabled: false, days: 7 });
+/// assert!(RetentionPolicy::enabled(0).is_ok());
+/// assert!(RetentionPolicy::enabled(366).is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetentionPolicy {
+    /// Whether untagged manifests are deleted.
+    pub enabled: bool,
+    /// Days a manifest may stay untagged: 0 to 365.
+    pub days: u32,
+}
+
+impl Default for RetentionPolicy {
+    fn default() -> Self {
+        RetentionPolicy {
+            enabled: false,
+            days: 7,
+        }
+    }
+}
+
+impl RetentionPolicy {
+    /// The policy switched on with `days` (0 to 365).
+    pub fn enabled(days: u32) -> Result<RetentionPolicy> {
+        let policy = RetentionPolicy {
+            enabled: true,
+            days,
+        };
+        policy.validate()?;
+        Ok(policy)
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.days <= 365 {
+            Ok(())
+        } else {
+            Err(Error::InvalidSetting {
+                setting: "retention days",
+                value: self.days.to_string(),
+                reason: "must be 0 to 365 days",
+            })
+        }
+    }
+
+    /// How long a manifest may stay untagged.
+    pub fn period(&self) -> Duration {
+        Duration::from_secs(86_400) * self.days
+    }
+}
+
+/// The policy as stored, with the time it took effect (R1).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+struct StoredRetention {
+    #[serde(flatten)]
+    policy: RetentionPolicy,
+    #[serde(default)]
+    since: Option<Timestamp>,
+}
+
+fn read_retention(
+    meta: &impl ReadableTable<&'static str, &'static [u8]>,
+) -> Result<StoredRetention> {
+    meta.get(RETENTION)?
+        .map_or(Ok(StoredRetention::default()), |v| {
+            crate::tables::decode("meta", v.value())
+        })
 }
 
 fn read_last_run(
@@ -48,6 +140,39 @@ fn read_last_run(
 }
 
 impl Registry {
+    /// The retention policy for untagged manifests in force (R1).
+    pub fn retention_policy(&self) -> Result<RetentionPolicy> {
+        let txn = self.inner.db.begin_read()?;
+        Ok(read_retention(&txn.open_table(META)?)?.policy)
+    }
+
+    /// When the retention policy took effect, if it is enabled: manifests untagged before
+    /// then are not affected (R1).
+    pub fn retention_enabled_at(&self) -> Result<Option<Timestamp>> {
+        let txn = self.inner.db.begin_read()?;
+        Ok(read_retention(&txn.open_table(META)?)?.since)
+    }
+
+    /// Sets the retention policy for untagged manifests; it is persisted, and the retention
+    /// clock applies it ([`run_due`](Registry::run_due), [`run_now`](Registry::run_now)).
+    /// Enabling it starts its clock now: manifests untagged before are not affected (R1).
+    /// Changing the days of an enabled policy keeps its start; disabling it forgets it.
+    pub fn set_retention_policy(&self, policy: RetentionPolicy) -> Result<()> {
+        policy.validate()?;
+        self.batch(|b| {
+            let old = read_retention(&b.t.meta)?;
+            let since = match (policy.enabled, old.since) {
+                (false, _) => None,
+                (true, Some(since)) => Some(since),
+                (true, None) => Some(b.now),
+            };
+            let stored = StoredRetention { policy, since };
+            b.t.meta
+                .insert(RETENTION, crate::tables::encode(&stored).as_slice())?;
+            Ok(())
+        })
+    }
+
     /// When autopurge last ran; persisted, so a restart keeps the cadence (S4).
     pub fn autopurge_last_run(&self) -> Result<Option<Timestamp>> {
         let txn = self.inner.db.begin_read()?;
@@ -101,6 +226,19 @@ impl Registry {
     }
 }
 
+/// Builds the `untagged` index of a version 1 store: every live manifest without a tag, at
+/// its last update.
+pub(crate) fn index_untagged_manifests(t: &mut Tables<'_>) -> Result<()> {
+    for row in t.manifests_by_time.iter()? {
+        let (key, _) = row?;
+        let (repo, updated, digest) = key.value();
+        if !has_tags(&t.manifest_tags, repo, digest)? {
+            t.untagged.insert((updated, repo, digest), ())?;
+        }
+    }
+    Ok(())
+}
+
 impl Batch<'_> {
     /// Removes every tombstone deleted at least the retention ago, by the retention in force
     /// now (S3), and records the run.
@@ -130,6 +268,7 @@ impl Batch<'_> {
             repositories: 0,
             manifests: 0,
             tags: 0,
+            untagged_deleted: 0,
         };
         // One pass over the expired range instead of a removal per tombstone; the purges
         // below then find their tombstone rows gone already.
@@ -167,10 +306,69 @@ impl Batch<'_> {
                 report.repositories += 1;
             }
         }
+        // After the bin is emptied, so that what this run deletes is not purged at once.
+        report.untagged_deleted = self.apply_retention()?;
         self.t
             .meta
             .insert(LAST_RUN, self.now.as_nanos().to_le_bytes().as_slice())?;
         Ok(report)
+    }
+
+    /// Whether a live manifest stays whatever its tags (R2): a live index lists it, or it
+    /// refers to a live subject.
+    pub(crate) fn is_held(&self, repo: &str, digest: &Digest, record: &Record) -> Result<bool> {
+        if !keys_under2(&self.t.children, repo, digest.as_str())?.is_empty() {
+            return Ok(true);
+        }
+        match &record.subject {
+            Some(subject) => Ok(self
+                .record(repo, subject.as_str())?
+                .is_some_and(|s| s.deleted.is_none())),
+            None => Ok(false),
+        }
+    }
+
+    /// Deletes the manifests that have stayed untagged for the policy's days since it took
+    /// effect (R1), except children of a live index and referrers of a live subject (R2) and
+    /// what a lock protects; and returns how many manifests went, referrers included.
+    fn apply_retention(&mut self) -> Result<usize> {
+        let StoredRetention {
+            policy,
+            since: Some(since),
+        } = read_retention(&self.t.meta)?
+        else {
+            return Ok(0);
+        };
+        let cutoff = self.now.saturating_sub(policy.period());
+        if cutoff < since {
+            return Ok(0);
+        }
+        let due: Vec<(String, Digest)> = {
+            let mut out = Vec::new();
+            let range = (since.as_nanos(), "", "")..(cutoff.as_nanos().saturating_add(1), "", "");
+            for row in self.t.untagged.range(range)? {
+                let (key, _) = row?;
+                let (_, repo, digest) = key.value();
+                out.push((repo.to_owned(), Digest::stored(digest)?));
+            }
+            out
+        };
+        let mut deleted = 0;
+        for (repo, digest) in due {
+            // An earlier deletion of this run may have taken it along as a referrer.
+            let Some(record) = self.record(&repo, digest.as_str())? else {
+                continue;
+            };
+            if record.deleted.is_some() || self.is_held(&repo, &digest, &record)? {
+                continue;
+            }
+            let doomed = self.doomed_by(&repo, vec![digest])?;
+            if self.refusal(&repo, &doomed, false)?.is_none() {
+                self.remove_manifests(&repo, &doomed, TagCause::Retention)?;
+                deleted += doomed.len();
+            }
+        }
+        Ok(deleted)
     }
 }
 

@@ -54,6 +54,15 @@ pub(crate) const HISTORY_BY_DIGEST: TableDefinition<(&str, &str, u64), &str> =
     TableDefinition::new("history_by_digest");
 /// Upload session id → (repository, started): sessions that survive a restart (P1).
 pub(crate) const UPLOADS: TableDefinition<&str, (&str, u64)> = TableDefinition::new("uploads");
+/// (repository, item) → lock bits (1: delete disabled, 2: write disabled): the locked items
+/// (L1). The item is "" for the repository, a digest for a manifest, a name for a tag; only
+/// locked items have a row.
+pub(crate) const LOCKS: TableDefinition<(&str, &str), u8> = TableDefinition::new("locks");
+/// (untagged since, repository, manifest digest) → (): every live manifest that no tag points
+/// at, by the time it was last updated, which for these is when it lost its last tag or was
+/// pushed or restored untagged (R1).
+pub(crate) const UNTAGGED: TableDefinition<(u64, &str, &str), ()> = TableDefinition::new("untagged");
+/// Blob digest → (): the blobs linked or referenced while a collection runs.
 pub(crate) const GC_TOUCHED: TableDefinition<&str, ()> = TableDefinition::new("gc_touched");
 
 /// Decodes a JSON record read from `table`.
@@ -137,6 +146,8 @@ pub(crate) struct Tables<'t> {
     pub tag_history: Table<'t, (&'static str, &'static str, u64), &'static [u8]>,
     pub history_by_digest: Table<'t, (&'static str, &'static str, u64), &'static str>,
     pub gc_touched: Table<'t, &'static str, ()>,
+    pub locks: Table<'t, (&'static str, &'static str), u8>,
+    pub untagged: Table<'t, (u64, &'static str, &'static str), ()>,
 }
 
 impl<'t> Tables<'t> {
@@ -161,6 +172,8 @@ impl<'t> Tables<'t> {
             tag_history: txn.open_table(TAG_HISTORY)?,
             history_by_digest: txn.open_table(HISTORY_BY_DIGEST)?,
             gc_touched: txn.open_table(GC_TOUCHED)?,
+            locks: txn.open_table(LOCKS)?,
+            untagged: txn.open_table(UNTAGGED)?,
         })
     }
 }

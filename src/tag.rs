@@ -54,6 +54,10 @@ pub enum TagCause {
     Delete,
     /// A restore or a revert pointed the tag at a manifest, or a forced one moved it away.
     Restore,
+    /// A purge by filter untagged it, or deleted its manifest (U2, U3).
+    Purge,
+    /// The retention policy deleted its manifest, a referrer of an untagged one (R1).
+    Retention,
 }
 
 /// One entry of a tag's history: the tag moved `from` one manifest `to` another; a new tag
@@ -78,10 +82,12 @@ impl Batch<'_> {
     pub fn tag(&mut self, repo: &Repository, tag: &str, digest: &Digest) -> Result<()> {
         validate_tag(tag)?;
         self.live_record(repo.name(), digest)?;
+        self.check_tag_move(repo.name(), tag, digest)?;
         self.move_tag(repo.name(), tag, digest, TagCause::Push)
     }
 
-    /// Moves a validated tag onto a live manifest; both manifests count as updated.
+    /// Moves a validated tag onto a live manifest; both manifests count as updated. The caller
+    /// has checked the locks.
     pub(crate) fn move_tag(
         &mut self,
         repo: &str,

@@ -12,6 +12,7 @@ use crate::blob::{remove_if_present, sync_dir};
 use crate::clock::Timestamp;
 use crate::digest::{Algorithm, Digest, Hasher};
 use crate::error::{Error, IoContext, Result};
+use crate::lock::{Item, Need};
 use crate::registry::Registry;
 use crate::repository::Repository;
 use crate::tables::UPLOADS;
@@ -64,6 +65,7 @@ impl Repository {
         let registry = self.registry();
         let inner = &registry.inner;
         check_no_batch(registry)?;
+        self.check_writable()?;
         let id = uuid::Uuid::new_v4().simple().to_string();
         let path = inner.blobs.uploads.join(&id);
         let file = OpenOptions::new()
@@ -74,11 +76,17 @@ impl Repository {
             .at(&path)?;
         sync_dir(&inner.blobs.uploads)?;
         let started = registry.now();
-        registry.batch(|b| {
+        let recorded = registry.batch(|b| {
+            b.check_lock(self.name(), &Item::Repository, Need::Write)?;
             b.t.uploads
                 .insert(id.as_str(), (self.name(), started.as_nanos()))?;
             Ok(())
-        })?;
+        });
+        if let Err(e) = recorded {
+            drop(file);
+            remove_if_present(&path)?;
+            return Err(e);
+        }
         let state = Arc::new(Mutex::new(UploadState {
             repository: self.name().to_owned(),
             started,

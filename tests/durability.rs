@@ -1032,7 +1032,7 @@ fn closed_store() -> (tempfile::TempDir, PathBuf, String) {
 
 #[test]
 fn c2_format_version_from_a_newer_build_is_unsupported_format() {
-    assert_eq!(FORMAT_VERSION, 1);
+    assert_eq!(FORMAT_VERSION, 2);
     let (_tmp, dir, snap) = closed_store();
     write_format_version(&dir, &99u32.to_le_bytes());
     std::fs::write(dir.join("tmp/left-by-the-newer-build"), b"x").unwrap();
@@ -1041,7 +1041,7 @@ fn c2_format_version_from_a_newer_build_is_unsupported_format() {
         assert!(
             matches!(
                 err,
-                Error::UnsupportedFormat { ref path, found: 99, supported: 1 } if *path == dir
+                Error::UnsupportedFormat { ref path, found: 99, supported: 2 } if *path == dir
             ),
             "{err:?}"
         );
@@ -1050,7 +1050,7 @@ fn c2_format_version_from_a_newer_build_is_unsupported_format() {
     assert_eq!(read_format_version(&dir), 99u32.to_le_bytes());
     assert_eq!(files_in(&dir.join("tmp")), ["left-by-the-newer-build"]);
     // Put back, the store opens with everything in it.
-    write_format_version(&dir, &1u32.to_le_bytes());
+    write_format_version(&dir, &FORMAT_VERSION.to_le_bytes());
     let registry = Registry::builder()
         .clock(ocistore::ManualClock::new(common::START))
         .open(&dir)
@@ -1070,11 +1070,11 @@ fn c2_format_version_of_the_wrong_width_is_corrupt_not_a_panic() {
         );
         assert_eq!(read_format_version(&dir), bad);
     }
-    for old in [0u32, 2, u32::MAX] {
+    for old in [0u32, 3, u32::MAX] {
         write_format_version(&dir, &old.to_le_bytes());
         let err = Registry::open(&dir).unwrap_err();
         assert!(
-            matches!(err, Error::UnsupportedFormat { found, supported: 1, .. } if found == old),
+            matches!(err, Error::UnsupportedFormat { found, supported: 2, .. } if found == old),
             "{err:?}"
         );
     }

@@ -369,6 +369,7 @@ pub fn report(
         repositories,
         manifests,
         tags,
+        untagged_deleted: 0,
     }
 }
 

@@ -1,0 +1,342 @@
+//! Locks (SPEC L1, L2): `delete_enabled` and `write_enabled` on repositories, manifests and
+//! tags, as Azure Container Registry has them.
+//!
+//! - An item is **deletable** when it and its repository have both flags true: either flag
+//!   false protects it from deletion, and a repository's flags cover everything in it.
+//! - An item is **writable** when it and its repository have `write_enabled` true: a
+//!   write-locked tag cannot move, a write-locked repository takes no push (blob, manifest or
+//!   tag) and no restore.
+//! - A manifest's bytes never change (its digest names them), so its two flags both mean "not
+//!   deletable".
+//!
+//! Only live items carry locks, and a locked item cannot be deleted, so every row of the
+//! `locks` table names a live item. Tombstones in the recycle bin carry none: purging them,
+//! by hand or by autopurge, is never refused.
+
+use std::fmt;
+
+use redb::{ReadableDatabase, ReadableTable};
+use serde::{Deserialize, Serialize};
+
+use crate::batch::Batch;
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::repository::{Repository, is_live};
+use crate::tables::{LOCKS, REPOSITORIES};
+use crate::tag::validate_tag;
+
+const DELETE_DISABLED: u8 = 1;
+const WRITE_DISABLED: u8 = 2;
+
+/// The locks of one item (L1). Both flags are true by default: the item is unlocked.
+///
+/// ```
+/// use ocistore::Locks;
+/// assert!(Locks::default().is_unlocked());
+/// assert!(!Locks::READ_ONLY.write_enabled && !Locks::READ_ONLY.delete_enabled);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Locks {
+    /// Whether the item may be deleted (untagged, for a tag).
+    pub delete_enabled: bool,
+    /// Whether the item may change: a tag moved, a repository pushed to. False also forbids
+    /// deleting it.
+    pub write_enabled: bool,
+}
+
+impl Default for Locks {
+    fn default() -> Self {
+        Locks::UNLOCKED
+    }
+}
+
+impl Locks {
+    /// Both flags true: nothing is refused.
+    pub const UNLOCKED: Locks = Locks {
+        delete_enabled: true,
+        write_enabled: true,
+    };
+    /// `delete_enabled` false: the item can change but not go.
+    pub const NO_DELETE: Locks = Locks {
+        delete_enabled: false,
+        write_enabled: true,
+    };
+    /// Both flags false: the item can neither change nor go.
+    pub const READ_ONLY: Locks = Locks {
+        delete_enabled: false,
+        write_enabled: false,
+    };
+
+    /// Whether both flags are true.
+    pub fn is_unlocked(&self) -> bool {
+        *self == Locks::UNLOCKED
+    }
+
+    fn bits(self) -> u8 {
+        (u8::from(!self.delete_enabled) * DELETE_DISABLED)
+            | (u8::from(!self.write_enabled) * WRITE_DISABLED)
+    }
+
+    fn from_bits(bits: u8) -> Locks {
+        Locks {
+            delete_enabled: bits & DELETE_DISABLED == 0,
+            write_enabled: bits & WRITE_DISABLED == 0,
+        }
+    }
+
+    /// The flag that refuses `need`, if any.
+    pub(crate) fn refuses(self, need: Need) -> Option<&'static str> {
+        if !self.write_enabled {
+            Some("write_enabled")
+        } else if need == Need::Delete && !self.delete_enabled {
+            Some("delete_enabled")
+        } else {
+            None
+        }
+    }
+}
+
+/// Something in a repository that carries locks: the repository itself, a manifest or a tag.
+/// Purge reports name the locked items it skipped with it too.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Item {
+    /// The repository.
+    Repository,
+    /// A manifest, by digest.
+    Manifest(Digest),
+    /// A tag, by name.
+    Tag(String),
+}
+
+impl Item {
+    /// The second part of the item's key in the `locks` table: tags hold no `:` and digests
+    /// always do, so the two never clash, and the repository's own row sorts first.
+    fn key(&self) -> &str {
+        match self {
+            Item::Repository => "",
+            Item::Manifest(digest) => digest.as_str(),
+            Item::Tag(tag) => tag,
+        }
+    }
+
+    fn from_key(key: &str) -> Result<Item> {
+        Ok(if key.is_empty() {
+            Item::Repository
+        } else if key.contains(':') {
+            Item::Manifest(Digest::stored(key)?)
+        } else {
+            Item::Tag(key.to_owned())
+        })
+    }
+}
+
+impl fmt::Display for Item {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Item::Repository => f.write_str("the repository"),
+            Item::Manifest(digest) => write!(f, "manifest {digest}"),
+            Item::Tag(tag) => write!(f, "tag {tag}"),
+        }
+    }
+}
+
+/// What an operation needs of an item's locks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Need {
+    /// To change it: push into a repository, move a tag.
+    Write,
+    /// To delete it, or untag it.
+    Delete,
+}
+
+fn read_locks(
+    table: &impl ReadableTable<(&'static str, &'static str), u8>,
+    repo: &str,
+    item: &Item,
+) -> Result<Locks> {
+    Ok(table
+        .get((repo, item.key()))?
+        .map_or(Locks::UNLOCKED, |v| Locks::from_bits(v.value())))
+}
+
+impl Batch<'_> {
+    /// Sets the locks of a live item; see [`Repository::set_locks`].
+    pub fn set_locks(&mut self, repo: &Repository, item: &Item, locks: Locks) -> Result<()> {
+        let name = repo.name();
+        match item {
+            Item::Repository => {
+                if !is_live(&self.t.repositories, name)? {
+                    return Err(Error::RepositoryUnknown {
+                        name: name.to_owned(),
+                    });
+                }
+            }
+            Item::Manifest(digest) => {
+                self.live_record(name, digest)?;
+            }
+            Item::Tag(tag) => {
+                validate_tag(tag)?;
+                if self.t.tags.get((name, tag.as_str()))?.is_none() {
+                    return Err(Error::TagUnknown {
+                        repository: name.to_owned(),
+                        tag: tag.clone(),
+                    });
+                }
+            }
+        }
+        self.write_locks(name, item, locks)
+    }
+
+    fn write_locks(&mut self, repo: &str, item: &Item, locks: Locks) -> Result<()> {
+        if locks.is_unlocked() {
+            self.t.locks.remove((repo, item.key()))?;
+        } else {
+            self.t.locks.insert((repo, item.key()), locks.bits())?;
+        }
+        Ok(())
+    }
+
+    /// Removes the locks of an item a purge with `include_locked` is about to delete.
+    pub(crate) fn unlock(&mut self, repo: &str, item: &Item) -> Result<()> {
+        self.write_locks(repo, item, Locks::UNLOCKED)
+    }
+
+    /// The locks of an item, as this transaction sees them.
+    pub(crate) fn locks_of(&self, repo: &str, item: &Item) -> Result<Locks> {
+        read_locks(&self.t.locks, repo, item)
+    }
+
+    /// The item and flag that refuse `need` on `item` of `repo`: the repository's locks
+    /// first, which cover everything in it, then the item's own.
+    pub(crate) fn lock_blocking(
+        &self,
+        repo: &str,
+        item: &Item,
+        need: Need,
+    ) -> Result<Option<(Item, &'static str)>> {
+        if let Some(flag) = self.locks_of(repo, &Item::Repository)?.refuses(need) {
+            return Ok(Some((Item::Repository, flag)));
+        }
+        if *item != Item::Repository {
+            if let Some(flag) = self.locks_of(repo, item)?.refuses(need) {
+                return Ok(Some((item.clone(), flag)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Fails with [`Error::Locked`] if a lock refuses `need` on `item` of `repo`.
+    pub(crate) fn check_lock(&self, repo: &str, item: &Item, need: Need) -> Result<()> {
+        match self.lock_blocking(repo, item, need)? {
+            None => Ok(()),
+            Some((item, lock)) => Err(locked(repo, &item, lock)),
+        }
+    }
+
+    /// Fails with [`Error::Locked`] if pointing `tag` at `digest` is refused: the repository
+    /// is write-locked, or the tag is and points elsewhere (L2). Writing the same again is no
+    /// change, and allowed.
+    pub(crate) fn check_tag_move(&self, repo: &str, tag: &str, digest: &Digest) -> Result<()> {
+        let unchanged = self
+            .t
+            .tags
+            .get((repo, tag))?
+            .is_some_and(|v| v.value().0 == digest.as_str());
+        let item = if unchanged {
+            Item::Repository
+        } else {
+            Item::Tag(tag.to_owned())
+        };
+        self.check_lock(repo, &item, Need::Write)
+    }
+
+    /// The first locked item of `repo`, the repository included, with the flag that locks it:
+    /// a repository holding one cannot be deleted (L1).
+    pub(crate) fn first_lock_in(&self, repo: &str) -> Result<Option<(Item, &'static str)>> {
+        let Some(row) = self.t.locks.range((repo, "")..)?.next() else {
+            return Ok(None);
+        };
+        let (key, bits) = row?;
+        let (r, item) = key.value();
+        if r != repo {
+            return Ok(None);
+        }
+        match Locks::from_bits(bits.value()).refuses(Need::Delete) {
+            Some(flag) => Ok(Some((Item::from_key(item)?, flag))),
+            None => Ok(None),
+        }
+    }
+}
+
+/// The error for an operation `lock` refuses on `item` of `repo`.
+pub(crate) fn locked(repo: &str, item: &Item, lock: &'static str) -> Error {
+    Error::Locked {
+        repository: repo.to_owned(),
+        item: item.to_string(),
+        lock,
+    }
+}
+
+impl Repository {
+    /// Fails with [`Error::Locked`] if this repository is write-locked: checked before a
+    /// call writes a file, so that a refused call leaves none behind. The call checks again
+    /// in its transaction.
+    pub(crate) fn check_writable(&self) -> Result<()> {
+        let txn = self.registry().inner.db.begin_read()?;
+        let locks = read_locks(&txn.open_table(LOCKS)?, self.name(), &Item::Repository)?;
+        match locks.refuses(Need::Write) {
+            None => Ok(()),
+            Some(flag) => Err(locked(self.name(), &Item::Repository, flag)),
+        }
+    }
+
+    /// The locks of an item of this repository, which must be live (L1).
+    pub fn locks(&self, item: &Item) -> Result<Locks> {
+        if let Item::Tag(tag) = item {
+            validate_tag(tag)?;
+        }
+        let txn = self.registry().inner.db.begin_read()?;
+        if !is_live(&txn.open_table(REPOSITORIES)?, self.name())? {
+            return Err(Error::RepositoryUnknown {
+                name: self.name().to_owned(),
+            });
+        }
+        read_locks(&txn.open_table(LOCKS)?, self.name(), item)
+    }
+
+    /// Sets the locks of a live item of this repository: the repository itself, a live
+    /// manifest or a live tag (L1, L2). Locks are persisted; [`Locks::UNLOCKED`] removes
+    /// them.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// use ocistore::{Error, Item, Locks, Registry};
+    /// let repo = Registry::open(dir.path())?.repository("app")?;
+    /// repo.put_blob_sha256(b"layer")?;
+    /// repo.set_locks(&Item::Repository, Locks::READ_ONLY)?;
+    /// assert!(matches!(repo.put_blob_sha256(b"more"), Err(Error::Locked { .. })));
+    /// repo.set_locks(&Item::Repository, Locks::UNLOCKED)?;
+    /// repo.put_blob_sha256(b"more")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_locks(&self, item: &Item, locks: Locks) -> Result<()> {
+        self.registry().batch(|b| b.set_locks(self, item, locks))
+    }
+
+    /// Every locked item of this repository with its locks, the repository first, then
+    /// manifests and tags in key order.
+    pub fn locked_items(&self) -> Result<Vec<(Item, Locks)>> {
+        let txn = self.registry().inner.db.begin_read()?;
+        let table = txn.open_table(LOCKS)?;
+        let mut out = Vec::new();
+        for row in table.range((self.name(), "")..)? {
+            let (key, bits) = row?;
+            let (repo, item) = key.value();
+            if repo != self.name() {
+                break;
+            }
+            out.push((Item::from_key(item)?, Locks::from_bits(bits.value())));
+        }
+        Ok(out)
+    }
+}
