@@ -135,7 +135,16 @@ pub fn snapshot(registry: &Registry) -> String {
         for blob in repo.blobs(&Page::all()).unwrap() {
             out += &format!("  blob {blob}\n");
         }
+        for (item, locks) in repo.locked_items().unwrap() {
+            out += &format!("  locked {item} {locks:?}\n");
+        }
     }
+    out += &format!(
+        "policies {:?} {:?} since {:?}\n",
+        registry.soft_delete_policy().unwrap(),
+        registry.retention_policy().unwrap(),
+        registry.retention_enabled_at().unwrap()
+    );
     let mut files = Vec::new();
     list_files(registry.path(), registry.path(), &mut files);
     files.sort();
