@@ -14,6 +14,8 @@
 //! - Deletes go to a recycle bin ([`SoftDeletePolicy`], [`Repository::restore`]) that the retention
 //!   clock empties ([`Registry::run_due`]); [`Registry::collect`] reclaims unreferenced blobs while
 //!   the registry serves; [`Registry::usage`] and [`Registry::fsck`] account for and check the store.
+//! - Clean-up as Azure Container Registry does it: [`Registry::purge`] by filter and age, a
+//!   [`RetentionPolicy`] for untagged manifests, and [`Locks`] that protect what must stay.
 //!
 //! ```
 //! # let dir = tempfile::tempdir()?;
