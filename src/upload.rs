@@ -269,6 +269,11 @@ impl Upload {
             });
         }
         check_no_batch(&self.registry)?;
+        // A write-locked repository refuses it before the bytes become a blob file; the
+        // session stays open, to finish once the repository is unlocked.
+        self.registry
+            .repository(&state.repository)?
+            .check_writable()?;
         let blobs = &self.registry.inner.blobs;
         if !blobs.path(digest).exists() {
             blobs.promote(&path, digest)?;
