@@ -87,17 +87,28 @@ impl Batch<'_> {
         if include_locked {
             return Ok(None);
         }
+        let first = self.locked_among(repo, doomed)?.into_iter().next();
+        Ok(first.map(|(item, lock)| locked(repo, &item, lock)))
+    }
+
+    /// The locked ones of manifests `doomed` and their tags, with the flag that locks each.
+    pub(crate) fn locked_among(
+        &self,
+        repo: &str,
+        doomed: &[Digest],
+    ) -> Result<Vec<(Item, &'static str)>> {
+        let mut out = Vec::new();
         for digest in doomed {
             let tags = keys_under2(&self.t.manifest_tags, repo, digest.as_str())?;
             let items = std::iter::once(Item::Manifest(digest.clone()))
                 .chain(tags.into_iter().map(Item::Tag));
             for item in items {
                 if let Some(lock) = self.locks_of(repo, &item)?.refuses(Need::Delete) {
-                    return Ok(Some(locked(repo, &item, lock)));
+                    out.push((item, lock));
                 }
             }
         }
-        Ok(None)
+        Ok(out)
     }
 
     /// Deletes live manifests that [`refusal`](Batch::refusal) accepts, with their tags:

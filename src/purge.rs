@@ -473,9 +473,11 @@ impl Batch<'_> {
         Ok(out)
     }
 
-    /// Of `candidates`, what can be deleted together, with the referrers that go with them:
-    /// a candidate stays if an index that stays lists it or one of its referrers (D5), or if
-    /// a lock protects it, a referrer or one of their tags (the locked items go to `locked`).
+    /// Of `candidates`, what can be deleted together, with the referrers that go with them.
+    /// A candidate stays if an index that stays lists it or one of its referrers (D5), or if
+    /// a lock protects it, a referrer or one of their tags; those locked items go to `locked`.
+    /// Keeping one candidate can keep an index, and with it more, so both rules apply until
+    /// nothing changes; locks are looked at only among what would otherwise go.
     fn deletable(
         &self,
         repo: &str,
@@ -483,52 +485,54 @@ impl Batch<'_> {
         include_locked: bool,
         locked: &mut BTreeSet<Item>,
     ) -> Result<Vec<Digest>> {
-        let mut closures: Vec<(Digest, Vec<Digest>)> = Vec::new();
+        let mut closures = Vec::with_capacity(candidates.len());
         for candidate in candidates {
-            let closure = self.doomed_by(repo, vec![candidate.clone()])?;
-            let mut blocked = false;
-            if !include_locked {
-                for digest in &closure {
-                    let tags = keys_under2(&self.t.manifest_tags, repo, digest.as_str())?;
-                    let items = std::iter::once(Item::Manifest(digest.clone()))
-                        .chain(tags.into_iter().map(Item::Tag));
-                    for item in items {
-                        if self.locks_of(repo, &item)?.refuses(Need::Delete).is_some() {
-                            locked.insert(item);
-                            blocked = true;
-                        }
-                    }
-                }
-            }
-            if !blocked {
-                closures.push((candidate, closure));
-            }
+            closures.push(self.doomed_by(repo, vec![candidate])?);
         }
-        // Keep the candidates an index that stays lists, until there are none: keeping one
-        // can keep an index, and with it its children.
         loop {
-            let doomed: HashSet<&Digest> = closures.iter().flat_map(|(_, c)| c).collect();
-            let mut listed = Vec::with_capacity(closures.len());
-            for (_, closure) in &closures {
-                let mut by_one_that_stays = false;
-                for digest in closure {
-                    for index in keys_under2(&self.t.children, repo, digest.as_str())? {
-                        by_one_that_stays |= !doomed.contains(&Digest::stored(&index)?);
-                    }
-                }
-                listed.push(by_one_that_stays);
-            }
-            if !listed.contains(&true) {
+            while self.keep_listed(repo, &mut closures)? {}
+            if include_locked {
                 break;
             }
-            let mut listed = listed.into_iter();
-            closures.retain(|_| !listed.next().unwrap_or(false));
+            let before = closures.len();
+            let mut free = Vec::with_capacity(before);
+            for closure in closures {
+                let in_the_way = self.locked_among(repo, &closure)?;
+                if in_the_way.is_empty() {
+                    free.push(closure);
+                }
+                locked.extend(in_the_way.into_iter().map(|(item, _)| item));
+            }
+            closures = free;
+            if closures.len() == before {
+                break;
+            }
         }
         let mut seen = HashSet::new();
         Ok(closures
             .into_iter()
-            .flat_map(|(_, closure)| closure)
+            .flatten()
             .filter(|d| seen.insert(d.clone()))
             .collect())
+    }
+
+    /// Drops the candidates (with their referrers) that an index outside all of them lists;
+    /// tells whether it dropped any.
+    fn keep_listed(&self, repo: &str, closures: &mut Vec<Vec<Digest>>) -> Result<bool> {
+        let doomed: HashSet<&Digest> = closures.iter().flatten().collect();
+        let mut listed = Vec::with_capacity(closures.len());
+        for closure in closures.iter() {
+            let mut by_one_that_stays = false;
+            for digest in closure {
+                for index in keys_under2(&self.t.children, repo, digest.as_str())? {
+                    by_one_that_stays |= !doomed.contains(&Digest::stored(&index)?);
+                }
+            }
+            listed.push(by_one_that_stays);
+        }
+        let dropped = listed.contains(&true);
+        let mut listed = listed.into_iter();
+        closures.retain(|_| !listed.next().unwrap_or(false));
+        Ok(dropped)
     }
 }

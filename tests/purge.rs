@@ -623,3 +623,21 @@ fn u6_with_soft_delete_off_a_purge_is_final() {
     // Its history went with the manifest (T2).
     assert!(r.tag_history("v1").unwrap().is_empty());
 }
+
+#[test]
+fn u4_only_locked_items_that_would_otherwise_go_are_reported() {
+    let s = Store::new();
+    let r = s.repo("multi");
+    let child = push_untagged(&r, "child");
+    push_index(&r, Some("latest"), &[&child]);
+    let stray = push_untagged(&r, "stray");
+    // The child stays for its tagged index anyway: its lock keeps nothing.
+    r.set_locks(&Item::Manifest(child.clone()), Locks::READ_ONLY)
+        .unwrap();
+    r.set_locks(&Item::Manifest(stray.clone()), Locks::NO_DELETE)
+        .unwrap();
+    s.advance(2 * DAY);
+    let report = dry_then_real(&s, &["multi"], &untagged(&["multi:none"]));
+    assert_eq!(only(&report).locked, [Item::Manifest(stray)]);
+    assert!(only(&report).manifests_deleted.is_empty());
+}
