@@ -248,9 +248,10 @@ impl Upload {
     }
 
     /// Ends the session: the bytes received must hash to `digest` (P1). They become the blob,
-    /// linked into the session's repository. On a mismatch nothing is stored and the session
-    /// stays open; once the digest matched, the session is over even if the commit fails (the
-    /// caller puts the blob again).
+    /// linked into the session's repository. On a mismatch, or if the repository is
+    /// write-locked ([`Error::Locked`]), nothing is stored and the session stays open; once
+    /// the digest matched and the lock let it through, the session is over even if the commit
+    /// fails (the caller puts the blob again).
     pub fn finish(&self, digest: &Digest) -> Result<()> {
         let mut state = self.open_state()?;
         let path = self.registry.inner.blobs.uploads.join(&self.id);
@@ -269,8 +270,8 @@ impl Upload {
             });
         }
         check_no_batch(&self.registry)?;
-        // A write-locked repository refuses it before the bytes become a blob file; the
-        // session stays open, to finish once the repository is unlocked.
+        // Refused before the file moves into the blob store, so a refusal leaves the session
+        // open and writes nothing (L2). The commit below checks again.
         self.registry
             .repository(&state.repository)?
             .check_writable()?;
