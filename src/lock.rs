@@ -21,8 +21,9 @@ use serde::{Deserialize, Serialize};
 use crate::batch::Batch;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::manifest::Record;
 use crate::repository::{Repository, is_live};
-use crate::tables::{LOCKS, REPOSITORIES};
+use crate::tables::{LOCKS, MANIFESTS, REPOSITORIES, TAGS, decode};
 use crate::tag::validate_tag;
 
 const DELETE_DISABLED: u8 = 1;
@@ -149,6 +150,43 @@ pub(crate) enum Need {
     Delete,
 }
 
+/// Fails unless `item` of `repo` is live: only live items carry locks.
+fn check_live(
+    repositories: &impl ReadableTable<&'static str, &'static [u8]>,
+    manifests: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
+    tags: &impl ReadableTable<(&'static str, &'static str), (&'static str, u64)>,
+    repo: &str,
+    item: &Item,
+) -> Result<()> {
+    if !is_live(repositories, repo)? {
+        return Err(Error::RepositoryUnknown {
+            name: repo.to_owned(),
+        });
+    }
+    let live = match item {
+        Item::Repository => true,
+        Item::Manifest(digest) => match manifests.get((repo, digest.as_str()))? {
+            Some(v) => decode::<Record>("manifests", v.value())?.deleted.is_none(),
+            None => false,
+        },
+        Item::Tag(tag) => {
+            validate_tag(tag)?;
+            tags.get((repo, tag.as_str()))?.is_some()
+        }
+    };
+    match item {
+        _ if live => Ok(()),
+        Item::Tag(tag) => Err(Error::TagUnknown {
+            repository: repo.to_owned(),
+            tag: tag.clone(),
+        }),
+        _ => Err(Error::ManifestUnknown {
+            repository: repo.to_owned(),
+            reference: item.key().to_owned(),
+        }),
+    }
+}
+
 fn read_locks(
     table: &impl ReadableTable<(&'static str, &'static str), u8>,
     repo: &str,
@@ -162,29 +200,9 @@ fn read_locks(
 impl Batch<'_> {
     /// Sets the locks of a live item; see [`Repository::set_locks`].
     pub fn set_locks(&mut self, repo: &Repository, item: &Item, locks: Locks) -> Result<()> {
-        let name = repo.name();
-        match item {
-            Item::Repository => {
-                if !is_live(&self.t.repositories, name)? {
-                    return Err(Error::RepositoryUnknown {
-                        name: name.to_owned(),
-                    });
-                }
-            }
-            Item::Manifest(digest) => {
-                self.live_record(name, digest)?;
-            }
-            Item::Tag(tag) => {
-                validate_tag(tag)?;
-                if self.t.tags.get((name, tag.as_str()))?.is_none() {
-                    return Err(Error::TagUnknown {
-                        repository: name.to_owned(),
-                        tag: tag.clone(),
-                    });
-                }
-            }
-        }
-        self.write_locks(name, item, locks)
+        let t = &self.t;
+        check_live(&t.repositories, &t.manifests, &t.tags, repo.name(), item)?;
+        self.write_locks(repo.name(), item, locks)
     }
 
     fn write_locks(&mut self, repo: &str, item: &Item, locks: Locks) -> Result<()> {
@@ -292,15 +310,14 @@ impl Repository {
 
     /// The locks of an item of this repository, which must be live (L1).
     pub fn locks(&self, item: &Item) -> Result<Locks> {
-        if let Item::Tag(tag) = item {
-            validate_tag(tag)?;
-        }
         let txn = self.registry().inner.db.begin_read()?;
-        if !is_live(&txn.open_table(REPOSITORIES)?, self.name())? {
-            return Err(Error::RepositoryUnknown {
-                name: self.name().to_owned(),
-            });
-        }
+        check_live(
+            &txn.open_table(REPOSITORIES)?,
+            &txn.open_table(MANIFESTS)?,
+            &txn.open_table(TAGS)?,
+            self.name(),
+            item,
+        )?;
         read_locks(&txn.open_table(LOCKS)?, self.name(), item)
     }
 

@@ -12,7 +12,7 @@ use crate::clock::Timestamp;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::lock::{Item, Need};
-use crate::manifest::{Record, index_untagged};
+use crate::manifest::{Record, index_untagged, touch};
 use crate::registry::{Page, Registry};
 use crate::repository::{Repository, repository_record, repository_tombstone};
 use crate::tables::{
@@ -679,7 +679,9 @@ impl Batch<'_> {
         index_untagged(self, repo, digest, record)
     }
 
-    /// Takes a manifest out of the live-only indexes.
+    /// Takes a manifest out of the live-only indexes. The children of an index count as
+    /// updated: they are no longer held by it (R2), so the retention policy's count of their
+    /// untagged time starts now.
     fn unindex_live(&mut self, repo: &str, digest: &str, record: &Record) -> Result<()> {
         self.t
             .manifests_by_time
@@ -687,9 +689,11 @@ impl Batch<'_> {
         if let Some(subject) = &record.subject {
             self.t.referrers.remove((repo, subject.as_str(), digest))?;
         }
-        let children = &mut self.t.children;
         for child in record.children() {
-            children.remove((repo, child.digest.as_str(), digest))?;
+            self.t
+                .children
+                .remove((repo, child.digest.as_str(), digest))?;
+            touch(self, repo, child.digest.as_str())?;
         }
         self.t
             .untagged

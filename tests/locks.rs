@@ -291,6 +291,11 @@ fn l1_locks_are_set_on_live_tags_only() {
                 if repository == "app" && tag == name),
             "{name}: {err:?}"
         );
+        // Nor are they read on anything else.
+        assert!(matches!(
+            repo.locks(&tag(name)),
+            Err(Error::TagUnknown { .. })
+        ));
     }
     let err = fails_writing_nothing(&s.registry, || {
         repo.set_locks(&tag("bad tag"), Locks::NO_DELETE)
@@ -315,6 +320,10 @@ fn l1_locks_are_set_on_live_manifests_only() {
                 if repository == "app" && reference == digest.as_str()),
             "{err:?}"
         );
+        assert!(matches!(
+            repo.locks(&manifest(digest)),
+            Err(Error::ManifestUnknown { .. })
+        ));
     }
 }
 

@@ -468,6 +468,26 @@ fn r2_the_children_of_a_deleted_index_become_eligible() {
 }
 
 #[test]
+fn r2_a_child_counts_as_untagged_from_when_its_index_goes_not_from_its_push() {
+    let s = Store::new();
+    let repo = s.repo("app");
+    // Pushed, with their index, long before the policy took effect.
+    let (_, [x, y]) = index_of_two(&repo);
+    s.advance(30 * DAY);
+    retention_on(&s, 7);
+    s.advance(30 * DAY);
+    repo.delete_manifest("multi").unwrap();
+    // Untagged for R1 only now: a run a moment before the 7 days keeps them…
+    s.advance(7 * DAY - 1);
+    run_deletes(&s, 0);
+    assert_eq!(manifest_digests(&repo), set([&x, &y]));
+    // … and the run at 7 days deletes them.
+    s.advance(1);
+    run_deletes(&s, 2);
+    assert!(manifest_digests(&repo).is_empty());
+}
+
+#[test]
 fn r2_a_referrer_of_a_live_subject_is_never_deleted_by_it() {
     let (s, repo) = store(1);
     let subject = push_image(&repo, "base", "base");
