@@ -1525,10 +1525,22 @@ impl RepoModel {
         for tag in self.tags_of(digest) {
             self.drop_tag(&tag, now, TagCause::Delete, bin);
         }
+        let m = &self.manifests[digest];
+        let children: Vec<String> = match m.spec.index {
+            true => m.spec.items.iter().map(|d| d.digest.to_string()).collect(),
+            false => Vec::new(),
+        };
         if bin {
             self.manifests.get_mut(digest).unwrap().deleted = Some(now);
         } else {
             self.purge_manifest(digest);
+        }
+        // R2: the live children of an index that goes are no longer held: they count as
+        // updated.
+        for child in children {
+            if self.manifests.get(&child).is_some_and(ManifestModel::live) {
+                self.touch(&child, now);
+            }
         }
     }
 
