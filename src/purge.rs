@@ -49,6 +49,8 @@ const REGEX_SIZE_LIMIT: usize = 1 << 20;
 /// let filter: Filter = "team/.*:v1\\..*".parse()?;
 /// assert!(filter.matches("team/app", "v1.2") && !filter.matches("team/app", "v10"));
 /// assert!("no-colon".parse::<Filter>().is_err());
+/// // Unbalanced groups are refused, not allowed to escape the whole-string anchors.
+/// assert!("team/app:v1)|(.*".parse::<Filter>().is_err());
 /// # Ok::<(), ocistore::Error>(())
 /// ```
 #[derive(Clone)]
@@ -72,10 +74,16 @@ impl Filter {
             if part.is_empty() {
                 return Err(invalid(format!("the {what} regex is empty")));
             }
-            RegexBuilder::new(&format!(r"\A(?:{part})\z"))
-                .size_limit(REGEX_SIZE_LIMIT)
-                .build()
-                .map_err(|e| invalid(format!("the {what} regex: {e}")))
+            let build = |pattern: &str| {
+                RegexBuilder::new(pattern)
+                    .size_limit(REGEX_SIZE_LIMIT)
+                    .build()
+                    .map_err(|e| invalid(format!("the {what} regex: {e}")))
+            };
+            // The part must be a regex on its own: wrapped, `v1)|(.*` would close the
+            // anchoring group early and match every name.
+            build(part)?;
+            build(&format!(r"\A(?:{part})\z"))
         };
         Ok(Filter {
             text: filter.to_owned(),
