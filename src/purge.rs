@@ -352,13 +352,10 @@ impl Batch<'_> {
             .filter(|f| f.repository.is_match(repo))
             .collect();
         let tags = self.tags_to_purge(repo, &filters, options.keep, cutoff)?;
-        // When each manifest was last updated before this purge touched it.
-        let mut updated_before: HashMap<Digest, Timestamp> = HashMap::new();
-        for (_, digest) in &tags {
-            if let Some(record) = self.record(repo, digest.as_str())? {
-                updated_before.insert(digest.clone(), record.updated);
-            }
-        }
+        // When each live manifest was last updated before this purge touched it.
+        let updated_before = self.live_manifests(repo)?;
+        // Whether the repository has a lock row at all: without one, no lock needs looking up.
+        let has_locks = self.has_lock_rows(repo)?;
         let mut report = RepositoryPurge {
             repository: repo.to_owned(),
             tags_untagged: Vec::new(),
@@ -383,7 +380,7 @@ impl Batch<'_> {
         let mut locked = BTreeSet::new();
         for (tag, _) in tags {
             let item = Item::Tag(tag.clone());
-            if self.locks_of(repo, &item)?.refuses(Need::Delete).is_some() {
+            if has_locks && self.locks_of(repo, &item)?.refuses(Need::Delete).is_some() {
                 if !options.include_locked {
                     locked.insert(item);
                     continue;
@@ -395,7 +392,8 @@ impl Batch<'_> {
         }
         if options.untagged {
             let candidates = self.untagged_to_purge(repo, cutoff, &updated_before)?;
-            let doomed = self.deletable(repo, candidates, options.include_locked, &mut locked)?;
+            let check_locks = has_locks && !options.include_locked;
+            let doomed = self.deletable(repo, candidates, check_locks, &mut locked)?;
             self.remove_manifests(repo, &doomed, TagCause::Purge)?;
             report.manifests_deleted = doomed;
         }
@@ -438,14 +436,56 @@ impl Batch<'_> {
             .collect())
     }
 
+    /// Every live manifest of `repo` with the time it was last updated (its
+    /// `manifests_by_time` key), from one scan of the repository's rows.
+    fn live_manifests(&self, repo: &str) -> Result<HashMap<String, u64>> {
+        let mut out = HashMap::new();
+        for row in self
+            .t
+            .manifests_by_time
+            .range((repo, 0, "")..=(repo, u64::MAX, "\u{10ffff}"))?
+        {
+            let (key, _) = row?;
+            let (_, updated, digest) = key.value();
+            out.insert(digest.to_owned(), updated);
+        }
+        Ok(out)
+    }
+
+    /// Whether `repo` has any row in the `locks` table.
+    fn has_lock_rows(&self, repo: &str) -> Result<bool> {
+        match self.t.locks.range((repo, "")..)?.next() {
+            Some(row) => Ok(row?.0.value().0 == repo),
+            None => Ok(false),
+        }
+    }
+
+    /// The subject of every live referrer of `repo`, from one scan of the repository's
+    /// `referrers` rows (which hold exactly the live referrers and their subjects).
+    fn subjects(&self, repo: &str) -> Result<HashMap<String, String>> {
+        let mut out = HashMap::new();
+        for row in self.t.referrers.range((repo, "", "")..)? {
+            let (key, _) = row?;
+            let (r, subject, referrer) = key.value();
+            if r != repo {
+                break;
+            }
+            out.insert(referrer.to_owned(), subject.to_owned());
+        }
+        Ok(out)
+    }
+
     /// The live untagged manifests of `repo` last updated before `cutoff` (by their time
-    /// before this purge) that do not refer to a live subject (U3), oldest first.
+    /// before this purge, `updated_before`, which holds every manifest live before it) that
+    /// do not refer to a live subject (U3), oldest first.
     fn untagged_to_purge(
         &self,
         repo: &str,
         cutoff: Timestamp,
-        updated_before: &HashMap<Digest, Timestamp>,
+        updated_before: &HashMap<String, u64>,
     ) -> Result<Vec<Digest>> {
+        // This purge has deleted no manifest yet: the live ones are those live before it.
+        let subjects = self.subjects(repo)?;
         let mut out = Vec::new();
         for row in self
             .t
@@ -454,48 +494,36 @@ impl Batch<'_> {
         {
             let (key, _) = row?;
             let (_, updated, digest) = key.value();
-            if has_tags(&self.t.manifest_tags, repo, digest)? {
+            let updated = updated_before.get(digest).copied().unwrap_or(updated);
+            if updated >= cutoff.as_nanos() || has_tags(&self.t.manifest_tags, repo, digest)? {
                 continue;
             }
-            let digest = Digest::stored(digest)?;
-            let updated = updated_before
-                .get(&digest)
-                .copied()
-                .unwrap_or(Timestamp::from_nanos(updated));
-            if updated >= cutoff {
-                continue;
-            }
-            let Some(record) = self.record(repo, digest.as_str())? else {
-                continue;
-            };
-            let held_by_subject = match &record.subject {
-                Some(subject) => self
-                    .record(repo, subject.as_str())?
-                    .is_some_and(|s| s.deleted.is_none()),
-                None => false,
-            };
+            let held_by_subject = subjects
+                .get(digest)
+                .is_some_and(|subject| updated_before.contains_key(subject));
             if !held_by_subject {
-                out.push(digest);
+                out.push(Digest::stored(digest)?);
             }
         }
         Ok(out)
     }
 
     /// Of `candidates`, what can be deleted together, with the referrers that go with them:
-    /// a candidate stays if an index that stays lists it or one of its referrers (D5), or if
-    /// a lock protects it, a referrer or one of their tags (the locked items go to `locked`).
+    /// a candidate stays if an index that stays lists it or one of its referrers (D5), or,
+    /// with `check_locks`, if a lock protects it, a referrer or one of their tags (the locked
+    /// items go to `locked`).
     fn deletable(
         &self,
         repo: &str,
         candidates: Vec<Digest>,
-        include_locked: bool,
+        check_locks: bool,
         locked: &mut BTreeSet<Item>,
     ) -> Result<Vec<Digest>> {
         let mut closures: Vec<(Digest, Vec<Digest>)> = Vec::new();
         for candidate in candidates {
             let closure = self.doomed_by(repo, vec![candidate.clone()])?;
             let mut blocked = false;
-            if !include_locked {
+            if check_locks {
                 for digest in &closure {
                     let tags = keys_under2(&self.t.manifest_tags, repo, digest.as_str())?;
                     let items = std::iter::once(Item::Manifest(digest.clone()))
