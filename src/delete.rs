@@ -123,7 +123,7 @@ impl Batch<'_> {
         for digest in doomed {
             for tag in keys_under2(&self.t.manifest_tags, repo, digest.as_str())? {
                 self.unlock(repo, &Item::Tag(tag.clone()))?;
-                self.drop_tag(repo, &tag, cause)?;
+                self.remove_tag(repo, &tag, cause)?;
             }
             self.unlock(repo, &Item::Manifest(digest.clone()))?;
             self.delete_untagged_manifest(repo, digest)?;

@@ -20,7 +20,7 @@ use crate::clock::Timestamp;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::lock::{Item, Need};
-use crate::manifest::has_tags;
+use crate::manifest::{has_tags, touch};
 use crate::registry::Registry;
 use crate::repository::{RepositoryRecord, is_live};
 use crate::tables::{REPOSITORIES, decode, keys_under2};
@@ -49,6 +49,8 @@ const REGEX_SIZE_LIMIT: usize = 1 << 20;
 /// let filter: Filter = "team/.*:v1\\..*".parse()?;
 /// assert!(filter.matches("team/app", "v1.2") && !filter.matches("team/app", "v10"));
 /// assert!("no-colon".parse::<Filter>().is_err());
+/// // Unbalanced groups are refused, not allowed to escape the whole-string anchors.
+/// assert!("team/app:v1)|(.*".parse::<Filter>().is_err());
 /// # Ok::<(), ocistore::Error>(())
 /// ```
 #[derive(Clone)]
@@ -72,10 +74,16 @@ impl Filter {
             if part.is_empty() {
                 return Err(invalid(format!("the {what} regex is empty")));
             }
-            RegexBuilder::new(&format!(r"\A(?:{part})\z"))
-                .size_limit(REGEX_SIZE_LIMIT)
-                .build()
-                .map_err(|e| invalid(format!("the {what} regex: {e}")))
+            let build = |pattern: &str| {
+                RegexBuilder::new(pattern)
+                    .size_limit(REGEX_SIZE_LIMIT)
+                    .build()
+                    .map_err(|e| invalid(format!("the {what} regex: {e}")))
+            };
+            // The part must be a regex on its own: wrapped, `v1)|(.*` would close the
+            // anchoring group early and match every name.
+            build(part)?;
+            build(&format!(r"\A(?:{part})\z"))
         };
         Ok(Filter {
             text: filter.to_owned(),
@@ -344,13 +352,10 @@ impl Batch<'_> {
             .filter(|f| f.repository.is_match(repo))
             .collect();
         let tags = self.tags_to_purge(repo, &filters, options.keep, cutoff)?;
-        // When each manifest was last updated before this purge touched it.
-        let mut updated_before: HashMap<Digest, Timestamp> = HashMap::new();
-        for (_, digest) in &tags {
-            if let Some(record) = self.record(repo, digest.as_str())? {
-                updated_before.insert(digest.clone(), record.updated);
-            }
-        }
+        // When each live manifest was last updated before this purge touched it.
+        let updated_before = self.live_manifests(repo)?;
+        // Whether the repository has a lock row at all: without one, no lock needs looking up.
+        let has_locks = self.has_lock_rows(repo)?;
         let mut report = RepositoryPurge {
             repository: repo.to_owned(),
             tags_untagged: Vec::new(),
@@ -373,23 +378,30 @@ impl Batch<'_> {
             return Ok(Some(report));
         }
         let mut locked = BTreeSet::new();
+        let mut untouched = BTreeSet::new();
         for (tag, _) in tags {
             let item = Item::Tag(tag.clone());
-            if self.locks_of(repo, &item)?.refuses(Need::Delete).is_some() {
+            if has_locks && self.locks_of(repo, &item)?.refuses(Need::Delete).is_some() {
                 if !options.include_locked {
                     locked.insert(item);
                     continue;
                 }
                 self.unlock(repo, &item)?;
             }
-            self.drop_tag(repo, &tag, TagCause::Purge)?;
+            untouched.insert(self.remove_tag(repo, &tag, TagCause::Purge)?);
             report.tags_untagged.push(tag);
         }
         if options.untagged {
             let candidates = self.untagged_to_purge(repo, cutoff, &updated_before)?;
-            let doomed = self.deletable(repo, candidates, options.include_locked, &mut locked)?;
+            let check_locks = has_locks && !options.include_locked;
+            let doomed = self.deletable(repo, candidates, check_locks, &mut locked)?;
             self.remove_manifests(repo, &doomed, TagCause::Purge)?;
             report.manifests_deleted = doomed;
+        }
+        // What lost a tag and stays counts as updated now, as after any untag; touched only
+        // now, so that what goes is not rewritten first.
+        for digest in untouched {
+            touch(self, repo, digest.as_str())?;
         }
         report.tags_untagged.sort();
         report.manifests_deleted.sort();
@@ -430,14 +442,56 @@ impl Batch<'_> {
             .collect())
     }
 
+    /// Every live manifest of `repo` with the time it was last updated (its
+    /// `manifests_by_time` key), from one scan of the repository's rows.
+    fn live_manifests(&self, repo: &str) -> Result<HashMap<String, u64>> {
+        let mut out = HashMap::new();
+        for row in self
+            .t
+            .manifests_by_time
+            .range((repo, 0, "")..=(repo, u64::MAX, "\u{10ffff}"))?
+        {
+            let (key, _) = row?;
+            let (_, updated, digest) = key.value();
+            out.insert(digest.to_owned(), updated);
+        }
+        Ok(out)
+    }
+
+    /// Whether `repo` has any row in the `locks` table.
+    fn has_lock_rows(&self, repo: &str) -> Result<bool> {
+        match self.t.locks.range((repo, "")..)?.next() {
+            Some(row) => Ok(row?.0.value().0 == repo),
+            None => Ok(false),
+        }
+    }
+
+    /// The subject of every live referrer of `repo`, from one scan of the repository's
+    /// `referrers` rows (which hold exactly the live referrers and their subjects).
+    fn subjects(&self, repo: &str) -> Result<HashMap<String, String>> {
+        let mut out = HashMap::new();
+        for row in self.t.referrers.range((repo, "", "")..)? {
+            let (key, _) = row?;
+            let (r, subject, referrer) = key.value();
+            if r != repo {
+                break;
+            }
+            out.insert(referrer.to_owned(), subject.to_owned());
+        }
+        Ok(out)
+    }
+
     /// The live untagged manifests of `repo` last updated before `cutoff` (by their time
-    /// before this purge) that do not refer to a live subject (U3), oldest first.
+    /// before this purge, `updated_before`, which holds every manifest live before it) that
+    /// do not refer to a live subject (U3), oldest first.
     fn untagged_to_purge(
         &self,
         repo: &str,
         cutoff: Timestamp,
-        updated_before: &HashMap<Digest, Timestamp>,
+        updated_before: &HashMap<String, u64>,
     ) -> Result<Vec<Digest>> {
+        // This purge has deleted no manifest yet: the live ones are those live before it.
+        let subjects = self.subjects(repo)?;
         let mut out = Vec::new();
         for row in self
             .t
@@ -446,28 +500,15 @@ impl Batch<'_> {
         {
             let (key, _) = row?;
             let (_, updated, digest) = key.value();
-            if has_tags(&self.t.manifest_tags, repo, digest)? {
+            let updated = updated_before.get(digest).copied().unwrap_or(updated);
+            if updated >= cutoff.as_nanos() || has_tags(&self.t.manifest_tags, repo, digest)? {
                 continue;
             }
-            let digest = Digest::stored(digest)?;
-            let updated = updated_before
-                .get(&digest)
-                .copied()
-                .unwrap_or(Timestamp::from_nanos(updated));
-            if updated >= cutoff {
-                continue;
-            }
-            let Some(record) = self.record(repo, digest.as_str())? else {
-                continue;
-            };
-            let held_by_subject = match &record.subject {
-                Some(subject) => self
-                    .record(repo, subject.as_str())?
-                    .is_some_and(|s| s.deleted.is_none()),
-                None => false,
-            };
+            let held_by_subject = subjects
+                .get(digest)
+                .is_some_and(|subject| updated_before.contains_key(subject));
             if !held_by_subject {
-                out.push(digest);
+                out.push(Digest::stored(digest)?);
             }
         }
         Ok(out)
@@ -477,12 +518,13 @@ impl Batch<'_> {
     /// A candidate stays if an index that stays lists it or one of its referrers (D5), or if
     /// a lock protects it, a referrer or one of their tags; those locked items go to `locked`.
     /// Keeping one candidate can keep an index, and with it more, so both rules apply until
-    /// nothing changes; locks are looked at only among what would otherwise go.
+    /// nothing changes; locks, with `check_locks`, are looked at only among what would
+    /// otherwise go.
     fn deletable(
         &self,
         repo: &str,
         candidates: Vec<Digest>,
-        include_locked: bool,
+        check_locks: bool,
         locked: &mut BTreeSet<Item>,
     ) -> Result<Vec<Digest>> {
         let mut closures = Vec::with_capacity(candidates.len());
@@ -491,7 +533,7 @@ impl Batch<'_> {
         }
         loop {
             while self.keep_listed(repo, &mut closures)? {}
-            if include_locked {
+            if !check_locks {
                 break;
             }
             let before = closures.len();

@@ -121,6 +121,14 @@ impl Batch<'_> {
     /// Removes live tag `tag` and returns the manifest it pointed at. With the soft delete
     /// policy on, the tag goes to the recycle bin (S2).
     pub(crate) fn drop_tag(&mut self, repo: &str, tag: &str, cause: TagCause) -> Result<Digest> {
+        let digest = self.remove_tag(repo, tag, cause)?;
+        touch(self, repo, digest.as_str())?;
+        Ok(digest)
+    }
+
+    /// [`drop_tag`](Batch::drop_tag) without marking the manifest as updated: for a caller
+    /// that deletes the manifest next, or touches it once after removing many of its tags.
+    pub(crate) fn remove_tag(&mut self, repo: &str, tag: &str, cause: TagCause) -> Result<Digest> {
         let digest = match self.t.tags.remove((repo, tag))? {
             Some(row) => Digest::stored(row.value().0)?,
             None => {
@@ -131,7 +139,6 @@ impl Batch<'_> {
             }
         };
         self.t.manifest_tags.remove((repo, digest.as_str(), tag))?;
-        touch(self, repo, digest.as_str())?;
         let seq = self.record_event(repo, tag, Some(&digest), None, cause)?;
         if self.soft_delete_policy()?.enabled {
             self.bin_tag(repo, &digest, tag, seq)?;
