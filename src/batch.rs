@@ -1,11 +1,12 @@
 //! Write transactions: every mutating call runs in a [`Batch`], alone or with others (SPEC C1).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use redb::ReadableTable;
 
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
+use crate::recycle_bin::SoftDeletePolicy;
 use crate::registry::{Inner, Registry};
 use crate::tables::Tables;
 
@@ -59,6 +60,8 @@ pub struct Batch<'t> {
     /// Whether a collection is running: blobs this batch links or references go to its
     /// journal (`gc_touched`), so the sweep spares them.
     pub(crate) collecting: bool,
+    /// The soft delete policy once read: deletes ask for it per tag and per manifest.
+    pub(crate) soft_delete: Cell<Option<SoftDeletePolicy>>,
 }
 
 impl Batch<'_> {
@@ -128,6 +131,7 @@ impl Registry {
                 inner: &self.inner,
                 now: self.inner.clock.now(),
                 collecting,
+                soft_delete: Cell::new(None),
             };
             f(&mut batch)?
         };

@@ -120,10 +120,15 @@ impl Batch<'_> {
         doomed: &[Digest],
         cause: TagCause,
     ) -> Result<()> {
+        let binned = self.soft_delete_policy()?.enabled;
         for digest in doomed {
             for tag in keys_under2(&self.t.manifest_tags, repo, digest.as_str())? {
                 self.unlock(repo, &Item::Tag(tag.clone()))?;
-                self.remove_tag(repo, &tag, cause)?;
+                if binned {
+                    self.remove_tag(repo, &tag, cause)?;
+                } else {
+                    self.forget_tag(repo, &tag)?;
+                }
             }
             self.unlock(repo, &Item::Manifest(digest.clone()))?;
             self.delete_untagged_manifest(repo, digest)?;

@@ -369,7 +369,7 @@ impl Batch<'_> {
             let busy = !tags.is_empty()
                 || (options.untagged
                     && !self
-                        .untagged_to_purge(repo, cutoff, &updated_before)?
+                        .untagged_to_purge(repo, cutoff, &updated_before, &HashMap::new())?
                         .is_empty());
             if !busy {
                 return Ok(None);
@@ -377,9 +377,11 @@ impl Batch<'_> {
             report.locked.push(Item::Repository);
             return Ok(Some(report));
         }
+        // Planned first, applied after: the tags of a manifest that goes are removed with it,
+        // so it is not rewritten as untagged before it is deleted.
         let mut locked = BTreeSet::new();
-        let mut untouched = BTreeSet::new();
-        for (tag, _) in tags {
+        let mut untag = Vec::new();
+        for (tag, digest) in tags {
             let item = Item::Tag(tag.clone());
             if has_locks && self.locks_of(repo, &item)?.refuses(Need::Delete).is_some() {
                 if !options.include_locked {
@@ -388,21 +390,33 @@ impl Batch<'_> {
                 }
                 self.unlock(repo, &item)?;
             }
-            untouched.insert(self.remove_tag(repo, &tag, TagCause::Purge)?);
-            report.tags_untagged.push(tag);
+            untag.push((tag, digest));
         }
+        let mut doomed = Vec::new();
         if options.untagged {
-            let candidates = self.untagged_to_purge(repo, cutoff, &updated_before)?;
+            let mut losing: HashMap<&str, usize> = HashMap::new();
+            for (_, digest) in &untag {
+                *losing.entry(digest.as_str()).or_default() += 1;
+            }
+            let candidates = self.untagged_to_purge(repo, cutoff, &updated_before, &losing)?;
             let check_locks = has_locks && !options.include_locked;
-            let doomed = self.deletable(repo, candidates, check_locks, &mut locked)?;
-            self.remove_manifests(repo, &doomed, TagCause::Purge)?;
-            report.manifests_deleted = doomed;
+            doomed = self.deletable(repo, candidates, check_locks, &mut locked)?;
         }
-        // What lost a tag and stays counts as updated now, as after any untag; touched only
-        // now, so that what goes is not rewritten first.
+        let going: HashSet<&Digest> = doomed.iter().collect();
+        let mut untouched = BTreeSet::new();
+        for (tag, digest) in &untag {
+            if !going.contains(digest) {
+                self.remove_tag(repo, tag, TagCause::Purge)?;
+                untouched.insert(digest);
+            }
+        }
+        self.remove_manifests(repo, &doomed, TagCause::Purge)?;
+        // What lost a tag and stays counts as updated now, as after any untag.
         for digest in untouched {
             touch(self, repo, digest.as_str())?;
         }
+        report.tags_untagged = untag.into_iter().map(|(tag, _)| tag).collect();
+        report.manifests_deleted = doomed;
         report.tags_untagged.sort();
         report.manifests_deleted.sort();
         report.locked = locked.into_iter().collect();
@@ -481,14 +495,16 @@ impl Batch<'_> {
         Ok(out)
     }
 
-    /// The live untagged manifests of `repo` last updated before `cutoff` (by their time
-    /// before this purge, `updated_before`, which holds every manifest live before it) that
-    /// do not refer to a live subject (U3), oldest first.
+    /// The live manifests of `repo` that are untagged once each loses `losing` of its tags,
+    /// last updated before `cutoff` (by their time before this purge, `updated_before`, which
+    /// holds every manifest live before it), that do not refer to a live subject (U3), oldest
+    /// first.
     fn untagged_to_purge(
         &self,
         repo: &str,
         cutoff: Timestamp,
         updated_before: &HashMap<String, u64>,
+        losing: &HashMap<&str, usize>,
     ) -> Result<Vec<Digest>> {
         // This purge has deleted no manifest yet: the live ones are those live before it.
         let subjects = self.subjects(repo)?;
@@ -501,7 +517,14 @@ impl Batch<'_> {
             let (key, _) = row?;
             let (_, updated, digest) = key.value();
             let updated = updated_before.get(digest).copied().unwrap_or(updated);
-            if updated >= cutoff.as_nanos() || has_tags(&self.t.manifest_tags, repo, digest)? {
+            if updated >= cutoff.as_nanos() {
+                continue;
+            }
+            let tagged = match losing.get(digest) {
+                None => has_tags(&self.t.manifest_tags, repo, digest)?,
+                Some(&lost) => keys_under2(&self.t.manifest_tags, repo, digest)?.len() > lost,
+            };
+            if tagged {
                 continue;
             }
             let held_by_subject = subjects

@@ -112,6 +112,7 @@ impl Registry {
         policy.validate()?;
         self.batch(|b| {
             b.t.meta.insert("soft_delete", encode(&policy).as_slice())?;
+            b.soft_delete.set(Some(policy));
             Ok(())
         })
     }
@@ -364,7 +365,12 @@ fn deleted_tag_keys(
 impl Batch<'_> {
     /// The soft delete policy, as this transaction sees it.
     pub(crate) fn soft_delete_policy(&self) -> Result<SoftDeletePolicy> {
-        read_policy(&self.t.meta)
+        if let Some(policy) = self.soft_delete.get() {
+            return Ok(policy);
+        }
+        let policy = read_policy(&self.t.meta)?;
+        self.soft_delete.set(Some(policy));
+        Ok(policy)
     }
 
     /// Restores a manifest; see [`Repository::restore`].
@@ -588,6 +594,20 @@ impl Batch<'_> {
         Ok(binned.len())
     }
 
+    /// Removes a live tag whose manifest is purged next: no event, no bin, as the manifest's
+    /// history goes with it (T2).
+    pub(crate) fn forget_tag(&mut self, repo: &str, tag: &str) -> Result<()> {
+        let digest = self
+            .t
+            .tags
+            .remove((repo, tag))?
+            .map(|v| v.value().0.to_owned());
+        if let Some(digest) = digest {
+            self.t.manifest_tags.remove((repo, digest.as_str(), tag))?;
+        }
+        Ok(())
+    }
+
     /// Removes a manifest's record, body, tags in the bin and history.
     fn forget_manifest(&mut self, repo: &str, digest: &str) -> Result<()> {
         self.forget_tags_and_history(repo, digest)?;
@@ -627,17 +647,8 @@ impl Batch<'_> {
             |tag, _| Ok(tag.to_owned()),
         )?;
         for tag in tags {
-            // Gone for good: no event, no bin; the history goes with the manifests below.
-            let digest = self
-                .t
-                .tags
-                .remove((repo, tag.as_str()))?
-                .map(|v| v.value().0.to_owned());
-            if let Some(digest) = digest {
-                self.t
-                    .manifest_tags
-                    .remove((repo, digest.as_str(), tag.as_str()))?;
-            }
+            // The history goes with the manifests below.
+            self.forget_tag(repo, &tag)?;
         }
         let digests = page_under(&self.t.manifests, repo, &Page::all(), |d, _| {
             Ok(d.to_owned())
