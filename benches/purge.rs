@@ -1,9 +1,9 @@
 //! Purge by filter at scale: 1,000 repositories × 100 tags (100,000 tags), each tag on an
 //! image manifest of its own, all of them older than the purge's `ago`.
 //!
-//! Measured, with the soft delete policy off and on: a dry run over all of it, and a real run
-//! that untags every tag and, with `untagged`, deletes every manifest (100,000 untags and
-//! 100,000 manifest deletes). The store is built once (one config blob, mounted into every
+//! Measured, with the soft delete policy off and on: a dry run over all of it (with
+//! `untagged`), and real runs that untag every tag ("tags only"), or also delete every
+//! manifest ("untagged too": 100,000 untags and 100,000 manifest deletes). The store is built once (one config blob, mounted into every
 //! repository; 1,000 manifests per transaction) on tmpfs (`/dev/shm`) when there is one, so
 //! the figures measure the purge's metadata work rather than a disk; each real run works on a
 //! fresh copy of it, made outside the timing.
@@ -126,15 +126,15 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-fn options(dry_run: bool) -> PurgeOptions {
+fn options(dry_run: bool, untagged: bool) -> PurgeOptions {
     let mut options = PurgeOptions::new(["team/.*:.*"]).unwrap();
     options.ago = parse_ago("1d").unwrap();
-    options.untagged = true;
+    options.untagged = untagged;
     options.dry_run = dry_run;
     options
 }
 
-fn check(report: &PurgeReport) {
+fn check(report: &PurgeReport, untagged: bool) {
     assert_eq!(
         (
             report.repositories.len(),
@@ -142,7 +142,7 @@ fn check(report: &PurgeReport) {
             report.manifests_deleted(),
             report.locked()
         ),
-        (REPOSITORIES, TAGS, TAGS, 0)
+        (REPOSITORIES, TAGS, if untagged { TAGS } else { 0 }, 0)
     );
 }
 
@@ -173,11 +173,11 @@ fn bench(c: &mut Criterion) {
             "100,000 tags in 1,000 repositories, soft delete {}",
             if soft_delete { "on" } else { "off" }
         );
-        let options = options(true);
+        let options = options(true, true);
         group.bench_function(name, |b| {
             b.iter(|| {
                 let report = registry.purge(&options).unwrap();
-                check(&report);
+                check(&report, true);
                 black_box(report)
             })
         });
@@ -190,12 +190,17 @@ fn bench(c: &mut Criterion) {
         .sampling_mode(SamplingMode::Flat)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(20));
-    for soft_delete in [false, true] {
+    for (untagged, soft_delete) in [(false, false), (false, true), (true, false), (true, true)] {
         let name = format!(
-            "100,000 tags in 1,000 repositories, soft delete {}",
+            "100,000 tags in 1,000 repositories, {}, soft delete {}",
+            if untagged {
+                "untagged too"
+            } else {
+                "tags only"
+            },
             if soft_delete { "on" } else { "off" }
         );
-        let options = options(false);
+        let options = options(false, untagged);
         group.bench_function(name, |b| {
             b.iter_batched(
                 || {
@@ -209,7 +214,7 @@ fn bench(c: &mut Criterion) {
                 },
                 |(copy, registry)| {
                     let report = registry.purge(&options).unwrap();
-                    check(&report);
+                    check(&report, untagged);
                     // Dropped after the timing.
                     (copy, registry, report)
                 },
