@@ -248,9 +248,10 @@ impl Upload {
     }
 
     /// Ends the session: the bytes received must hash to `digest` (P1). They become the blob,
-    /// linked into the session's repository. On a mismatch nothing is stored and the session
-    /// stays open; once the digest matched, the session is over even if the commit fails (the
-    /// caller puts the blob again).
+    /// linked into the session's repository. On a mismatch, or if the repository is
+    /// write-locked ([`Error::Locked`]), nothing is stored and the session stays open; once
+    /// the digest matched and the lock was checked, the session is over even if the commit
+    /// fails (the caller puts the blob again).
     pub fn finish(&self, digest: &Digest) -> Result<()> {
         let mut state = self.open_state()?;
         let path = self.registry.inner.blobs.uploads.join(&self.id);
@@ -269,6 +270,11 @@ impl Upload {
             });
         }
         check_no_batch(&self.registry)?;
+        // Refused before the bytes become the blob (L2), so that a refusal leaves no file
+        // behind and the session open, to finish once the lock is lifted.
+        self.registry
+            .repository(&state.repository)?
+            .check_writable()?;
         let blobs = &self.registry.inner.blobs;
         if !blobs.path(digest).exists() {
             blobs.promote(&path, digest)?;
