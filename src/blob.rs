@@ -10,9 +10,9 @@ use bytes::Bytes;
 use redb::{ReadableDatabase, ReadableTable};
 
 use crate::batch::{Batch, check_no_batch};
-use crate::lock::{Item, Need};
 use crate::digest::{Algorithm, Digest};
 use crate::error::{Error, IoContext, Result};
+use crate::lock::{Item, Need};
 use crate::registry::Page;
 use crate::repository::{Repository, is_live, repository_record};
 use crate::tables::{BLOB_LINKS, BLOBS, REPOSITORIES, page_under};

@@ -9,10 +9,10 @@ use redb::ReadableTable;
 use crate::batch::Batch;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::lock::{Item, Need, locked};
 use crate::manifest::Reference;
 use crate::registry::Registry;
 use crate::repository::{Repository, repository_record, repository_tombstone};
-use crate::lock::{Item, Need, locked};
 use crate::tables::{encode, keys_under2};
 use crate::tag::{TagCause, resolve_in, validate_tag};
 
@@ -89,7 +89,8 @@ impl Batch<'_> {
         }
         for digest in doomed {
             let tags = keys_under2(&self.t.manifest_tags, repo, digest.as_str())?;
-            let items = std::iter::once(Item::Manifest(digest.clone())).chain(tags.into_iter().map(Item::Tag));
+            let items = std::iter::once(Item::Manifest(digest.clone()))
+                .chain(tags.into_iter().map(Item::Tag));
             for item in items {
                 if let Some(lock) = self.locks_of(repo, &item)?.refuses(Need::Delete) {
                     return Ok(Some(locked(repo, &item, lock)));

@@ -147,7 +147,11 @@ pub fn parse_ago(ago: &str) -> Result<Duration> {
         let (number, tail) = rest.split_at(digits);
         let number: u64 = number.parse().map_err(|_| invalid(FORM))?;
         let units = tail.bytes().take_while(u8::is_ascii_alphabetic).count();
-        let units = if tail.starts_with("µs") { "µs".len() } else { units };
+        let units = if tail.starts_with("µs") {
+            "µs".len()
+        } else {
+            units
+        };
         let (unit, tail) = tail.split_at(units);
         let nanos_per: u64 = match unit {
             "d" => 86_400_000_000_000,
@@ -233,7 +237,10 @@ pub struct PurgeReport {
 impl PurgeReport {
     /// Tags untagged in all repositories.
     pub fn tags_untagged(&self) -> usize {
-        self.repositories.iter().map(|r| r.tags_untagged.len()).sum()
+        self.repositories
+            .iter()
+            .map(|r| r.tags_untagged.len())
+            .sum()
     }
 
     /// Manifests deleted in all repositories.

@@ -12,15 +12,15 @@ use redb::{ReadableDatabase, ReadableTable};
 use serde::{Deserialize, Serialize};
 
 use crate::batch::Batch;
-use crate::digest::Digest;
 use crate::clock::Timestamp;
+use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::manifest::{Record, has_tags};
 use crate::recycle_bin::{TOMBSTONE_MANIFEST, TOMBSTONE_REPOSITORY, TOMBSTONE_TAG};
 use crate::registry::Registry;
 use crate::repository::repository_record;
-use crate::manifest::{Record, has_tags};
-use crate::tag::TagCause;
 use crate::tables::{META, Tables, keys_under2};
+use crate::tag::TagCause;
 
 const LAST_RUN: &str = "autopurge_last_run";
 

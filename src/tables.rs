@@ -61,7 +61,8 @@ pub(crate) const LOCKS: TableDefinition<(&str, &str), u8> = TableDefinition::new
 /// (untagged since, repository, manifest digest) → (): every live manifest that no tag points
 /// at, by the time it was last updated, which for these is when it lost its last tag or was
 /// pushed or restored untagged (R1).
-pub(crate) const UNTAGGED: TableDefinition<(u64, &str, &str), ()> = TableDefinition::new("untagged");
+pub(crate) const UNTAGGED: TableDefinition<(u64, &str, &str), ()> =
+    TableDefinition::new("untagged");
 /// Blob digest → (): the blobs linked or referenced while a collection runs.
 pub(crate) const GC_TOUCHED: TableDefinition<&str, ()> = TableDefinition::new("gc_touched");
 
