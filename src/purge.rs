@@ -476,6 +476,8 @@ impl Batch<'_> {
     /// Of `candidates`, what can be deleted together, with the referrers that go with them:
     /// a candidate stays if an index that stays lists it or one of its referrers (D5), or if
     /// a lock protects it, a referrer or one of their tags (the locked items go to `locked`).
+    /// Only what would go but for a lock counts as locked: a locked child of an index that
+    /// stays is not the purge's to delete, and is not reported (U4).
     fn deletable(
         &self,
         repo: &str,
@@ -486,8 +488,13 @@ impl Batch<'_> {
         let mut closures: Vec<(Digest, Vec<Digest>)> = Vec::new();
         for candidate in candidates {
             let closure = self.doomed_by(repo, vec![candidate.clone()])?;
-            let mut blocked = false;
-            if !include_locked {
+            closures.push((candidate, closure));
+        }
+        self.keep_listed(repo, &mut closures)?;
+        if !include_locked {
+            let mut unlocked = Vec::with_capacity(closures.len());
+            for (candidate, closure) in closures {
+                let mut blocked = false;
                 for digest in &closure {
                     let tags = keys_under2(&self.t.manifest_tags, repo, digest.as_str())?;
                     let items = std::iter::once(Item::Manifest(digest.clone()))
@@ -499,17 +506,29 @@ impl Batch<'_> {
                         }
                     }
                 }
+                if !blocked {
+                    unlocked.push((candidate, closure));
+                }
             }
-            if !blocked {
-                closures.push((candidate, closure));
-            }
+            closures = unlocked;
+            // What a locked index lists stays with it.
+            self.keep_listed(repo, &mut closures)?;
         }
-        // Keep the candidates an index that stays lists, until there are none: keeping one
-        // can keep an index, and with it its children.
+        let mut seen = HashSet::new();
+        Ok(closures
+            .into_iter()
+            .flat_map(|(_, closure)| closure)
+            .filter(|d| seen.insert(d.clone()))
+            .collect())
+    }
+
+    /// Keeps (drops from `closures`) the candidates an index that stays lists, until there
+    /// are none: keeping one can keep an index, and with it its children.
+    fn keep_listed(&self, repo: &str, closures: &mut Vec<(Digest, Vec<Digest>)>) -> Result<()> {
         loop {
             let doomed: HashSet<&Digest> = closures.iter().flat_map(|(_, c)| c).collect();
             let mut listed = Vec::with_capacity(closures.len());
-            for (_, closure) in &closures {
+            for (_, closure) in closures.iter() {
                 let mut by_one_that_stays = false;
                 for digest in closure {
                     for index in keys_under2(&self.t.children, repo, digest.as_str())? {
@@ -519,16 +538,10 @@ impl Batch<'_> {
                 listed.push(by_one_that_stays);
             }
             if !listed.contains(&true) {
-                break;
+                return Ok(());
             }
             let mut listed = listed.into_iter();
             closures.retain(|_| !listed.next().unwrap_or(false));
         }
-        let mut seen = HashSet::new();
-        Ok(closures
-            .into_iter()
-            .flat_map(|(_, closure)| closure)
-            .filter(|d| seen.insert(d.clone()))
-            .collect())
     }
 }
