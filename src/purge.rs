@@ -361,11 +361,14 @@ impl Batch<'_> {
             .lock_blocking(repo, &Item::Repository, Need::Delete)?
             .is_some()
         {
+            // Reported if the purge would change it but for the locks (U4).
             let busy = !tags.is_empty()
-                || (options.untagged
-                    && !self
-                        .untagged_to_purge(repo, cutoff, &updated_before)?
-                        .is_empty());
+                || (options.untagged && {
+                    let candidates = self.untagged_to_purge(repo, cutoff, &updated_before)?;
+                    !self
+                        .deletable(repo, candidates, true, &mut BTreeSet::new())?
+                        .is_empty()
+                });
             if !busy {
                 return Ok(None);
             }
