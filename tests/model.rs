@@ -23,7 +23,10 @@
 //! can hold it), and the reads that show its effect to [`compare`].
 //!
 //! `MODEL_STATS=1 cargo test --test model -- --nocapture` prints how often each op had each
-//! outcome, to check that the strategies reach the success paths as well as the errors.
+//! outcome, to check that the strategies reach the success paths as well as the errors (a purge
+//! by filter's outcome tells whether it untagged, deleted or skipped locked items; an autopurge
+//! run's whether the retention policy deleted). A test run through [`check_model`] also fails
+//! when its cases stop reaching the outcomes it lists.
 
 mod common;
 
@@ -2631,10 +2634,11 @@ impl RepoModel {
             manifests_deleted: Vec::new(),
             locked: Vec::new(),
         };
-        // U4: a locked repository is skipped whole, with or without `include_locked`.
+        // U4: a locked repository is skipped whole, with or without `include_locked`, and
+        // reported if the purge would change it but for the locks.
         if self.check_lock(name, "", Need::Delete).is_err() {
-            let busy = !tags.is_empty()
-                || (p.untagged && !self.purge_candidates(cutoff, &before).is_empty());
+            let busy =
+                !tags.is_empty() || (p.untagged && !self.unlisted(cutoff, &before).is_empty());
             report.locked.push(Item::Repository);
             return busy.then_some(report);
         }
@@ -2652,26 +2656,15 @@ impl RepoModel {
         }
         let mut doomed: Vec<String> = Vec::new();
         if p.untagged {
-            let mut closures: Vec<Vec<String>> = Vec::new();
-            for candidate in self.purge_candidates(cutoff, &before) {
-                let closure = self.doomed_by(&candidate);
-                let held = match p.include_locked {
-                    true => Vec::new(),
-                    false => self.locked_among(&closure),
-                };
-                if held.is_empty() {
-                    closures.push(closure);
-                } else {
+            let mut closures = self.unlisted(cutoff, &before);
+            // U4: of what would go, what a lock keeps, and then what it lists.
+            if !p.include_locked {
+                closures.retain(|closure| {
+                    let held = self.locked_among(closure);
                     locked.extend(held.iter().map(|(key, _)| lock_item(key)));
-                }
-            }
-            // D5: what a live index that stays lists stays, which may keep that index's
-            // children too; until nothing changes.
-            while let Some(kept) = closures.iter().position(|closure| {
-                let all: Vec<String> = closures.concat();
-                closure.iter().any(|d| self.listed(d, &all).is_some())
-            }) {
-                closures.remove(kept);
+                    held.is_empty()
+                });
+                self.keep_listed(&mut closures);
             }
             doomed = closures.concat();
             self.remove_manifests(&doomed, now, bin, TagCause::Purge);
@@ -2684,6 +2677,30 @@ impl RepoModel {
             && report.manifests_deleted.is_empty()
             && report.locked.is_empty();
         (!idle).then_some(report)
+    }
+
+    /// U3: the candidates with their referrers (D5) that would go, locks aside: all but what
+    /// an index that stays lists.
+    fn unlisted(
+        &self,
+        cutoff: Timestamp,
+        before: &BTreeMap<String, Timestamp>,
+    ) -> Vec<Vec<String>> {
+        let candidates = self.purge_candidates(cutoff, before).into_iter();
+        let mut closures: Vec<Vec<String>> = candidates.map(|c| self.doomed_by(&c)).collect();
+        self.keep_listed(&mut closures);
+        closures
+    }
+
+    /// D5: keeps (drops from `closures`) what a live index outside them lists, which may keep
+    /// that index's children too; until nothing changes.
+    fn keep_listed(&self, closures: &mut Vec<Vec<String>>) {
+        while let Some(kept) = closures.iter().position(|closure| {
+            let all: Vec<String> = closures.concat();
+            closure.iter().any(|d| self.listed(d, &all).is_some())
+        }) {
+            closures.remove(kept);
+        }
     }
 
     /// U3: the live untagged manifests last updated before `cutoff` by their times `before`
@@ -4691,20 +4708,13 @@ fn l2_finish_upload_into_a_write_locked_repository_is_refused_and_the_session_st
     assert_eq!(outcomes[7], Ok(Value::Unit));
 }
 
-/// R1, R2: an untagged index and its untagged children, older than the index as children are,
-/// all go in one autopurge run: the index going frees its children.
-#[test]
-fn r1_r2_retention_deletes_an_untagged_index_and_its_older_children_in_one_run() {
-    let repo = REPOS[0];
+/// A blob, and an image of it pushed by digest: the first manifest of `repo`, untagged.
+fn untagged_image(repo: &'static str) -> Vec<Op> {
     let config = BlobSel {
         content: 0,
         alg: Algorithm::Sha256,
     };
-    let outcomes = run_outcomes(&[
-        Op::SetRetention {
-            enabled: true,
-            days: 0,
-        },
+    vec![
         Op::PutBlobSha256 { repo, content: 0 },
         Op::PushImage {
             repo,
@@ -4716,6 +4726,20 @@ fn r1_r2_retention_deletes_an_untagged_index_and_its_older_children_in_one_run()
             },
             reference: RefChoice::Digest(Algorithm::Sha256),
         },
+    ]
+}
+
+/// R1, R2: an untagged index and its untagged children, older than the index as children are,
+/// all go in one autopurge run: the index going frees its children.
+#[test]
+fn r1_r2_retention_deletes_an_untagged_index_and_its_older_children_in_one_run() {
+    let repo = REPOS[0];
+    let mut ops = vec![Op::SetRetention {
+        enabled: true,
+        days: 0,
+    }];
+    ops.extend(untagged_image(repo));
+    ops.extend([
         Op::AdvanceClock(1),
         Op::PushIndex {
             repo,
@@ -4726,6 +4750,7 @@ fn r1_r2_retention_deletes_an_untagged_index_and_its_older_children_in_one_run()
         Op::AdvanceClock(1),
         Op::Autopurge { now: true },
     ]);
+    let outcomes = run_outcomes(&ops);
     let Ok(Value::Purged {
         untagged_deleted, ..
     }) = outcomes.unwrap()[6]
@@ -4733,4 +4758,54 @@ fn r1_r2_retention_deletes_an_untagged_index_and_its_older_children_in_one_run()
         panic!("autopurge failed");
     };
     assert_eq!(untagged_deleted, 2, "the index and its child");
+}
+
+/// U3, U4: a locked untagged child of a tagged index is not a purge's to delete, lock or no
+/// lock: the purge does not report it as a locked item it skipped, nor its repository once
+/// that is locked.
+#[test]
+fn u3_u4_purge_reports_no_lock_on_what_it_would_not_delete() {
+    let repo = REPOS[0];
+    let purge = Op::PurgeByFilter(PurgeSel {
+        filters: vec!["team/.*:v.*"],
+        ago: "0",
+        keep: 0,
+        untagged: true,
+        include_locked: false,
+        run: PurgeRun::DryThenReal,
+    });
+    let mut ops = untagged_image(repo);
+    ops.extend([
+        Op::PushIndex {
+            repo,
+            docker: false,
+            children: vec![ManifestSel::Existing(0)],
+            reference: RefChoice::Tag("latest"),
+        },
+        Op::SetLocks {
+            repo,
+            item: ItemSel::Manifest(ManifestSel::Existing(0)),
+            locks: Locks::NO_DELETE,
+        },
+        Op::SetLocks {
+            repo,
+            item: ItemSel::Manifest(ManifestSel::Existing(1)),
+            locks: Locks::NO_DELETE,
+        },
+        Op::AdvanceClock(60),
+        purge.clone(),
+        Op::SetLocks {
+            repo,
+            item: ItemSel::Repository,
+            locks: Locks::NO_DELETE,
+        },
+        purge,
+    ]);
+    let outcomes = run_outcomes(&ops).unwrap();
+    for i in [6, 8] {
+        let Ok(Value::PurgeReport { repositories, .. }) = &outcomes[i] else {
+            panic!("purge failed: {:?}", outcomes[i]);
+        };
+        assert_eq!(repositories, &[], "nothing to do, nothing skipped");
+    }
 }
