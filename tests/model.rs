@@ -4540,7 +4540,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(config(256))]
+    #![proptest_config(config(224))]
 
     /// S3–S16, T1, T2, C1, L2: the registry behaves as the model under restores (by tag, by
     /// digest, both, forced; or refused by a lock), reverts, purges by hand, autopurge runs (due
@@ -4642,7 +4642,7 @@ fn l1_l2_r1_r3_u1_u6_t1_model_matches_registry_under_locks_retention_and_purges(
     };
     let ops = with_retention(prop::collection::vec(op_mix(mix), 1..60));
     check_model(
-        128,
+        96,
         ops,
         &[
             (&["PurgeByFilter"], "real untag"),
