@@ -150,7 +150,8 @@ pub(crate) enum Need {
     Delete,
 }
 
-/// Fails unless `item` of `repo` is live: only live items carry locks.
+/// Fails unless `item` of `repo` is live: only live items carry locks. A live manifest or tag
+/// is in a live repository.
 fn check_live(
     repositories: &impl ReadableTable<&'static str, &'static [u8]>,
     manifests: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
@@ -158,13 +159,15 @@ fn check_live(
     repo: &str,
     item: &Item,
 ) -> Result<()> {
-    if !is_live(repositories, repo)? {
-        return Err(Error::RepositoryUnknown {
-            name: repo.to_owned(),
-        });
-    }
     let live = match item {
-        Item::Repository => true,
+        Item::Repository => {
+            if !is_live(repositories, repo)? {
+                return Err(Error::RepositoryUnknown {
+                    name: repo.to_owned(),
+                });
+            }
+            true
+        }
         Item::Manifest(digest) => match manifests.get((repo, digest.as_str()))? {
             Some(v) => decode::<Record>("manifests", v.value())?.deleted.is_none(),
             None => false,

@@ -218,6 +218,16 @@ impl PurgeOptions {
     }
 }
 
+/// What a purge is to do in one repository.
+struct Plan {
+    /// Tags to untag, with the manifests they point at.
+    untag: Vec<(String, Digest)>,
+    /// Manifests to delete, referrers included.
+    doomed: Vec<Digest>,
+    /// Locked items skipped.
+    locked: BTreeSet<Item>,
+}
+
 /// What a purge did, or in a dry run would do (U5), in one repository.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RepositoryPurge {
@@ -366,41 +376,32 @@ impl Batch<'_> {
             .lock_blocking(repo, &Item::Repository, Need::Delete)?
             .is_some()
         {
-            let busy = !tags.is_empty()
-                || (options.untagged
-                    && !self
-                        .untagged_to_purge(repo, cutoff, &updated_before, &HashMap::new())?
-                        .is_empty());
-            if !busy {
+            // Reported if the purge would change the repository but for the locks.
+            let plan = self.plan(repo, tags, options.untagged, cutoff, &updated_before, false)?;
+            if plan.untag.is_empty() && plan.doomed.is_empty() {
                 return Ok(None);
             }
             report.locked.push(Item::Repository);
             return Ok(Some(report));
         }
-        // Planned first, applied after: the tags of a manifest that goes are removed with it,
-        // so it is not rewritten as untagged before it is deleted.
-        let mut locked = BTreeSet::new();
-        let mut untag = Vec::new();
-        for (tag, digest) in tags {
-            let item = Item::Tag(tag.clone());
-            if has_locks && self.locks_of(repo, &item)?.refuses(Need::Delete).is_some() {
-                if !options.include_locked {
-                    locked.insert(item);
-                    continue;
-                }
-                self.unlock(repo, &item)?;
+        let check_locks = has_locks && !options.include_locked;
+        let Plan {
+            untag,
+            doomed,
+            locked,
+        } = self.plan(
+            repo,
+            tags,
+            options.untagged,
+            cutoff,
+            &updated_before,
+            check_locks,
+        )?;
+        if has_locks {
+            // With `include_locked`; the manifests' locks go with them.
+            for (tag, _) in &untag {
+                self.unlock(repo, &Item::Tag(tag.clone()))?;
             }
-            untag.push((tag, digest));
-        }
-        let mut doomed = Vec::new();
-        if options.untagged {
-            let mut losing: HashMap<&str, usize> = HashMap::new();
-            for (_, digest) in &untag {
-                *losing.entry(digest.as_str()).or_default() += 1;
-            }
-            let candidates = self.untagged_to_purge(repo, cutoff, &updated_before, &losing)?;
-            let check_locks = has_locks && !options.include_locked;
-            doomed = self.deletable(repo, candidates, check_locks, &mut locked)?;
         }
         let going: HashSet<&Digest> = doomed.iter().collect();
         let mut untouched = BTreeSet::new();
@@ -424,6 +425,45 @@ impl Batch<'_> {
             && report.manifests_deleted.is_empty()
             && report.locked.is_empty();
         Ok((!idle).then_some(report))
+    }
+
+    /// What a purge of `repo` does, planned before anything is changed so that the tags of a
+    /// manifest that goes are removed with it rather than first: of the selected `tags`, those
+    /// to untag; with `untagged`, the manifests to delete; and, with `check_locks`, the locked
+    /// items skipped.
+    fn plan(
+        &self,
+        repo: &str,
+        tags: Vec<(String, Digest)>,
+        untagged: bool,
+        cutoff: Timestamp,
+        updated_before: &HashMap<String, u64>,
+        check_locks: bool,
+    ) -> Result<Plan> {
+        let mut locked = BTreeSet::new();
+        let mut untag = Vec::new();
+        for (tag, digest) in tags {
+            let item = Item::Tag(tag.clone());
+            if check_locks && self.locks_of(repo, &item)?.refuses(Need::Delete).is_some() {
+                locked.insert(item);
+            } else {
+                untag.push((tag, digest));
+            }
+        }
+        let mut doomed = Vec::new();
+        if untagged {
+            let mut losing: HashMap<&str, usize> = HashMap::new();
+            for (_, digest) in &untag {
+                *losing.entry(digest.as_str()).or_default() += 1;
+            }
+            let candidates = self.untagged_to_purge(repo, cutoff, updated_before, &losing)?;
+            doomed = self.deletable(repo, candidates, check_locks, &mut locked)?;
+        }
+        Ok(Plan {
+            untag,
+            doomed,
+            locked,
+        })
     }
 
     /// The tags of `repo` a filter selects that were last updated before `cutoff`, without the

@@ -331,6 +331,10 @@ impl Batch<'_> {
     /// Deletes the manifests that have stayed untagged for the policy's days since it took
     /// effect (R1), except children of a live index and referrers of a live subject (R2) and
     /// what a lock protects; and returns how many manifests went, referrers included.
+    ///
+    /// A run leaves nothing due behind: deleting an index frees its children, which are
+    /// usually older than it and so were passed over while it was live. Passes repeat until
+    /// one deletes nothing.
     fn apply_retention(&mut self) -> Result<usize> {
         let StoredRetention {
             policy,
@@ -343,6 +347,19 @@ impl Batch<'_> {
         if cutoff < since {
             return Ok(0);
         }
+        let mut deleted = 0;
+        loop {
+            let pass = self.retention_pass(since, cutoff)?;
+            deleted += pass;
+            if pass == 0 {
+                return Ok(deleted);
+            }
+        }
+    }
+
+    /// One pass of [`apply_retention`](Batch::apply_retention) over the manifests untagged
+    /// from `since` to `cutoff`, oldest first.
+    fn retention_pass(&mut self, since: Timestamp, cutoff: Timestamp) -> Result<usize> {
         let due: Vec<(String, Digest)> = {
             let mut out = Vec::new();
             let range = (since.as_nanos(), "", "")..(cutoff.as_nanos().saturating_add(1), "", "");

@@ -1,9 +1,11 @@
-//! SPEC P1–P8, N1–N3, C1, D1–D5, S1–S16 and T1–T2 as a model-based property test.
+//! SPEC P1–P8, N1–N3, C1, D1–D5, S1–S16, T1–T2, G1–G5, L1–L2, R1–R3 and U1–U6 as a
+//! model-based property test.
 //!
 //! [`Model`] is a plain in-memory registry (BTreeMaps) implementing the SPEC's rules: blobs,
 //! uploads, manifests and tags; deletes, the recycle bin with its restores, purges and the
-//! retention clock's autopurge; tag history and reverts. It is the reference semantics that later
-//! rules (purge policies, locks, the collector) extend.
+//! retention clock's autopurge; tag history and reverts; the collector; locks on repositories,
+//! manifests and tags; the retention policy for untagged manifests; purges by filter. It is the
+//! reference semantics that later rules extend.
 //! Random sequences of [`Op`]s run against the model ([`apply_model`]) and against a real store on
 //! a manual clock ([`apply_registry`]); each op must have the same [`Outcome`] on both (the same
 //! value, or the same error variant with the same names in it), and after every op
@@ -21,10 +23,14 @@
 //! can hold it), and the reads that show its effect to [`compare`].
 //!
 //! `MODEL_STATS=1 cargo test --test model -- --nocapture` prints how often each op had each
-//! outcome, to check that the strategies reach the success paths as well as the errors.
+//! outcome, to check that the strategies reach the success paths as well as the errors (a purge
+//! by filter's outcome tells whether it untagged, deleted or skipped locked items; an autopurge
+//! run's whether the retention policy deleted). A test run through [`check_model`] also fails
+//! when its cases stop reaching the outcomes it lists.
 
 mod common;
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -33,13 +39,14 @@ use common::{CONFIG_TYPE, LAYER_TYPE, START};
 use ocistore::manifest::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
 use ocistore::{
     Algorithm, Batch, CollectOptions, DeletedManifest, DeletedRepository, DeletedTag, Descriptor,
-    Digest, Error, Manifest, ManifestQuery, ManualClock, Page, Registry, Restore, SoftDeletePolicy,
-    Tag, TagCause, TagEvent, Timestamp, Upload,
+    Digest, Error, Item, Locks, Manifest, ManifestQuery, ManualClock, Page, PurgeOptions, Registry,
+    RepositoryPurge, Restore, RetentionPolicy, SoftDeletePolicy, Tag, TagCause, TagEvent,
+    Timestamp, Upload, parse_ago,
 };
 use proptest::prelude::*;
 use proptest::sample::select;
 use proptest::strategy::Union;
-use proptest::test_runner::TestCaseError;
+use proptest::test_runner::{TestCaseError, TestRunner};
 use serde_json::json;
 use tempfile::TempDir;
 
@@ -97,6 +104,77 @@ const AUTOPURGE_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 
 /// The builder's default grace period of the collector.
 const GRACE_PERIOD: Duration = Duration::from_secs(3600);
+
+/// A purge filter (U1) with what it selects, written without a regular expression: both parts
+/// match whole names. The predicates are exact on the names of [`REPOS`] and [`TAGS`].
+struct FilterCase {
+    text: &'static str,
+    repo: fn(&str) -> bool,
+    tag: fn(&str) -> bool,
+}
+
+fn lower_alpha(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase())
+}
+
+/// Valid purge filters: some hit one repository, some all; `team:.*` hits none (`team/app` is
+/// not a whole match), and `V1\.0.*` only the upper-case tag.
+const FILTERS: &[FilterCase] = &[
+    FilterCase {
+        text: "team/app:.*",
+        repo: |r| r == "team/app",
+        tag: |_| true,
+    },
+    FilterCase {
+        text: ".*:v1",
+        repo: |_| true,
+        tag: |t| t == "v1",
+    },
+    FilterCase {
+        text: "team/.*:v.*",
+        repo: |r| r.starts_with("team/"),
+        tag: |t| t.starts_with('v'),
+    },
+    FilterCase {
+        text: "lib:latest|_",
+        repo: |r| r == "lib",
+        tag: |t| t == "latest" || t == "_",
+    },
+    FilterCase {
+        text: "(lib|x.y_z--w/q9):.*",
+        repo: |r| r == "lib" || r == "x.y_z--w/q9",
+        tag: |_| true,
+    },
+    FilterCase {
+        text: "[a-z]+:[a-z]+",
+        repo: lower_alpha,
+        tag: lower_alpha,
+    },
+    FilterCase {
+        text: ".*:V1\\.0.*",
+        repo: |_| true,
+        tag: |t| t.starts_with("V1.0"),
+    },
+    FilterCase {
+        text: "team:.*",
+        repo: |r| r == "team",
+        tag: |_| true,
+    },
+];
+/// Filters that are not `repository-regex:tag-regex`, or whose regex does not compile.
+const BAD_FILTERS: &[&str] = &["no-colon", "lib:", ":v1", "(:x", "lib:(["];
+/// Purge ages (U1) with their length in seconds; `None`: not an age.
+const AGOS: &[(&str, Option<u64>)] = &[
+    ("0", Some(0)),
+    ("30m", Some(1800)),
+    ("1h", Some(3600)),
+    ("12h", Some(43_200)),
+    ("1d", Some(86_400)),
+    ("1d3h6m", Some(86_400 + 3 * 3600 + 6 * 60)),
+    ("2d", Some(2 * 86_400)),
+    ("1 day", None),
+    ("5x", None),
+];
 
 // ---------------------------------------------------------------------------------------------
 // Ops
@@ -199,6 +277,36 @@ enum FinishDigest {
     Right(Algorithm),
     /// The digest of other bytes under this algorithm: `DigestMismatch`, the session stays.
     Wrong(Algorithm),
+}
+
+/// What a `SetLocks` locks: the repository, a manifest of it, or a tag name.
+#[derive(Debug, Clone, Copy)]
+enum ItemSel {
+    Repository,
+    Manifest(ManifestSel),
+    Tag(&'static str),
+}
+
+/// How a purge by filter runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PurgeRun {
+    Real,
+    Dry,
+    /// U5: a dry run, then the real run with the same options at the same time; both must
+    /// report the same, and the dry run must change nothing.
+    DryThenReal,
+}
+
+/// A purge by filter's options (U1): filters of [`FILTERS`] or [`BAD_FILTERS`], an age of
+/// [`AGOS`].
+#[derive(Debug, Clone)]
+struct PurgeSel {
+    filters: Vec<&'static str>,
+    ago: &'static str,
+    keep: usize,
+    untagged: bool,
+    include_locked: bool,
+    run: PurgeRun,
 }
 
 /// An image manifest of pool blobs.
@@ -336,6 +444,19 @@ enum Op {
     Collect {
         dry_run: bool,
     },
+    /// L1, L2.
+    SetLocks {
+        repo: &'static str,
+        item: ItemSel,
+        locks: Locks,
+    },
+    /// R1.
+    SetRetention {
+        enabled: bool,
+        days: u32,
+    },
+    /// U1–U6.
+    PurgeByFilter(PurgeSel),
     AdvanceClock(u64),
     /// One transaction: the ops (blob writes, mounts, pushes, tags) all apply or none does.
     Batch(Vec<Op>),
@@ -393,6 +514,15 @@ impl Op {
             }
             Op::PurgeManifest { repo, .. } => bad_repo(repo),
             Op::SetPolicy { days, .. } => !(1..=90).contains(days),
+            Op::SetLocks { repo, item, .. } => {
+                bad_repo(repo) || matches!(item, ItemSel::Tag(t) if BAD_TAGS.contains(t))
+            }
+            Op::SetRetention { days, .. } => *days > 365,
+            Op::PurgeByFilter(p) => {
+                p.filters.is_empty()
+                    || p.filters.iter().any(|f| BAD_FILTERS.contains(f))
+                    || ago_secs(p.ago).is_none()
+            }
             Op::AppendChunk { .. }
             | Op::AppendAt { .. }
             | Op::FinishUpload { .. }
@@ -433,12 +563,19 @@ enum Value {
     NoSession,
     /// How many tombstones a purge by hand removed.
     Count(usize),
-    /// What an autopurge run removed.
+    /// What an autopurge run removed, and what the retention policy deleted.
     Purged {
         at: Timestamp,
         repositories: usize,
         manifests: usize,
         tags: usize,
+        untagged_deleted: usize,
+    },
+    /// What a purge by filter did, or would do.
+    PurgeReport {
+        dry_run: bool,
+        at: Timestamp,
+        repositories: Vec<RepositoryPurge>,
     },
     /// `run_due` before the interval has passed.
     NotDue,
@@ -522,6 +659,12 @@ enum ErrKind {
         setting: String,
         value: String,
     },
+    Locked {
+        repository: String,
+        item: String,
+        lock: String,
+    },
+    InvalidFilter(String),
     /// Anything the model never predicts.
     Other(String),
 }
@@ -599,6 +742,16 @@ fn kind(e: Error) -> ErrKind {
             setting: setting.to_owned(),
             value,
         },
+        Error::Locked {
+            repository,
+            item,
+            lock,
+        } => ErrKind::Locked {
+            repository,
+            item,
+            lock: lock.to_owned(),
+        },
+        Error::InvalidFilter { filter, .. } => ErrKind::InvalidFilter(filter),
         other => ErrKind::Other(format!("{other:?}")),
     }
 }
@@ -917,6 +1070,13 @@ enum Step {
     Collect {
         dry_run: bool,
     },
+    SetLocks {
+        repo: String,
+        item: Item,
+        locks: Locks,
+    },
+    SetRetention(RetentionPolicy),
+    PurgeByFilter(PurgeSel),
     Advance(u64),
     Batch(Vec<Step>),
     Reopen,
@@ -1211,6 +1371,22 @@ fn resolve(op: &Op, view: &impl View) -> Step {
         },
         Op::Autopurge { now } => Step::Autopurge { now: *now },
         Op::Collect { dry_run } => Step::Collect { dry_run: *dry_run },
+        Op::SetLocks { repo, item, locks } => Step::SetLocks {
+            repo: repo.to_string(),
+            item: match item {
+                ItemSel::Repository => Item::Repository,
+                ItemSel::Manifest(sel) => {
+                    Item::Manifest(Digest::parse(&pick(view, repo, *sel).0).unwrap())
+                }
+                ItemSel::Tag(t) => Item::Tag(t.to_string()),
+            },
+            locks: *locks,
+        },
+        Op::SetRetention { enabled, days } => Step::SetRetention(RetentionPolicy {
+            enabled: *enabled,
+            days: *days,
+        }),
+        Op::PurgeByFilter(p) => Step::PurgeByFilter(p.clone()),
         Op::AdvanceClock(secs) => Step::Advance(*secs),
         // Every op of a batch is resolved against the state before the batch.
         Op::Batch(ops) => Step::Batch(ops.iter().map(|o| resolve(o, view)).collect()),
@@ -1234,6 +1410,10 @@ struct Model {
     policy: SoftDeletePolicy,
     /// S4: when autopurge last ran.
     last_run: Option<Timestamp>,
+    /// R1: the retention policy for untagged manifests, and since when it is enabled (`None`
+    /// while it is not).
+    retention: RetentionPolicy,
+    retention_since: Option<Timestamp>,
     /// G1: every blob record, digest → (size, created); a swept one is gone.
     blob_records: BTreeMap<String, (u64, Timestamp)>,
 }
@@ -1257,6 +1437,10 @@ struct RepoModel {
     /// The last event number: orders events and deletions made at the same clock time. Only
     /// the order within one repository is ever observable.
     seq: u64,
+    /// L1: the locks of locked items by key: "" for the repository itself, else a manifest's
+    /// digest or a tag's name (digests hold a `:`, tags none). Only live items carry locks;
+    /// `locked_items` lists them in key order.
+    locks: BTreeMap<String, Locks>,
 }
 
 #[derive(Debug, Clone)]
@@ -1317,7 +1501,29 @@ impl Model {
             uploads: Vec::new(),
             policy: SoftDeletePolicy::default(),
             last_run: None,
+            retention: RetentionPolicy {
+                enabled: false,
+                days: 7,
+            },
+            retention_since: None,
             blob_records: BTreeMap::new(),
+        }
+    }
+
+    /// L1, L2: fails if a lock refuses `need` on item `key` of `repo` (see
+    /// [`RepoModel::check_lock`]); a repository without a record has no locks.
+    fn check_lock(&self, repo: &str, key: &str, need: Need) -> Result<(), ErrKind> {
+        match self.repositories.get(repo) {
+            Some(r) => r.check_lock(repo, key, need),
+            None => Ok(()),
+        }
+    }
+
+    /// L2: fails if pointing `tag` of `repo` at `digest` is refused.
+    fn check_tag_move(&self, repo: &str, tag: &str, digest: &str) -> Result<(), ErrKind> {
+        match self.repositories.get(repo) {
+            Some(r) => r.check_tag_move(repo, tag, digest),
+            None => Ok(()),
         }
     }
 
@@ -1520,11 +1726,13 @@ impl RepoModel {
     }
 
     /// D2–D4, S2: deletes a live manifest's tags (in lexical order), then the manifest: into
-    /// the bin if `bin`, for good otherwise.
-    fn delete_live_manifest(&mut self, digest: &str, now: Timestamp, bin: bool) {
+    /// the bin if `bin`, for good otherwise. L1: their locks go with them.
+    fn delete_live_manifest(&mut self, digest: &str, now: Timestamp, bin: bool, cause: TagCause) {
         for tag in self.tags_of(digest) {
-            self.drop_tag(&tag, now, TagCause::Delete, bin);
+            self.locks.remove(&tag);
+            self.drop_tag(&tag, now, cause, bin);
         }
+        self.locks.remove(digest);
         let m = &self.manifests[digest];
         let children: Vec<String> = match m.spec.index {
             true => m.spec.items.iter().map(|d| d.digest.to_string()).collect(),
@@ -1544,8 +1752,118 @@ impl RepoModel {
         }
     }
 
+    /// Deletes live manifests `doomed` in order, each with its tags.
+    fn remove_manifests(&mut self, doomed: &[String], now: Timestamp, bin: bool, cause: TagCause) {
+        for digest in doomed {
+            self.delete_live_manifest(digest, now, bin, cause);
+        }
+    }
+
     fn live_manifests(&self) -> impl Iterator<Item = (&String, &ManifestModel)> {
         self.manifests.iter().filter(|(_, m)| m.live())
+    }
+
+    /// Digests of the live manifests by (last update, digest), oldest first.
+    fn live_by_time(&self) -> Vec<String> {
+        let mut all: Vec<(Timestamp, &String)> =
+            self.live_manifests().map(|(d, x)| (x.updated, d)).collect();
+        all.sort();
+        all.into_iter().map(|(_, d)| d.clone()).collect()
+    }
+
+    /// D5: live manifest `digest` and its live referrers, recursively: breadth first, each
+    /// subject's referrers by digest.
+    fn doomed_by(&self, digest: &str) -> Vec<String> {
+        let mut doomed = vec![digest.to_owned()];
+        let mut next = 0;
+        while let Some(subject) = doomed.get(next).cloned() {
+            for (d, x) in self.live_manifests() {
+                let refers = x
+                    .spec
+                    .subject
+                    .as_ref()
+                    .is_some_and(|s| s.digest.as_str() == subject);
+                if refers && !doomed.contains(d) {
+                    doomed.push(d.clone());
+                }
+            }
+            next += 1;
+        }
+        doomed
+    }
+
+    /// The first live index (by digest) that lists `digest`, other than those of `except`
+    /// (R2, D5).
+    fn listed(&self, digest: &str, except: &[String]) -> Option<String> {
+        self.live_manifests()
+            .find(|(index, x)| {
+                x.spec.index
+                    && x.spec.items.iter().any(|c| c.digest.as_str() == digest)
+                    && !except.contains(index)
+            })
+            .map(|(index, _)| index.clone())
+    }
+
+    /// R2, U3: whether live manifest `digest` refers to a live manifest of this repository.
+    fn refers_to_live(&self, digest: &str) -> bool {
+        let subject = self.manifests[digest].spec.subject.as_ref();
+        subject.is_some_and(|s| {
+            self.manifests
+                .get(s.digest.as_str())
+                .is_some_and(ManifestModel::live)
+        })
+    }
+
+    /// L1: the locked items among manifests `doomed` and their tags, by key, each manifest
+    /// before its tags (lexical), with the flag that refuses deleting them.
+    fn locked_among(&self, doomed: &[String]) -> Vec<(String, &'static str)> {
+        let keys = doomed
+            .iter()
+            .flat_map(|d| std::iter::once(d.clone()).chain(self.tags_of(d)));
+        keys.filter_map(|k| Some((k.clone(), refusing_flag(self.locks_of(&k), Need::Delete)?)))
+            .collect()
+    }
+
+    /// D5, L1: why live manifests `doomed` of repository `name` cannot be deleted together: a
+    /// live index outside them lists one; the repository's locks; a lock of one of them or of
+    /// one of their tags.
+    fn delete_refusal(&self, name: &str, doomed: &[String]) -> Result<(), ErrKind> {
+        for digest in doomed {
+            if let Some(index) = self.listed(digest, doomed) {
+                return Err(ErrKind::ManifestReferenced {
+                    repository: name.to_owned(),
+                    digest: digest.clone(),
+                    index,
+                });
+            }
+        }
+        self.check_lock(name, "", Need::Delete)?;
+        match self.locked_among(doomed).into_iter().next() {
+            Some((key, flag)) => Err(locked(name, &key, flag)),
+            None => Ok(()),
+        }
+    }
+
+    fn locks_of(&self, key: &str) -> Locks {
+        self.locks.get(key).copied().unwrap_or(Locks::UNLOCKED)
+    }
+
+    /// L1, L2: fails if a lock refuses `need` on item `key` of this repository, `name`: the
+    /// repository's own locks cover everything in it, then the item's.
+    fn check_lock(&self, name: &str, key: &str, need: Need) -> Result<(), ErrKind> {
+        for k in ["", key] {
+            if let Some(flag) = refusing_flag(self.locks_of(k), need) {
+                return Err(locked(name, k, flag));
+            }
+        }
+        Ok(())
+    }
+
+    /// L2: pointing `tag` at `digest` moves the tag, unless it is there already; either way
+    /// it writes into the repository.
+    fn check_tag_move(&self, name: &str, tag: &str, digest: &str) -> Result<(), ErrKind> {
+        let moves = self.tags.get(tag).is_none_or(|t| t.digest != digest);
+        self.check_lock(name, if moves { tag } else { "" }, Need::Write)
     }
 
     /// P8: the descriptor a referrers listing shows.
@@ -1577,12 +1895,65 @@ impl RepoModel {
 
     /// Manifests by (last update, digest), oldest first.
     fn by_time(&self) -> Vec<Manifest> {
-        let mut all: Vec<_> = self
-            .live_manifests()
-            .map(|(d, _)| self.expected_manifest(d))
-            .collect();
-        all.sort_by(|a, b| (a.updated, a.digest.as_str()).cmp(&(b.updated, b.digest.as_str())));
-        all
+        let all = self.live_by_time();
+        all.iter().map(|d| self.expected_manifest(d)).collect()
+    }
+}
+
+/// What an operation needs of an item's locks (L1, L2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Need {
+    /// To change it: push into a repository, move a tag.
+    Write,
+    /// To delete it, or untag it.
+    Delete,
+}
+
+/// L1, L2: the flag of `locks` that refuses `need`: `write_enabled` false refuses changes and
+/// deletes alike (a manifest's two flags both mean "not deletable"), `delete_enabled` false
+/// deletes.
+fn refusing_flag(locks: Locks, need: Need) -> Option<&'static str> {
+    if !locks.write_enabled {
+        Some("write_enabled")
+    } else if need == Need::Delete && !locks.delete_enabled {
+        Some("delete_enabled")
+    } else {
+        None
+    }
+}
+
+/// The key of an item among a repository's locks ([`RepoModel::locks`]).
+fn lock_key(item: &Item) -> String {
+    match item {
+        Item::Repository => String::new(),
+        Item::Manifest(digest) => digest.to_string(),
+        Item::Tag(tag) => tag.clone(),
+    }
+}
+
+fn lock_item(key: &str) -> Item {
+    if key.is_empty() {
+        Item::Repository
+    } else if key.contains(':') {
+        Item::Manifest(Digest::parse(key).unwrap())
+    } else {
+        Item::Tag(key.to_owned())
+    }
+}
+
+/// `Locked`: `flag` of item `key` of `repo` refuses the operation.
+fn locked(repo: &str, key: &str, flag: &str) -> ErrKind {
+    let item = if key.is_empty() {
+        "the repository".to_owned()
+    } else if key.contains(':') {
+        format!("manifest {key}")
+    } else {
+        format!("tag {key}")
+    };
+    ErrKind::Locked {
+        repository: repo.to_owned(),
+        item,
+        lock: flag.to_owned(),
     }
 }
 
@@ -1639,6 +2010,8 @@ fn model_step(m: &mut Model, step: &Step) -> Outcome {
             if !valid_digest(digest) {
                 return Err(ErrKind::InvalidDigest(digest.clone()));
             }
+            // L2: refused before the bytes are looked at.
+            m.check_lock(repo, "", Need::Write)?;
             let actual = hash(algorithm_of(digest), bytes);
             if &actual != digest {
                 return Err(ErrKind::DigestMismatch {
@@ -1651,6 +2024,7 @@ fn model_step(m: &mut Model, step: &Step) -> Outcome {
         }
         Step::PutBlobSha256 { repo, bytes } => {
             check_repo(repo)?;
+            m.check_lock(repo, "", Need::Write)?;
             let digest = sha256(bytes);
             m.link(repo, &digest, bytes);
             Ok(Value::Digest(digest))
@@ -1671,12 +2045,14 @@ fn model_step(m: &mut Model, step: &Step) -> Outcome {
                     digest: digest.clone(),
                 });
             }
+            m.check_lock(to, "", Need::Write)?;
             let bytes = m.repositories[from.as_str()].blobs[digest].clone();
             m.link(to, digest, &bytes);
             Ok(Value::Unit)
         }
         Step::StartUpload { repo } => {
             check_repo(repo)?;
+            m.check_lock(repo, "", Need::Write)?;
             m.uploads.push(UploadModel {
                 repo: repo.clone(),
                 started: m.now,
@@ -1706,8 +2082,10 @@ fn model_step(m: &mut Model, step: &Step) -> Outcome {
                     actual,
                 });
             }
-            s.open = false;
             let (repo, bytes) = (s.repo.clone(), s.bytes.clone());
+            // L2: refused like a put; the session stays open, to finish once unlocked.
+            m.check_lock(&repo, "", Need::Write)?;
+            m.uploads[*slot].open = false;
             m.link(&repo, digest, &bytes);
             Ok(Value::Unit)
         }
@@ -1743,6 +2121,7 @@ fn model_step(m: &mut Model, step: &Step) -> Outcome {
                     reference: digest.clone(),
                 });
             }
+            m.check_tag_move(repo, tag, digest)?;
             let now = m.now;
             let r = m.repositories.get_mut(repo.as_str()).unwrap();
             r.move_tag(tag, digest, now, TagCause::Push);
@@ -1780,6 +2159,7 @@ fn model_step(m: &mut Model, step: &Step) -> Outcome {
             let (now, bin) = (m.now, m.policy.enabled);
             match m.repositories.get_mut(repo.as_str()) {
                 Some(r) if r.tags.contains_key(tag) => {
+                    r.check_lock(repo, tag, Need::Delete)?;
                     r.drop_tag(tag, now, TagCause::Untag, bin);
                     Ok(Value::Unit)
                 }
@@ -1795,6 +2175,12 @@ fn model_step(m: &mut Model, step: &Step) -> Outcome {
             if !m.live_repo(repo) {
                 return Err(ErrKind::RepositoryUnknown(repo.clone()));
             }
+            // L1: the first locked item, the repository's own locks first.
+            let r = &m.repositories[repo.as_str()];
+            if let Some((key, locks)) = r.locks.iter().next() {
+                let flag = refusing_flag(*locks, Need::Delete).expect("a lock refuses deletes");
+                return Err(locked(repo, key, flag));
+            }
             if !m.policy.enabled {
                 m.repositories.remove(repo.as_str());
                 return Ok(Value::Unit);
@@ -1802,10 +2188,8 @@ fn model_step(m: &mut Model, step: &Step) -> Outcome {
             let now = m.now;
             let r = m.repositories.get_mut(repo.as_str()).unwrap();
             // In update order: the order of the deletions' events.
-            let live: Vec<String> = r.by_time().iter().map(|x| x.digest.to_string()).collect();
-            for digest in live {
-                r.delete_live_manifest(&digest, now, true);
-            }
+            let live = r.live_by_time();
+            r.remove_manifests(&live, now, true, TagCause::Delete);
             r.deleted = Some(now);
             Ok(Value::Unit)
         }
@@ -1914,6 +2298,52 @@ fn model_step(m: &mut Model, step: &Step) -> Outcome {
                 Value::NotDue
             })
         }
+        Step::SetLocks { repo, item, locks } => {
+            check_repo(repo)?;
+            let r = m.repositories.get(repo.as_str());
+            match item {
+                Item::Repository if !m.live_repo(repo) => {
+                    return Err(ErrKind::RepositoryUnknown(repo.clone()));
+                }
+                Item::Manifest(d) if !m.has_manifest(repo, d.as_str()) => {
+                    return Err(ErrKind::ManifestUnknown {
+                        repository: repo.clone(),
+                        reference: d.to_string(),
+                    });
+                }
+                Item::Tag(t) if !valid_tag(t) => return Err(ErrKind::InvalidTag(t.clone())),
+                Item::Tag(t) if !r.is_some_and(|r| r.tags.contains_key(t)) => {
+                    return Err(ErrKind::TagUnknown {
+                        repository: repo.clone(),
+                        tag: t.clone(),
+                    });
+                }
+                _ => {}
+            }
+            let r = m.repositories.get_mut(repo.as_str()).unwrap();
+            if locks.delete_enabled && locks.write_enabled {
+                r.locks.remove(&lock_key(item));
+            } else {
+                r.locks.insert(lock_key(item), *locks);
+            }
+            Ok(Value::Unit)
+        }
+        Step::SetRetention(policy) => {
+            if policy.days > 365 {
+                return Err(ErrKind::InvalidSetting {
+                    setting: "retention days".to_owned(),
+                    value: policy.days.to_string(),
+                });
+            }
+            // R1: enabling starts its clock; changing the days of an enabled policy keeps it.
+            m.retention_since = match policy.enabled {
+                true => m.retention_since.or(Some(m.now)),
+                false => None,
+            };
+            m.retention = *policy;
+            Ok(Value::Unit)
+        }
+        Step::PurgeByFilter(p) => model_purge(m, p),
         Step::Advance(secs) => {
             m.now = m.now.saturating_add(Duration::from_secs(*secs));
             Ok(Value::Unit)
@@ -1935,7 +2365,7 @@ fn model_step(m: &mut Model, step: &Step) -> Outcome {
 }
 
 /// D2, D3, D5: the manifest and its live referrers, recursively; refused while a live index
-/// outside them lists one of them.
+/// outside them lists one of them, or a lock protects them (L1).
 fn model_delete_manifest(m: &mut Model, repo: &str, reference: &str) -> Outcome {
     check_repo(repo)?;
     let unknown = |reference: &str| ErrKind::ManifestUnknown {
@@ -1955,37 +2385,9 @@ fn model_delete_manifest(m: &mut Model, repo: &str, reference: &str) -> Outcome 
     }
     let (now, bin) = (m.now, m.policy.enabled);
     let r = m.repositories.get_mut(repo).unwrap();
-    // Breadth first, each subject's referrers by digest.
-    let mut doomed = vec![digest];
-    let mut next = 0;
-    while let Some(subject) = doomed.get(next).cloned() {
-        for (d, x) in r.live_manifests() {
-            let refers = x
-                .spec
-                .subject
-                .as_ref()
-                .is_some_and(|s| s.digest.as_str() == subject);
-            if refers && !doomed.contains(d) {
-                doomed.push(d.clone());
-            }
-        }
-        next += 1;
-    }
-    for digest in &doomed {
-        for (index, x) in r.live_manifests() {
-            let lists = x.spec.index && x.spec.items.iter().any(|c| c.digest.as_str() == digest);
-            if lists && !doomed.contains(index) {
-                return Err(ErrKind::ManifestReferenced {
-                    repository: repo.to_owned(),
-                    digest: digest.clone(),
-                    index: index.clone(),
-                });
-            }
-        }
-    }
-    for digest in &doomed {
-        r.delete_live_manifest(digest, now, bin);
-    }
+    let doomed = r.doomed_by(&digest);
+    r.delete_refusal(repo, &doomed)?;
+    r.remove_manifests(&doomed, now, bin, TagCause::Delete);
     Ok(Value::Digests(doomed))
 }
 
@@ -2036,6 +2438,11 @@ fn model_restore(
                 subject,
             });
         }
+    }
+    // L2: a restore writes into the repository, and moves its tag.
+    match tag {
+        Some(tag) => m.check_tag_move(repo, tag, &digest)?,
+        None => m.check_lock(repo, "", Need::Write)?,
     }
     let (now, bin) = (m.now, m.policy.enabled);
     if let Some(tag) = tag {
@@ -2091,12 +2498,246 @@ fn model_autopurge(m: &mut Model) -> Value {
     let before = m.repositories.len();
     m.repositories
         .retain(|_, r| !r.deleted.is_some_and(expired));
+    let repositories = before - m.repositories.len();
+    // After the bin is emptied: what the policy deletes now stays in the bin.
+    let untagged_deleted = model_retention(m);
     m.last_run = Some(now);
     Value::Purged {
         at: now,
-        repositories: before - m.repositories.len(),
+        repositories,
         manifests,
         tags,
+        untagged_deleted,
+    }
+}
+
+/// R1–R3: deletes every live manifest that has stayed untagged for the policy's days since a
+/// time at or after the policy took effect, and returns how many manifests went, referrers
+/// included. R2 spares children of a live index and referrers of a live subject; a manifest
+/// whose deletion is refused (D5, L1) stays. A run leaves nothing due behind: a deletion can
+/// free what it held (an index its children), so passes repeat until one deletes nothing. Each
+/// pass goes oldest first (by untagged since, repository, digest), each manifest judged as the
+/// ones before it left the registry.
+fn model_retention(m: &mut Model) -> usize {
+    let mut deleted = 0;
+    loop {
+        let pass = retention_pass(m);
+        deleted += pass;
+        if pass == 0 {
+            return deleted;
+        }
+    }
+}
+
+/// One pass of [`model_retention`].
+fn retention_pass(m: &mut Model) -> usize {
+    let Some(since) = m.retention_since else {
+        return 0;
+    };
+    let period = Duration::from_secs(u64::from(m.retention.days) * 86_400);
+    let cutoff = m.now.saturating_sub(period);
+    // An untagged manifest's last update is when it lost its last tag, or was pushed or
+    // restored untagged.
+    let mut due: Vec<(Timestamp, String, String)> = Vec::new();
+    for (name, r) in &m.repositories {
+        for (digest, x) in r.live_manifests() {
+            if r.tags_of(digest).is_empty() && since <= x.updated && x.updated <= cutoff {
+                due.push((x.updated, name.clone(), digest.clone()));
+            }
+        }
+    }
+    due.sort();
+    let (now, bin) = (m.now, m.policy.enabled);
+    let mut deleted = 0;
+    for (_, name, digest) in due {
+        let r = m.repositories.get_mut(&name).unwrap();
+        // An earlier deletion may have taken it along as a referrer.
+        let live = r.manifests.get(&digest).is_some_and(ManifestModel::live);
+        if !live || r.listed(&digest, &[]).is_some() || r.refers_to_live(&digest) {
+            continue;
+        }
+        let doomed = r.doomed_by(&digest);
+        if r.delete_refusal(&name, &doomed).is_ok() {
+            r.remove_manifests(&doomed, now, bin, TagCause::Retention);
+            deleted += doomed.len();
+        }
+    }
+    deleted
+}
+
+/// The length of a purge age of [`AGOS`], if it is one.
+fn ago_secs(ago: &str) -> Option<u64> {
+    AGOS.iter()
+        .find(|(text, _)| *text == ago)
+        .and_then(|(_, secs)| *secs)
+}
+
+/// U1–U6: a purge by filter, on the model (on a copy of it for a dry run).
+fn model_purge(m: &mut Model, p: &PurgeSel) -> Outcome {
+    let filters = p
+        .filters
+        .iter()
+        .map(|text| {
+            let case = FILTERS.iter().find(|f| f.text == *text);
+            case.ok_or_else(|| ErrKind::InvalidFilter(text.to_string()))
+        })
+        .collect::<Result<Vec<&FilterCase>, ErrKind>>()?;
+    let ago = ago_secs(p.ago).ok_or_else(|| ErrKind::InvalidSetting {
+        setting: "purge ago".to_owned(),
+        value: p.ago.to_owned(),
+    })?;
+    if filters.is_empty() {
+        return Err(ErrKind::InvalidFilter(String::new()));
+    }
+    let dry_run = p.run == PurgeRun::Dry;
+    let mut work = m.clone();
+    let (now, bin) = (work.now, work.policy.enabled);
+    let cutoff = now.saturating_sub(Duration::from_secs(ago));
+    let mut repositories = Vec::new();
+    // Live repositories a filter's repository part matches, in name order.
+    for (name, r) in work.repositories.iter_mut() {
+        let here: Vec<&FilterCase> = filters.iter().copied().filter(|f| (f.repo)(name)).collect();
+        if r.deleted.is_some() || here.is_empty() {
+            continue;
+        }
+        repositories.extend(r.purge_by_filter(name, &here, p, cutoff, now, bin));
+    }
+    if !dry_run {
+        *m = work;
+    }
+    Ok(Value::PurgeReport {
+        dry_run,
+        at: now,
+        repositories,
+    })
+}
+
+impl RepoModel {
+    /// U2–U4, U6: purges this repository, `name`, by the filters that match its name; `None`
+    /// if there was nothing to do or report.
+    fn purge_by_filter(
+        &mut self,
+        name: &str,
+        filters: &[&FilterCase],
+        p: &PurgeSel,
+        cutoff: Timestamp,
+        now: Timestamp,
+        bin: bool,
+    ) -> Option<RepositoryPurge> {
+        // U2: matching tags last updated before the cutoff, newest first (names break ties),
+        // without the `keep` first.
+        let mut selected: Vec<(Timestamp, String)> = self
+            .tags
+            .iter()
+            .filter(|(t, x)| x.updated < cutoff && filters.iter().any(|f| (f.tag)(t)))
+            .map(|(t, x)| (x.updated, t.clone()))
+            .collect();
+        selected.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        let tags: Vec<String> = selected.into_iter().skip(p.keep).map(|(_, t)| t).collect();
+        // U3: manifests are judged by their last update before this purge.
+        let before: BTreeMap<String, Timestamp> = self
+            .manifests
+            .iter()
+            .map(|(d, x)| (d.clone(), x.updated))
+            .collect();
+        let mut report = RepositoryPurge {
+            repository: name.to_owned(),
+            tags_untagged: Vec::new(),
+            manifests_deleted: Vec::new(),
+            locked: Vec::new(),
+        };
+        // U4: a locked repository is skipped whole, with or without `include_locked`, and
+        // reported if the purge would change it but for the locks.
+        if self.check_lock(name, "", Need::Delete).is_err() {
+            let busy =
+                !tags.is_empty() || (p.untagged && !self.unlisted(cutoff, &before).is_empty());
+            report.locked.push(Item::Repository);
+            return busy.then_some(report);
+        }
+        let mut locked: BTreeSet<Item> = BTreeSet::new();
+        let mut untag = Vec::new();
+        for tag in tags {
+            if refusing_flag(self.locks_of(&tag), Need::Delete).is_some() {
+                if !p.include_locked {
+                    locked.insert(Item::Tag(tag));
+                    continue;
+                }
+                self.locks.remove(&tag);
+            }
+            untag.push(tag);
+        }
+        let mut doomed: Vec<String> = Vec::new();
+        if p.untagged {
+            // Judged as if the tags were gone.
+            let mut trial = self.clone();
+            for tag in &untag {
+                trial.drop_tag(tag, now, TagCause::Purge, bin);
+            }
+            let mut closures = trial.unlisted(cutoff, &before);
+            // U4: of what would go, what a lock keeps, and then what it lists.
+            if !p.include_locked {
+                closures.retain(|closure| {
+                    let held = trial.locked_among(closure);
+                    locked.extend(held.iter().map(|(key, _)| lock_item(key)));
+                    held.is_empty()
+                });
+                trial.keep_listed(&mut closures);
+            }
+            doomed = closures.concat();
+        }
+        // The tags of what stays go first; what goes takes its tags with it (T1 order).
+        for tag in &untag {
+            if !doomed.contains(&self.tags[tag].digest) {
+                self.drop_tag(tag, now, TagCause::Purge, bin);
+            }
+        }
+        self.remove_manifests(&doomed, now, bin, TagCause::Purge);
+        report.tags_untagged = untag;
+        report.tags_untagged.sort();
+        doomed.sort();
+        report.manifests_deleted = doomed.iter().map(|d| Digest::parse(d).unwrap()).collect();
+        report.locked = locked.into_iter().collect();
+        let idle = report.tags_untagged.is_empty()
+            && report.manifests_deleted.is_empty()
+            && report.locked.is_empty();
+        (!idle).then_some(report)
+    }
+
+    /// U3: the candidates with their referrers (D5) that would go, locks aside: all but what
+    /// an index that stays lists.
+    fn unlisted(
+        &self,
+        cutoff: Timestamp,
+        before: &BTreeMap<String, Timestamp>,
+    ) -> Vec<Vec<String>> {
+        let candidates = self.purge_candidates(cutoff, before).into_iter();
+        let mut closures: Vec<Vec<String>> = candidates.map(|c| self.doomed_by(&c)).collect();
+        self.keep_listed(&mut closures);
+        closures
+    }
+
+    /// D5: keeps (drops from `closures`) what a live index outside them lists, which may keep
+    /// that index's children too; until nothing changes.
+    fn keep_listed(&self, closures: &mut Vec<Vec<String>>) {
+        while let Some(kept) = closures.iter().position(|closure| {
+            let all: Vec<String> = closures.concat();
+            closure.iter().any(|d| self.listed(d, &all).is_some())
+        }) {
+            closures.remove(kept);
+        }
+    }
+
+    /// U3: the live untagged manifests last updated before `cutoff` by their times `before`
+    /// the purge, but referrers of a live subject; oldest first by their current times.
+    fn purge_candidates(
+        &self,
+        cutoff: Timestamp,
+        before: &BTreeMap<String, Timestamp>,
+    ) -> Vec<String> {
+        let candidates = self.live_by_time().into_iter();
+        candidates
+            .filter(|d| self.tags_of(d).is_empty() && before[d] < cutoff && !self.refers_to_live(d))
+            .collect()
     }
 }
 
@@ -2127,6 +2768,11 @@ fn model_push(
             (actual, None)
         }
     };
+    // L2: a write into the repository, moving the tag if any.
+    match &tag {
+        Some(tag) => m.check_tag_move(repo, tag, &digest)?,
+        None => m.check_lock(repo, "", Need::Write)?,
+    }
     // S13: the bin first, whatever the manifest references.
     let binned = m
         .repositories
@@ -2451,6 +3097,7 @@ fn registry_step(sut: &mut Sut, step: &Step) -> Outcome {
                 repositories: r.repositories,
                 manifests: r.manifests,
                 tags: r.tags,
+                untagged_deleted: r.untagged_deleted,
             }))
         }
         Step::Collect { dry_run } => {
@@ -2471,6 +3118,15 @@ fn registry_step(sut: &mut Sut, step: &Step) -> Outcome {
                 uploads_removed: r.uploads_removed,
             }))
         }
+        Step::SetLocks { repo, item, locks } => {
+            repository(repo)?.set_locks(item, *locks).map_err(kind)?;
+            Ok(Value::Unit)
+        }
+        Step::SetRetention(policy) => {
+            reg.set_retention_policy(*policy).map_err(kind)?;
+            Ok(Value::Unit)
+        }
+        Step::PurgeByFilter(p) => registry_purge(&reg, p),
         Step::Advance(secs) => {
             sut.clock.advance(Duration::from_secs(*secs));
             Ok(Value::Unit)
@@ -2479,6 +3135,46 @@ fn registry_step(sut: &mut Sut, step: &Step) -> Outcome {
         Step::Reopen => unreachable!("handled above"),
         Step::NoSession => Ok(Value::NoSession),
     }
+}
+
+/// U1–U6: a purge by filter; for [`PurgeRun::DryThenReal`], a dry run that must change nothing
+/// and report what the real run then does (U5).
+fn registry_purge(reg: &Registry, p: &PurgeSel) -> Outcome {
+    let mut options = PurgeOptions::new(&p.filters).map_err(kind)?;
+    options.ago = parse_ago(p.ago).map_err(kind)?;
+    options.keep = p.keep;
+    options.untagged = p.untagged;
+    options.include_locked = p.include_locked;
+    options.dry_run = p.run == PurgeRun::Dry;
+    let r = if p.run == PurgeRun::DryThenReal {
+        let dry = PurgeOptions {
+            dry_run: true,
+            ..options.clone()
+        };
+        let before = common::snapshot(reg);
+        let dry = reg.purge(&dry).map_err(kind)?;
+        assert!(dry.dry_run);
+        assert_eq!(
+            common::snapshot(reg),
+            before,
+            "U5: a dry run changed the store"
+        );
+        let real = reg.purge(&options).map_err(kind)?;
+        assert_eq!(dry.ran_at, real.ran_at);
+        assert_eq!(
+            dry.repositories, real.repositories,
+            "U5: the dry run's report"
+        );
+        real
+    } else {
+        reg.purge(&options).map_err(kind)?
+    };
+    assert_eq!(r.dry_run, options.dry_run);
+    Ok(Value::PurgeReport {
+        dry_run: r.dry_run,
+        at: r.ran_at,
+        repositories: r.repositories,
+    })
 }
 
 /// Runs `steps` in one batch: every value, or the first step's error and nothing written.
@@ -2567,6 +3263,11 @@ fn batch_step(b: &mut Batch<'_>, reg: &Registry, step: &Step) -> Result<Value, E
             b.delete_repository(&repository(repo)?).map_err(kind)?;
             Ok(Value::Unit)
         }
+        Step::SetLocks { repo, item, locks } => {
+            b.set_locks(&repository(repo)?, item, *locks)
+                .map_err(kind)?;
+            Ok(Value::Unit)
+        }
         Step::Restore {
             repo,
             tag,
@@ -2612,6 +3313,12 @@ fn compare(model: &Model, registry: &Registry) -> Result<(), TestCaseError> {
     // S1, S4: the policy and the last autopurge run, persisted.
     prop_assert_eq!(registry.soft_delete_policy().unwrap(), model.policy);
     prop_assert_eq!(registry.autopurge_last_run().unwrap(), model.last_run);
+    // R1: the retention policy, and since when it is in force.
+    prop_assert_eq!(registry.retention_policy().unwrap(), model.retention);
+    prop_assert_eq!(
+        registry.retention_enabled_at().unwrap(),
+        model.retention_since
+    );
 
     // P7, S2: live repositories in lexical order, paginated.
     let names: Vec<String> = model
@@ -2666,6 +3373,7 @@ fn compare(model: &Model, registry: &Registry) -> Result<(), TestCaseError> {
         let repo = registry.repository(name).unwrap();
         prop_assert!(repo.tags(&Page::all()).unwrap().is_empty());
         prop_assert!(repo.blobs(&Page::all()).unwrap().is_empty());
+        prop_assert!(repo.locked_items().unwrap().is_empty());
         prop_assert!(
             repo.manifests(&ManifestQuery::default())
                 .unwrap()
@@ -2688,6 +3396,12 @@ fn compare_hidden_repository(
         repo.tags(&Page::all()).unwrap().is_empty(),
         "tags of {}",
         name
+    );
+    // L1: only live items carry locks.
+    prop_assert!(repo.locked_items().unwrap().is_empty());
+    prop_assert_eq!(
+        kind(repo.locks(&Item::Repository).unwrap_err()),
+        ErrKind::RepositoryUnknown(name.to_owned())
     );
     prop_assert!(
         repo.manifests(&ManifestQuery::default())
@@ -2934,6 +3648,33 @@ fn compare_repository(
         prop_assert_eq!(err, expected);
     }
 
+    // L1: the locked items, the repository first, then manifests and tags by key; the locks
+    // of the repository and of each locked item; a tag that is not live has none to read.
+    let locked: Vec<(Item, Locks)> = r.locks.iter().map(|(k, l)| (lock_item(k), *l)).collect();
+    prop_assert_eq!(
+        repo.locked_items().unwrap(),
+        locked,
+        "locked items of {}",
+        name
+    );
+    prop_assert!(
+        matches!(
+            repo.locks(&lock_item("unlocked")),
+            Err(Error::TagUnknown { .. })
+        ),
+        "only live items have locks"
+    );
+    let items = [""].into_iter().chain(r.locks.keys().map(String::as_str));
+    for key in items {
+        let item = lock_item(key);
+        prop_assert_eq!(
+            repo.locks(&item).unwrap(),
+            r.locks_of(key),
+            "locks of {}",
+            item
+        );
+    }
+
     // P1, P2: linked blobs, their bytes and sizes; others are unknown here.
     let linked: Vec<String> = r.blobs.keys().cloned().collect();
     let listed: Vec<String> = repo
@@ -3026,20 +3767,44 @@ fn compare_uploads(model: &Model, sut: &Sut) -> Result<(), TestCaseError> {
 /// How often each op had each outcome, across the cases of this process.
 static STATS: Mutex<BTreeMap<String, usize>> = Mutex::new(BTreeMap::new());
 
-/// With `MODEL_STATS=1` in the environment, counts outcomes and prints the running totals after
+thread_local! {
+    /// The outcomes reached by the cases of the test running on this thread, for
+    /// [`check_model`] to check.
+    static REACHED: RefCell<BTreeSet<String>> = const { RefCell::new(BTreeSet::new()) };
+}
+
+/// Counts outcomes, with `MODEL_STATS=1` in the environment, and prints the running totals after
 /// each case (`cargo test --test model -- --nocapture`): a check that the strategies reach the
-/// success paths as well as the error paths.
+/// success paths as well as the error paths. Purges by filter tell what they did (`untag`,
+/// `delete`, `locked`, dry or not), autopurge runs whether the retention policy deleted.
 fn count(op: &Op, outcome: &Outcome) {
-    if std::env::var_os("MODEL_STATS").is_none() {
-        return;
-    }
     let name = |debug: String| debug.split([' ', '(', '{']).next().unwrap().to_owned();
     let result = match outcome {
+        Ok(Value::PurgeReport {
+            dry_run,
+            repositories,
+            ..
+        }) => {
+            let did = |what: &str, any: fn(&RepositoryPurge) -> bool| {
+                repositories.iter().any(any).then(|| format!(" {what}"))
+            };
+            let mut label = format!("PurgeReport {}", if *dry_run { "dry" } else { "real" });
+            label.extend(did("untag", |r| !r.tags_untagged.is_empty()));
+            label.extend(did("delete", |r| !r.manifests_deleted.is_empty()));
+            label.extend(did("locked", |r| !r.locked.is_empty()));
+            label
+        }
+        Ok(Value::Purged {
+            untagged_deleted, ..
+        }) if *untagged_deleted > 0 => "Purged retention".to_owned(),
         Ok(v) => name(format!("{v:?}")),
         Err(e) => name(format!("{e:?}")),
     };
     let label = format!("{} -> {result}", name(format!("{op:?}")));
-    *STATS.lock().unwrap().entry(label).or_default() += 1;
+    if std::env::var_os("MODEL_STATS").is_some() {
+        *STATS.lock().unwrap().entry(label.clone()).or_default() += 1;
+    }
+    REACHED.with(|r| r.borrow_mut().insert(label));
 }
 
 fn print_stats() {
@@ -3050,23 +3815,30 @@ fn print_stats() {
 
 /// Runs `ops` on a fresh model and a fresh store, comparing after every op.
 fn run(ops: &[Op]) -> Result<(), TestCaseError> {
+    run_outcomes(ops).map(drop)
+}
+
+/// [`run`], returning the outcome of each op.
+fn run_outcomes(ops: &[Op]) -> Result<Vec<Outcome>, TestCaseError> {
     let mut model = Model::new();
     let mut sut = Sut::new();
+    let mut outcomes = Vec::new();
     for (i, op) in ops.iter().enumerate() {
         let expected = apply_model(&mut model, op);
         let actual = apply_registry(&mut sut, op);
         count(op, &expected);
-        prop_assert_eq!(actual, expected, "op #{}: {:?}", i, op);
+        prop_assert_eq!(actual, expected.clone(), "op #{}: {:?}", i, op);
         prop_assert_eq!(sut.registry().now(), model.now);
         compare(&model, sut.registry())?;
         compare_uploads(&model, &sut)?;
+        outcomes.push(expected);
     }
     // Everything survives a final reopen.
     sut.reopen();
     compare(&model, sut.registry())?;
     compare_uploads(&model, &sut)?;
     print_stats();
-    Ok(())
+    Ok(outcomes)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -3260,6 +4032,7 @@ fn batchable(mix: Mix) -> BoxedStrategy<Op> {
         (mix.deletes, delete_manifest()),
         (mix.deletes.min(1), delete_repository()),
         (mix.bin * 2, restore()),
+        (mix.locks, set_locks()),
     ])
 }
 
@@ -3375,6 +4148,12 @@ struct Mix {
     collect: u32,
     /// Clock moves, of a second to three days.
     clock: u32,
+    /// Lock changes (also inside batches).
+    locks: u32,
+    /// Retention policy changes and autopurge runs.
+    retention: u32,
+    /// Purges by filter.
+    purge: u32,
 }
 
 impl Mix {
@@ -3387,6 +4166,9 @@ impl Mix {
         uploads: 1,
         collect: 0,
         clock: 3,
+        locks: 0,
+        retention: 0,
+        purge: 0,
     };
 }
 
@@ -3467,6 +4249,90 @@ fn purge() -> BoxedStrategy<Op> {
     .boxed()
 }
 
+/// L1, L2: locks of the repository (not too often: it refuses most ops), a manifest or a tag
+/// name; unlocking as often as locking.
+fn set_locks() -> BoxedStrategy<Op> {
+    let item = prop_oneof![
+        2 => Just(ItemSel::Repository),
+        3 => manifest_sel().prop_map(ItemSel::Manifest),
+        5 => tag().prop_map(ItemSel::Tag),
+    ];
+    let locks = prop_oneof![
+        3 => Just(Locks::UNLOCKED),
+        3 => Just(Locks::NO_DELETE),
+        2 => Just(Locks::READ_ONLY),
+        1 => Just(Locks { delete_enabled: true, write_enabled: false }),
+    ];
+    (repo(), item, locks)
+        .prop_map(|(repo, item, locks)| Op::SetLocks { repo, item, locks })
+        .boxed()
+}
+
+/// R1: on or off, with days of 0 to 2 (which the clock moves reach), the default, the bound,
+/// and one out of range.
+fn set_retention() -> BoxedStrategy<Op> {
+    let days = prop_oneof![
+        3 => Just(0u32),
+        3 => Just(1u32),
+        2 => Just(2u32),
+        1 => Just(7u32),
+        1 => Just(365u32),
+        1 => Just(366u32),
+    ];
+    (prop::bool::weighted(0.8), days)
+        .prop_map(|(enabled, days)| Op::SetRetention { enabled, days })
+        .boxed()
+}
+
+/// U1: one or two filters (sometimes none, sometimes a bad one), an age, `keep`, and the flags;
+/// a third of the runs dry, some of them followed by the real run (U5).
+fn purge_by_filter() -> BoxedStrategy<Op> {
+    let texts: Vec<&'static str> = FILTERS.iter().map(|f| f.text).collect();
+    let filters = prop_oneof![
+        40 => prop::collection::vec(select(texts.clone()), 1..3),
+        1 => Just(Vec::new()),
+        1 => (prop::collection::vec(select(texts), 0..2), select(BAD_FILTERS)).prop_map(
+            |(mut filters, bad)| {
+                filters.push(bad);
+                filters
+            }
+        ),
+    ];
+    // Mostly short ages, which the clock moves pass.
+    let valid_ago: Vec<&'static str> = AGOS
+        .iter()
+        .filter(|(_, secs)| secs.is_some_and(|s| s <= 3600))
+        .map(|(text, _)| *text)
+        .collect();
+    let ago = prop_oneof![
+        30 => select(valid_ago),
+        10 => select(AGOS).prop_map(|(text, _)| text),
+    ];
+    let keep = prop_oneof![4 => Just(0usize), 2 => 1..3usize];
+    let run = prop_oneof![
+        5 => Just(PurgeRun::Real),
+        2 => Just(PurgeRun::Dry),
+        2 => Just(PurgeRun::DryThenReal),
+    ];
+    (
+        filters,
+        ago,
+        keep,
+        (prop::bool::weighted(0.6), prop::bool::weighted(0.3), run),
+    )
+        .prop_map(|(filters, ago, keep, (untagged, include_locked, run))| {
+            Op::PurgeByFilter(PurgeSel {
+                filters,
+                ago,
+                keep,
+                untagged,
+                include_locked,
+                run,
+            })
+        })
+        .boxed()
+}
+
 /// S1: short retentions (so that days of clock expire them), the default, the bounds, and
 /// out-of-range ones.
 fn retention_days() -> BoxedStrategy<u32> {
@@ -3505,6 +4371,9 @@ fn op_mix(mix: Mix) -> BoxedStrategy<Op> {
         uploads,
         collect,
         clock,
+        locks,
+        retention,
+        purge: purges,
     } = mix;
     let offset = prop_oneof![
         6 => Just(OffsetChoice::Right),
@@ -3579,11 +4448,14 @@ fn op_mix(mix: Mix) -> BoxedStrategy<Op> {
         (bin, revert_tag()),
         (bin * 2, purge()),
         (
-            bin * 2,
-            prop::bool::weighted(0.3)
+            bin * 2 + retention * 2,
+            prop::bool::weighted(0.3 + 0.1 * f64::from(retention.min(4)))
                 .prop_map(|now| Op::Autopurge { now })
                 .boxed(),
         ),
+        (locks * 3, set_locks()),
+        (retention, set_retention()),
+        (purges * 3, purge_by_filter()),
         (
             collect,
             prop::bool::weighted(0.3)
@@ -3682,13 +4554,13 @@ fn with_policy(ops: impl Strategy<Value = Vec<Op>> + 'static) -> BoxedStrategy<V
 proptest! {
     #![proptest_config(config(96))]
 
-    /// D1–D5, S1, S2, S5, S12, S13, T1: the registry behaves as the model under random pushes,
-    /// tags, untags, manifest and repository deletes (permanent or into the bin) and policy
-    /// changes, mixed with the P ops.
+    /// D1–D5, S1, S2, S5, S12, S13, T1, L1: the registry behaves as the model under random
+    /// pushes, tags, untags, manifest and repository deletes (permanent or into the bin, or
+    /// refused by a lock) and policy changes, mixed with the P ops.
     #[test]
-    fn d1_d5_s2_model_matches_registry_under_deletes(
+    fn d1_d5_s2_l1_model_matches_registry_under_deletes(
         ops in with_policy(prop::collection::vec(
-            op_mix(Mix { deletes: 3, policy: 1, reopens: 1, ..Mix::P }),
+            op_mix(Mix { deletes: 3, policy: 1, reopens: 1, locks: 1, ..Mix::P }),
             1..50,
         )),
     ) {
@@ -3697,16 +4569,16 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(config(256))]
+    #![proptest_config(config(224))]
 
-    /// S3–S16, T1, T2, C1: the registry behaves as the model under restores (by tag, by digest,
-    /// both, forced), reverts, purges by hand, autopurge runs (due or not) over clock moves of
-    /// days, policy changes and reopens, mixed with deletes and the P ops; batches hold deletes
-    /// and restores too.
+    /// S3–S16, T1, T2, C1, L2: the registry behaves as the model under restores (by tag, by
+    /// digest, both, forced; or refused by a lock), reverts, purges by hand, autopurge runs (due
+    /// or not) over clock moves of days, policy changes and reopens, mixed with deletes and the
+    /// P ops; batches hold deletes, restores and lock changes too.
     #[test]
-    fn s3_s16_t2_model_matches_registry_under_restores_purges_and_autopurge(
+    fn s3_s16_t2_l2_model_matches_registry_under_restores_purges_and_autopurge(
         ops in seeded(prop::collection::vec(
-            op_mix(Mix { batches: 2, reopens: 1, deletes: 3, policy: 1, bin: 3, uploads: 0, ..Mix::P }),
+            op_mix(Mix { batches: 2, reopens: 1, deletes: 3, policy: 1, bin: 3, uploads: 0, locks: 1, ..Mix::P }),
             1..60,
         )),
     ) {
@@ -3732,6 +4604,89 @@ proptest! {
     }
 }
 
+/// Ops after a retention policy (half the time, with 0 to 2 days), a soft delete policy and a
+/// few tagged images.
+fn with_retention(ops: impl Strategy<Value = Vec<Op>> + 'static) -> BoxedStrategy<Vec<Op>> {
+    let retention = prop::option::weighted(
+        0.5,
+        (0..=2u32).prop_map(|days| Op::SetRetention {
+            enabled: true,
+            days,
+        }),
+    );
+    (retention, seeded(ops))
+        .prop_map(|(retention, ops)| retention.into_iter().chain(ops).collect())
+        .boxed()
+}
+
+/// Runs `cases` cases of `ops` (or as many as [`config`] says), then checks that they reached
+/// every outcome of `must_reach` at least once: a label of [`count`] for one of the ops named
+/// whose outcome holds each of the words (`"PurgeByFilter -> PurgeReport real untag delete"`
+/// for `(&["PurgeByFilter"], "real delete")`). The strategies must keep reaching the success
+/// paths; the check is skipped when fewer cases run (`PROPTEST_CASES` below `cases`, or no
+/// tmpfs).
+fn check_model(cases: u32, ops: BoxedStrategy<Vec<Op>>, must_reach: &[(&[&str], &str)]) {
+    let config = config(cases);
+    let enough = config.cases >= cases;
+    REACHED.with(|r| r.borrow_mut().clear());
+    let mut runner = TestRunner::new(config);
+    if let Err(e) = runner.run(&ops, |ops| run(&ops)) {
+        panic!("{e}");
+    }
+    if enough {
+        let reached = REACHED.with(|r| r.borrow().clone());
+        let missed: Vec<_> = must_reach
+            .iter()
+            .filter(|(ops, holds)| {
+                !reached.iter().any(|label| {
+                    let (op, outcome) = label.split_once(" -> ").unwrap();
+                    let words: Vec<&str> = outcome.split(' ').collect();
+                    ops.contains(&op) && holds.split(' ').all(|w| words.contains(&w))
+                })
+            })
+            .collect();
+        assert!(missed.is_empty(), "no case reached {missed:?}");
+    }
+}
+
+/// L1, L2, R1–R3, U1–U6, T1: the registry behaves as the model under locks set and lifted
+/// (in batches too) with every op they refuse, retention policy changes with autopurge runs
+/// over clock moves of days, and purges by filter (real, dry, a dry run then the real one),
+/// mixed with deletes, restores, policy changes, reopens and the P ops. The cases must reach
+/// purges that untag and delete, locked items skipped, retention deletes and `Locked` refusals.
+#[test]
+fn l1_l2_r1_r3_u1_u6_t1_model_matches_registry_under_locks_retention_and_purges() {
+    let mix = Mix {
+        batches: 1,
+        reopens: 1,
+        deletes: 2,
+        policy: 1,
+        bin: 2,
+        uploads: 0,
+        clock: 10,
+        locks: 3,
+        retention: 2,
+        purge: 3,
+        ..Mix::P
+    };
+    let ops = with_retention(prop::collection::vec(op_mix(mix), 1..60));
+    check_model(
+        96,
+        ops,
+        &[
+            (&["PurgeByFilter"], "real untag"),
+            (&["PurgeByFilter"], "real delete"),
+            (&["PurgeByFilter"], "locked"),
+            (&["PurgeByFilter"], "dry untag"),
+            (&["Autopurge"], "retention"),
+            (&["Untag", "Tag", "Restore", "RevertTag"], "Locked"),
+            (&["DeleteManifest", "DeleteRepository"], "Locked"),
+            (&["PushImage", "PushIndex", "PushReferrer"], "Locked"),
+            (&["PutBlob", "PutBlobSha256", "MountBlob"], "Locked"),
+        ],
+    );
+}
+
 /// P1, P2: an upload session belongs to the repository it was started in; resuming it through
 /// another one is `UploadUnknown`, as it already is after a reopen.
 #[test]
@@ -3744,4 +4699,142 @@ fn p1_resume_upload_through_another_repository_is_upload_unknown_in_the_same_pro
         },
     ])
     .unwrap();
+}
+
+/// L2: finishing an upload into a repository write-locked since the session started is
+/// refused like a put, and leaves the session open: it finishes once the lock is lifted.
+#[test]
+fn l2_finish_upload_into_a_write_locked_repository_is_refused_and_the_session_stays() {
+    let lock = |locks| Op::SetLocks {
+        repo: "team/app",
+        item: ItemSel::Repository,
+        locks,
+    };
+    let finish = Op::FinishUpload {
+        slot: 0,
+        digest: FinishDigest::Right(Algorithm::Sha256),
+    };
+    let outcomes = run_outcomes(&[
+        Op::PutBlobSha256 {
+            repo: "team/app",
+            content: 0,
+        },
+        Op::StartUpload { repo: "team/app" },
+        Op::AppendChunk { slot: 0, chunk: 0 },
+        Op::AppendChunk { slot: 0, chunk: 1 },
+        lock(Locks::READ_ONLY),
+        finish.clone(),
+        lock(Locks::UNLOCKED),
+        finish,
+    ])
+    .unwrap();
+    let refused = ErrKind::Locked {
+        repository: "team/app".to_owned(),
+        item: "the repository".to_owned(),
+        lock: "write_enabled".to_owned(),
+    };
+    assert_eq!(outcomes[5], Err(refused));
+    assert_eq!(outcomes[7], Ok(Value::Unit));
+}
+
+/// A blob, and an image of it pushed by digest: the first manifest of `repo`, untagged.
+fn untagged_image(repo: &'static str) -> Vec<Op> {
+    let config = BlobSel {
+        content: 0,
+        alg: Algorithm::Sha256,
+    };
+    vec![
+        Op::PutBlobSha256 { repo, content: 0 },
+        Op::PushImage {
+            repo,
+            image: Image {
+                docker: false,
+                mismatch: false,
+                config: BlobRef::Pool(config),
+                layers: Vec::new(),
+            },
+            reference: RefChoice::Digest(Algorithm::Sha256),
+        },
+    ]
+}
+
+/// R1, R2: an untagged index and its untagged children, older than the index as children are,
+/// all go in one autopurge run: the index going frees its children.
+#[test]
+fn r1_r2_retention_deletes_an_untagged_index_and_its_older_children_in_one_run() {
+    let repo = REPOS[0];
+    let mut ops = vec![Op::SetRetention {
+        enabled: true,
+        days: 0,
+    }];
+    ops.extend(untagged_image(repo));
+    ops.extend([
+        Op::AdvanceClock(1),
+        Op::PushIndex {
+            repo,
+            docker: false,
+            children: vec![ManifestSel::Existing(0)],
+            reference: RefChoice::Digest(Algorithm::Sha256),
+        },
+        Op::AdvanceClock(1),
+        Op::Autopurge { now: true },
+    ]);
+    let outcomes = run_outcomes(&ops);
+    let Ok(Value::Purged {
+        untagged_deleted, ..
+    }) = outcomes.unwrap()[6]
+    else {
+        panic!("autopurge failed");
+    };
+    assert_eq!(untagged_deleted, 2, "the index and its child");
+}
+
+/// U3, U4: a locked untagged child of a tagged index is not a purge's to delete, lock or no
+/// lock: the purge does not report it as a locked item it skipped, nor its repository once
+/// that is locked.
+#[test]
+fn u3_u4_purge_reports_no_lock_on_what_it_would_not_delete() {
+    let repo = REPOS[0];
+    let purge = Op::PurgeByFilter(PurgeSel {
+        filters: vec!["team/.*:v.*"],
+        ago: "0",
+        keep: 0,
+        untagged: true,
+        include_locked: false,
+        run: PurgeRun::DryThenReal,
+    });
+    let mut ops = untagged_image(repo);
+    ops.extend([
+        Op::PushIndex {
+            repo,
+            docker: false,
+            children: vec![ManifestSel::Existing(0)],
+            reference: RefChoice::Tag("latest"),
+        },
+        Op::SetLocks {
+            repo,
+            item: ItemSel::Manifest(ManifestSel::Existing(0)),
+            locks: Locks::NO_DELETE,
+        },
+        Op::SetLocks {
+            repo,
+            item: ItemSel::Manifest(ManifestSel::Existing(1)),
+            locks: Locks::NO_DELETE,
+        },
+        Op::AdvanceClock(60),
+        purge.clone(),
+        Op::SetLocks {
+            repo,
+            item: ItemSel::Repository,
+            locks: Locks::NO_DELETE,
+        },
+        purge,
+    ]);
+    let outcomes = run_outcomes(&ops).unwrap();
+    for i in [6, 8] {
+        let Ok(Value::PurgeReport { repositories, .. }) = &outcomes[i] else {
+            panic!("purge failed: {:?}", outcomes[i]);
+        };
+        assert_eq!(repositories, &[], "nothing to do, nothing skipped");
+    }
 }
