@@ -2728,16 +2728,20 @@ impl RepoModel {
     }
 
     /// U3: the live untagged manifests last updated before `cutoff` by their times `before`
-    /// the purge, but referrers of a live subject; oldest first by their current times.
+    /// the purge, but referrers of a live subject; oldest first by those times (the purge
+    /// plans before it changes anything).
     fn purge_candidates(
         &self,
         cutoff: Timestamp,
         before: &BTreeMap<String, Timestamp>,
     ) -> Vec<String> {
-        let candidates = self.live_by_time().into_iter();
-        candidates
+        let mut candidates: Vec<String> = self
+            .live_by_time()
+            .into_iter()
             .filter(|d| self.tags_of(d).is_empty() && before[d] < cutoff && !self.refers_to_live(d))
-            .collect()
+            .collect();
+        candidates.sort_by(|a, b| (before[a], a).cmp(&(before[b], b)));
+        candidates
     }
 }
 
