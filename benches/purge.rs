@@ -12,15 +12,16 @@
 //! cargo bench --bench purge
 //! ```
 
+mod common;
+
 use std::hint::black_box;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::{copy_dir, open};
 use criterion::{BatchSize, Criterion, SamplingMode, criterion_group, criterion_main};
 use ocistore::manifest::OCI_MANIFEST;
-use ocistore::{
-    ManualClock, PurgeOptions, PurgeReport, Registry, SoftDeletePolicy, Timestamp, parse_ago,
-};
+use ocistore::{PurgeOptions, PurgeReport, SoftDeletePolicy, Timestamp, parse_ago};
 use serde_json::json;
 use tempfile::TempDir;
 
@@ -37,13 +38,6 @@ const PURGE_AT: Timestamp = Timestamp::from_nanos((1_767_225_600 + 2 * 86_400) *
 
 fn repository(i: usize) -> String {
     format!("team/app-{i:04}")
-}
-
-fn open(dir: &Path, now: Timestamp) -> Registry {
-    Registry::builder()
-        .clock(ManualClock::new(now))
-        .open(dir)
-        .expect("open store")
 }
 
 /// A directory on tmpfs if there is one, else in the temp directory.
@@ -111,19 +105,6 @@ fn prepare() -> TempDir {
         size as f64 / (1 << 20) as f64
     );
     dir
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 fn options(dry_run: bool, untagged: bool) -> PurgeOptions {

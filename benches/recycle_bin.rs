@@ -9,13 +9,15 @@
 //! cargo bench --bench recycle_bin
 //! ```
 
+mod common;
+
 use std::hint::black_box;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::{copy_dir, open};
 use criterion::{BatchSize, Criterion, SamplingMode, criterion_group, criterion_main};
 use ocistore::manifest::OCI_MANIFEST;
-use ocistore::{Algorithm, Digest, ManualClock, Registry, SoftDeletePolicy, Timestamp};
+use ocistore::{Algorithm, Digest, SoftDeletePolicy, Timestamp};
 use serde_json::json;
 use tempfile::TempDir;
 
@@ -32,13 +34,6 @@ const START: Timestamp = Timestamp::from_nanos(1_767_225_600 * 1_000_000_000);
 
 fn repository(i: usize) -> String {
     format!("team/app-{i:02}")
-}
-
-fn open(dir: &Path, now: Timestamp) -> Registry {
-    Registry::builder()
-        .clock(ManualClock::new(now))
-        .open(dir)
-        .expect("open store")
 }
 
 /// A store holding 100,000 manifests in the recycle bin, deleted at `START`.
@@ -115,19 +110,6 @@ fn prepare() -> TempDir {
         size as f64 / (1 << 20) as f64
     );
     dir
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 fn bench(c: &mut Criterion) {
