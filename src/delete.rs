@@ -36,7 +36,7 @@ impl Batch<'_> {
         };
         self.live_record(name, &digest)?;
         let doomed = self.doomed_by(name, vec![digest])?;
-        if let Some(refusal) = self.refusal(name, &doomed, false)? {
+        if let Some(refusal) = self.refusal(name, &doomed)? {
             return Err(refusal);
         }
         self.remove_manifests(name, &doomed, TagCause::Delete)?;
@@ -62,14 +62,9 @@ impl Batch<'_> {
     }
 
     /// Why manifests `doomed` cannot be deleted together, if they cannot: a live index outside
-    /// them lists one (D5), or a lock protects one of them or one of their tags (L1). With
-    /// `include_locked`, only the repository's locks count.
-    pub(crate) fn refusal(
-        &self,
-        repo: &str,
-        doomed: &[Digest],
-        include_locked: bool,
-    ) -> Result<Option<Error>> {
+    /// them lists one (D5), or a lock protects the repository, one of them or one of their
+    /// tags (L1).
+    pub(crate) fn refusal(&self, repo: &str, doomed: &[Digest]) -> Result<Option<Error>> {
         for digest in doomed {
             for index in keys_under2(&self.t.children, repo, digest.as_str())? {
                 if !doomed.iter().any(|d| d.as_str() == index) {
@@ -83,9 +78,6 @@ impl Batch<'_> {
         }
         if let Some((item, lock)) = self.lock_blocking(repo, &Item::Repository, Need::Delete)? {
             return Ok(Some(locked(repo, &item, lock)));
-        }
-        if include_locked {
-            return Ok(None);
         }
         let first = self.locked_among(repo, doomed)?.into_iter().next();
         Ok(first.map(|(item, lock)| locked(repo, &item, lock)))

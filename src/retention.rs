@@ -316,7 +316,7 @@ impl Batch<'_> {
 
     /// Whether a live manifest stays whatever its tags (R2): a live index lists it, or it
     /// refers to a live subject.
-    pub(crate) fn is_held(&self, repo: &str, digest: &Digest, record: &Record) -> Result<bool> {
+    fn is_held(&self, repo: &str, digest: &Digest, record: &Record) -> Result<bool> {
         if !keys_under2(&self.t.children, repo, digest.as_str())?.is_empty() {
             return Ok(true);
         }
@@ -380,7 +380,7 @@ impl Batch<'_> {
                 continue;
             }
             let doomed = self.doomed_by(&repo, vec![digest])?;
-            if self.refusal(&repo, &doomed, false)?.is_none() {
+            if self.refusal(&repo, &doomed)?.is_none() {
                 self.remove_manifests(&repo, &doomed, TagCause::Retention)?;
                 deleted += doomed.len();
             }

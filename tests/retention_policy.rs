@@ -54,6 +54,17 @@ fn run_deletes(s: &Store, untagged: usize) {
     assert_eq!(s.registry.run_now().unwrap(), expected);
 }
 
+/// Checks that a run one second before `secs` from now keeps manifest `digest` of `repo` and
+/// the run at `secs` deletes it.
+fn deleted_after_exactly(s: &Store, repo: &Repository, digest: &Digest, secs: u64) {
+    s.advance(secs - 1);
+    run_deletes(s, 0);
+    assert!(is_live(repo, digest), "one second early");
+    s.advance(1);
+    run_deletes(s, 1);
+    assert!(!is_live(repo, digest), "on the dot");
+}
+
 fn is_live(repo: &Repository, digest: &Digest) -> bool {
     manifest_digests(repo).contains(digest)
 }
@@ -242,12 +253,7 @@ fn r1_an_untagged_manifest_goes_once_untagged_for_exactly_days() {
         let (s, repo) = store(3);
         s.advance(60);
         let a = untagged_now(&repo, way, "a");
-        s.advance(3 * DAY - 1);
-        run_deletes(&s, 0);
-        assert!(is_live(&repo, &a), "{way:?}: one second early");
-        s.advance(1);
-        run_deletes(&s, 1);
-        assert!(!is_live(&repo, &a), "{way:?}: at exactly 3 days");
+        deleted_after_exactly(&s, &repo, &a, 3 * DAY);
     }
 }
 
@@ -317,11 +323,7 @@ fn r1_changing_the_days_of_an_enabled_policy_keeps_its_start() {
 
     assert_eq!(s.registry.retention_enabled_at().unwrap(), Some(START));
     // The new days count from when it was untagged.
-    s.advance(2 * DAY - 1);
-    run_deletes(&s, 0);
-    s.advance(1);
-    run_deletes(&s, 1);
-    assert!(!is_live(&repo, &a));
+    deleted_after_exactly(&s, &repo, &a, 2 * DAY);
 }
 
 #[test]
@@ -344,11 +346,7 @@ fn r1_tagging_again_before_the_deadline_saves_it_and_untagging_restarts_the_coun
 
     repo.untag("a").unwrap();
 
-    s.advance(2 * DAY - 1);
-    run_deletes(&s, 0);
-    s.advance(1);
-    run_deletes(&s, 1);
-    assert!(!is_live(&repo, &a));
+    deleted_after_exactly(&s, &repo, &a, 2 * DAY);
 }
 
 #[test]
