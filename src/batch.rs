@@ -10,6 +10,9 @@ use crate::recycle_bin::SoftDeletePolicy;
 use crate::registry::{Inner, Registry};
 use crate::tables::Tables;
 
+/// The `meta` key of the event sequence's last number.
+const SEQ: &str = "seq";
+
 thread_local! {
     /// The stores this thread has a batch open on. redb's `begin_write` would wait forever
     /// for the thread's own open transaction; this turns that deadlock into an error.
@@ -62,6 +65,9 @@ pub struct Batch<'t> {
     pub(crate) collecting: bool,
     /// The soft delete policy once read: deletes ask for it per tag and per manifest.
     pub(crate) soft_delete: Cell<Option<SoftDeletePolicy>>,
+    /// The last number of the event sequence handed out, once read; written back to `meta`
+    /// once, before the commit, rather than per event.
+    seq: Option<u64>,
 }
 
 impl Batch<'_> {
@@ -76,17 +82,26 @@ impl Batch<'_> {
     /// The next number of the store's event sequence: it orders tag events and deletions
     /// made at the same clock time.
     pub(crate) fn next_seq(&mut self) -> Result<u64> {
-        let last = match self.t.meta.get("seq")? {
-            Some(v) => u64::from_le_bytes(v.value().try_into().map_err(|_| Error::Corrupt {
-                table: "meta",
-                reason: "seq is not 8 bytes".into(),
-            })?),
-            None => 0,
+        let last = match self.seq {
+            Some(last) => last,
+            None => match self.t.meta.get(SEQ)? {
+                Some(v) => u64::from_le_bytes(v.value().try_into().map_err(|_| Error::Corrupt {
+                    table: "meta",
+                    reason: "seq is not 8 bytes".into(),
+                })?),
+                None => 0,
+            },
         };
-        self.t
-            .meta
-            .insert("seq", (last + 1).to_le_bytes().as_slice())?;
+        self.seq = Some(last + 1);
         Ok(last + 1)
+    }
+
+    /// Writes back what the batch keeps outside the tables while it runs.
+    fn finish(&mut self) -> Result<()> {
+        if let Some(seq) = self.seq {
+            self.t.meta.insert(SEQ, seq.to_le_bytes().as_slice())?;
+        }
+        Ok(())
     }
 }
 
@@ -132,8 +147,11 @@ impl Registry {
                 now: self.inner.clock.now(),
                 collecting,
                 soft_delete: Cell::new(None),
+                seq: None,
             };
-            f(&mut batch)?
+            let out = f(&mut batch)?;
+            batch.finish()?;
+            out
         };
         if commit {
             txn.commit()?;
