@@ -58,6 +58,8 @@ mod repository;
 mod retention;
 mod tables;
 mod tag;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 mod upload;
 mod usage;
 

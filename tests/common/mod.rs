@@ -119,55 +119,7 @@ pub fn push_image(repo: &Repository, reference: &str, seed: &str) -> Digest {
         .expect("push image")
 }
 
-/// Everything a store holds, as text: every repository with its tags, manifests and blob
-/// links (through the public API), and every file of the store with its size.
-pub fn snapshot(registry: &Registry) -> String {
-    let mut out = String::new();
-    for name in registry.repositories(&Page::all()).unwrap() {
-        let repo = registry.repository(&name).unwrap();
-        out += &format!("repository {name}\n");
-        for tag in repo.tags(&Page::all()).unwrap() {
-            out += &format!("  tag {tag:?}\n");
-        }
-        for m in repo.manifests(&ManifestQuery::default()).unwrap() {
-            out += &format!("  manifest {m:?}\n");
-        }
-        for blob in repo.blobs(&Page::all()).unwrap() {
-            out += &format!("  blob {blob}\n");
-        }
-        for (item, locks) in repo.locked_items().unwrap() {
-            out += &format!("  locked {item} {locks:?}\n");
-        }
-    }
-    out += &format!(
-        "policies {:?} {:?} since {:?}\n",
-        registry.soft_delete_policy().unwrap(),
-        registry.retention_policy().unwrap(),
-        registry.retention_enabled_at().unwrap()
-    );
-    let mut files = Vec::new();
-    list_files(registry.path(), registry.path(), &mut files);
-    files.sort();
-    for f in files {
-        out += &format!("file {f}\n");
-    }
-    out
-}
-
-fn list_files(root: &Path, dir: &Path, out: &mut Vec<String>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            list_files(root, &path, out);
-        } else if path.file_name().unwrap() != "metadata.redb" {
-            let size = path.metadata().unwrap().len();
-            out.push(format!(
-                "{} {size}",
-                path.strip_prefix(root).unwrap().display()
-            ));
-        }
-    }
-}
+pub use ocistore::testkit::snapshot;
 
 // ---------------------------------------------------------------------------------------------
 // Deletes and the recycle bin (`delete.rs`, `recycle_bin.rs`)

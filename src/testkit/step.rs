@@ -1,0 +1,537 @@
+//! Resolving an operation's selectors against the model's state: the concrete [`Step`] every
+//! system runs.
+
+#![allow(unused_imports)]
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::manifest::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
+use crate::{
+    Algorithm, Batch, CollectOptions, DeletedManifest, DeletedRepository, DeletedTag, Descriptor,
+    Digest, Error, Item, Locks, Manifest, ManifestQuery, ManualClock, Page, PurgeOptions, Registry,
+    RepositoryPurge, Restore, RetentionPolicy, SoftDeletePolicy, Tag, TagCause, TagEvent,
+    Timestamp, Upload, parse_ago,
+};
+use proptest::prelude::*;
+use proptest::sample::select;
+use proptest::strategy::Union;
+use proptest::test_runner::{TestCaseError, TestRunner};
+use serde_json::json;
+use tempfile::TempDir;
+
+use super::{op::*, outcome::*, grammar::*, model::*, registry::*, strategies::*};
+use super::*;
+
+pub(crate) fn descriptor(media_type: &str, digest: &str, size: u64) -> Descriptor {
+    Descriptor {
+        media_type: media_type.to_owned(),
+        digest: Digest::parse(digest).expect("descriptors name valid digests"),
+        size,
+        artifact_type: None,
+        annotations: BTreeMap::new(),
+    }
+}
+
+/// A manifest body, structured: the model keeps these fields, the registry gets the bytes.
+#[derive(Debug, Clone)]
+pub struct BodySpec {
+    /// The body's `mediaType`.
+    pub media_type: &'static str,
+    pub index: bool,
+    pub artifact_type: Option<String>,
+    pub config: Option<Descriptor>,
+    /// Layers of an image, children of an index.
+    pub items: Vec<Descriptor>,
+    pub subject: Option<Descriptor>,
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl BodySpec {
+    pub(crate) fn render(&self) -> Vec<u8> {
+        let mut v = json!({"schemaVersion": 2, "mediaType": self.media_type});
+        if self.index {
+            v["manifests"] = json!(self.items);
+        } else {
+            v["config"] = json!(self.config.as_ref().expect("an image has a config"));
+            v["layers"] = json!(self.items);
+        }
+        if let Some(subject) = &self.subject {
+            v["subject"] = json!(subject);
+        }
+        if let Some(t) = &self.artifact_type {
+            v["artifactType"] = json!(t);
+        }
+        if !self.annotations.is_empty() {
+            v["annotations"] = json!(self.annotations);
+        }
+        serde_json::to_vec(&v).unwrap()
+    }
+
+    /// What `Manifest::references` holds: config then layers, or the children.
+    pub(crate) fn references(&self) -> Vec<Descriptor> {
+        self.config.iter().chain(&self.items).cloned().collect()
+    }
+}
+
+pub(crate) fn image_spec(image: &Image, view: &impl View, repo: &str) -> BodySpec {
+    let (config_type, layer_type) = if image.docker {
+        (DOCKER_CONFIG, DOCKER_LAYER)
+    } else {
+        (CONFIG_TYPE, LAYER_TYPE)
+    };
+    let blob = |b: &BlobRef, t: &str| {
+        let (digest, size) = pick_blob(view, repo, *b);
+        descriptor(t, &digest, size)
+    };
+    BodySpec {
+        media_type: if image.docker {
+            DOCKER_MANIFEST
+        } else {
+            OCI_MANIFEST
+        },
+        index: false,
+        artifact_type: None,
+        config: Some(blob(&image.config, config_type)),
+        items: image.layers.iter().map(|l| blob(l, layer_type)).collect(),
+        subject: None,
+        annotations: BTreeMap::new(),
+    }
+}
+
+
+/// What resolving an op needs to know of a side's state.
+pub(crate) trait View {
+    /// (digest, size) of the blobs linked to `repo`, by digest.
+    fn blobs_of(&self, repo: &str) -> Vec<(String, u64)>;
+    /// (digest, media type, size) of the manifests of `repo`, by digest.
+    fn manifests_of(&self, repo: &str) -> Vec<(String, String, u64)>;
+    /// Digests of the manifests of `repo` in the recycle bin, sorted.
+    fn binned_of(&self, repo: &str) -> Vec<String>;
+    /// How many upload sessions were started.
+    fn sessions(&self) -> usize;
+    /// The bytes a session holds, as its client knows them.
+    fn sent(&self, slot: usize) -> Vec<u8>;
+}
+
+/// An op with every selector resolved.
+#[derive(Debug, Clone)]
+pub enum Step {
+    PutBlob {
+        repo: String,
+        digest: String,
+        bytes: Vec<u8>,
+    },
+    PutBlobSha256 {
+        repo: String,
+        bytes: Vec<u8>,
+    },
+    Mount {
+        from: String,
+        to: String,
+        digest: String,
+    },
+    StartUpload {
+        repo: String,
+    },
+    Append {
+        slot: usize,
+        chunk: Vec<u8>,
+        /// `None`: plain `append`; `Some`: `append_at` this offset.
+        at: Option<u64>,
+    },
+    Finish {
+        slot: usize,
+        digest: String,
+    },
+    Cancel {
+        slot: usize,
+    },
+    Resume {
+        slot: usize,
+        via: Option<String>,
+    },
+    Push {
+        repo: String,
+        reference: String,
+        declared: String,
+        spec: Box<BodySpec>,
+        body: Vec<u8>,
+    },
+    Tag {
+        repo: String,
+        tag: String,
+        digest: String,
+    },
+    Pull {
+        repo: String,
+        reference: String,
+    },
+    Untag {
+        repo: String,
+        tag: String,
+    },
+    DeleteManifest {
+        repo: String,
+        reference: String,
+    },
+    DeleteRepository {
+        repo: String,
+    },
+    SetPolicy {
+        enabled: bool,
+        days: u32,
+    },
+    Restore {
+        repo: String,
+        tag: Option<String>,
+        digest: Option<String>,
+        force: bool,
+    },
+    Revert {
+        repo: String,
+        tag: String,
+        digest: String,
+        force: bool,
+    },
+    PurgeRepository {
+        repo: String,
+    },
+    PurgeManifest {
+        repo: String,
+        digest: String,
+    },
+    PurgeTags {
+        repo: String,
+        tag: String,
+    },
+    Autopurge {
+        now: bool,
+    },
+    Collect {
+        dry_run: bool,
+    },
+    SetLocks {
+        repo: String,
+        item: Item,
+        locks: Locks,
+    },
+    SetRetention(RetentionPolicy),
+    PurgeByFilter(PurgeSel),
+    Advance(u64),
+    Batch(Vec<Step>),
+    Reopen,
+    NoSession,
+}
+
+pub(crate) fn unknown_manifest() -> (String, String, u64) {
+    (
+        sha256(UNKNOWN_MANIFEST),
+        OCI_MANIFEST.to_owned(),
+        UNKNOWN_MANIFEST.len() as u64,
+    )
+}
+
+pub(crate) fn pick(view: &impl View, repo: &str, sel: ManifestSel) -> (String, String, u64) {
+    let all = view.manifests_of(repo);
+    match sel {
+        ManifestSel::Existing(i) if !all.is_empty() => all[i % all.len()].clone(),
+        _ => unknown_manifest(),
+    }
+}
+
+pub(crate) fn pick_any(view: &impl View, repo: &str, sel: AnySel) -> String {
+    let live = |i: usize| pick(view, repo, ManifestSel::Existing(i)).0;
+    match sel {
+        AnySel::Live(i) => live(i),
+        AnySel::Binned(i) => {
+            let binned = view.binned_of(repo);
+            if binned.is_empty() {
+                live(i)
+            } else {
+                binned[i % binned.len()].clone()
+            }
+        }
+        AnySel::Unknown => unknown_manifest().0,
+    }
+}
+
+pub(crate) fn pick_blob(view: &impl View, repo: &str, sel: BlobRef) -> (String, u64) {
+    let pool = |b: BlobSel| (b.digest(), b.bytes().len() as u64);
+    match sel {
+        BlobRef::Pool(b) => pool(b),
+        BlobRef::Linked(i) => {
+            let all = view.blobs_of(repo);
+            if all.is_empty() {
+                pool(BlobSel {
+                    content: i % UPLOADABLE,
+                    alg: Algorithm::Sha256,
+                })
+            } else {
+                all[i % all.len()].clone()
+            }
+        }
+    }
+}
+
+pub(crate) fn manifest_ref(view: &impl View, repo: &str, reference: ManifestRef) -> String {
+    match reference {
+        ManifestRef::Tag(t) => t.to_owned(),
+        ManifestRef::Digest(sel) => pick_any(view, repo, sel),
+        ManifestRef::BadDigest(d) => d.to_owned(),
+    }
+}
+
+pub(crate) fn push_step(repo: &str, spec: BodySpec, declared: &str, reference: RefChoice) -> Step {
+    let body = spec.render();
+    let reference = match reference {
+        RefChoice::Tag(t) => t.to_owned(),
+        RefChoice::Digest(alg) => hash(alg, &body),
+        RefChoice::WrongDigest => sha256(&[&body[..], b"x"].concat()),
+        RefChoice::BadDigest(d) => d.to_owned(),
+    };
+    Step::Push {
+        repo: repo.to_owned(),
+        reference,
+        declared: declared.to_owned(),
+        spec: Box::new(spec),
+        body,
+    }
+}
+
+pub(crate) fn resolve(op: &Op, view: &impl View) -> Step {
+    let slot = |slot: usize| {
+        let n = view.sessions();
+        (n > 0).then(|| slot % n)
+    };
+    match op {
+        Op::PutBlob { repo, blob, digest } => Step::PutBlob {
+            repo: repo.to_string(),
+            digest: match digest {
+                DigestChoice::Right => blob.digest(),
+                DigestChoice::Wrong => hash(blob.alg, &[blob.bytes(), b"x"].concat()),
+                DigestChoice::Invalid(d) => d.to_string(),
+            },
+            bytes: blob.bytes().to_vec(),
+        },
+        Op::PutBlobSha256 { repo, content } => Step::PutBlobSha256 {
+            repo: repo.to_string(),
+            bytes: BLOBS[*content].to_vec(),
+        },
+        Op::MountBlob { from, to, blob } => Step::Mount {
+            from: from.to_string(),
+            to: to.to_string(),
+            digest: pick_blob(view, from, *blob).0,
+        },
+        Op::StartUpload { repo } => Step::StartUpload {
+            repo: repo.to_string(),
+        },
+        Op::AppendChunk { slot: s, chunk } => match slot(*s) {
+            Some(slot) => Step::Append {
+                slot,
+                chunk: CHUNKS[*chunk].to_vec(),
+                at: None,
+            },
+            None => Step::NoSession,
+        },
+        Op::AppendAt {
+            slot: s,
+            chunk,
+            offset,
+        } => match slot(*s) {
+            Some(slot) => {
+                let len = view.sent(slot).len() as u64;
+                let at = match offset {
+                    OffsetChoice::Right => len,
+                    OffsetChoice::Ahead(k) => len + k,
+                    OffsetChoice::Behind => len.checked_sub(1).unwrap_or(1),
+                };
+                Step::Append {
+                    slot,
+                    chunk: CHUNKS[*chunk].to_vec(),
+                    at: Some(at),
+                }
+            }
+            None => Step::NoSession,
+        },
+        Op::FinishUpload { slot: s, digest } => match slot(*s) {
+            Some(slot) => {
+                let sent = view.sent(slot);
+                let digest = match digest {
+                    FinishDigest::Right(alg) => hash(*alg, &sent),
+                    FinishDigest::Wrong(alg) => hash(*alg, &[&sent[..], b"!"].concat()),
+                };
+                Step::Finish { slot, digest }
+            }
+            None => Step::NoSession,
+        },
+        Op::CancelUpload { slot: s } => match slot(*s) {
+            Some(slot) => Step::Cancel { slot },
+            None => Step::NoSession,
+        },
+        Op::ResumeUpload { slot: s, via } => match slot(*s) {
+            Some(slot) => Step::Resume {
+                slot,
+                via: via.map(str::to_owned),
+            },
+            None => Step::NoSession,
+        },
+        Op::PushImage {
+            repo,
+            image,
+            reference,
+        } => {
+            let spec = image_spec(image, view, repo);
+            let declared = match (image.docker, image.mismatch) {
+                (true, false) | (false, true) => DOCKER_MANIFEST,
+                (false, false) | (true, true) => OCI_MANIFEST,
+            };
+            push_step(repo, spec, declared, *reference)
+        }
+        Op::PushIndex {
+            repo,
+            docker,
+            children,
+            reference,
+        } => {
+            let items = children
+                .iter()
+                .map(|c| {
+                    let (digest, media_type, size) = pick(view, repo, *c);
+                    descriptor(&media_type, &digest, size)
+                })
+                .collect();
+            let media_type = if *docker {
+                DOCKER_MANIFEST_LIST
+            } else {
+                OCI_INDEX
+            };
+            let spec = BodySpec {
+                media_type,
+                index: true,
+                artifact_type: None,
+                config: None,
+                items,
+                subject: None,
+                annotations: BTreeMap::new(),
+            };
+            push_step(repo, spec, media_type, *reference)
+        }
+        Op::PushReferrer {
+            repo,
+            subject,
+            config,
+            config_type,
+            artifact_type,
+            annotated,
+            layers,
+            reference,
+        } => {
+            let (digest, media_type, size) = pick(view, repo, *subject);
+            let blob = |b: &BlobRef, t: &str| {
+                let (digest, size) = pick_blob(view, repo, *b);
+                descriptor(t, &digest, size)
+            };
+            let spec = BodySpec {
+                media_type: OCI_MANIFEST,
+                index: false,
+                artifact_type: artifact_type.map(str::to_owned),
+                config: Some(blob(config, config_type)),
+                items: layers.iter().map(|l| blob(l, LAYER_TYPE)).collect(),
+                subject: Some(descriptor(&media_type, &digest, size)),
+                annotations: if *annotated {
+                    BTreeMap::from([("org.example.note".to_owned(), repo.to_string())])
+                } else {
+                    BTreeMap::new()
+                },
+            };
+            push_step(repo, spec, OCI_MANIFEST, *reference)
+        }
+        Op::Tag {
+            repo,
+            tag,
+            manifest,
+        } => Step::Tag {
+            repo: repo.to_string(),
+            tag: tag.to_string(),
+            digest: pick(view, repo, *manifest).0,
+        },
+        Op::Pull { repo, reference } => Step::Pull {
+            repo: repo.to_string(),
+            reference: manifest_ref(view, repo, *reference),
+        },
+        Op::Untag { repo, tag } => Step::Untag {
+            repo: repo.to_string(),
+            tag: tag.to_string(),
+        },
+        Op::DeleteManifest { repo, reference } => Step::DeleteManifest {
+            repo: repo.to_string(),
+            reference: manifest_ref(view, repo, *reference),
+        },
+        Op::DeleteRepository { repo } => Step::DeleteRepository {
+            repo: repo.to_string(),
+        },
+        Op::SetPolicy { enabled, days } => Step::SetPolicy {
+            enabled: *enabled,
+            days: *days,
+        },
+        Op::Restore { repo, what, force } => {
+            let (tag, digest) = match what {
+                RestoreSel::Tag(t) => (Some(t), None),
+                RestoreSel::Digest(sel) => (None, Some(*sel)),
+                RestoreSel::TagAndDigest(t, sel) => (Some(t), Some(*sel)),
+            };
+            Step::Restore {
+                repo: repo.to_string(),
+                tag: tag.map(|t| t.to_string()),
+                digest: digest.map(|sel| pick_any(view, repo, sel)),
+                force: *force,
+            }
+        }
+        Op::RevertTag {
+            repo,
+            tag,
+            manifest,
+            force,
+        } => Step::Revert {
+            repo: repo.to_string(),
+            tag: tag.to_string(),
+            digest: pick_any(view, repo, *manifest),
+            force: *force,
+        },
+        Op::PurgeRepository { repo } => Step::PurgeRepository {
+            repo: repo.to_string(),
+        },
+        Op::PurgeManifest { repo, manifest } => Step::PurgeManifest {
+            repo: repo.to_string(),
+            digest: pick_any(view, repo, *manifest),
+        },
+        Op::PurgeTags { repo, tag } => Step::PurgeTags {
+            repo: repo.to_string(),
+            tag: tag.to_string(),
+        },
+        Op::Autopurge { now } => Step::Autopurge { now: *now },
+        Op::Collect { dry_run } => Step::Collect { dry_run: *dry_run },
+        Op::SetLocks { repo, item, locks } => Step::SetLocks {
+            repo: repo.to_string(),
+            item: match item {
+                ItemSel::Repository => Item::Repository,
+                ItemSel::Manifest(sel) => {
+                    Item::Manifest(Digest::parse(&pick(view, repo, *sel).0).unwrap())
+                }
+                ItemSel::Tag(t) => Item::Tag(t.to_string()),
+            },
+            locks: *locks,
+        },
+        Op::SetRetention { enabled, days } => Step::SetRetention(RetentionPolicy {
+            enabled: *enabled,
+            days: *days,
+        }),
+        Op::PurgeByFilter(p) => Step::PurgeByFilter(p.clone()),
+        Op::AdvanceClock(secs) => Step::Advance(*secs),
+        // Every op of a batch is resolved against the state before the batch.
+        Op::Batch(ops) => Step::Batch(ops.iter().map(|o| resolve(o, view)).collect()),
+        Op::Reopen => Step::Reopen,
+    }
+}

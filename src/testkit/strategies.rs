@@ -1,0 +1,649 @@
+//! proptest strategies: names, digests, images, and sequences of operations.
+
+#![allow(unused_imports)]
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::manifest::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
+use crate::{
+    Algorithm, Batch, CollectOptions, DeletedManifest, DeletedRepository, DeletedTag, Descriptor,
+    Digest, Error, Item, Locks, Manifest, ManifestQuery, ManualClock, Page, PurgeOptions, Registry,
+    RepositoryPurge, Restore, RetentionPolicy, SoftDeletePolicy, Tag, TagCause, TagEvent,
+    Timestamp, Upload, parse_ago,
+};
+use proptest::prelude::*;
+use proptest::sample::select;
+use proptest::strategy::Union;
+use proptest::test_runner::{TestCaseError, TestRunner};
+use serde_json::json;
+use tempfile::TempDir;
+
+use super::{op::*, outcome::*, grammar::*, step::*, model::*, registry::*};
+use super::*;
+
+/// Mostly the first repository, so that state piles up where ops look for it.
+pub fn repo() -> BoxedStrategy<&'static str> {
+    prop_oneof![
+        10 => Just(REPOS[0]),
+        4 => Just(REPOS[1]),
+        3 => Just(REPOS[2]),
+        1 => select(BAD_REPOS),
+    ]
+    .boxed()
+}
+
+pub fn tag() -> BoxedStrategy<&'static str> {
+    prop_oneof![12 => select(TAGS), 1 => select(BAD_TAGS)].boxed()
+}
+
+pub fn alg() -> BoxedStrategy<Algorithm> {
+    prop_oneof![
+        8 => Just(Algorithm::Sha256),
+        1 => Just(Algorithm::Sha512),
+        1 => Just(Algorithm::Blake3),
+    ]
+    .boxed()
+}
+
+/// A blob that may be uploaded.
+pub fn uploadable_blob() -> BoxedStrategy<BlobSel> {
+    (0..UPLOADABLE, alg())
+        .prop_map(|(content, alg)| BlobSel { content, alg })
+        .boxed()
+}
+
+/// A blob a manifest references: mostly one linked to the repository, sometimes any of the
+/// pool, sometimes one never uploaded.
+pub fn referenced_blob() -> BoxedStrategy<BlobRef> {
+    prop_oneof![
+        24 => (0..8usize).prop_map(BlobRef::Linked),
+        2 => uploadable_blob().prop_map(BlobRef::Pool),
+        1 => Just(BlobRef::Pool(BlobSel { content: UPLOADABLE, alg: Algorithm::Sha256 })),
+    ]
+    .boxed()
+}
+
+pub fn manifest_sel() -> BoxedStrategy<ManifestSel> {
+    prop_oneof![10 => (0..16usize).prop_map(ManifestSel::Existing), 1 => Just(ManifestSel::Unknown)]
+        .boxed()
+}
+
+pub fn reference() -> BoxedStrategy<RefChoice> {
+    prop_oneof![
+        12 => tag().prop_map(RefChoice::Tag),
+        6 => alg().prop_map(RefChoice::Digest),
+        1 => Just(RefChoice::WrongDigest),
+        1 => select(BAD_DIGESTS).prop_map(RefChoice::BadDigest),
+    ]
+    .boxed()
+}
+
+pub fn image() -> BoxedStrategy<Image> {
+    (
+        any::<bool>(),
+        prop::bool::weighted(0.05),
+        referenced_blob(),
+        prop::collection::vec(referenced_blob(), 0..3),
+    )
+        .prop_map(|(docker, mismatch, config, layers)| Image {
+            docker,
+            mismatch,
+            config,
+            layers,
+        })
+        .boxed()
+}
+
+pub fn put_blob() -> BoxedStrategy<Op> {
+    let digest = prop_oneof![
+        16 => Just(DigestChoice::Right),
+        2 => Just(DigestChoice::Wrong),
+        1 => select(BAD_DIGESTS).prop_map(DigestChoice::Invalid),
+    ];
+    (repo(), uploadable_blob(), digest)
+        .prop_map(|(repo, blob, digest)| Op::PutBlob { repo, blob, digest })
+        .boxed()
+}
+
+pub fn put_blob_sha256() -> BoxedStrategy<Op> {
+    (repo(), 0..UPLOADABLE)
+        .prop_map(|(repo, content)| Op::PutBlobSha256 { repo, content })
+        .boxed()
+}
+
+pub fn mount_blob() -> BoxedStrategy<Op> {
+    let blob = prop_oneof![
+        4 => (0..8usize).prop_map(BlobRef::Linked),
+        1 => uploadable_blob().prop_map(BlobRef::Pool),
+    ];
+    (repo(), repo(), blob)
+        .prop_map(|(from, to, blob)| Op::MountBlob { from, to, blob })
+        .boxed()
+}
+
+pub fn push_image() -> BoxedStrategy<Op> {
+    (repo(), image(), reference())
+        .prop_map(|(repo, image, reference)| Op::PushImage {
+            repo,
+            image,
+            reference,
+        })
+        .boxed()
+}
+
+pub fn push_index() -> BoxedStrategy<Op> {
+    (
+        repo(),
+        any::<bool>(),
+        prop::collection::vec(manifest_sel(), 0..4),
+        reference(),
+    )
+        .prop_map(|(repo, docker, children, reference)| Op::PushIndex {
+            repo,
+            docker,
+            children,
+            reference,
+        })
+        .boxed()
+}
+
+pub fn push_referrer() -> BoxedStrategy<Op> {
+    (
+        (repo(), manifest_sel(), referenced_blob()),
+        (
+            select(REFERRER_CONFIG_TYPES),
+            prop::option::of(select(ARTIFACT_TYPES)),
+            any::<bool>(),
+        ),
+        prop::collection::vec(referenced_blob(), 0..2),
+        reference(),
+    )
+        .prop_map(
+            |(
+                (repo, subject, config),
+                (config_type, artifact_type, annotated),
+                layers,
+                reference,
+            )| Op::PushReferrer {
+                repo,
+                subject,
+                config,
+                config_type,
+                artifact_type,
+                annotated,
+                layers,
+                reference,
+            },
+        )
+        .boxed()
+}
+
+pub fn tag_op() -> BoxedStrategy<Op> {
+    (repo(), tag(), manifest_sel())
+        .prop_map(|(repo, tag, manifest)| Op::Tag {
+            repo,
+            tag,
+            manifest,
+        })
+        .boxed()
+}
+
+pub fn pull() -> BoxedStrategy<Op> {
+    (repo(), manifest_ref_choice())
+        .prop_map(|(repo, reference)| Op::Pull { repo, reference })
+        .boxed()
+}
+
+/// Ops a batch can hold; `mix` weighs the deletes and restores among them (0: none).
+pub fn batchable(mix: Mix) -> BoxedStrategy<Op> {
+    weighted(vec![
+        (4, put_blob()),
+        (2, put_blob_sha256()),
+        (2, mount_blob()),
+        (5, push_image()),
+        (2, push_index()),
+        (2, push_referrer()),
+        (3, tag_op()),
+        (mix.deletes, untag()),
+        (mix.deletes, delete_manifest()),
+        (mix.deletes.min(1), delete_repository()),
+        (mix.bin * 2, restore()),
+        (mix.locks, set_locks()),
+    ])
+}
+
+/// One of the strategies, by weight; those weighing 0 never run.
+pub fn weighted(choices: Vec<(u32, BoxedStrategy<Op>)>) -> BoxedStrategy<Op> {
+    Union::new_weighted(choices.into_iter().filter(|(w, _)| *w > 0).collect()).boxed()
+}
+
+/// An op that fails whatever the state: ending a batch with it aborts the batch.
+pub fn failing() -> BoxedStrategy<Op> {
+    prop_oneof![
+        (repo(), uploadable_blob()).prop_map(|(repo, blob)| Op::PutBlob {
+            repo,
+            blob,
+            digest: DigestChoice::Wrong,
+        }),
+        (select(REPOS), select(BAD_TAGS), manifest_sel()).prop_map(|(repo, tag, manifest)| {
+            Op::Tag {
+                repo,
+                tag,
+                manifest,
+            }
+        }),
+        (select(REPOS), image(), reference()).prop_map(|(repo, mut image, reference)| {
+            image.config = BlobRef::Pool(BlobSel {
+                content: UPLOADABLE,
+                alg: Algorithm::Sha256,
+            });
+            Op::PushImage {
+                repo,
+                image,
+                reference,
+            }
+        }),
+    ]
+    .boxed()
+}
+
+/// A batch: random ops, mostly without bad input (they may still fail, e.g. on an unlinked
+/// blob), or an image pushed over blobs the same batch uploads (the push must see them); either
+/// sometimes ends with an op that fails whatever the state.
+pub fn batch(mix: Mix) -> BoxedStrategy<Op> {
+    let clean = batchable(mix).prop_filter("bad input", |op| !op.has_bad_input());
+    let random = prop::collection::vec(prop_oneof![4 => clean, 1 => batchable(mix)], 1..5);
+    (
+        prop_oneof![random, image_over_new_blobs(prop::option::of(select(TAGS)))],
+        prop::option::weighted(0.25, failing()),
+    )
+        .prop_map(|(mut ops, fail)| {
+            ops.extend(fail);
+            Op::Batch(ops)
+        })
+        .boxed()
+}
+
+/// The blobs of an image put, then the image pushed over them (the push must see them), by
+/// `tag` or else by digest: a batch that succeeds whatever the state.
+pub fn image_over_new_blobs(
+    tag: impl Strategy<Value = Option<&'static str>> + 'static,
+) -> BoxedStrategy<Vec<Op>> {
+    (
+        select(REPOS),
+        (0..UPLOADABLE, prop::collection::vec(0..UPLOADABLE, 0..3)),
+        any::<bool>(),
+        tag,
+    )
+        .prop_map(|(repo, (config, layers), docker, tag)| {
+            let blob = |content| BlobSel {
+                content,
+                alg: Algorithm::Sha256,
+            };
+            let mut ops: Vec<Op> = std::iter::once(config)
+                .chain(layers.iter().copied())
+                .map(|content| Op::PutBlobSha256 { repo, content })
+                .collect();
+            ops.push(Op::PushImage {
+                repo,
+                image: Image {
+                    docker,
+                    mismatch: false,
+                    config: BlobRef::Pool(blob(config)),
+                    layers: layers.into_iter().map(|l| BlobRef::Pool(blob(l))).collect(),
+                },
+                reference: tag.map_or(RefChoice::Digest(Algorithm::Sha256), RefChoice::Tag),
+            });
+            ops
+        })
+        .boxed()
+}
+
+pub fn slot() -> BoxedStrategy<usize> {
+    (0..8usize).boxed()
+}
+
+pub fn chunk() -> BoxedStrategy<usize> {
+    (0..CHUNKS.len()).boxed()
+}
+
+/// The weights of the op groups beyond the P ops.
+#[derive(Debug, Clone, Copy)]
+pub struct Mix {
+    pub batches: u32,
+    pub reopens: u32,
+    /// Untag, delete manifest, delete repository (also inside batches).
+    pub deletes: u32,
+    /// Policy changes.
+    pub policy: u32,
+    /// Restores and reverts (also inside batches), purges by hand, autopurge runs.
+    pub bin: u32,
+    /// Upload sessions (1 for the P tests; 0 leaves room for the rest).
+    pub uploads: u32,
+    /// Collections, real or dry runs.
+    pub collect: u32,
+    /// Clock moves, of a second to three days.
+    pub clock: u32,
+    /// Lock changes (also inside batches).
+    pub locks: u32,
+    /// Retention policy changes and autopurge runs.
+    pub retention: u32,
+    /// Purges by filter.
+    pub purge: u32,
+}
+
+impl Mix {
+    const P: Mix = Mix {
+        batches: 0,
+        reopens: 0,
+        deletes: 0,
+        policy: 0,
+        bin: 0,
+        uploads: 1,
+        collect: 0,
+        clock: 3,
+        locks: 0,
+        retention: 0,
+        purge: 0,
+    };
+}
+
+/// A manifest, live or in the bin in the proportion `live` to `binned`, or sometimes unknown.
+pub fn manifest_of(live: u32, binned: u32) -> BoxedStrategy<AnySel> {
+    prop_oneof![
+        live => (0..16usize).prop_map(AnySel::Live),
+        binned => (0..16usize).prop_map(AnySel::Binned),
+        1 => Just(AnySel::Unknown),
+    ]
+    .boxed()
+}
+
+pub fn any_sel() -> BoxedStrategy<AnySel> {
+    manifest_of(6, 3)
+}
+
+pub fn untag() -> BoxedStrategy<Op> {
+    (repo(), tag())
+        .prop_map(|(repo, tag)| Op::Untag { repo, tag })
+        .boxed()
+}
+
+pub fn delete_manifest() -> BoxedStrategy<Op> {
+    (repo(), manifest_ref_choice())
+        .prop_map(|(repo, reference)| Op::DeleteManifest { repo, reference })
+        .boxed()
+}
+
+pub fn manifest_ref_choice() -> BoxedStrategy<ManifestRef> {
+    prop_oneof![
+        6 => tag().prop_map(ManifestRef::Tag),
+        6 => any_sel().prop_map(ManifestRef::Digest),
+        1 => select(BAD_DIGESTS).prop_map(ManifestRef::BadDigest),
+    ]
+    .boxed()
+}
+
+pub fn delete_repository() -> BoxedStrategy<Op> {
+    repo()
+        .prop_map(|repo| Op::DeleteRepository { repo })
+        .boxed()
+}
+
+/// Mostly a manifest in the bin.
+pub fn binned_sel() -> BoxedStrategy<AnySel> {
+    manifest_of(2, 6)
+}
+
+pub fn restore() -> BoxedStrategy<Op> {
+    let what = prop_oneof![
+        3 => tag().prop_map(RestoreSel::Tag),
+        2 => binned_sel().prop_map(RestoreSel::Digest),
+        4 => (tag(), binned_sel()).prop_map(|(t, sel)| RestoreSel::TagAndDigest(t, sel)),
+    ];
+    (repo(), what, prop::bool::weighted(0.3))
+        .prop_map(|(repo, what, force)| Op::Restore { repo, what, force })
+        .boxed()
+}
+
+pub fn revert_tag() -> BoxedStrategy<Op> {
+    (repo(), tag(), any_sel(), prop::bool::weighted(0.3))
+        .prop_map(|(repo, tag, manifest, force)| Op::RevertTag {
+            repo,
+            tag,
+            manifest,
+            force,
+        })
+        .boxed()
+}
+
+pub fn purge() -> BoxedStrategy<Op> {
+    prop_oneof![
+        repo().prop_map(|repo| Op::PurgeRepository { repo }),
+        (repo(), binned_sel()).prop_map(|(repo, manifest)| Op::PurgeManifest { repo, manifest }),
+        (repo(), tag()).prop_map(|(repo, tag)| Op::PurgeTags { repo, tag }),
+    ]
+    .boxed()
+}
+
+/// L1, L2: locks of the repository (not too often: it refuses most ops), a manifest or a tag
+/// name; unlocking as often as locking.
+pub fn set_locks() -> BoxedStrategy<Op> {
+    let item = prop_oneof![
+        2 => Just(ItemSel::Repository),
+        3 => manifest_sel().prop_map(ItemSel::Manifest),
+        5 => tag().prop_map(ItemSel::Tag),
+    ];
+    let locks = prop_oneof![
+        3 => Just(Locks::UNLOCKED),
+        3 => Just(Locks::NO_DELETE),
+        2 => Just(Locks::READ_ONLY),
+        1 => Just(Locks { delete_enabled: true, write_enabled: false }),
+    ];
+    (repo(), item, locks)
+        .prop_map(|(repo, item, locks)| Op::SetLocks { repo, item, locks })
+        .boxed()
+}
+
+/// R1: on or off, with days of 0 to 2 (which the clock moves reach), the default, the bound,
+/// and one out of range.
+pub fn set_retention() -> BoxedStrategy<Op> {
+    let days = prop_oneof![
+        3 => Just(0u32),
+        3 => Just(1u32),
+        2 => Just(2u32),
+        1 => Just(7u32),
+        1 => Just(365u32),
+        1 => Just(366u32),
+    ];
+    (prop::bool::weighted(0.8), days)
+        .prop_map(|(enabled, days)| Op::SetRetention { enabled, days })
+        .boxed()
+}
+
+/// U1: one or two filters (sometimes none, sometimes a bad one), an age, `keep`, and the flags;
+/// half of the runs dry, some of those followed by the real run (U5).
+pub fn purge_by_filter() -> BoxedStrategy<Op> {
+    let texts: Vec<&'static str> = FILTERS.iter().map(|f| f.text).collect();
+    let filters = prop_oneof![
+        40 => prop::collection::vec(select(texts.clone()), 1..3),
+        1 => Just(Vec::new()),
+        1 => (prop::collection::vec(select(texts), 0..2), select(BAD_FILTERS)).prop_map(
+            |(mut filters, bad)| {
+                filters.push(bad);
+                filters
+            }
+        ),
+    ];
+    // Mostly short ages, which the clock moves pass.
+    let valid_ago: Vec<&'static str> = AGOS
+        .iter()
+        .filter(|(_, secs)| secs.is_some_and(|s| s <= 3600))
+        .map(|(text, _)| *text)
+        .collect();
+    let ago = prop_oneof![
+        30 => select(valid_ago),
+        10 => select(AGOS).prop_map(|(text, _)| text),
+    ];
+    let keep = prop_oneof![4 => Just(0usize), 2 => 1..3usize];
+    let run = prop_oneof![
+        4 => Just(PurgeRun::Real),
+        3 => Just(PurgeRun::Dry),
+        2 => Just(PurgeRun::DryThenReal),
+    ];
+    (
+        filters,
+        ago,
+        keep,
+        (prop::bool::weighted(0.6), prop::bool::weighted(0.25), run),
+    )
+        .prop_map(|(filters, ago, keep, (untagged, include_locked, run))| {
+            Op::PurgeByFilter(PurgeSel {
+                filters,
+                ago,
+                keep,
+                untagged,
+                include_locked,
+                run,
+            })
+        })
+        .boxed()
+}
+
+/// S1: short retentions (so that days of clock expire them), the default, the bounds, and
+/// out-of-range ones.
+pub fn retention_days() -> BoxedStrategy<u32> {
+    prop_oneof![
+        6 => 1..=3u32,
+        2 => Just(7u32),
+        1 => Just(90u32),
+        1 => select(&[0u32, 91][..]),
+    ]
+    .boxed()
+}
+
+pub fn set_policy() -> BoxedStrategy<Op> {
+    (prop::bool::weighted(0.75), retention_days())
+        .prop_map(|(enabled, days)| Op::SetPolicy { enabled, days })
+        .boxed()
+}
+
+/// Every op, with weights; `batches` and `reopens` weigh those two.
+pub fn op(batches: u32, reopens: u32) -> BoxedStrategy<Op> {
+    op_mix(Mix {
+        batches,
+        reopens,
+        ..Mix::P
+    })
+}
+
+/// Every op, with weights; `mix` weighs the groups beyond the P ops (0: never).
+pub fn op_mix(mix: Mix) -> BoxedStrategy<Op> {
+    let Mix {
+        batches,
+        reopens,
+        deletes,
+        policy,
+        bin,
+        uploads,
+        collect,
+        clock,
+        locks,
+        retention,
+        purge: purges,
+    } = mix;
+    let offset = prop_oneof![
+        6 => Just(OffsetChoice::Right),
+        1 => (1..4u64).prop_map(OffsetChoice::Ahead),
+        1 => Just(OffsetChoice::Behind),
+    ];
+    let finish = prop_oneof![
+        4 => alg().prop_map(FinishDigest::Right),
+        1 => alg().prop_map(FinishDigest::Wrong),
+    ];
+    let secs = prop_oneof![
+        4 => Just(1u64),
+        2 => Just(60),
+        1 => Just(3600),
+        1 => Just(43_200),
+        1 => Just(86_401),
+        1 => Just(3 * 86_400),
+    ];
+    weighted(vec![
+        (8, put_blob()),
+        (3, put_blob_sha256()),
+        (4, mount_blob()),
+        (
+            uploads * 3,
+            repo().prop_map(|repo| Op::StartUpload { repo }).boxed(),
+        ),
+        (
+            uploads * 4,
+            (slot(), chunk())
+                .prop_map(|(slot, chunk)| Op::AppendChunk { slot, chunk })
+                .boxed(),
+        ),
+        (
+            uploads * 3,
+            (slot(), chunk(), offset)
+                .prop_map(|(slot, chunk, offset)| Op::AppendAt {
+                    slot,
+                    chunk,
+                    offset,
+                })
+                .boxed(),
+        ),
+        (
+            uploads * 3,
+            (slot(), finish)
+                .prop_map(|(slot, digest)| Op::FinishUpload { slot, digest })
+                .boxed(),
+        ),
+        (
+            uploads,
+            slot().prop_map(|slot| Op::CancelUpload { slot }).boxed(),
+        ),
+        (
+            uploads,
+            (slot(), resume_via())
+                .prop_map(|(slot, via)| Op::ResumeUpload { slot, via })
+                .boxed(),
+        ),
+        (10, push_image()),
+        (4, push_index()),
+        (4, push_referrer()),
+        (5, tag_op()),
+        (2, pull()),
+        (clock, secs.prop_map(Op::AdvanceClock).boxed()),
+        (batches, batch(mix)),
+        (reopens, Just(Op::Reopen).boxed()),
+        (deletes * 3, untag()),
+        (deletes * 4, delete_manifest()),
+        (deletes, delete_repository()),
+        (policy, set_policy()),
+        (bin * 4, restore()),
+        (bin, revert_tag()),
+        (bin * 2, purge()),
+        (
+            bin * 2 + retention * 2,
+            prop::bool::weighted(0.3 + 0.1 * f64::from(retention.min(4)))
+                .prop_map(|now| Op::Autopurge { now })
+                .boxed(),
+        ),
+        (locks * 3, set_locks()),
+        (retention, set_retention()),
+        (purges * 3, purge_by_filter()),
+        (
+            collect,
+            prop::bool::weighted(0.3)
+                .prop_map(|dry_run| Op::Collect { dry_run })
+                .boxed(),
+        ),
+    ])
+}
+
+/// `ResumeUpload` goes through a repository chosen at random: the session's own, or another.
+pub fn resume_via() -> BoxedStrategy<Option<&'static str>> {
+    prop::option::of(select(REPOS)).boxed()
+}
