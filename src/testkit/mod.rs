@@ -10,7 +10,6 @@ mod registry;
 mod step;
 mod strategies;
 
-pub use grammar::*;
 pub use model::*;
 pub use op::*;
 pub use outcome::*;
@@ -20,7 +19,8 @@ pub use strategies::*;
 
 pub(crate) const CONFIG_TYPE: &str = "application/vnd.oci.image.config.v1+json";
 pub(crate) const LAYER_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-pub(crate) const START: crate::Timestamp = crate::Timestamp::from_nanos(1_767_225_600 * 1_000_000_000);
+pub(crate) const START: crate::Timestamp =
+    crate::Timestamp::from_nanos(1_767_225_600 * 1_000_000_000);
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -91,7 +91,11 @@ pub fn take_reached() -> BTreeSet<String> {
 fn count(op: &Op, outcome: &Outcome) {
     let label = label(op, outcome);
     if std::env::var_os("MODEL_STATS").is_some() {
-        *STATS.lock().unwrap_or_else(|e| e.into_inner()).entry(label.clone()).or_default() += 1;
+        *STATS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(label.clone())
+            .or_default() += 1;
     }
     REACHED.with(|r| r.borrow_mut().insert(label));
 }
@@ -111,14 +115,7 @@ pub fn run(ops: &[Op], systems: &mut [&mut dyn System]) -> Result<Vec<Outcome>, 
         let expected = model.step(&step);
         for (s, system) in systems.iter_mut().enumerate() {
             let actual = system.step(&step);
-            prop_assert_eq!(
-                &actual,
-                &expected,
-                "op #{} on system #{}: {:?}",
-                i,
-                s,
-                op
-            );
+            prop_assert_eq!(&actual, &expected, "op #{} on system #{}: {:?}", i, s, op);
             system.check(&model)?;
         }
         if i < ops.len() {

@@ -1,27 +1,15 @@
 //! The reference model: a plain in-memory registry implementing `SPEC.md`.
 
-#![allow(unused_imports)]
-use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::manifest::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
 use crate::{
-    Algorithm, Batch, CollectOptions, DeletedManifest, DeletedRepository, DeletedTag, Descriptor,
-    Digest, Error, Item, Locks, Manifest, ManifestQuery, ManualClock, Page, PurgeOptions, Registry,
-    RepositoryPurge, Restore, RetentionPolicy, SoftDeletePolicy, Tag, TagCause, TagEvent,
-    Timestamp, Upload, parse_ago,
+    Descriptor, Digest, Item, Locks, Manifest, RepositoryPurge, RetentionPolicy, SoftDeletePolicy,
+    TagCause, Timestamp,
 };
-use proptest::prelude::*;
-use proptest::sample::select;
-use proptest::strategy::Union;
-use proptest::test_runner::{TestCaseError, TestRunner};
-use serde_json::json;
-use tempfile::TempDir;
 
-use super::{op::*, outcome::*, grammar::*, step::*, registry::*, strategies::*};
 use super::*;
+use super::{grammar::*, op::*, outcome::*, step::*};
 
 /// The reference model: a plain in-memory registry (maps and vectors) that implements every
 /// rule of `SPEC.md` — blobs, uploads, manifests and tags; deletes, the recycle bin with its
@@ -181,7 +169,12 @@ impl Model {
     }
 
     /// L2: fails if pointing `tag` of `repo` at `digest` is refused.
-    pub(crate) fn check_tag_move(&self, repo: &str, tag: &str, digest: &str) -> Result<(), ErrKind> {
+    pub(crate) fn check_tag_move(
+        &self,
+        repo: &str,
+        tag: &str,
+        digest: &str,
+    ) -> Result<(), ErrKind> {
         match self.repositories.get(repo) {
             Some(r) => r.check_tag_move(repo, tag, digest),
             None => Ok(()),
@@ -362,7 +355,13 @@ impl RepoModel {
 
     /// D1, S2: removes live tag `tag` (the manifest counts as updated), records it, and bins
     /// it if `bin`. Returns the manifest it pointed at.
-    pub(crate) fn drop_tag(&mut self, tag: &str, now: Timestamp, cause: TagCause, bin: bool) -> String {
+    pub(crate) fn drop_tag(
+        &mut self,
+        tag: &str,
+        now: Timestamp,
+        cause: TagCause,
+        bin: bool,
+    ) -> String {
         let digest = self.tags.remove(tag).expect("a live tag").digest;
         self.touch(&digest, now);
         let seq = self.record(tag, Some(digest.clone()), None, now, cause);
@@ -388,7 +387,13 @@ impl RepoModel {
 
     /// D2–D4, S2: deletes a live manifest's tags (in lexical order), then the manifest: into
     /// the bin if `bin`, for good otherwise. L1: their locks go with them.
-    pub(crate) fn delete_live_manifest(&mut self, digest: &str, now: Timestamp, bin: bool, cause: TagCause) {
+    pub(crate) fn delete_live_manifest(
+        &mut self,
+        digest: &str,
+        now: Timestamp,
+        bin: bool,
+        cause: TagCause,
+    ) {
         for tag in self.tags_of(digest) {
             self.locks.remove(&tag);
             self.drop_tag(&tag, now, cause, bin);
@@ -414,7 +419,13 @@ impl RepoModel {
     }
 
     /// Deletes live manifests `doomed` in order, each with its tags.
-    pub(crate) fn remove_manifests(&mut self, doomed: &[String], now: Timestamp, bin: bool, cause: TagCause) {
+    pub(crate) fn remove_manifests(
+        &mut self,
+        doomed: &[String],
+        now: Timestamp,
+        bin: bool,
+        cause: TagCause,
+    ) {
         for digest in doomed {
             self.delete_live_manifest(digest, now, bin, cause);
         }
@@ -522,7 +533,12 @@ impl RepoModel {
 
     /// L2: pointing `tag` at `digest` moves the tag, unless it is there already; either way
     /// it writes into the repository.
-    pub(crate) fn check_tag_move(&self, name: &str, tag: &str, digest: &str) -> Result<(), ErrKind> {
+    pub(crate) fn check_tag_move(
+        &self,
+        name: &str,
+        tag: &str,
+        digest: &str,
+    ) -> Result<(), ErrKind> {
         let moves = self.tags.get(tag).is_none_or(|t| t.digest != digest);
         self.check_lock(name, if moves { tag } else { "" }, Need::Write)
     }
