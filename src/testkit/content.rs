@@ -116,10 +116,21 @@ pub struct Content {
 }
 
 impl Content {
-    fn new(media_type: &str, body: serde_json::Value) -> (String, Vec<u8>, Digest) {
+    fn new(
+        media_type: &str,
+        body: serde_json::Value,
+        blobs: Vec<Vec<u8>>,
+        manifests: Vec<Content>,
+    ) -> Content {
         let body = serde_json::to_vec(&body).expect("JSON serializes");
         let digest = Digest::parse(&hash(Algorithm::Sha256, &body)).expect("a valid digest");
-        (media_type.to_owned(), body, digest)
+        Content {
+            blobs,
+            manifests,
+            media_type: media_type.to_owned(),
+            body,
+            digest,
+        }
     }
 
     /// A descriptor of this manifest, as an index or a referrer names it.
@@ -187,14 +198,12 @@ pub fn image_content() -> BoxedStrategy<Content> {
                 "config": blob_descriptor(config_type, &config),
                 "layers": layers.iter().map(|l| blob_descriptor(layer_type, l)).collect::<Vec<_>>(),
             });
-            let (media_type, body, digest) = Content::new(media_type, body);
-            Content {
-                blobs: std::iter::once(config).chain(layers).collect(),
-                manifests: Vec::new(),
+            Content::new(
                 media_type,
                 body,
-                digest,
-            }
+                std::iter::once(config).chain(layers).collect(),
+                Vec::new(),
+            )
         })
         .boxed()
 }
@@ -214,14 +223,7 @@ pub fn index_content() -> BoxedStrategy<Content> {
                 "mediaType": media_type,
                 "manifests": images.iter().map(Content::descriptor).collect::<Vec<_>>(),
             });
-            let (media_type, body, digest) = Content::new(media_type, body);
-            Content {
-                blobs: Vec::new(),
-                manifests: images,
-                media_type,
-                body,
-                digest,
-            }
+            Content::new(media_type, body, Vec::new(), images)
         })
         .boxed()
 }
