@@ -253,16 +253,10 @@ pub fn artifact_content() -> BoxedStrategy<Content> {
                     .collect::<Vec<_>>(),
                 "subject": subject.descriptor(),
             });
-            let (media_type, body, digest) = Content::new(OCI_MANIFEST, body);
-            Content {
-                blobs: std::iter::once(EMPTY_CONFIG.to_vec())
-                    .chain(layers)
-                    .collect(),
-                manifests: vec![subject],
-                media_type,
-                body,
-                digest,
-            }
+            let blobs = std::iter::once(EMPTY_CONFIG.to_vec())
+                .chain(layers)
+                .collect();
+            Content::new(OCI_MANIFEST, body, blobs, vec![subject])
         })
         .boxed()
 }
