@@ -146,7 +146,7 @@ impl Content {
     /// use ocistore::testkit::index_content;
     /// use proptest::strategy::{Strategy, ValueTree};
     /// use proptest::test_runner::TestRunner;
-    /// let index = index_content().new_tree(&mut TestRunner::default())?.current();
+    /// let index = index_content().new_tree(&mut TestRunner::default()).unwrap().current();
     /// let repo = ocistore::Registry::open(dir.path())?.repository("app")?;
     /// assert_eq!(index.push(&repo, Some("latest"))?, index.digest);
     /// assert_eq!(repo.pull("latest")?.body, &index.body[..]);

@@ -1,6 +1,36 @@
-//! The property-testing kit (feature `testkit`): the reference model of `SPEC.md`, proptest
-//! strategies for everything that can happen to a registry, and the harness that applies one
-//! sequence of operations to the model and to systems under test and compares them.
+//! The property-testing kit (feature `testkit`, off by default): the reference model of
+//! `SPEC.md`, proptest strategies for everything that can happen to a registry, and the harness
+//! that applies one sequence of operations to the model and to systems under test and compares
+//! them after every step. `docs/testing.md` is the guide.
+//!
+//! - [`Op`]: one operation — blob writes, mounts, uploads, pushes (images, indexes, artifacts
+//!   with a subject), tags, pulls, deletes, policy changes, restores, reverts, purges by hand
+//!   and by filter, autopurge runs, collections, locks, clock moves, batches and reopens. Ops
+//!   name things by small pools and by selectors, so that sequences collide with themselves.
+//! - [`Model`]: a plain in-memory registry. [`Model::resolve`] turns an op into a concrete
+//!   [`Step`] against its state; [`Model::step`] predicts the step's [`Outcome`].
+//! - [`System`]: what a harness implements for its own registry; [`RegistrySystem`] is this
+//!   crate's [`Registry`](crate::Registry) as one, with a deep comparison of its state.
+//! - [`run`]: one sequence on the model and on every system, compared after each op and after
+//!   a final reopen; [`check_registry`] for the crate itself.
+//! - Strategies: [`ops`] and [`op_mix`] for sequences (weighted by a [`Mix`]); for what a
+//!   client sends, [`repository_name`], [`tag_name`], [`digest`] and their invalid
+//!   counterparts, and [`image_content`], [`index_content`], [`artifact_content`].
+//!
+//! ```
+//! use ocistore::testkit::{Mix, RegistrySystem, config, op_mix, run};
+//! use proptest::prelude::*;
+//! use proptest::test_runner::TestRunner;
+//!
+//! let sequences = prop::collection::vec(op_mix(Mix::P), 1..10);
+//! TestRunner::new(config(4))
+//!     .run(&sequences, |ops| {
+//!         // Two stores under the same sequence: each must do what the model does.
+//!         let (mut a, mut b) = (RegistrySystem::new(), RegistrySystem::new());
+//!         run(&ops, &mut [&mut a, &mut b]).map(drop)
+//!     })
+//!     .unwrap();
+//! ```
 
 mod content;
 mod grammar;
