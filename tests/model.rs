@@ -1,26 +1,17 @@
 //! SPEC P1–P8, N1–N3, C1, D1–D5, S1–S16, T1–T2, G1–G5, L1–L2, R1–R3 and U1–U6 as a
-//! model-based property test.
+//! model-based property test, through the public kit (`ocistore::testkit`, `docs/testing.md`):
+//! one model, not two.
 //!
-//! [`Model`] is a plain in-memory registry (BTreeMaps) implementing the SPEC's rules: blobs,
-//! uploads, manifests and tags; deletes, the recycle bin with its restores, purges and the
-//! retention clock's autopurge; tag history and reverts; the collector; locks on repositories,
-//! manifests and tags; the retention policy for untagged manifests; purges by filter. It is the
-//! reference semantics that later rules extend.
-//! Random sequences of [`Op`]s run against the model ([`apply_model`]) and against a real store on
-//! a manual clock ([`apply_registry`]); each op must have the same [`Outcome`] on both (the same
-//! value, or the same error variant with the same names in it), and after every op
-//! [`compare`] reads the whole store through the public API and checks it against the model.
+//! Random sequences of `Op`s run against the kit's `Model` and against a real store on a manual
+//! clock (`RegistrySystem`); each op must have the same `Outcome` on both (the same value, or
+//! the same error variant with the same names in it), and after every op the registry side reads
+//! the whole store through the public API and checks it against the model.
 //!
-//! Ops name things by small pools (repository names, tags, blob contents, bad inputs) and by
-//! selectors that each side resolves against its own state before running the op ([`resolve`]):
-//! "the 3rd manifest of the repository by digest", "the 2nd upload session". The two states are
-//! equal whenever an op starts (the previous `compare` checked it), so both resolve alike.
-//!
-//! The registry side is a [`Sut`]: the store, its clock and directory, and what a client knows
-//! of its upload sessions (their ids and the bytes it sent), which a `Registry` alone cannot
-//! tell. To extend the model with a rule: add an [`Op`] (and its strategy), the [`Step`] it
-//! resolves to, its arm in [`model_step`] and [`registry_step`] (and [`batch_step`] if a batch
-//! can hold it), and the reads that show its effect to [`compare`].
+//! To extend the model with a rule: add an `Op` (and its strategy, in
+//! `src/testkit/strategies.rs`), the `Step` it resolves to (`src/testkit/step.rs`), its arm in
+//! the model's and the registry's step functions (`src/testkit/model.rs`, `registry.rs`; the
+//! batch arm too if a batch can hold it), and the reads that show its effect to the registry's
+//! comparison.
 //!
 //! `MODEL_STATS=1 cargo test --test model -- --nocapture` prints how often each op had each
 //! outcome, to check that the strategies reach the success paths as well as the errors (a purge

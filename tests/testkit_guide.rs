@@ -19,8 +19,8 @@ use proptest::test_runner::{RngAlgorithm, TestCaseError, TestError, TestRng, Tes
 enum Check {
     /// Nothing beyond the outcomes: the default of [`System::check`].
     Outcomes,
-    /// Pulls every tag of the pools, on the system and on a clone of the model: what a harness
-    /// outside the crate can compare, since the model's state is private.
+    /// Pulls every tag of the pools, on the system and on a clone of the model: reads any
+    /// harness can compare, through its own API.
     Pulls,
     /// Delegates to the inner [`RegistrySystem`], which reads its whole store back.
     Inner,

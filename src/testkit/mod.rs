@@ -51,8 +51,8 @@ pub use strategies::*;
 
 pub(crate) const CONFIG_TYPE: &str = "application/vnd.oci.image.config.v1+json";
 pub(crate) const LAYER_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-pub(crate) const START: crate::Timestamp =
-    crate::Timestamp::from_nanos(1_767_225_600 * 1_000_000_000);
+/// When every model and [`RegistrySystem`] starts: 2026-01-01T00:00:00Z.
+pub const START: crate::Timestamp = crate::Timestamp::from_nanos(1_767_225_600 * 1_000_000_000);
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -148,7 +148,9 @@ pub fn run(ops: &[Op], systems: &mut [&mut dyn System]) -> Result<Vec<Outcome>, 
         for (s, system) in systems.iter_mut().enumerate() {
             let actual = system.step(&step);
             prop_assert_eq!(&actual, &expected, "op #{} on system #{}: {:?}", i, s, op);
-            system.check(&model)?;
+            system.check(&model).map_err(|e| {
+                TestCaseError::fail(format!("after op #{i} on system #{s}: {op:?}: {e}"))
+            })?;
         }
         if i < ops.len() {
             count(op, &expected);
@@ -176,7 +178,7 @@ pub fn config(cases: u32) -> ProptestConfig {
     {
         Some(n) => n,
         None if registry::tmpfs().is_some() => cases,
-        None => cases / 4,
+        None => (cases / 4).max(1),
     };
     ProptestConfig {
         cases,

@@ -153,6 +153,41 @@ impl Model {
         model_step(self, step)
     }
 
+    /// The repositories with a live record (not in the recycle bin), in lexical order.
+    pub fn repositories(&self) -> Vec<String> {
+        let live = self
+            .repositories
+            .iter()
+            .filter(|(_, r)| r.deleted.is_none());
+        live.map(|(name, _)| name.clone()).collect()
+    }
+
+    /// The live tags of repository `repo` with the digests they point at, by tag; none while
+    /// the repository is in the bin.
+    pub fn tags(&self, repo: &str) -> Vec<(String, String)> {
+        let Some(r) = self.repositories.get(repo).filter(|r| r.deleted.is_none()) else {
+            return Vec::new();
+        };
+        let tags = r.tags.iter();
+        tags.map(|(tag, t)| (tag.clone(), t.digest.clone()))
+            .collect()
+    }
+
+    /// The live manifests of `repo`: digest, media type and size, by digest.
+    pub fn manifests(&self, repo: &str) -> Vec<(String, String, u64)> {
+        self.manifests_of(repo)
+    }
+
+    /// The digests of the manifests of `repo` in the recycle bin, sorted.
+    pub fn deleted_manifests(&self, repo: &str) -> Vec<String> {
+        self.binned_of(repo)
+    }
+
+    /// The blobs linked to `repo` with their sizes, by digest; none while it is in the bin.
+    pub fn blobs(&self, repo: &str) -> Vec<(String, u64)> {
+        self.blobs_of(repo)
+    }
+
     /// [`resolve`](Model::resolve) then [`step`](Model::step).
     pub fn apply(&mut self, op: &Op) -> Outcome {
         let step = self.resolve(op);
@@ -819,7 +854,7 @@ fn model_step(m: &mut Model, step: &Step) -> Outcome {
             Ok(Value::Pulled {
                 digest,
                 media_type: m.media_type.clone(),
-                body: m.body.clone(),
+                body: Body(m.body.clone()),
             })
         }
         Step::Untag { repo, tag } => {

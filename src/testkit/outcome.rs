@@ -23,7 +23,7 @@ pub enum Value {
         /// The media type.
         media_type: String,
         /// The body.
-        body: Vec<u8>,
+        body: Body,
     },
     /// What each step of a batch returned.
     Batch(Vec<Value>),
@@ -209,6 +209,23 @@ pub enum ErrKind {
     Other(String),
 }
 
+impl From<Error> for ErrKind {
+    fn from(e: Error) -> ErrKind {
+        kind(e)
+    }
+}
+
+/// A manifest body, printed as text (lossy UTF-8) so that a failing sequence stays readable.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Body(pub Vec<u8>);
+
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(&self.0))
+    }
+}
+
+/// The [`ErrKind`] of an error of the crate: what an adapter over this crate's API returns.
 pub(crate) fn kind(e: Error) -> ErrKind {
     match e {
         Error::InvalidRepositoryName { name, .. } => ErrKind::InvalidRepositoryName(name),

@@ -206,7 +206,7 @@ fn registry_step(sut: &mut RegistrySystem, step: &Step) -> Outcome {
             Ok(Value::Pulled {
                 digest: pulled.digest.to_string(),
                 media_type: pulled.media_type,
-                body: pulled.body.to_vec(),
+                body: Body(pulled.body.to_vec()),
             })
         }
         // `Repository::untag` and the like are a batch of one such call each.
