@@ -4,8 +4,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use crate::{
-    Descriptor, Digest, Item, Locks, Manifest, RepositoryPurge, RetentionPolicy, SoftDeletePolicy,
-    TagCause, Timestamp,
+    Descriptor, Digest, FsckReport, Item, Locks, Manifest, RepositoryPurge, RepositoryUsage,
+    RetentionPolicy, SoftDeletePolicy, TagCause, Timestamp, Usage,
 };
 
 use super::*;
@@ -324,6 +324,60 @@ impl Model {
             }
         }
         Value::Collected(v)
+    }
+
+    /// A1: blobs counted once; per repository (in the bin too) its links, those to blobs linked
+    /// nowhere else, and the rest; the bytes only manifests in the bin reference, and those no
+    /// manifest references.
+    pub(crate) fn usage(&self) -> Usage {
+        let links = |digest: &str| {
+            let repos = self.repositories.values();
+            repos.filter(|r| r.blobs.contains_key(digest)).count()
+        };
+        let mut live = BTreeSet::new();
+        let mut binned = BTreeSet::new();
+        for r in self.repositories.values() {
+            for m in r.manifests.values().filter(|m| !m.spec.index) {
+                let set = if m.live() { &mut live } else { &mut binned };
+                set.extend(
+                    m.spec
+                        .references()
+                        .into_iter()
+                        .map(|d| d.digest.to_string()),
+                );
+            }
+        }
+        let mut usage = Usage::default();
+        for (digest, (size, _)) in &self.blob_records {
+            usage.blobs += 1;
+            usage.bytes += size;
+            match (live.contains(digest), binned.contains(digest)) {
+                (false, true) => usage.soft_deleted_bytes += size,
+                (false, false) => usage.garbage_bytes += size,
+                (true, _) => {}
+            }
+        }
+        for (name, r) in &self.repositories {
+            let mut repo = RepositoryUsage {
+                name: name.clone(),
+                deleted: r.deleted.is_some(),
+                ..RepositoryUsage::default()
+            };
+            for digest in r.blobs.keys() {
+                let Some((size, _)) = self.blob_records.get(digest) else {
+                    continue;
+                };
+                repo.blobs += 1;
+                repo.bytes += size;
+                if links(digest) == 1 {
+                    repo.unique_bytes += size;
+                } else {
+                    repo.shared_bytes += size;
+                }
+            }
+            usage.repositories.push(repo);
+        }
+        usage
     }
 
     /// An upload session that still answers: open and not older than the timeout (measured
@@ -1065,6 +1119,18 @@ fn model_step(m: &mut Model, step: &Step) -> Outcome {
             Ok(Value::Batch(values))
         }
         Step::Collect { dry_run } => Ok(m.collect(*dry_run)),
+        Step::Usage => Ok(Value::Usage(m.usage())),
+        // Every manifest record, live or in the bin, and every blob record is checked.
+        Step::Fsck => Ok(Value::Fsck(FsckReport {
+            manifests_checked: m
+                .repositories
+                .values()
+                .map(|r| r.manifests.len() as u64)
+                .sum(),
+            blobs_checked: m.blob_records.len() as u64,
+            problems: Vec::new(),
+            repaired: 0,
+        })),
         Step::Reopen => Ok(Value::Unit),
         Step::NoSession => Ok(Value::NoSession),
     }

@@ -512,6 +512,12 @@ pub enum Op {
         /// Whether nothing was, or is to be, changed.
         dry_run: bool,
     },
+    /// A1: `usage`, predicted whole.
+    Usage,
+    /// A2: `fsck`, digests verified, without repair: a store the API built has no problem to
+    /// find, but for the blob files of failed batches (C2: they are the collector's to sweep),
+    /// which the outcome leaves out.
+    Fsck,
     /// L1, L2.
     SetLocks {
         /// The repository, by name.
@@ -604,6 +610,8 @@ impl Op {
             | Op::ResumeUpload { .. }
             | Op::Autopurge { .. }
             | Op::Collect { .. }
+            | Op::Usage
+            | Op::Fsck
             | Op::AdvanceClock(_)
             | Op::Reopen => false,
         }

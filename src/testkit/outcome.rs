@@ -57,6 +57,11 @@ pub enum Value {
     },
     /// `run_due` before the interval has passed.
     NotDue,
+    /// What `usage` reported.
+    Usage(crate::Usage),
+    /// What `fsck` reported, without the stray blob files that failed batches leave for the
+    /// collector (C2).
+    Fsck(crate::FsckReport),
     /// What a collection reported, but its times.
     Collected(Collected),
 }

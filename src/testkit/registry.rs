@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use crate::{
     Algorithm, Batch, CollectOptions, DeletedManifest, DeletedRepository, DeletedTag, Descriptor,
-    Digest, Error, Item, Locks, ManifestQuery, ManualClock, Page, PurgeOptions, Registry, Restore,
-    SoftDeletePolicy, Tag, TagEvent, Timestamp, Upload, parse_ago,
+    Digest, Error, FsckOptions, Item, Locks, ManifestQuery, ManualClock, Page, Problem,
+    PurgeOptions, Registry, Restore, SoftDeletePolicy, Tag, TagEvent, Timestamp, Upload, parse_ago,
 };
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -263,6 +263,14 @@ fn registry_step(sut: &mut RegistrySystem, step: &Step) -> Outcome {
                 tags: r.tags,
                 untagged_deleted: r.untagged_deleted,
             }))
+        }
+        Step::Usage => Ok(Value::Usage(reg.usage().map_err(kind)?)),
+        Step::Fsck => {
+            let mut report = reg.fsck(&FsckOptions::default()).map_err(kind)?;
+            report
+                .problems
+                .retain(|p| !matches!(p, Problem::StrayBlobFile { .. }));
+            Ok(Value::Fsck(report))
         }
         Step::Collect { dry_run } => {
             let options = CollectOptions {

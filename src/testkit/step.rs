@@ -272,6 +272,10 @@ pub enum Step {
         /// Whether nothing was, or is to be, changed.
         dry_run: bool,
     },
+    /// `usage`.
+    Usage,
+    /// `fsck`, digests verified, without repair.
+    Fsck,
     /// `set_locks`.
     SetLocks {
         /// The repository, by name.
@@ -583,6 +587,8 @@ pub(crate) fn resolve(op: &Op, view: &impl View) -> Step {
         },
         Op::Autopurge { now } => Step::Autopurge { now: *now },
         Op::Collect { dry_run } => Step::Collect { dry_run: *dry_run },
+        Op::Usage => Step::Usage,
+        Op::Fsck => Step::Fsck,
         Op::SetLocks { repo, item, locks } => Step::SetLocks {
             repo: repo.to_string(),
             item: match item {

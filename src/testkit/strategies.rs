@@ -318,6 +318,8 @@ pub struct Mix {
     pub retention: u32,
     /// Purges by filter.
     pub purge: u32,
+    /// `usage` and `fsck` runs.
+    pub reports: u32,
 }
 
 impl Mix {
@@ -334,6 +336,7 @@ impl Mix {
         locks: 0,
         retention: 0,
         purge: 0,
+        reports: 1,
     };
 
     /// Everything the public API can do, in proportions that reach the success paths of each.
@@ -349,6 +352,7 @@ impl Mix {
         locks: 2,
         retention: 2,
         purge: 2,
+        reports: 1,
     };
 }
 
@@ -567,6 +571,7 @@ pub fn op_mix(mix: Mix) -> BoxedStrategy<Op> {
         locks,
         retention,
         purge: purges,
+        reports,
     } = mix;
     let offset = prop_oneof![
         6 => Just(OffsetChoice::Right),
@@ -655,6 +660,8 @@ pub fn op_mix(mix: Mix) -> BoxedStrategy<Op> {
                 .prop_map(|dry_run| Op::Collect { dry_run })
                 .boxed(),
         ),
+        (reports, Just(Op::Usage).boxed()),
+        (reports, Just(Op::Fsck).boxed()),
     ])
 }
 
