@@ -38,6 +38,10 @@ const READ_BUF: usize = 256 << 10;
 /// The largest JSON body the administrative API reads.
 const MAX_ADMIN_BODY: usize = 1 << 20;
 
+/// How much of a refused request body is read and dropped before the answer, so that a client
+/// still sending it gets the answer rather than a broken connection.
+const DRAIN_LIMIT: usize = 64 << 20;
+
 #[derive(Clone)]
 struct App {
     registry: Registry,
@@ -556,6 +560,19 @@ impl BodyReader {
         self.read(CHUNK).await
     }
 
+    /// Reads and drops up to `limit` bytes of what is left.
+    async fn discard(&mut self, limit: usize) {
+        let mut dropped = 0;
+        while !self.done && dropped < limit {
+            match poll_fn(|cx| Pin::new(&mut self.body).poll_frame(cx)).await {
+                Some(Ok(frame)) => {
+                    dropped += frame.data_ref().map_or(0, |d| d.len());
+                }
+                _ => self.done = true,
+            }
+        }
+    }
+
     /// Reads until `want` bytes or the end.
     async fn read(&mut self, want: usize) -> Result<Vec<u8>> {
         let mut buf = Vec::new();
@@ -844,6 +861,27 @@ fn check_content_range(headers: &HeaderMap, name: &str, upload: &Upload) -> Resu
     Ok(())
 }
 
+/// The session a PATCH or PUT appends to, after the `Content-Range` check. On a refusal the
+/// body is read and dropped first.
+async fn checked_session(
+    app: &App,
+    name: &str,
+    id: &str,
+    headers: &HeaderMap,
+    reader: &mut BodyReader,
+) -> Result<Arc<Upload>> {
+    let checked = async {
+        let upload = resume(app, name, id).await?;
+        check_content_range(headers, name, &upload)?;
+        Ok(upload)
+    }
+    .await;
+    if checked.is_err() {
+        reader.discard(DRAIN_LIMIT).await;
+    }
+    checked
+}
+
 async fn upload_patch(
     app: &App,
     name: &str,
@@ -851,9 +889,9 @@ async fn upload_patch(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response> {
-    let upload = resume(app, name, id).await?;
-    check_content_range(headers, name, &upload)?;
-    let offset = stream_into(&upload, &mut BodyReader::new(body)).await?;
+    let mut reader = BodyReader::new(body);
+    let upload = checked_session(app, name, id, headers, &mut reader).await?;
+    let offset = stream_into(&upload, &mut reader).await?;
     Ok(upload_response(StatusCode::ACCEPTED, name, id, offset))
 }
 
@@ -872,10 +910,16 @@ async fn upload_put(
             "the closing PUT names the digest of the whole blob: ?digest=<digest>",
         ));
     };
-    let digest = Digest::parse(digest)?;
-    let upload = resume(app, name, id).await?;
-    check_content_range(headers, name, &upload)?;
-    stream_into(&upload, &mut BodyReader::new(body)).await?;
+    let mut reader = BodyReader::new(body);
+    let digest = match Digest::parse(digest) {
+        Ok(digest) => digest,
+        Err(e) => {
+            reader.discard(DRAIN_LIMIT).await;
+            return Err(e.into());
+        }
+    };
+    let upload = checked_session(app, name, id, headers, &mut reader).await?;
+    stream_into(&upload, &mut reader).await?;
     let d = digest.clone();
     blocking(move || upload.finish(&d)).await?;
     Ok(blob_created(name, &digest))
@@ -931,12 +975,15 @@ async fn manifest_put(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    let mut reader = BodyReader::new(body);
     if let Some(size) = declared.filter(|&size| size > limit) {
+        reader.discard(DRAIN_LIMIT).await;
         return Err(too_large(size));
     }
     // One byte past the limit is enough to know it is too large.
-    let body = BodyReader::new(body).read(limit as usize + 1).await?;
+    let body = reader.read(limit as usize + 1).await?;
     if body.len() as u64 > limit {
+        reader.discard(DRAIN_LIMIT).await;
         return Err(too_large(body.len() as u64));
     }
     let content_type = headers
