@@ -36,7 +36,7 @@
 //! | POST | `/v2/<name>/blobs/uploads/` | 202 | starts an upload session: `Location`, `Range`, `Docker-Upload-UUID` |
 //! | POST | `/v2/<name>/blobs/uploads/?digest=<digest>` | 201 | monolithic upload, body streamed |
 //! | POST | `/v2/<name>/blobs/uploads/?mount=<digest>&from=<other>` | 201, 202 | cross-repository mount; 202 with a session if the blob cannot be mounted from there |
-//! | GET | `/v2/<name>/blobs/uploads/<id>` | 204 | session status: `Range: 0-<offset-1>` |
+//! | GET | `/v2/<name>/blobs/uploads/<id>` | 204 | session status: `Range: 0-<offset-1>` (`0-0` while empty, as Docker Distribution answers) |
 //! | PATCH | `/v2/<name>/blobs/uploads/<id>` | 202 | a chunk, streamed; with `Content-Range: a-b`, `a` must be the session's offset and `b-a+1` the `Content-Length` (416 otherwise) |
 //! | PUT | `/v2/<name>/blobs/uploads/<id>?digest=<digest>` | 201 | closes the session, with an optional last chunk; the digest is verified |
 //! | DELETE | `/v2/<name>/blobs/uploads/<id>` | 204 | cancels the session |
