@@ -136,8 +136,10 @@ enum RepositoryCommand {
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum OrderBy {
     /// Oldest update first.
+    #[value(name = "time_asc")]
     TimeAsc,
     /// Newest update first.
+    #[value(name = "time_desc")]
     TimeDesc,
 }
 
