@@ -482,7 +482,8 @@ fn print_table(headers: &[&str], rows: &[Vec<String>]) {
     };
     if !headers.is_empty() {
         line(&mut headers.iter().copied());
-        line(&mut widths.iter().map(|w| &"----------------------------------------------------------------------------------------------------"[..(*w).min(100)]));
+        let rules: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+        line(&mut rules.iter().map(String::as_str));
     }
     for row in rows {
         line(&mut row.iter().map(String::as_str));
@@ -780,7 +781,7 @@ fn manifest(
                 "manifest {name}@{} and every tag pointing at it",
                 manifest.digest
             ))?;
-            let deleted = repo.delete_manifest(&manifest.digest.to_string())?;
+            let deleted = repo.delete_manifest(manifest.digest.as_str())?;
             let deleted: Vec<String> = deleted.iter().map(ToString::to_string).collect();
             out.emit(
                 &["DELETED"],
