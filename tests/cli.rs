@@ -579,7 +579,10 @@ fn g5_gc_usage_fsck_and_maintenance() {
     let fsck = s.json(&["fsck"]);
     assert_eq!(fsck["blobs_checked"], 8);
     assert_eq!(fsck["problems"], serde_json::json!([]));
-    assert!(s.ok(&["fsck", "--no-verify"]).contains("0 problems"));
+    assert_eq!(
+        s.ok(&["fsck", "--no-verify"]),
+        "checked 4 manifests and 8 blobs: 0 problems, 0 repaired\n"
+    );
     // A stray file is a problem: reported, exit code 1; repaired once older than the grace
     // period.
     let stray = s.dir.path().join("blobs/stray");
@@ -637,6 +640,10 @@ fn gc_and_store_bad_input() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: no ocistore store at "));
     assert!(!empty.path().join("metadata.redb").exists());
+    // A store open elsewhere, by a registry server say.
+    let registry = s.registry();
+    assert!(s.err(&["usage"], 1).contains("already open"));
+    drop(registry);
     // The environment variable names the store.
     let out = Command::new(env!("CARGO_BIN_EXE_ocistore"))
         .args(["-o", "json", "repository", "list"])

@@ -398,7 +398,7 @@ fn confirm(yes: bool, what: &str) -> Result<()> {
     if matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
         Ok(())
     } else {
-        fail("cancelled")
+        fail("cancelled: nothing was deleted")
     }
 }
 
@@ -1120,13 +1120,15 @@ fn fsck(registry: &Registry, out: &Out, repair: bool, no_verify: bool) -> Result
     let r = report?;
     let problems: Vec<_> = r.problems.iter().map(problem).collect();
     if out.table() {
-        print_table(
-            &["PROBLEM", "WHERE", "DETAIL"],
-            &problems
-                .iter()
-                .map(|(k, w, d)| vec![(*k).to_owned(), w.clone(), d.clone()])
-                .collect::<Vec<_>>(),
-        );
+        if !problems.is_empty() {
+            print_table(
+                &["PROBLEM", "WHERE", "DETAIL"],
+                &problems
+                    .iter()
+                    .map(|(k, w, d)| vec![(*k).to_owned(), w.clone(), d.clone()])
+                    .collect::<Vec<_>>(),
+            );
+        }
         println!(
             "checked {} manifests and {} blobs: {} problems, {} repaired",
             r.manifests_checked,
