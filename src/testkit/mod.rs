@@ -2,6 +2,7 @@
 //! strategies for everything that can happen to a registry, and the harness that applies one
 //! sequence of operations to the model and to systems under test and compares them.
 
+pub mod fuzz;
 mod grammar;
 mod model;
 mod op;
@@ -10,6 +11,7 @@ mod registry;
 mod step;
 mod strategies;
 
+pub use fuzz::Faults;
 pub use grammar::*;
 pub use model::*;
 pub use op::*;
