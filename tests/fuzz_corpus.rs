@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
+use ocistore::manifest::OCI_MANIFEST;
 use ocistore::testkit::fuzz::{self, Fault};
 use ocistore::testkit::{DigestChoice, FinishDigest, Op};
 use proptest::prelude::*;
@@ -56,6 +57,7 @@ fn p3_p4_manifest_seeds_are_accepted_and_refused() {
         "array",
         "wrong-digest",
         "unknown-blob",
+        "not-utf8",
     ] {
         assert!(seed(refused).is_err(), "{refused}");
     }
@@ -99,6 +101,39 @@ fn c2_ops_inputs_are_plans_chunk_by_chunk() {
     assert!(fuzz::plan_from(&[]).is_empty());
     let long = vec![7; 100 * fuzz::CHUNK];
     assert_eq!(fuzz::plan_from(&long).len(), fuzz::MAX_OPS);
+}
+
+/// Found by the `manifest` target: serde checks UTF-8 only in the fields it reads, so a body
+/// with invalid UTF-8 in an annotation or an unknown field was stored as a manifest.
+#[test]
+fn p3_n5_a_manifest_that_is_not_utf8_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = ocistore::Registry::open(dir.path())
+        .unwrap()
+        .repository("app")
+        .unwrap();
+    let config = repo.put_blob_sha256(b"{}").unwrap();
+    let body = |value: &[u8]| {
+        let mut body = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":2}},"layers":[],"annotations":{{"a":""#
+        )
+        .into_bytes();
+        body.extend_from_slice(value);
+        body.extend_from_slice(br#""},"x-vendor":""#);
+        body.extend_from_slice(value);
+        body.extend_from_slice(br#""}"#);
+        body
+    };
+    for bad in [&b"am\x9c\xcd4"[..], b"\xff", b"\xed\xa0\x80"] {
+        let err = repo.push_manifest("v1", OCI_MANIFEST, &body(bad)).unwrap_err();
+        assert!(
+            matches!(&err, ocistore::Error::InvalidManifest { reason } if reason.contains("UTF-8")),
+            "{err:?}"
+        );
+    }
+    assert!(repo.tags(&ocistore::Page::all()).unwrap().is_empty());
+    repo.push_manifest("v1", OCI_MANIFEST, &body("amd64 \u{e9}".as_bytes()))
+        .unwrap();
 }
 
 proptest! {
