@@ -354,17 +354,18 @@ pub fn names(data: &[u8]) {
         assert_eq!(r.to_string(), s);
     }
 
-    if let Ok(filter) = Filter::parse(s) {
-        let (repo, tag) = s.split_once(':').expect("a filter has a ':'");
-        assert!(!repo.is_empty() && !tag.is_empty(), "filter {s:?}");
-        for (r, t) in [("team/app", "latest"), ("lib", "v1"), ("", ""), (s, s)] {
-            filter.matches(r, t);
+    match Filter::parse(s) {
+        Ok(filter) => {
+            let (repo, tag) = s.split_once(':').expect("a filter has a ':'");
+            assert!(!repo.is_empty() && !tag.is_empty(), "filter {s:?}");
+            for (r, t) in [("team/app", "latest"), ("lib", "v1"), ("", ""), (s, s)] {
+                filter.matches(r, t);
+            }
         }
-    } else if let Err(e) = Filter::parse(s) {
-        assert!(
+        Err(e) => assert!(
             matches!(e, Error::InvalidFilter { ref filter, .. } if filter == s),
             "{e:?}"
-        );
+        ),
     }
     match parse_ago(s) {
         Ok(_) => assert!(
