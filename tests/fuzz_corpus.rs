@@ -125,7 +125,9 @@ fn p3_n5_a_manifest_that_is_not_utf8_is_refused() {
         body
     };
     for bad in [&b"am\x9c\xcd4"[..], b"\xff", b"\xed\xa0\x80"] {
-        let err = repo.push_manifest("v1", OCI_MANIFEST, &body(bad)).unwrap_err();
+        let err = repo
+            .push_manifest("v1", OCI_MANIFEST, &body(bad))
+            .unwrap_err();
         assert!(
             matches!(&err, ocistore::Error::InvalidManifest { reason } if reason.contains("UTF-8")),
             "{err:?}"
