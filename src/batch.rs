@@ -85,10 +85,12 @@ impl Batch<'_> {
         let last = match self.seq {
             Some(last) => last,
             None => match self.t.meta.get(SEQ)? {
-                Some(v) => u64::from_le_bytes(v.value().try_into().map_err(|_| Error::Corrupt {
-                    table: "meta",
-                    reason: "seq is not 8 bytes".into(),
-                })?),
+                Some(v) => {
+                    u64::from_le_bytes(v.value().try_into().map_err(|_| Error::Corrupt {
+                        table: "meta",
+                        reason: "seq is not 8 bytes".into(),
+                    })?)
+                }
                 None => 0,
             },
         };

@@ -512,6 +512,7 @@ pub const MIX: Mix = Mix {
     locks: 1,
     retention: 1,
     purge: 1,
+    reports: 1,
 };
 
 /// Up to 32 ops of [`MIX`], each with its [`Fault`]: the plans of [`plan_from`], for a

@@ -1,28 +1,9 @@
 //! The SPEC's grammars and digests, written again independently of the crate: the model
 //! must not share the code it checks.
 
-#![allow(unused_imports)]
-use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
-use std::time::Duration;
+use crate::Algorithm;
 
-use crate::manifest::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
-use crate::{
-    Algorithm, Batch, CollectOptions, DeletedManifest, DeletedRepository, DeletedTag, Descriptor,
-    Digest, Error, Item, Locks, Manifest, ManifestQuery, ManualClock, Page, PurgeOptions, Registry,
-    RepositoryPurge, Restore, RetentionPolicy, SoftDeletePolicy, Tag, TagCause, TagEvent,
-    Timestamp, Upload, parse_ago,
-};
-use proptest::prelude::*;
-use proptest::sample::select;
-use proptest::strategy::Union;
-use proptest::test_runner::{TestCaseError, TestRunner};
-use serde_json::json;
-use tempfile::TempDir;
-
-use super::{op::*, outcome::*, step::*, model::*, registry::*, strategies::*};
-use super::*;
+use super::outcome::*;
 
 pub(crate) fn hash(alg: Algorithm, bytes: &[u8]) -> String {
     use sha2::Digest as _;

@@ -1,7 +1,38 @@
-//! The property-testing kit (feature `testkit`): the reference model of `SPEC.md`, proptest
-//! strategies for everything that can happen to a registry, and the harness that applies one
-//! sequence of operations to the model and to systems under test and compares them.
+//! The property-testing kit (feature `testkit`, off by default): the reference model of
+//! `SPEC.md`, proptest strategies for everything that can happen to a registry, and the harness
+//! that applies one sequence of operations to the model and to systems under test and compares
+//! them after every step. `docs/testing.md` is the guide.
+//!
+//! - [`Op`]: one operation — blob writes, mounts, uploads, pushes (images, indexes, artifacts
+//!   with a subject), tags, pulls, deletes, policy changes, restores, reverts, purges by hand
+//!   and by filter, autopurge runs, collections, locks, clock moves, batches and reopens. Ops
+//!   name things by small pools and by selectors, so that sequences collide with themselves.
+//! - [`Model`]: a plain in-memory registry. [`Model::resolve`] turns an op into a concrete
+//!   [`Step`] against its state; [`Model::step`] predicts the step's [`Outcome`].
+//! - [`System`]: what a harness implements for its own registry; [`RegistrySystem`] is this
+//!   crate's [`Registry`](crate::Registry) as one, with a deep comparison of its state.
+//! - [`run`]: one sequence on the model and on every system, compared after each op and after
+//!   a final reopen; [`check_registry`] for the crate itself.
+//! - Strategies: [`ops`] and [`op_mix`] for sequences (weighted by a [`Mix`]); for what a
+//!   client sends, [`repository_name`], [`tag_name`], [`digest`] and their invalid
+//!   counterparts, and [`image_content`], [`index_content`], [`artifact_content`].
+//!
+//! ```
+//! use ocistore::testkit::{Mix, RegistrySystem, config, op_mix, run};
+//! use proptest::prelude::*;
+//! use proptest::test_runner::TestRunner;
+//!
+//! let sequences = prop::collection::vec(op_mix(Mix::P), 1..10);
+//! TestRunner::new(config(4))
+//!     .run(&sequences, |ops| {
+//!         // Two stores under the same sequence: each must do what the model does.
+//!         let (mut a, mut b) = (RegistrySystem::new(), RegistrySystem::new());
+//!         run(&ops, &mut [&mut a, &mut b]).map(drop)
+//!     })
+//!     .unwrap();
+//! ```
 
+mod content;
 pub mod fuzz;
 mod grammar;
 mod model;
@@ -11,8 +42,8 @@ mod registry;
 mod step;
 mod strategies;
 
+pub use content::*;
 pub use fuzz::Faults;
-pub use grammar::*;
 pub use model::*;
 pub use op::*;
 pub use outcome::*;
@@ -22,7 +53,8 @@ pub use strategies::*;
 
 pub(crate) const CONFIG_TYPE: &str = "application/vnd.oci.image.config.v1+json";
 pub(crate) const LAYER_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-pub(crate) const START: crate::Timestamp = crate::Timestamp::from_nanos(1_767_225_600 * 1_000_000_000);
+/// When every model and [`RegistrySystem`] starts: 2026-01-01T00:00:00Z.
+pub const START: crate::Timestamp = crate::Timestamp::from_nanos(1_767_225_600 * 1_000_000_000);
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -93,7 +125,11 @@ pub fn take_reached() -> BTreeSet<String> {
 fn count(op: &Op, outcome: &Outcome) {
     let label = label(op, outcome);
     if std::env::var_os("MODEL_STATS").is_some() {
-        *STATS.lock().unwrap_or_else(|e| e.into_inner()).entry(label.clone()).or_default() += 1;
+        *STATS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(label.clone())
+            .or_default() += 1;
     }
     REACHED.with(|r| r.borrow_mut().insert(label));
 }
@@ -113,15 +149,10 @@ pub fn run(ops: &[Op], systems: &mut [&mut dyn System]) -> Result<Vec<Outcome>, 
         let expected = model.step(&step);
         for (s, system) in systems.iter_mut().enumerate() {
             let actual = system.step(&step);
-            prop_assert_eq!(
-                &actual,
-                &expected,
-                "op #{} on system #{}: {:?}",
-                i,
-                s,
-                op
-            );
-            system.check(&model)?;
+            prop_assert_eq!(&actual, &expected, "op #{} on system #{}: {:?}", i, s, op);
+            system.check(&model).map_err(|e| {
+                TestCaseError::fail(format!("after op #{i} on system #{s}: {op:?}: {e}"))
+            })?;
         }
         if i < ops.len() {
             count(op, &expected);
@@ -149,7 +180,7 @@ pub fn config(cases: u32) -> ProptestConfig {
     {
         Some(n) => n,
         None if registry::tmpfs().is_some() => cases,
-        None => cases / 4,
+        None => (cases / 4).max(1),
     };
     ProptestConfig {
         cases,

@@ -1,27 +1,15 @@
 //! The reference model: a plain in-memory registry implementing `SPEC.md`.
 
-#![allow(unused_imports)]
-use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::manifest::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
 use crate::{
-    Algorithm, Batch, CollectOptions, DeletedManifest, DeletedRepository, DeletedTag, Descriptor,
-    Digest, Error, Item, Locks, Manifest, ManifestQuery, ManualClock, Page, PurgeOptions, Registry,
-    RepositoryPurge, Restore, RetentionPolicy, SoftDeletePolicy, Tag, TagCause, TagEvent,
-    Timestamp, Upload, parse_ago,
+    Descriptor, Digest, FsckReport, Item, Locks, Manifest, RepositoryPurge, RepositoryUsage,
+    RetentionPolicy, SoftDeletePolicy, TagCause, Timestamp, Usage,
 };
-use proptest::prelude::*;
-use proptest::sample::select;
-use proptest::strategy::Union;
-use proptest::test_runner::{TestCaseError, TestRunner};
-use serde_json::json;
-use tempfile::TempDir;
 
-use super::{op::*, outcome::*, grammar::*, step::*, registry::*, strategies::*};
 use super::*;
+use super::{grammar::*, op::*, outcome::*, step::*};
 
 /// The reference model: a plain in-memory registry (maps and vectors) that implements every
 /// rule of `SPEC.md` — blobs, uploads, manifests and tags; deletes, the recycle bin with its
@@ -165,6 +153,41 @@ impl Model {
         model_step(self, step)
     }
 
+    /// The repositories with a live record (not in the recycle bin), in lexical order.
+    pub fn repositories(&self) -> Vec<String> {
+        let live = self
+            .repositories
+            .iter()
+            .filter(|(_, r)| r.deleted.is_none());
+        live.map(|(name, _)| name.clone()).collect()
+    }
+
+    /// The live tags of repository `repo` with the digests they point at, by tag; none while
+    /// the repository is in the bin.
+    pub fn tags(&self, repo: &str) -> Vec<(String, String)> {
+        let Some(r) = self.repositories.get(repo).filter(|r| r.deleted.is_none()) else {
+            return Vec::new();
+        };
+        let tags = r.tags.iter();
+        tags.map(|(tag, t)| (tag.clone(), t.digest.clone()))
+            .collect()
+    }
+
+    /// The live manifests of `repo`: digest, media type and size, by digest.
+    pub fn manifests(&self, repo: &str) -> Vec<(String, String, u64)> {
+        self.manifests_of(repo)
+    }
+
+    /// The digests of the manifests of `repo` in the recycle bin, sorted.
+    pub fn deleted_manifests(&self, repo: &str) -> Vec<String> {
+        self.binned_of(repo)
+    }
+
+    /// The blobs linked to `repo` with their sizes, by digest; none while it is in the bin.
+    pub fn blobs(&self, repo: &str) -> Vec<(String, u64)> {
+        self.blobs_of(repo)
+    }
+
     /// [`resolve`](Model::resolve) then [`step`](Model::step).
     pub fn apply(&mut self, op: &Op) -> Outcome {
         let step = self.resolve(op);
@@ -181,7 +204,12 @@ impl Model {
     }
 
     /// L2: fails if pointing `tag` of `repo` at `digest` is refused.
-    pub(crate) fn check_tag_move(&self, repo: &str, tag: &str, digest: &str) -> Result<(), ErrKind> {
+    pub(crate) fn check_tag_move(
+        &self,
+        repo: &str,
+        tag: &str,
+        digest: &str,
+    ) -> Result<(), ErrKind> {
         match self.repositories.get(repo) {
             Some(r) => r.check_tag_move(repo, tag, digest),
             None => Ok(()),
@@ -298,6 +326,60 @@ impl Model {
         Value::Collected(v)
     }
 
+    /// A1: blobs counted once; per repository (in the bin too) its links, those to blobs linked
+    /// nowhere else, and the rest; the bytes only manifests in the bin reference, and those no
+    /// manifest references.
+    pub(crate) fn usage(&self) -> Usage {
+        let links = |digest: &str| {
+            let repos = self.repositories.values();
+            repos.filter(|r| r.blobs.contains_key(digest)).count()
+        };
+        let mut live = BTreeSet::new();
+        let mut binned = BTreeSet::new();
+        for r in self.repositories.values() {
+            for m in r.manifests.values().filter(|m| !m.spec.index) {
+                let set = if m.live() { &mut live } else { &mut binned };
+                set.extend(
+                    m.spec
+                        .references()
+                        .into_iter()
+                        .map(|d| d.digest.to_string()),
+                );
+            }
+        }
+        let mut usage = Usage::default();
+        for (digest, (size, _)) in &self.blob_records {
+            usage.blobs += 1;
+            usage.bytes += size;
+            match (live.contains(digest), binned.contains(digest)) {
+                (false, true) => usage.soft_deleted_bytes += size,
+                (false, false) => usage.garbage_bytes += size,
+                (true, _) => {}
+            }
+        }
+        for (name, r) in &self.repositories {
+            let mut repo = RepositoryUsage {
+                name: name.clone(),
+                deleted: r.deleted.is_some(),
+                ..RepositoryUsage::default()
+            };
+            for digest in r.blobs.keys() {
+                let Some((size, _)) = self.blob_records.get(digest) else {
+                    continue;
+                };
+                repo.blobs += 1;
+                repo.bytes += size;
+                if links(digest) == 1 {
+                    repo.unique_bytes += size;
+                } else {
+                    repo.shared_bytes += size;
+                }
+            }
+            usage.repositories.push(repo);
+        }
+        usage
+    }
+
     /// An upload session that still answers: open and not older than the timeout (measured
     /// from its start, in use or not).
     pub(crate) fn live_session(&mut self, slot: usize) -> Result<&mut UploadModel, ErrKind> {
@@ -362,7 +444,13 @@ impl RepoModel {
 
     /// D1, S2: removes live tag `tag` (the manifest counts as updated), records it, and bins
     /// it if `bin`. Returns the manifest it pointed at.
-    pub(crate) fn drop_tag(&mut self, tag: &str, now: Timestamp, cause: TagCause, bin: bool) -> String {
+    pub(crate) fn drop_tag(
+        &mut self,
+        tag: &str,
+        now: Timestamp,
+        cause: TagCause,
+        bin: bool,
+    ) -> String {
         let digest = self.tags.remove(tag).expect("a live tag").digest;
         self.touch(&digest, now);
         let seq = self.record(tag, Some(digest.clone()), None, now, cause);
@@ -388,7 +476,13 @@ impl RepoModel {
 
     /// D2–D4, S2: deletes a live manifest's tags (in lexical order), then the manifest: into
     /// the bin if `bin`, for good otherwise. L1: their locks go with them.
-    pub(crate) fn delete_live_manifest(&mut self, digest: &str, now: Timestamp, bin: bool, cause: TagCause) {
+    pub(crate) fn delete_live_manifest(
+        &mut self,
+        digest: &str,
+        now: Timestamp,
+        bin: bool,
+        cause: TagCause,
+    ) {
         for tag in self.tags_of(digest) {
             self.locks.remove(&tag);
             self.drop_tag(&tag, now, cause, bin);
@@ -414,7 +508,13 @@ impl RepoModel {
     }
 
     /// Deletes live manifests `doomed` in order, each with its tags.
-    pub(crate) fn remove_manifests(&mut self, doomed: &[String], now: Timestamp, bin: bool, cause: TagCause) {
+    pub(crate) fn remove_manifests(
+        &mut self,
+        doomed: &[String],
+        now: Timestamp,
+        bin: bool,
+        cause: TagCause,
+    ) {
         for digest in doomed {
             self.delete_live_manifest(digest, now, bin, cause);
         }
@@ -522,7 +622,12 @@ impl RepoModel {
 
     /// L2: pointing `tag` at `digest` moves the tag, unless it is there already; either way
     /// it writes into the repository.
-    pub(crate) fn check_tag_move(&self, name: &str, tag: &str, digest: &str) -> Result<(), ErrKind> {
+    pub(crate) fn check_tag_move(
+        &self,
+        name: &str,
+        tag: &str,
+        digest: &str,
+    ) -> Result<(), ErrKind> {
         let moves = self.tags.get(tag).is_none_or(|t| t.digest != digest);
         self.check_lock(name, if moves { tag } else { "" }, Need::Write)
     }
@@ -803,7 +908,7 @@ fn model_step(m: &mut Model, step: &Step) -> Outcome {
             Ok(Value::Pulled {
                 digest,
                 media_type: m.media_type.clone(),
-                body: m.body.clone(),
+                body: Body(m.body.clone()),
             })
         }
         Step::Untag { repo, tag } => {
@@ -1014,6 +1119,18 @@ fn model_step(m: &mut Model, step: &Step) -> Outcome {
             Ok(Value::Batch(values))
         }
         Step::Collect { dry_run } => Ok(m.collect(*dry_run)),
+        Step::Usage => Ok(Value::Usage(m.usage())),
+        // Every manifest record, live or in the bin, and every blob record is checked.
+        Step::Fsck => Ok(Value::Fsck(FsckReport {
+            manifests_checked: m
+                .repositories
+                .values()
+                .map(|r| r.manifests.len() as u64)
+                .sum(),
+            blobs_checked: m.blob_records.len() as u64,
+            problems: Vec::new(),
+            repaired: 0,
+        })),
         Step::Reopen => Ok(Value::Unit),
         Step::NoSession => Ok(Value::NoSession),
     }

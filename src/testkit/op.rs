@@ -1,26 +1,10 @@
 //! The operations a sequence is made of, and the pools and selectors they name things by.
 
-#![allow(unused_imports)]
-use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::manifest::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
-use crate::{
-    Algorithm, Batch, CollectOptions, DeletedManifest, DeletedRepository, DeletedTag, Descriptor,
-    Digest, Error, Item, Locks, Manifest, ManifestQuery, ManualClock, Page, PurgeOptions, Registry,
-    RepositoryPurge, Restore, RetentionPolicy, SoftDeletePolicy, Tag, TagCause, TagEvent,
-    Timestamp, Upload, parse_ago,
-};
-use proptest::prelude::*;
-use proptest::sample::select;
-use proptest::strategy::Union;
-use proptest::test_runner::{TestCaseError, TestRunner};
-use serde_json::json;
-use tempfile::TempDir;
+use crate::{Algorithm, Locks};
 
-use super::{outcome::*, grammar::*, step::*, model::*, registry::*, strategies::*};
+use super::grammar::*;
 use super::*;
 
 /// Valid repository names (N1).
@@ -57,11 +41,14 @@ pub const REFERRER_CONFIG_TYPES: &[&str] = &[
     "application/vnd.oci.empty.v1+json",
     "application/vnd.example.sbom.config+json",
 ];
+/// Artifact types of referrers.
 pub const ARTIFACT_TYPES: &[&str] = &[
     "application/vnd.example.sbom",
     "application/vnd.example.signature",
 ];
+/// The config media type of Docker images.
 pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+/// The layer media type of Docker images.
 pub const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 /// The body of a manifest that is never pushed: a child or subject no repository holds.
 pub const UNKNOWN_MANIFEST: &[u8] = b"no such manifest";
@@ -77,8 +64,11 @@ pub const GRACE_PERIOD: Duration = Duration::from_secs(3600);
 /// A purge filter (U1) with what it selects, written without a regular expression: both parts
 /// match whole names. The predicates are exact on the names of [`REPOS`] and [`TAGS`].
 pub struct FilterCase {
+    /// The filter, as text.
     pub text: &'static str,
+    /// The repository, by name.
     pub repo: fn(&str) -> bool,
+    /// The tag.
     pub tag: fn(&str) -> bool,
 }
 
@@ -145,11 +135,12 @@ pub const AGOS: &[(&str, Option<u64>)] = &[
     ("5x", None),
 ];
 
-
 /// A blob of the pool under one algorithm.
 #[derive(Debug, Clone, Copy)]
 pub struct BlobSel {
+    /// The content: an index into [`BLOBS`].
     pub content: usize,
+    /// The digest algorithm.
     pub alg: Algorithm,
 }
 
@@ -168,7 +159,9 @@ impl BlobSel {
 /// pool, linked or not.
 #[derive(Debug, Clone, Copy)]
 pub enum BlobRef {
+    /// The `n`-th blob linked to the repository, by digest.
     Linked(usize),
+    /// A blob of the pool, linked or not.
     Pool(BlobSel),
 }
 
@@ -187,7 +180,9 @@ pub enum DigestChoice {
 /// does not exist (also when the repository holds none).
 #[derive(Debug, Clone, Copy)]
 pub enum ManifestSel {
+    /// The `n`-th manifest of the repository, by digest.
     Existing(usize),
+    /// A manifest no repository holds.
     Unknown,
 }
 
@@ -196,8 +191,11 @@ pub enum ManifestSel {
 /// when there is none to pick).
 #[derive(Debug, Clone, Copy)]
 pub enum AnySel {
+    /// The `n`-th live manifest, by digest.
     Live(usize),
+    /// The `n`-th manifest in the bin, by digest.
     Binned(usize),
+    /// A manifest no repository holds.
     Unknown,
 }
 
@@ -205,31 +203,42 @@ pub enum AnySel {
 /// both), or garbage.
 #[derive(Debug, Clone, Copy)]
 pub enum ManifestRef {
+    /// A tag.
     Tag(&'static str),
+    /// A manifest by digest.
     Digest(AnySel),
+    /// Not a digest.
     BadDigest(&'static str),
 }
 
 /// What a restore names.
 #[derive(Debug, Clone, Copy)]
 pub enum RestoreSel {
+    /// By tag.
     Tag(&'static str),
+    /// By digest.
     Digest(AnySel),
+    /// By tag and digest.
     TagAndDigest(&'static str, AnySel),
 }
 
 /// What a push names: a tag, the body's digest, another digest, or garbage.
 #[derive(Debug, Clone, Copy)]
 pub enum RefChoice {
+    /// A tag.
     Tag(&'static str),
+    /// The body's digest under this algorithm.
     Digest(Algorithm),
+    /// The digest of other bytes: `DigestMismatch`.
     WrongDigest,
+    /// Not a digest.
     BadDigest(&'static str),
 }
 
 /// The offset an `AppendAt` sends its chunk for.
 #[derive(Debug, Clone, Copy)]
 pub enum OffsetChoice {
+    /// The session's offset.
     Right,
     /// The session's offset plus this (≥ 1).
     Ahead(u64),
@@ -240,6 +249,7 @@ pub enum OffsetChoice {
 /// The digest a finish names.
 #[derive(Debug, Clone, Copy)]
 pub enum FinishDigest {
+    /// The digest of the bytes sent, under this algorithm.
     Right(Algorithm),
     /// The digest of other bytes under this algorithm: `DigestMismatch`, the session stays.
     Wrong(Algorithm),
@@ -248,15 +258,20 @@ pub enum FinishDigest {
 /// What a `SetLocks` locks: the repository, a manifest of it, or a tag name.
 #[derive(Debug, Clone, Copy)]
 pub enum ItemSel {
+    /// The repository.
     Repository,
+    /// A manifest of it.
     Manifest(ManifestSel),
+    /// A tag name.
     Tag(&'static str),
 }
 
 /// How a purge by filter runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PurgeRun {
+    /// The real run.
     Real,
+    /// A dry run.
     Dry,
     /// U5: a dry run, then the real run with the same options at the same time; both must
     /// report the same, and the dry run must change nothing.
@@ -267,162 +282,261 @@ pub enum PurgeRun {
 /// [`AGOS`].
 #[derive(Debug, Clone)]
 pub struct PurgeSel {
+    /// The filters, as text.
     pub filters: Vec<&'static str>,
+    /// The age, in `acr purge --ago` form.
     pub ago: &'static str,
+    /// How many of the selected tags to keep, the newest.
     pub keep: usize,
+    /// Also delete untagged manifests.
     pub untagged: bool,
+    /// Delete locked items too.
     pub include_locked: bool,
+    /// How it runs.
     pub run: PurgeRun,
 }
 
 /// An image manifest of pool blobs.
 #[derive(Debug, Clone)]
 pub struct Image {
+    /// Docker media types instead of OCI ones.
     pub docker: bool,
     /// Declare the other image media type than the body's: `MediaTypeMismatch`.
     pub mismatch: bool,
+    /// The config blob.
     pub config: BlobRef,
+    /// The layer blobs.
     pub layers: Vec<BlobRef>,
 }
 
+/// One operation on a registry: everything the public API can do, clock moves and reopens
+/// included. Ops name things by small pools ([`REPOS`], [`TAGS`], [`BLOBS`], bad inputs) so
+/// that a sequence collides with itself, and by selectors ("the 3rd manifest of the repository
+/// by digest") that [`Model::resolve`] turns into a concrete [`Step`] against the state the
+/// sequence has built. Their `Debug` form is what a shrunk failing sequence prints.
 #[derive(Debug, Clone)]
 pub enum Op {
+    /// `put_blob` of a pool blob under a digest.
     PutBlob {
+        /// The repository, by name.
         repo: &'static str,
+        /// The blob.
         blob: BlobSel,
+        /// The digest the call names.
         digest: DigestChoice,
     },
+    /// `put_blob_sha256` of a pool blob.
     PutBlobSha256 {
+        /// The repository, by name.
         repo: &'static str,
+        /// The content: an index into [`BLOBS`].
         content: usize,
     },
+    /// `mount_blob` from another repository (or the same).
     MountBlob {
+        /// The repository mounted from.
         from: &'static str,
+        /// The repository mounted into.
         to: &'static str,
         /// Resolved in `from`.
         blob: BlobRef,
     },
+    /// `start_upload`.
     StartUpload {
+        /// The repository, by name.
         repo: &'static str,
     },
     /// Upload ops name a session by its index (modulo the sessions started so far, finished,
     /// cancelled and expired ones included).
     AppendChunk {
+        /// The upload session: its index among those started, modulo their number.
         slot: usize,
+        /// The chunk: an index into [`CHUNKS`].
         chunk: usize,
     },
+    /// `append_at` an offset.
     AppendAt {
+        /// The upload session: its index among those started, modulo their number.
         slot: usize,
+        /// The chunk: an index into [`CHUNKS`].
         chunk: usize,
+        /// The offset the append names.
         offset: OffsetChoice,
     },
+    /// `Upload::finish` with a digest.
     FinishUpload {
+        /// The upload session: its index among those started, modulo their number.
         slot: usize,
+        /// The digest the call names.
         digest: FinishDigest,
     },
+    /// `Upload::cancel`.
     CancelUpload {
+        /// The upload session: its index among those started, modulo their number.
         slot: usize,
     },
     /// `resume_upload` through the session's own repository (`via: None`) or another one.
     ResumeUpload {
+        /// The upload session: its index among those started, modulo their number.
         slot: usize,
+        /// The repository it goes through; `None`: the session's own.
         via: Option<&'static str>,
     },
+    /// Pushes an image manifest.
     PushImage {
+        /// The repository, by name.
         repo: &'static str,
+        /// The image.
         image: Image,
+        /// A tag or a digest, as text.
         reference: RefChoice,
     },
+    /// Pushes an index of manifests of the repository.
     PushIndex {
+        /// The repository, by name.
         repo: &'static str,
+        /// Docker media types instead of OCI ones.
         docker: bool,
+        /// The child manifests.
         children: Vec<ManifestSel>,
+        /// A tag or a digest, as text.
         reference: RefChoice,
     },
+    /// Pushes an artifact whose subject is a manifest of the repository (OCI 1.1 referrers).
     PushReferrer {
+        /// The repository, by name.
         repo: &'static str,
+        /// The subject manifest.
         subject: ManifestSel,
+        /// The config blob.
         config: BlobRef,
+        /// The config's media type.
         config_type: &'static str,
+        /// The artifact type.
         artifact_type: Option<&'static str>,
+        /// Whether it carries an annotation.
         annotated: bool,
+        /// The layer blobs.
         layers: Vec<BlobRef>,
+        /// A tag or a digest, as text.
         reference: RefChoice,
     },
+    /// `tag`: points a tag at a manifest (P5).
     Tag {
+        /// The repository, by name.
         repo: &'static str,
+        /// The tag.
         tag: &'static str,
+        /// The manifest.
         manifest: ManifestSel,
     },
+    /// Pulls a manifest by tag or digest.
     Pull {
+        /// The repository, by name.
         repo: &'static str,
+        /// A tag or a digest, as text.
         reference: ManifestRef,
     },
     /// D1.
     Untag {
+        /// The repository, by name.
         repo: &'static str,
+        /// The tag.
         tag: &'static str,
     },
     /// D2, D3, D5.
     DeleteManifest {
+        /// The repository, by name.
         repo: &'static str,
+        /// A tag or a digest, as text.
         reference: ManifestRef,
     },
     /// D4.
     DeleteRepository {
+        /// The repository, by name.
         repo: &'static str,
     },
     /// S1.
     SetPolicy {
+        /// Whether the policy is on.
         enabled: bool,
+        /// The retention, in days.
         days: u32,
     },
     /// S6–S11: a restore, forced or not.
     Restore {
+        /// The repository, by name.
         repo: &'static str,
+        /// What to restore.
         what: RestoreSel,
+        /// Whether a tag now on another manifest moves anyway (S7).
         force: bool,
     },
     /// T2.
     RevertTag {
+        /// The repository, by name.
         repo: &'static str,
+        /// The tag.
         tag: &'static str,
+        /// The manifest.
         manifest: AnySel,
+        /// Whether a tag now on another manifest moves anyway (S7).
         force: bool,
     },
     /// S16: purges by hand.
     PurgeRepository {
+        /// The repository, by name.
         repo: &'static str,
     },
+    /// S16: purges a manifest by hand.
     PurgeManifest {
+        /// The repository, by name.
         repo: &'static str,
+        /// The manifest.
         manifest: AnySel,
     },
+    /// S16: purges a tag's entries from the bin.
     PurgeTags {
+        /// The repository, by name.
         repo: &'static str,
+        /// The tag.
         tag: &'static str,
     },
     /// S4: `run_due` (`now: false`) or `run_now`.
     Autopurge {
+        /// `run_now` instead of `run_due`.
         now: bool,
     },
     /// G1–G5.
     Collect {
+        /// Whether nothing was, or is to be, changed.
         dry_run: bool,
     },
+    /// A1: `usage`, predicted whole.
+    Usage,
+    /// A2: `fsck`, digests verified, without repair: a store the API built has no problem to
+    /// find, but for the blob files of failed batches (C2: they are the collector's to sweep),
+    /// which the outcome leaves out.
+    Fsck,
     /// L1, L2.
     SetLocks {
+        /// The repository, by name.
         repo: &'static str,
+        /// The item, as the error names it.
         item: ItemSel,
+        /// The locks to set.
         locks: Locks,
     },
     /// R1.
     SetRetention {
+        /// Whether the policy is on.
         enabled: bool,
+        /// The retention, in days.
         days: u32,
     },
     /// U1–U6.
     PurgeByFilter(PurgeSel),
+    /// Moves the clock forward by this many seconds.
     AdvanceClock(u64),
     /// One transaction: the ops (blob writes, mounts, pushes, tags) all apply or none does.
     Batch(Vec<Op>),
@@ -496,6 +610,8 @@ impl Op {
             | Op::ResumeUpload { .. }
             | Op::Autopurge { .. }
             | Op::Collect { .. }
+            | Op::Usage
+            | Op::Fsck
             | Op::AdvanceClock(_)
             | Op::Reopen => false,
         }

@@ -1,44 +1,31 @@
 //! What an operation returned, in a form the model and any system can be compared by.
 
-#![allow(unused_imports)]
-use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
-use std::time::Duration;
-
-use crate::manifest::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
-use crate::{
-    Algorithm, Batch, CollectOptions, DeletedManifest, DeletedRepository, DeletedTag, Descriptor,
-    Digest, Error, Item, Locks, Manifest, ManifestQuery, ManualClock, Page, PurgeOptions, Registry,
-    RepositoryPurge, Restore, RetentionPolicy, SoftDeletePolicy, Tag, TagCause, TagEvent,
-    Timestamp, Upload, parse_ago,
-};
-use proptest::prelude::*;
-use proptest::sample::select;
-use proptest::strategy::Union;
-use proptest::test_runner::{TestCaseError, TestRunner};
-use serde_json::json;
-use tempfile::TempDir;
-
-use super::{op::*, grammar::*, step::*, model::*, registry::*, strategies::*};
-use super::*;
+use crate::{Error, RepositoryPurge, Timestamp};
 
 /// What an op returned, comparable between the model and the registry.
 pub type Outcome = Result<Value, ErrKind>;
 
+/// What a successful step returned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
+    /// `()`.
     Unit,
+    /// A digest, as text.
     Digest(String),
     /// An upload session's offset.
     Offset(u64),
     /// A new upload session (its id is random).
     Started,
+    /// A pulled manifest.
     Pulled {
+        /// The digest named.
         digest: String,
+        /// The media type.
         media_type: String,
-        body: Vec<u8>,
+        /// The body.
+        body: Body,
     },
+    /// What each step of a batch returned.
     Batch(Vec<Value>),
     /// What a manifest delete deleted, in order.
     Digests(Vec<String>),
@@ -48,110 +35,202 @@ pub enum Value {
     Count(usize),
     /// What an autopurge run removed, and what the retention policy deleted.
     Purged {
+        /// When it ran.
         at: Timestamp,
+        /// Per repository, what the purge did.
         repositories: usize,
+        /// Manifest tombstones removed.
         manifests: usize,
+        /// Tag tombstones removed.
         tags: usize,
+        /// Untagged manifests the retention policy deleted.
         untagged_deleted: usize,
     },
     /// What a purge by filter did, or would do.
     PurgeReport {
+        /// Whether nothing was, or is to be, changed.
         dry_run: bool,
+        /// When it ran.
         at: Timestamp,
+        /// Per repository, what the purge did.
         repositories: Vec<RepositoryPurge>,
     },
     /// `run_due` before the interval has passed.
     NotDue,
+    /// What `usage` reported.
+    Usage(crate::Usage),
+    /// What `fsck` reported, without the stray blob files that failed batches leave for the
+    /// collector (C2).
+    Fsck(crate::FsckReport),
+    /// What a collection reported, but its times.
     Collected(Collected),
 }
 
 /// What a collection reports, but its times.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Collected {
+    /// As in [`CollectReport`](crate::CollectReport).
     pub marked: u64,
+    /// As in [`CollectReport`](crate::CollectReport).
     pub bytes_marked: u64,
+    /// As in [`CollectReport`](crate::CollectReport).
     pub swept: u64,
+    /// As in [`CollectReport`](crate::CollectReport).
     pub bytes_swept: u64,
+    /// As in [`CollectReport`](crate::CollectReport).
     pub kept: u64,
+    /// As in [`CollectReport`](crate::CollectReport).
     pub bytes_kept: u64,
+    /// As in [`CollectReport`](crate::CollectReport).
     pub links_removed: u64,
+    /// As in [`CollectReport`](crate::CollectReport).
     pub uploads_removed: u64,
 }
 
 /// An error variant with the fields the model can predict.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ErrKind {
+    /// The error variant of the same name, with the fields the model predicts.
     InvalidRepositoryName(String),
+    /// The error variant of the same name, with the fields the model predicts.
     InvalidTag(String),
+    /// The error variant of the same name, with the fields the model predicts.
     InvalidDigest(String),
+    /// The error variant of the same name, with the fields the model predicts.
     MediaTypeMismatch {
+        /// The media type declared with the push.
         declared: String,
+        /// The manifest body.
         body: String,
     },
+    /// The error variant of the same name, with the fields the model predicts.
     DigestMismatch {
+        /// What was expected.
         expected: String,
+        /// What was found.
         actual: String,
     },
+    /// The error variant of the same name, with the fields the model predicts.
     BlobUnknown {
+        /// The repository, by name.
         repository: String,
+        /// The digest, as text.
         digest: String,
     },
+    /// The error variant of the same name, with the fields the model predicts.
     ManifestUnknown {
+        /// The repository, by name.
         repository: String,
+        /// A tag or a digest, as text.
         reference: String,
     },
+    /// The error variant of the same name, with the fields the model predicts.
     UploadUnknown,
+    /// The error variant of the same name, with the fields the model predicts.
     UploadOffsetMismatch {
+        /// What was expected.
         expected: u64,
+        /// What was found.
         actual: u64,
     },
+    /// The error variant of the same name, with the fields the model predicts.
     RepositoryUnknown(String),
+    /// The error variant of the same name, with the fields the model predicts.
     RepositorySoftDeleted(String),
+    /// The error variant of the same name, with the fields the model predicts.
     TagUnknown {
+        /// The repository, by name.
         repository: String,
+        /// The tag.
         tag: String,
     },
+    /// The error variant of the same name, with the fields the model predicts.
     ManifestReferenced {
+        /// The repository, by name.
         repository: String,
+        /// The digest, as text.
         digest: String,
+        /// The index that lists it.
         index: String,
     },
+    /// The error variant of the same name, with the fields the model predicts.
     ManifestSoftDeleted {
+        /// The repository, by name.
         repository: String,
+        /// The digest, as text.
         digest: String,
     },
+    /// The error variant of the same name, with the fields the model predicts.
     TagConflict {
+        /// The repository, by name.
         repository: String,
+        /// The tag.
         tag: String,
+        /// The digest, as text.
         digest: String,
     },
+    /// The error variant of the same name, with the fields the model predicts.
     SubjectDeleted {
+        /// The repository, by name.
         repository: String,
+        /// The subject manifest.
         subject: String,
     },
+    /// The error variant of the same name, with the fields the model predicts.
     NotDeleted {
+        /// The repository, by name.
         repository: String,
+        /// The item, as the error names it.
         item: String,
     },
+    /// The error variant of the same name, with the fields the model predicts.
     NotInHistory {
+        /// The repository, by name.
         repository: String,
+        /// The tag.
         tag: String,
+        /// The digest, as text.
         digest: String,
     },
+    /// The error variant of the same name, with the fields the model predicts.
     InvalidSetting {
+        /// The setting refused.
         setting: String,
+        /// The value refused.
         value: String,
     },
+    /// The error variant of the same name, with the fields the model predicts.
     Locked {
+        /// The repository, by name.
         repository: String,
+        /// The item, as the error names it.
         item: String,
+        /// The flag that refused.
         lock: String,
     },
+    /// The error variant of the same name, with the fields the model predicts.
     InvalidFilter(String),
     /// Anything the model never predicts.
     Other(String),
 }
 
+impl From<Error> for ErrKind {
+    fn from(e: Error) -> ErrKind {
+        kind(e)
+    }
+}
+
+/// A manifest body, printed as text (lossy UTF-8) so that a failing sequence stays readable.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Body(pub Vec<u8>);
+
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(&self.0))
+    }
+}
+
+/// The [`ErrKind`] of an error of the crate: what an adapter over this crate's API returns.
 pub(crate) fn kind(e: Error) -> ErrKind {
     match e {
         Error::InvalidRepositoryName { name, .. } => ErrKind::InvalidRepositoryName(name),

@@ -1,28 +1,20 @@
 //! A real [`Registry`] as a [`System`](super::System), and the comparison of its whole
 //! state with the model.
 
-#![allow(unused_imports)]
-use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
+use std::collections::BTreeSet;
 use std::time::Duration;
 
-use crate::manifest::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
 use crate::{
     Algorithm, Batch, CollectOptions, DeletedManifest, DeletedRepository, DeletedTag, Descriptor,
-    Digest, Error, Item, Locks, Manifest, ManifestQuery, ManualClock, Page, PurgeOptions, Registry,
-    RepositoryPurge, Restore, RetentionPolicy, SoftDeletePolicy, Tag, TagCause, TagEvent,
-    Timestamp, Upload, parse_ago,
+    Digest, Error, FsckOptions, Item, Locks, ManifestQuery, ManualClock, Page, Problem,
+    PurgeOptions, Registry, Restore, SoftDeletePolicy, Tag, TagEvent, Timestamp, Upload, parse_ago,
 };
 use proptest::prelude::*;
-use proptest::sample::select;
-use proptest::strategy::Union;
-use proptest::test_runner::{TestCaseError, TestRunner};
-use serde_json::json;
+use proptest::test_runner::TestCaseError;
 use tempfile::TempDir;
 
-use super::{op::*, outcome::*, grammar::*, step::*, model::*, strategies::*};
 use super::*;
+use super::{grammar::*, model::*, op::*, outcome::*, step::*};
 
 /// A [`Registry`] under test: a store in a temporary directory (on tmpfs when the host has
 /// one), on a [`ManualClock`] that starts at 2026-01-01, with what a client knows of its
@@ -214,7 +206,7 @@ fn registry_step(sut: &mut RegistrySystem, step: &Step) -> Outcome {
             Ok(Value::Pulled {
                 digest: pulled.digest.to_string(),
                 media_type: pulled.media_type,
-                body: pulled.body.to_vec(),
+                body: Body(pulled.body.to_vec()),
             })
         }
         // `Repository::untag` and the like are a batch of one such call each.
@@ -272,6 +264,14 @@ fn registry_step(sut: &mut RegistrySystem, step: &Step) -> Outcome {
                 untagged_deleted: r.untagged_deleted,
             }))
         }
+        Step::Usage => Ok(Value::Usage(reg.usage().map_err(kind)?)),
+        Step::Fsck => {
+            let mut report = reg.fsck(&FsckOptions::default()).map_err(kind)?;
+            report
+                .problems
+                .retain(|p| !matches!(p, Problem::StrayBlobFile { .. }));
+            Ok(Value::Fsck(report))
+        }
         Step::Collect { dry_run } => {
             let options = CollectOptions {
                 dry_run: *dry_run,
@@ -326,11 +326,7 @@ pub(crate) fn registry_purge(reg: &Registry, p: &PurgeSel) -> Outcome {
         let before = snapshot(reg);
         let dry = reg.purge(&dry).map_err(kind)?;
         assert!(dry.dry_run);
-        assert_eq!(
-            snapshot(reg),
-            before,
-            "U5: a dry run changed the store"
-        );
+        assert_eq!(snapshot(reg), before, "U5: a dry run changed the store");
         let real = reg.purge(&options).map_err(kind)?;
         assert_eq!(dry.ran_at, real.ran_at);
         assert_eq!(
@@ -456,7 +452,6 @@ pub(crate) fn batch_step(b: &mut Batch<'_>, reg: &Registry, step: &Step) -> Resu
         other => panic!("not an op of a batch: {other:?}"),
     }
 }
-
 
 /// Every page of a listing of `n` at a time, concatenated.
 pub(crate) fn paged<T>(

@@ -1,28 +1,14 @@
 //! Resolving an operation's selectors against the model's state: the concrete [`Step`] every
 //! system runs.
 
-#![allow(unused_imports)]
-use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
-use std::time::Duration;
+use std::collections::BTreeMap;
 
 use crate::manifest::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
-use crate::{
-    Algorithm, Batch, CollectOptions, DeletedManifest, DeletedRepository, DeletedTag, Descriptor,
-    Digest, Error, Item, Locks, Manifest, ManifestQuery, ManualClock, Page, PurgeOptions, Registry,
-    RepositoryPurge, Restore, RetentionPolicy, SoftDeletePolicy, Tag, TagCause, TagEvent,
-    Timestamp, Upload, parse_ago,
-};
-use proptest::prelude::*;
-use proptest::sample::select;
-use proptest::strategy::Union;
-use proptest::test_runner::{TestCaseError, TestRunner};
+use crate::{Algorithm, Descriptor, Digest, Item, Locks, RetentionPolicy};
 use serde_json::json;
-use tempfile::TempDir;
 
-use super::{op::*, outcome::*, grammar::*, model::*, registry::*, strategies::*};
 use super::*;
+use super::{grammar::*, op::*};
 
 pub(crate) fn descriptor(media_type: &str, digest: &str, size: u64) -> Descriptor {
     Descriptor {
@@ -39,12 +25,17 @@ pub(crate) fn descriptor(media_type: &str, digest: &str, size: u64) -> Descripto
 pub struct BodySpec {
     /// The body's `mediaType`.
     pub media_type: &'static str,
+    /// The index that lists it.
     pub index: bool,
+    /// The artifact type.
     pub artifact_type: Option<String>,
+    /// The config blob.
     pub config: Option<Descriptor>,
     /// Layers of an image, children of an index.
     pub items: Vec<Descriptor>,
+    /// The subject manifest.
     pub subject: Option<Descriptor>,
+    /// The annotations.
     pub annotations: BTreeMap<String, String>,
 }
 
@@ -100,7 +91,6 @@ pub(crate) fn image_spec(image: &Image, view: &impl View, repo: &str) -> BodySpe
     }
 }
 
-
 /// What resolving an op needs to know of a side's state.
 pub(crate) trait View {
     /// (digest, size) of the blobs linked to `repo`, by digest.
@@ -118,110 +108,194 @@ pub(crate) trait View {
 /// An op with every selector resolved.
 #[derive(Debug, Clone)]
 pub enum Step {
+    /// `put_blob`.
     PutBlob {
+        /// The repository, by name.
         repo: String,
+        /// The digest, as text.
         digest: String,
+        /// The bytes.
         bytes: Vec<u8>,
     },
+    /// `put_blob_sha256`.
     PutBlobSha256 {
+        /// The repository, by name.
         repo: String,
+        /// The bytes.
         bytes: Vec<u8>,
     },
+    /// `mount_blob`.
     Mount {
+        /// The repository mounted from.
         from: String,
+        /// The repository mounted into.
         to: String,
+        /// The digest, as text.
         digest: String,
     },
+    /// `start_upload`.
     StartUpload {
+        /// The repository, by name.
         repo: String,
     },
+    /// `append` or `append_at`.
     Append {
+        /// The upload session: its index among those started, modulo their number.
         slot: usize,
+        /// The bytes to append.
         chunk: Vec<u8>,
         /// `None`: plain `append`; `Some`: `append_at` this offset.
         at: Option<u64>,
     },
+    /// `Upload::finish`.
     Finish {
+        /// The upload session: its index among those started, modulo their number.
         slot: usize,
+        /// The digest, as text.
         digest: String,
     },
+    /// `Upload::cancel`.
     Cancel {
+        /// The upload session: its index among those started, modulo their number.
         slot: usize,
     },
+    /// `resume_upload`.
     Resume {
+        /// The upload session: its index among those started, modulo their number.
         slot: usize,
+        /// The repository it goes through; `None`: the session's own.
         via: Option<String>,
     },
+    /// `push_manifest`.
     Push {
+        /// The repository, by name.
         repo: String,
+        /// A tag or a digest, as text.
         reference: String,
+        /// The media type declared with the push.
         declared: String,
+        /// The body's structure, as the model keeps it.
         spec: Box<BodySpec>,
+        /// The manifest body.
         body: Vec<u8>,
     },
+    /// `tag`.
     Tag {
+        /// The repository, by name.
         repo: String,
+        /// The tag, as text.
         tag: String,
+        /// The digest, as text.
         digest: String,
     },
+    /// `pull_manifest`.
     Pull {
+        /// The repository, by name.
         repo: String,
+        /// A tag or a digest, as text.
         reference: String,
     },
+    /// `untag`.
     Untag {
+        /// The repository, by name.
         repo: String,
+        /// The tag, as text.
         tag: String,
     },
+    /// `delete_manifest`.
     DeleteManifest {
+        /// The repository, by name.
         repo: String,
+        /// A tag or a digest, as text.
         reference: String,
     },
+    /// `delete_repository`.
     DeleteRepository {
+        /// The repository, by name.
         repo: String,
     },
+    /// `set_soft_delete_policy`.
     SetPolicy {
+        /// Whether the policy is on.
         enabled: bool,
+        /// The retention, in days.
         days: u32,
     },
+    /// `restore` by tag, digest or both.
     Restore {
+        /// The repository, by name.
         repo: String,
+        /// The tag, as text.
         tag: Option<String>,
+        /// The digest, as text.
         digest: Option<String>,
+        /// Whether a tag now on another manifest moves anyway (S7).
         force: bool,
     },
+    /// `revert_tag`.
     Revert {
+        /// The repository, by name.
         repo: String,
+        /// The tag, as text.
         tag: String,
+        /// The digest, as text.
         digest: String,
+        /// Whether a tag now on another manifest moves anyway (S7).
         force: bool,
     },
+    /// `purge_deleted_repository`.
     PurgeRepository {
+        /// The repository, by name.
         repo: String,
     },
+    /// `purge_deleted_manifest`.
     PurgeManifest {
+        /// The repository, by name.
         repo: String,
+        /// The digest, as text.
         digest: String,
     },
+    /// `purge_deleted_tags`.
     PurgeTags {
+        /// The repository, by name.
         repo: String,
+        /// The tag, as text.
         tag: String,
     },
+    /// `run_due` or `run_now`.
     Autopurge {
+        /// `run_now` instead of `run_due`.
         now: bool,
     },
+    /// `collect`, real or dry.
     Collect {
+        /// Whether nothing was, or is to be, changed.
         dry_run: bool,
     },
+    /// `usage`.
+    Usage,
+    /// `fsck`, digests verified, without repair.
+    Fsck,
+    /// `set_locks`.
     SetLocks {
+        /// The repository, by name.
         repo: String,
+        /// The item, as the error names it.
         item: Item,
+        /// The locks to set.
         locks: Locks,
     },
+    /// `set_retention_policy`.
     SetRetention(RetentionPolicy),
+    /// `purge`.
     PurgeByFilter(PurgeSel),
+    /// Moves the clock forward by this many seconds.
     Advance(u64),
+    /// One `batch` of steps.
     Batch(Vec<Step>),
+    /// Drops every handle and opens the store again.
     Reopen,
+    /// An upload op before any session was started: nothing runs.
     NoSession,
 }
 
@@ -513,6 +587,8 @@ pub(crate) fn resolve(op: &Op, view: &impl View) -> Step {
         },
         Op::Autopurge { now } => Step::Autopurge { now: *now },
         Op::Collect { dry_run } => Step::Collect { dry_run: *dry_run },
+        Op::Usage => Step::Usage,
+        Op::Fsck => Step::Fsck,
         Op::SetLocks { repo, item, locks } => Step::SetLocks {
             repo: repo.to_string(),
             item: match item {

@@ -1,30 +1,14 @@
 //! proptest strategies: names, digests, images, and sequences of operations.
 
-#![allow(unused_imports)]
-use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
-use std::time::Duration;
-
-use crate::manifest::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
-use crate::{
-    Algorithm, Batch, CollectOptions, DeletedManifest, DeletedRepository, DeletedTag, Descriptor,
-    Digest, Error, Item, Locks, Manifest, ManifestQuery, ManualClock, Page, PurgeOptions, Registry,
-    RepositoryPurge, Restore, RetentionPolicy, SoftDeletePolicy, Tag, TagCause, TagEvent,
-    Timestamp, Upload, parse_ago,
-};
+use crate::{Algorithm, Locks};
 use proptest::prelude::*;
 use proptest::sample::select;
 use proptest::strategy::Union;
-use proptest::test_runner::{TestCaseError, TestRunner};
-use serde_json::json;
-use tempfile::TempDir;
 
-use super::{op::*, outcome::*, grammar::*, step::*, model::*, registry::*};
-use super::*;
+use super::op::*;
 
 /// Mostly the first repository, so that state piles up where ops look for it.
-pub fn repo() -> BoxedStrategy<&'static str> {
+pub(crate) fn repo() -> BoxedStrategy<&'static str> {
     prop_oneof![
         10 => Just(REPOS[0]),
         4 => Just(REPOS[1]),
@@ -34,11 +18,11 @@ pub fn repo() -> BoxedStrategy<&'static str> {
     .boxed()
 }
 
-pub fn tag() -> BoxedStrategy<&'static str> {
+pub(crate) fn tag() -> BoxedStrategy<&'static str> {
     prop_oneof![12 => select(TAGS), 1 => select(BAD_TAGS)].boxed()
 }
 
-pub fn alg() -> BoxedStrategy<Algorithm> {
+pub(crate) fn alg() -> BoxedStrategy<Algorithm> {
     prop_oneof![
         8 => Just(Algorithm::Sha256),
         1 => Just(Algorithm::Sha512),
@@ -48,7 +32,7 @@ pub fn alg() -> BoxedStrategy<Algorithm> {
 }
 
 /// A blob that may be uploaded.
-pub fn uploadable_blob() -> BoxedStrategy<BlobSel> {
+pub(crate) fn uploadable_blob() -> BoxedStrategy<BlobSel> {
     (0..UPLOADABLE, alg())
         .prop_map(|(content, alg)| BlobSel { content, alg })
         .boxed()
@@ -56,7 +40,7 @@ pub fn uploadable_blob() -> BoxedStrategy<BlobSel> {
 
 /// A blob a manifest references: mostly one linked to the repository, sometimes any of the
 /// pool, sometimes one never uploaded.
-pub fn referenced_blob() -> BoxedStrategy<BlobRef> {
+pub(crate) fn referenced_blob() -> BoxedStrategy<BlobRef> {
     prop_oneof![
         24 => (0..8usize).prop_map(BlobRef::Linked),
         2 => uploadable_blob().prop_map(BlobRef::Pool),
@@ -65,12 +49,12 @@ pub fn referenced_blob() -> BoxedStrategy<BlobRef> {
     .boxed()
 }
 
-pub fn manifest_sel() -> BoxedStrategy<ManifestSel> {
+pub(crate) fn manifest_sel() -> BoxedStrategy<ManifestSel> {
     prop_oneof![10 => (0..16usize).prop_map(ManifestSel::Existing), 1 => Just(ManifestSel::Unknown)]
         .boxed()
 }
 
-pub fn reference() -> BoxedStrategy<RefChoice> {
+pub(crate) fn reference() -> BoxedStrategy<RefChoice> {
     prop_oneof![
         12 => tag().prop_map(RefChoice::Tag),
         6 => alg().prop_map(RefChoice::Digest),
@@ -80,7 +64,7 @@ pub fn reference() -> BoxedStrategy<RefChoice> {
     .boxed()
 }
 
-pub fn image() -> BoxedStrategy<Image> {
+pub(crate) fn image() -> BoxedStrategy<Image> {
     (
         any::<bool>(),
         prop::bool::weighted(0.05),
@@ -96,7 +80,7 @@ pub fn image() -> BoxedStrategy<Image> {
         .boxed()
 }
 
-pub fn put_blob() -> BoxedStrategy<Op> {
+pub(crate) fn put_blob() -> BoxedStrategy<Op> {
     let digest = prop_oneof![
         16 => Just(DigestChoice::Right),
         2 => Just(DigestChoice::Wrong),
@@ -107,13 +91,13 @@ pub fn put_blob() -> BoxedStrategy<Op> {
         .boxed()
 }
 
-pub fn put_blob_sha256() -> BoxedStrategy<Op> {
+pub(crate) fn put_blob_sha256() -> BoxedStrategy<Op> {
     (repo(), 0..UPLOADABLE)
         .prop_map(|(repo, content)| Op::PutBlobSha256 { repo, content })
         .boxed()
 }
 
-pub fn mount_blob() -> BoxedStrategy<Op> {
+pub(crate) fn mount_blob() -> BoxedStrategy<Op> {
     let blob = prop_oneof![
         4 => (0..8usize).prop_map(BlobRef::Linked),
         1 => uploadable_blob().prop_map(BlobRef::Pool),
@@ -123,7 +107,7 @@ pub fn mount_blob() -> BoxedStrategy<Op> {
         .boxed()
 }
 
-pub fn push_image() -> BoxedStrategy<Op> {
+pub(crate) fn push_image() -> BoxedStrategy<Op> {
     (repo(), image(), reference())
         .prop_map(|(repo, image, reference)| Op::PushImage {
             repo,
@@ -133,7 +117,7 @@ pub fn push_image() -> BoxedStrategy<Op> {
         .boxed()
 }
 
-pub fn push_index() -> BoxedStrategy<Op> {
+pub(crate) fn push_index() -> BoxedStrategy<Op> {
     (
         repo(),
         any::<bool>(),
@@ -149,7 +133,7 @@ pub fn push_index() -> BoxedStrategy<Op> {
         .boxed()
 }
 
-pub fn push_referrer() -> BoxedStrategy<Op> {
+pub(crate) fn push_referrer() -> BoxedStrategy<Op> {
     (
         (repo(), manifest_sel(), referenced_blob()),
         (
@@ -180,7 +164,7 @@ pub fn push_referrer() -> BoxedStrategy<Op> {
         .boxed()
 }
 
-pub fn tag_op() -> BoxedStrategy<Op> {
+pub(crate) fn tag_op() -> BoxedStrategy<Op> {
     (repo(), tag(), manifest_sel())
         .prop_map(|(repo, tag, manifest)| Op::Tag {
             repo,
@@ -190,14 +174,14 @@ pub fn tag_op() -> BoxedStrategy<Op> {
         .boxed()
 }
 
-pub fn pull() -> BoxedStrategy<Op> {
+pub(crate) fn pull() -> BoxedStrategy<Op> {
     (repo(), manifest_ref_choice())
         .prop_map(|(repo, reference)| Op::Pull { repo, reference })
         .boxed()
 }
 
 /// Ops a batch can hold; `mix` weighs the deletes and restores among them (0: none).
-pub fn batchable(mix: Mix) -> BoxedStrategy<Op> {
+pub(crate) fn batchable(mix: Mix) -> BoxedStrategy<Op> {
     weighted(vec![
         (4, put_blob()),
         (2, put_blob_sha256()),
@@ -215,7 +199,7 @@ pub fn batchable(mix: Mix) -> BoxedStrategy<Op> {
 }
 
 /// One of the strategies, by weight; those weighing 0 never run.
-pub fn weighted(choices: Vec<(u32, BoxedStrategy<Op>)>) -> BoxedStrategy<Op> {
+pub(crate) fn weighted(choices: Vec<(u32, BoxedStrategy<Op>)>) -> BoxedStrategy<Op> {
     Union::new_weighted(choices.into_iter().filter(|(w, _)| *w > 0).collect()).boxed()
 }
 
@@ -301,18 +285,20 @@ pub fn image_over_new_blobs(
         .boxed()
 }
 
-pub fn slot() -> BoxedStrategy<usize> {
+pub(crate) fn slot() -> BoxedStrategy<usize> {
     (0..8usize).boxed()
 }
 
-pub fn chunk() -> BoxedStrategy<usize> {
+pub(crate) fn chunk() -> BoxedStrategy<usize> {
     (0..CHUNKS.len()).boxed()
 }
 
 /// The weights of the op groups beyond the P ops.
 #[derive(Debug, Clone, Copy)]
 pub struct Mix {
+    /// The weight of batches.
     pub batches: u32,
+    /// The weight of reopens.
     pub reopens: u32,
     /// Untag, delete manifest, delete repository (also inside batches).
     pub deletes: u32,
@@ -332,10 +318,13 @@ pub struct Mix {
     pub retention: u32,
     /// Purges by filter.
     pub purge: u32,
+    /// `usage` and `fsck` runs.
+    pub reports: u32,
 }
 
 impl Mix {
-    const P: Mix = Mix {
+    /// The P ops alone: blob writes, mounts, uploads, pushes, tags, pulls and clock moves.
+    pub const P: Mix = Mix {
         batches: 0,
         reopens: 0,
         deletes: 0,
@@ -347,11 +336,41 @@ impl Mix {
         locks: 0,
         retention: 0,
         purge: 0,
+        reports: 1,
+    };
+
+    /// Everything the public API can do, in proportions that reach the success paths of each.
+    pub const ALL: Mix = Mix {
+        batches: 1,
+        reopens: 1,
+        deletes: 2,
+        policy: 1,
+        bin: 2,
+        uploads: 1,
+        collect: 2,
+        clock: 8,
+        locks: 2,
+        retention: 2,
+        purge: 2,
+        reports: 1,
     };
 }
 
+/// Sequences of up to `max_len` operations of every kind ([`Mix::ALL`]), after a soft delete
+/// policy, a retention policy and a few tagged images: the strategy to start a harness with.
+///
+/// ```
+/// use ocistore::testkit::{check_registry, ops};
+/// use proptest::test_runner::TestRunner;
+/// let mut runner = TestRunner::default();
+/// runner.run(&ops(8), |ops| check_registry(&ops).map(drop)).unwrap();
+/// ```
+pub fn ops(max_len: usize) -> BoxedStrategy<Vec<Op>> {
+    with_retention(prop::collection::vec(op_mix(Mix::ALL), 1..=max_len.max(1)))
+}
+
 /// A manifest, live or in the bin in the proportion `live` to `binned`, or sometimes unknown.
-pub fn manifest_of(live: u32, binned: u32) -> BoxedStrategy<AnySel> {
+pub(crate) fn manifest_of(live: u32, binned: u32) -> BoxedStrategy<AnySel> {
     prop_oneof![
         live => (0..16usize).prop_map(AnySel::Live),
         binned => (0..16usize).prop_map(AnySel::Binned),
@@ -360,23 +379,23 @@ pub fn manifest_of(live: u32, binned: u32) -> BoxedStrategy<AnySel> {
     .boxed()
 }
 
-pub fn any_sel() -> BoxedStrategy<AnySel> {
+pub(crate) fn any_sel() -> BoxedStrategy<AnySel> {
     manifest_of(6, 3)
 }
 
-pub fn untag() -> BoxedStrategy<Op> {
+pub(crate) fn untag() -> BoxedStrategy<Op> {
     (repo(), tag())
         .prop_map(|(repo, tag)| Op::Untag { repo, tag })
         .boxed()
 }
 
-pub fn delete_manifest() -> BoxedStrategy<Op> {
+pub(crate) fn delete_manifest() -> BoxedStrategy<Op> {
     (repo(), manifest_ref_choice())
         .prop_map(|(repo, reference)| Op::DeleteManifest { repo, reference })
         .boxed()
 }
 
-pub fn manifest_ref_choice() -> BoxedStrategy<ManifestRef> {
+pub(crate) fn manifest_ref_choice() -> BoxedStrategy<ManifestRef> {
     prop_oneof![
         6 => tag().prop_map(ManifestRef::Tag),
         6 => any_sel().prop_map(ManifestRef::Digest),
@@ -385,18 +404,18 @@ pub fn manifest_ref_choice() -> BoxedStrategy<ManifestRef> {
     .boxed()
 }
 
-pub fn delete_repository() -> BoxedStrategy<Op> {
+pub(crate) fn delete_repository() -> BoxedStrategy<Op> {
     repo()
         .prop_map(|repo| Op::DeleteRepository { repo })
         .boxed()
 }
 
 /// Mostly a manifest in the bin.
-pub fn binned_sel() -> BoxedStrategy<AnySel> {
+pub(crate) fn binned_sel() -> BoxedStrategy<AnySel> {
     manifest_of(2, 6)
 }
 
-pub fn restore() -> BoxedStrategy<Op> {
+pub(crate) fn restore() -> BoxedStrategy<Op> {
     let what = prop_oneof![
         3 => tag().prop_map(RestoreSel::Tag),
         2 => binned_sel().prop_map(RestoreSel::Digest),
@@ -407,7 +426,7 @@ pub fn restore() -> BoxedStrategy<Op> {
         .boxed()
 }
 
-pub fn revert_tag() -> BoxedStrategy<Op> {
+pub(crate) fn revert_tag() -> BoxedStrategy<Op> {
     (repo(), tag(), any_sel(), prop::bool::weighted(0.3))
         .prop_map(|(repo, tag, manifest, force)| Op::RevertTag {
             repo,
@@ -418,7 +437,7 @@ pub fn revert_tag() -> BoxedStrategy<Op> {
         .boxed()
 }
 
-pub fn purge() -> BoxedStrategy<Op> {
+pub(crate) fn purge() -> BoxedStrategy<Op> {
     prop_oneof![
         repo().prop_map(|repo| Op::PurgeRepository { repo }),
         (repo(), binned_sel()).prop_map(|(repo, manifest)| Op::PurgeManifest { repo, manifest }),
@@ -429,7 +448,7 @@ pub fn purge() -> BoxedStrategy<Op> {
 
 /// L1, L2: locks of the repository (not too often: it refuses most ops), a manifest or a tag
 /// name; unlocking as often as locking.
-pub fn set_locks() -> BoxedStrategy<Op> {
+pub(crate) fn set_locks() -> BoxedStrategy<Op> {
     let item = prop_oneof![
         2 => Just(ItemSel::Repository),
         3 => manifest_sel().prop_map(ItemSel::Manifest),
@@ -448,7 +467,7 @@ pub fn set_locks() -> BoxedStrategy<Op> {
 
 /// R1: on or off, with days of 0 to 2 (which the clock moves reach), the default, the bound,
 /// and one out of range.
-pub fn set_retention() -> BoxedStrategy<Op> {
+pub(crate) fn set_retention() -> BoxedStrategy<Op> {
     let days = prop_oneof![
         3 => Just(0u32),
         3 => Just(1u32),
@@ -464,7 +483,7 @@ pub fn set_retention() -> BoxedStrategy<Op> {
 
 /// U1: one or two filters (sometimes none, sometimes a bad one), an age, `keep`, and the flags;
 /// half of the runs dry, some of those followed by the real run (U5).
-pub fn purge_by_filter() -> BoxedStrategy<Op> {
+pub(crate) fn purge_by_filter() -> BoxedStrategy<Op> {
     let texts: Vec<&'static str> = FILTERS.iter().map(|f| f.text).collect();
     let filters = prop_oneof![
         40 => prop::collection::vec(select(texts.clone()), 1..3),
@@ -513,7 +532,7 @@ pub fn purge_by_filter() -> BoxedStrategy<Op> {
 
 /// S1: short retentions (so that days of clock expire them), the default, the bounds, and
 /// out-of-range ones.
-pub fn retention_days() -> BoxedStrategy<u32> {
+pub(crate) fn retention_days() -> BoxedStrategy<u32> {
     prop_oneof![
         6 => 1..=3u32,
         2 => Just(7u32),
@@ -523,7 +542,7 @@ pub fn retention_days() -> BoxedStrategy<u32> {
     .boxed()
 }
 
-pub fn set_policy() -> BoxedStrategy<Op> {
+pub(crate) fn set_policy() -> BoxedStrategy<Op> {
     (prop::bool::weighted(0.75), retention_days())
         .prop_map(|(enabled, days)| Op::SetPolicy { enabled, days })
         .boxed()
@@ -552,6 +571,7 @@ pub fn op_mix(mix: Mix) -> BoxedStrategy<Op> {
         locks,
         retention,
         purge: purges,
+        reports,
     } = mix;
     let offset = prop_oneof![
         6 => Just(OffsetChoice::Right),
@@ -640,10 +660,54 @@ pub fn op_mix(mix: Mix) -> BoxedStrategy<Op> {
                 .prop_map(|dry_run| Op::Collect { dry_run })
                 .boxed(),
         ),
+        (reports, Just(Op::Usage).boxed()),
+        (reports, Just(Op::Fsck).boxed()),
     ])
 }
 
 /// `ResumeUpload` goes through a repository chosen at random: the session's own, or another.
-pub fn resume_via() -> BoxedStrategy<Option<&'static str>> {
+pub(crate) fn resume_via() -> BoxedStrategy<Option<&'static str>> {
     prop::option::of(select(REPOS)).boxed()
+}
+
+/// A policy to start with: mostly on with a short retention, sometimes left off.
+fn initial_policy() -> BoxedStrategy<Option<Op>> {
+    prop::option::weighted(
+        0.8,
+        (1..=3u32).prop_map(|days| Op::SetPolicy {
+            enabled: true,
+            days,
+        }),
+    )
+    .boxed()
+}
+
+/// Ops after an initial policy and a few tagged images pushed, so that deletes find something
+/// to put in the bin.
+pub fn seeded(ops: impl Strategy<Value = Vec<Op>> + 'static) -> BoxedStrategy<Vec<Op>> {
+    let images = prop::collection::vec(image_over_new_blobs(select(TAGS).prop_map(Some)), 2..6);
+    let images = images.prop_map(|batches| batches.into_iter().map(Op::Batch).collect());
+    with_policy((images, ops).prop_map(|(images, ops): (Vec<Op>, Vec<Op>)| [images, ops].concat()))
+}
+
+/// Ops after an initial policy.
+pub fn with_policy(ops: impl Strategy<Value = Vec<Op>> + 'static) -> BoxedStrategy<Vec<Op>> {
+    (initial_policy(), ops)
+        .prop_map(|(policy, ops)| policy.into_iter().chain(ops).collect())
+        .boxed()
+}
+
+/// Ops after a retention policy (half the time, with 0 to 2 days), a soft delete policy and a
+/// few tagged images.
+pub fn with_retention(ops: impl Strategy<Value = Vec<Op>> + 'static) -> BoxedStrategy<Vec<Op>> {
+    let retention = prop::option::weighted(
+        0.5,
+        (0..=2u32).prop_map(|days| Op::SetRetention {
+            enabled: true,
+            days,
+        }),
+    );
+    (retention, seeded(ops))
+        .prop_map(|(retention, ops)| retention.into_iter().chain(ops).collect())
+        .boxed()
 }

@@ -1,0 +1,1595 @@
+//! The HTTP side of `registry_server`: the OCI distribution API and the administrative JSON API
+//! over one [`Registry`]. `main.rs` has the command line and the table of endpoints;
+//! `tests/conformance.rs` includes this file to run the server in-process.
+//!
+//! Every route goes through one fallback handler that parses the path itself: repository names
+//! hold `/`, so `/v2/<name>/<kind>/<rest>` is read from the end (digests, tags and upload ids
+//! hold no `/`). Store calls block (redb, fsync), so each runs in `spawn_blocking`.
+
+use std::future::{Future, poll_fn};
+use std::io::Read;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes, HttpBody};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use http_body::Frame;
+use ocistore::manifest::{MAX_MANIFEST_SIZE, OCI_INDEX};
+use ocistore::{
+    BlobReader, CollectOptions, CollectReport, Digest, Error, FsckOptions, FsckReport, Item,
+    ManifestQuery, Page, Problem, PurgeOptions, PurgeReport, Reference, Registry, Repository,
+    Restore, SoftDeletePolicy, Timestamp, Upload, Usage, parse_ago,
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// Request bodies of blobs are appended to their upload session this many bytes at a time, so
+/// a layer is never held in memory whole.
+pub const CHUNK: usize = 8 << 20;
+
+/// Bytes read from a blob file per frame of a response.
+const READ_BUF: usize = 256 << 10;
+
+/// The largest JSON body the administrative API reads.
+const MAX_ADMIN_BODY: usize = 1 << 20;
+
+/// How much of a refused request body is read and dropped before the answer, so that a client
+/// still sending it gets the answer rather than a broken connection.
+const DRAIN_LIMIT: usize = 64 << 20;
+
+#[derive(Clone)]
+struct App {
+    registry: Registry,
+    log: bool,
+}
+
+/// The router: every path goes to [`dispatch`]. With `log`, one line per request on stderr.
+pub fn router(registry: Registry, log: bool) -> Router {
+    Router::new()
+        .fallback(dispatch)
+        .layer(DefaultBodyLimit::disable())
+        .with_state(App { registry, log })
+}
+
+/// Serves `registry` on `listener` until `shutdown` completes, then lets the requests in flight
+/// finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    registry: Registry,
+    log: bool,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(registry, log))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+/// An error response in the distribution spec's format:
+/// `{"errors":[{"code":…,"message":…,"detail":…}]}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    detail: Value,
+    headers: Vec<(&'static str, String)>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            detail: Value::Null,
+            headers: Vec::new(),
+        }
+    }
+
+    fn header(mut self, name: &'static str, value: impl Into<String>) -> ApiError {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "INVALID_REQUEST", message)
+    }
+
+    fn no_route() -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "UNSUPPORTED", "no such endpoint")
+    }
+
+    fn method(allow: &'static str) -> ApiError {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "UNSUPPORTED",
+            format!("method not allowed here; allowed: {allow}"),
+        )
+        .header("allow", allow)
+    }
+
+    /// Maps a store error; `push` is set for a manifest push, where an unknown blob or child
+    /// manifest is `MANIFEST_BLOB_UNKNOWN`.
+    fn store(e: Error, push: bool) -> ApiError {
+        use StatusCode as S;
+        let (status, code, detail) = match &e {
+            Error::InvalidRepositoryName { name, .. } => {
+                (S::BAD_REQUEST, "NAME_INVALID", json!({ "name": name }))
+            }
+            Error::InvalidTag { tag } => (S::BAD_REQUEST, "TAG_INVALID", json!({ "tag": tag })),
+            Error::InvalidDigest { digest, .. } => (
+                S::BAD_REQUEST,
+                "DIGEST_INVALID",
+                json!({ "digest": digest }),
+            ),
+            Error::ManifestTooLarge { size, limit } => (
+                S::PAYLOAD_TOO_LARGE,
+                "MANIFEST_INVALID",
+                json!({ "size": size, "limit": limit }),
+            ),
+            Error::InvalidManifest { .. } | Error::MediaTypeMismatch { .. } => {
+                (S::BAD_REQUEST, "MANIFEST_INVALID", Value::Null)
+            }
+            Error::UnsupportedMediaType { media_type, .. } => (
+                S::UNSUPPORTED_MEDIA_TYPE,
+                "UNSUPPORTED",
+                json!({ "media_type": media_type }),
+            ),
+            Error::DigestMismatch { expected, actual } => (
+                S::BAD_REQUEST,
+                "DIGEST_INVALID",
+                json!({ "expected": expected, "actual": actual }),
+            ),
+            Error::BlobUnknown { digest, .. } => (
+                S::NOT_FOUND,
+                if push {
+                    "MANIFEST_BLOB_UNKNOWN"
+                } else {
+                    "BLOB_UNKNOWN"
+                },
+                json!({ "digest": digest }),
+            ),
+            Error::ManifestUnknown { reference, .. } => (
+                S::NOT_FOUND,
+                if push {
+                    "MANIFEST_BLOB_UNKNOWN"
+                } else {
+                    "MANIFEST_UNKNOWN"
+                },
+                json!({ "reference": reference }),
+            ),
+            Error::TagUnknown { tag, .. } => {
+                (S::NOT_FOUND, "MANIFEST_UNKNOWN", json!({ "tag": tag }))
+            }
+            Error::RepositoryUnknown { name } | Error::RepositorySoftDeleted { name } => {
+                (S::NOT_FOUND, "NAME_UNKNOWN", json!({ "name": name }))
+            }
+            Error::ManifestReferenced { digest, index, .. } => (
+                S::CONFLICT,
+                "DENIED",
+                json!({ "digest": digest, "index": index }),
+            ),
+            Error::ManifestSoftDeleted { digest, .. } => {
+                (S::CONFLICT, "DENIED", json!({ "digest": digest }))
+            }
+            Error::Locked { item, lock, .. } => (
+                S::FORBIDDEN,
+                "DENIED",
+                json!({ "item": item, "lock": lock }),
+            ),
+            Error::TagConflict { tag, digest, .. } => (
+                S::CONFLICT,
+                "TAG_CONFLICT",
+                json!({ "tag": tag, "digest": digest }),
+            ),
+            Error::SubjectDeleted { subject, .. } => (
+                S::CONFLICT,
+                "SUBJECT_DELETED",
+                json!({ "subject": subject }),
+            ),
+            Error::NotDeleted { item, .. } => {
+                (S::NOT_FOUND, "NOT_DELETED", json!({ "item": item }))
+            }
+            Error::NotInHistory { tag, digest, .. } => (
+                S::NOT_FOUND,
+                "MANIFEST_UNKNOWN",
+                json!({ "tag": tag, "digest": digest }),
+            ),
+            Error::InvalidFilter { filter, .. } => (
+                S::BAD_REQUEST,
+                "INVALID_REQUEST",
+                json!({ "filter": filter }),
+            ),
+            Error::InvalidSetting { setting, value, .. } => (
+                S::BAD_REQUEST,
+                "INVALID_REQUEST",
+                json!({ "setting": setting, "value": value }),
+            ),
+            Error::UploadUnknown { id } => {
+                (S::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN", json!({ "id": id }))
+            }
+            Error::UploadOffsetMismatch { actual, .. } => (
+                S::RANGE_NOT_SATISFIABLE,
+                "BLOB_UPLOAD_INVALID",
+                json!({ "offset": actual }),
+            ),
+            Error::InvalidRange { size, .. } => (
+                S::RANGE_NOT_SATISFIABLE,
+                "SIZE_INVALID",
+                json!({ "size": size }),
+            ),
+            // AlreadyOpen, NestedWrite, UnsupportedFormat, Corrupt, Io, Database, and whatever
+            // a later version adds: the server's fault, not the client's.
+            _ => (S::INTERNAL_SERVER_ERROR, "UNKNOWN", Value::Null),
+        };
+        if status.is_server_error() {
+            eprintln!("registry_server: internal error: {e}");
+        }
+        let mut error = ApiError::new(status, code, e.to_string());
+        error.detail = detail;
+        if let Error::InvalidRange { size, .. } = e {
+            error = error.header("content-range", format!("bytes */{size}"));
+        }
+        error
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> ApiError {
+        ApiError::store(e, false)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({ "errors": [{
+            "code": self.code,
+            "message": self.message,
+            "detail": self.detail,
+        }]});
+        let mut response = (self.status, json_body(&body)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        for (name, value) in self.headers {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                headers.insert(name, value);
+            }
+        }
+        response
+    }
+}
+
+type Result<T, E = ApiError> = std::result::Result<T, E>;
+
+/// Runs a blocking store call off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> ocistore::Result<T> + Send + 'static,
+) -> ocistore::Result<T> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(Error::Io {
+            path: Default::default(),
+            source: std::io::Error::other(format!("store task failed: {e}")),
+        })
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dispatch
+
+/// The parsed query string: decoded pairs, in order.
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn parse(query: Option<&str>) -> Result<Query> {
+        let mut pairs = Vec::new();
+        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            pairs.push((decode(k, true)?, decode(v, true)?));
+        }
+        Ok(Query(pairs))
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Percent-decodes a path segment or (with `plus`) a query component.
+fn decode(s: &str, plus: bool) -> Result<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| {
+                        ApiError::bad_request(format!("bad percent-encoding in {s:?}"))
+                    })?;
+                out.push(hex);
+                i += 3;
+            }
+            b'+' if plus => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).map_err(|_| ApiError::bad_request(format!("{s:?} is not UTF-8")))
+}
+
+/// Percent-encodes a query component.
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// What a `/v2/` path names.
+enum Route {
+    Base,
+    Catalog,
+    Blob(String, String),
+    Uploads(String),
+    Upload(String, String),
+    Manifest(String, String),
+    Tags(String),
+    Referrers(String, String),
+}
+
+fn v2_route(rest: &str) -> Result<Route> {
+    if rest.is_empty() {
+        return Ok(Route::Base);
+    }
+    let segs = rest
+        .split('/')
+        .map(|s| decode(s, false))
+        .collect::<Result<Vec<_>>>()?;
+    let n = segs.len();
+    if segs == ["_catalog"] {
+        return Ok(Route::Catalog);
+    }
+    if n < 3 {
+        return Err(ApiError::no_route());
+    }
+    let seg = |i: usize| segs[n - i].as_str();
+    let name = |k: usize| segs[..n - k].join("/");
+    Ok(match (seg(3), seg(2), seg(1)) {
+        ("blobs", "uploads", "") => Route::Uploads(name(3)),
+        ("blobs", "uploads", id) => Route::Upload(name(3), id.to_owned()),
+        (_, "blobs", "uploads") => Route::Uploads(name(2)),
+        (_, "blobs", digest) => Route::Blob(name(2), digest.to_owned()),
+        (_, "manifests", reference) => Route::Manifest(name(2), reference.to_owned()),
+        (_, "tags", "list") => Route::Tags(name(2)),
+        (_, "referrers", digest) => Route::Referrers(name(2), digest.to_owned()),
+        _ => return Err(ApiError::no_route()),
+    })
+}
+
+/// The one handler: routes by path and method.
+async fn dispatch(State(app): State<App>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let method = parts.method.clone();
+    let path = parts.uri.path().to_owned();
+    let result = async {
+        let query = Query::parse(parts.uri.query())?;
+        if path == "/v2" {
+            return v2(
+                &app,
+                Route::Base,
+                &parts.method,
+                &parts.headers,
+                &query,
+                body,
+            )
+            .await;
+        }
+        if let Some(rest) = path.strip_prefix("/v2/") {
+            let route = v2_route(rest)?;
+            return v2(&app, route, &parts.method, &parts.headers, &query, body).await;
+        }
+        if let Some(rest) = path.strip_prefix("/admin/") {
+            return admin(&app, rest, &parts.method, &query, body).await;
+        }
+        Err(ApiError::no_route())
+    }
+    .await;
+    let mut response = result.unwrap_or_else(IntoResponse::into_response);
+    response.headers_mut().insert(
+        "docker-distribution-api-version",
+        HeaderValue::from_static("registry/2.0"),
+    );
+    if app.log {
+        eprintln!("{method} {} -> {}", parts.uri, response.status().as_u16());
+    }
+    response
+}
+
+async fn v2(
+    app: &App,
+    route: Route,
+    method: &Method,
+    headers: &HeaderMap,
+    query: &Query,
+    body: Body,
+) -> Result<Response> {
+    let head = method == Method::HEAD;
+    match route {
+        Route::Base => match *method {
+            Method::GET | Method::HEAD => Ok(json_response(StatusCode::OK, &json!({}))),
+            _ => Err(ApiError::method("GET, HEAD")),
+        },
+        Route::Catalog => match *method {
+            Method::GET => catalog(app, query).await,
+            _ => Err(ApiError::method("GET")),
+        },
+        Route::Blob(name, digest) => match *method {
+            Method::GET | Method::HEAD => blob_get(app, &name, &digest, headers, head).await,
+            Method::DELETE => Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "UNSUPPORTED",
+                "blobs are not deleted one by one: delete manifests, then run the collector \
+                 (POST /admin/gc)",
+            )
+            .header("allow", "GET, HEAD")),
+            _ => Err(ApiError::method("GET, HEAD")),
+        },
+        Route::Uploads(name) => match *method {
+            Method::POST => upload_start(app, &name, query, body).await,
+            _ => Err(ApiError::method("POST")),
+        },
+        Route::Upload(name, id) => match *method {
+            Method::GET => upload_status(app, &name, &id).await,
+            Method::PATCH => upload_patch(app, &name, &id, headers, body).await,
+            Method::PUT => upload_put(app, &name, &id, query, headers, body).await,
+            Method::DELETE => upload_cancel(app, &name, &id).await,
+            _ => Err(ApiError::method("GET, PATCH, PUT, DELETE")),
+        },
+        Route::Manifest(name, reference) => match *method {
+            Method::GET | Method::HEAD => manifest_get(app, &name, &reference, head).await,
+            Method::PUT => manifest_put(app, &name, &reference, headers, body).await,
+            Method::DELETE => manifest_delete(app, &name, &reference).await,
+            _ => Err(ApiError::method("GET, HEAD, PUT, DELETE")),
+        },
+        Route::Tags(name) => match *method {
+            Method::GET => tags(app, &name, query).await,
+            _ => Err(ApiError::method("GET")),
+        },
+        Route::Referrers(name, digest) => match *method {
+            Method::GET => referrers(app, &name, &digest, query).await,
+            _ => Err(ApiError::method("GET")),
+        },
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Responses and bodies
+
+fn json_body(value: &Value) -> Body {
+    Body::from(serde_json::to_vec(value).expect("a JSON value serializes"))
+}
+
+fn json_response(status: StatusCode, value: &Value) -> Response {
+    let mut response = (status, json_body(value)).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// A response with `headers` (names lower case) and `body`.
+fn respond(status: StatusCode, headers: &[(&str, String)], body: Body) -> Response {
+    let mut response = (status, body).into_response();
+    for (name, value) in headers {
+        if let (Ok(name), Ok(value)) = (
+            header::HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response
+}
+
+/// The response to a blob that is now in the repository (201).
+fn blob_created(name: &str, digest: &Digest) -> Response {
+    respond(
+        StatusCode::CREATED,
+        &[
+            ("location", format!("/v2/{name}/blobs/{digest}")),
+            ("docker-content-digest", digest.to_string()),
+        ],
+        Body::empty(),
+    )
+}
+
+/// The headers that tell a client where an upload session is.
+fn upload_headers(name: &str, id: &str, offset: u64) -> Vec<(&'static str, String)> {
+    vec![
+        ("location", format!("/v2/{name}/blobs/uploads/{id}")),
+        ("range", format!("0-{}", offset.saturating_sub(1))),
+        ("docker-upload-uuid", id.to_owned()),
+    ]
+}
+
+fn upload_response(status: StatusCode, name: &str, id: &str, offset: u64) -> Response {
+    respond(status, &upload_headers(name, id, offset), Body::empty())
+}
+
+/// A request body read a chunk at a time.
+struct BodyReader {
+    body: Body,
+    done: bool,
+}
+
+impl BodyReader {
+    fn new(body: Body) -> BodyReader {
+        BodyReader { body, done: false }
+    }
+
+    /// The next [`CHUNK`] bytes or so (fewer only at the end); empty once the body is over.
+    async fn chunk(&mut self) -> Result<Vec<u8>> {
+        self.read(CHUNK).await
+    }
+
+    /// Reads and drops up to `limit` bytes of what is left.
+    async fn discard(&mut self, limit: usize) {
+        let mut dropped = 0;
+        while !self.done && dropped < limit {
+            match poll_fn(|cx| Pin::new(&mut self.body).poll_frame(cx)).await {
+                Some(Ok(frame)) => {
+                    dropped += frame.data_ref().map_or(0, |d| d.len());
+                }
+                _ => self.done = true,
+            }
+        }
+    }
+
+    /// Reads until `want` bytes or the end.
+    async fn read(&mut self, want: usize) -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        while !self.done && buf.len() < want {
+            match poll_fn(|cx| Pin::new(&mut self.body).poll_frame(cx)).await {
+                None => self.done = true,
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        buf.extend_from_slice(&data);
+                    }
+                }
+                Some(Err(e)) => {
+                    return Err(ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "BLOB_UPLOAD_INVALID",
+                        format!("reading the request body: {e}"),
+                    ));
+                }
+            }
+        }
+        Ok(buf)
+    }
+}
+
+/// Appends the rest of `reader` to `upload`, a chunk at a time; returns the session's offset.
+async fn stream_into(upload: &Arc<Upload>, reader: &mut BodyReader) -> Result<u64> {
+    let mut offset = upload.offset();
+    loop {
+        let chunk = reader.chunk().await?;
+        if chunk.is_empty() {
+            return Ok(offset);
+        }
+        let upload = upload.clone();
+        offset = blocking(move || upload.append(&chunk)).await?;
+    }
+}
+
+/// A response body fed from a blob file by a blocking task.
+struct ReaderBody {
+    rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
+    remaining: u64,
+}
+
+impl HttpBody for ReaderBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        self.rx.poll_recv(cx).map(|chunk| {
+            chunk.map(|chunk| {
+                chunk.map(|bytes| {
+                    self.remaining = self.remaining.saturating_sub(bytes.len() as u64);
+                    Frame::data(bytes)
+                })
+            })
+        })
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.remaining)
+    }
+}
+
+fn reader_body(mut reader: BlobReader) -> Body {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let remaining = reader.len();
+    tokio::task::spawn_blocking(move || {
+        loop {
+            let mut buf = vec![0; READ_BUF];
+            match reader.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    buf.truncate(n);
+                    if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+                        return; // the client went away
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            }
+        }
+    });
+    Body::new(ReaderBody { rx, remaining })
+}
+
+fn repository(app: &App, name: &str) -> Result<Repository> {
+    Ok(app.registry.repository(name)?)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Blobs
+
+/// Parses `Range: bytes=a-b`, `bytes=a-` or `bytes=-n` against a blob of `size` bytes into
+/// `start..end`. A header of another form is ignored (the whole blob is sent); a range that
+/// does not fit is 416.
+fn parse_range(value: &HeaderValue, size: u64) -> Result<Option<(u64, u64)>> {
+    let Some(spec) = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().strip_prefix("bytes="))
+    else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None); // several ranges: answered with the whole blob
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return Ok(None);
+    };
+    let unsatisfiable = || {
+        ApiError::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "SIZE_INVALID",
+            format!("range {spec:?} is outside the blob of {size} bytes"),
+        )
+        .header("content-range", format!("bytes */{size}"))
+    };
+    let range = match (a.parse::<u64>(), b.parse::<u64>()) {
+        (Ok(start), Ok(last)) if start <= last => (start, last.saturating_add(1).min(size)),
+        (Ok(start), Err(_)) if b.is_empty() => (start, size),
+        (Err(_), Ok(suffix)) if a.is_empty() && suffix > 0 => (size.saturating_sub(suffix), size),
+        _ => return Ok(None),
+    };
+    if range.0 >= size {
+        return Err(unsatisfiable());
+    }
+    Ok(Some(range))
+}
+
+async fn blob_get(
+    app: &App,
+    name: &str,
+    digest: &str,
+    headers: &HeaderMap,
+    head: bool,
+) -> Result<Response> {
+    let repo = repository(app, name)?;
+    let digest = Digest::parse(digest)?;
+    let size = {
+        let (repo, digest) = (repo.clone(), digest.clone());
+        blocking(move || repo.blob_size(&digest)).await?
+    };
+    let range = match headers.get(header::RANGE) {
+        Some(value) => parse_range(value, size)?,
+        None => None,
+    };
+    let (status, start, end) = match range {
+        Some((start, end)) => (StatusCode::PARTIAL_CONTENT, start, end),
+        None => (StatusCode::OK, 0, size),
+    };
+    let mut response_headers = vec![
+        ("content-length", (end - start).to_string()),
+        ("content-type", "application/octet-stream".to_owned()),
+        ("docker-content-digest", digest.to_string()),
+        ("accept-ranges", "bytes".to_owned()),
+    ];
+    if range.is_some() {
+        response_headers.push(("content-range", format!("bytes {start}-{}/{size}", end - 1)));
+    }
+    let body = if head {
+        Body::empty()
+    } else {
+        let reader = blocking(move || repo.blob_reader(&digest, start..end)).await?;
+        reader_body(reader)
+    };
+    Ok(respond(status, &response_headers, body))
+}
+
+/// `POST /v2/<name>/blobs/uploads/`: a mount, a monolithic upload, or a new session.
+async fn upload_start(app: &App, name: &str, query: &Query, body: Body) -> Result<Response> {
+    let repo = repository(app, name)?;
+    if let Some(mount) = query.get("mount") {
+        let digest = Digest::parse(mount)?;
+        if let Some(from) = query.get("from") {
+            let (repo, from, d) = (repo.clone(), from.to_owned(), digest.clone());
+            match blocking(move || repo.mount_blob(&from, &d)).await {
+                Ok(()) => return Ok(blob_created(name, &digest)),
+                // Not mountable from there: the client uploads it instead (202 below).
+                Err(
+                    Error::BlobUnknown { .. }
+                    | Error::RepositoryUnknown { .. }
+                    | Error::RepositorySoftDeleted { .. }
+                    | Error::InvalidRepositoryName { .. },
+                ) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    } else if let Some(digest) = query.get("digest") {
+        let digest = Digest::parse(digest)?;
+        return upload_monolithic(repo, name, digest, body).await;
+    }
+    let upload = blocking(move || repo.start_upload()).await?;
+    Ok(upload_response(StatusCode::ACCEPTED, name, upload.id(), 0))
+}
+
+/// `POST …/blobs/uploads/?digest=`: a body of up to one chunk is put in one go; a larger one
+/// is streamed into an upload session.
+async fn upload_monolithic(
+    repo: Repository,
+    name: &str,
+    digest: Digest,
+    body: Body,
+) -> Result<Response> {
+    let mut reader = BodyReader::new(body);
+    let first = reader.chunk().await?;
+    if reader.done {
+        let d = digest.clone();
+        blocking(move || repo.put_blob(&d, &first)).await?;
+        return Ok(blob_created(name, &digest));
+    }
+    let upload = Arc::new(blocking(move || repo.start_upload()).await?);
+    let result = async {
+        let up = upload.clone();
+        blocking(move || up.append(&first)).await?;
+        stream_into(&upload, &mut reader).await?;
+        let (up, d) = (upload.clone(), digest.clone());
+        blocking(move || up.finish(&d)).await?;
+        Ok(())
+    }
+    .await;
+    if result.is_err() {
+        let up = upload.clone();
+        let _ = blocking(move || up.cancel()).await;
+    }
+    result.map(|()| blob_created(name, &digest))
+}
+
+async fn resume(app: &App, name: &str, id: &str) -> Result<Arc<Upload>> {
+    let repo = repository(app, name)?;
+    let id = id.to_owned();
+    Ok(Arc::new(blocking(move || repo.resume_upload(&id)).await?))
+}
+
+/// Checks a chunk's `Content-Range` (`a-b`, inclusive; `bytes a-b` and `bytes a-b/*` are
+/// taken too) against the session's offset and the `Content-Length`: 416 on a mismatch, with
+/// the session's headers so that the client can resume.
+fn check_content_range(headers: &HeaderMap, name: &str, upload: &Upload) -> Result<()> {
+    let Some(value) = headers.get(header::CONTENT_RANGE) else {
+        return Ok(());
+    };
+    let offset = upload.offset();
+    let refuse = |message: String| {
+        let mut error = ApiError::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "BLOB_UPLOAD_INVALID",
+            message,
+        );
+        error.detail = json!({ "offset": offset });
+        upload_headers(name, upload.id(), offset)
+            .into_iter()
+            .fold(error, |e, (k, v)| e.header(k, v))
+    };
+    let text = value.to_str().unwrap_or("").trim();
+    let spec = text.strip_prefix("bytes").map_or(text, str::trim_start);
+    let spec = spec.split('/').next().unwrap_or("").trim();
+    let parsed = spec
+        .split_once('-')
+        .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)));
+    let Some((start, last)) = parsed.filter(|(a, b)| a <= b) else {
+        return Err(refuse(format!(
+            "Content-Range {text:?} is not <start>-<end>"
+        )));
+    };
+    if start != offset {
+        return Err(refuse(format!(
+            "chunk starts at {start}; the upload is at offset {offset}"
+        )));
+    }
+    let length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(length) = length {
+        if length != last - start + 1 {
+            return Err(refuse(format!(
+                "Content-Range {start}-{last} is {} bytes; Content-Length is {length}",
+                last - start + 1
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The session a PATCH or PUT appends to, after the `Content-Range` check. On a refusal the
+/// body is read and dropped first.
+async fn checked_session(
+    app: &App,
+    name: &str,
+    id: &str,
+    headers: &HeaderMap,
+    reader: &mut BodyReader,
+) -> Result<Arc<Upload>> {
+    let checked = async {
+        let upload = resume(app, name, id).await?;
+        check_content_range(headers, name, &upload)?;
+        Ok(upload)
+    }
+    .await;
+    if checked.is_err() {
+        reader.discard(DRAIN_LIMIT).await;
+    }
+    checked
+}
+
+async fn upload_patch(
+    app: &App,
+    name: &str,
+    id: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response> {
+    let mut reader = BodyReader::new(body);
+    let upload = checked_session(app, name, id, headers, &mut reader).await?;
+    let offset = stream_into(&upload, &mut reader).await?;
+    Ok(upload_response(StatusCode::ACCEPTED, name, id, offset))
+}
+
+async fn upload_put(
+    app: &App,
+    name: &str,
+    id: &str,
+    query: &Query,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response> {
+    let Some(digest) = query.get("digest") else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "DIGEST_INVALID",
+            "the closing PUT names the digest of the whole blob: ?digest=<digest>",
+        ));
+    };
+    let mut reader = BodyReader::new(body);
+    let digest = match Digest::parse(digest) {
+        Ok(digest) => digest,
+        Err(e) => {
+            reader.discard(DRAIN_LIMIT).await;
+            return Err(e.into());
+        }
+    };
+    let upload = checked_session(app, name, id, headers, &mut reader).await?;
+    stream_into(&upload, &mut reader).await?;
+    let d = digest.clone();
+    blocking(move || upload.finish(&d)).await?;
+    Ok(blob_created(name, &digest))
+}
+
+async fn upload_status(app: &App, name: &str, id: &str) -> Result<Response> {
+    let upload = resume(app, name, id).await?;
+    Ok(upload_response(
+        StatusCode::NO_CONTENT,
+        name,
+        id,
+        upload.offset(),
+    ))
+}
+
+async fn upload_cancel(app: &App, name: &str, id: &str) -> Result<Response> {
+    let upload = resume(app, name, id).await?;
+    blocking(move || upload.cancel()).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Manifests
+
+async fn manifest_get(app: &App, name: &str, reference: &str, head: bool) -> Result<Response> {
+    let repo = repository(app, name)?;
+    let reference = reference.to_owned();
+    let pulled = blocking(move || repo.pull(&reference)).await?;
+    let headers = [
+        ("content-type", pulled.media_type.clone()),
+        ("content-length", pulled.body.len().to_string()),
+        ("docker-content-digest", pulled.digest.to_string()),
+    ];
+    let body = if head {
+        Body::empty()
+    } else {
+        Body::from(pulled.body)
+    };
+    Ok(respond(StatusCode::OK, &headers, body))
+}
+
+async fn manifest_put(
+    app: &App,
+    name: &str,
+    reference: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response> {
+    let repo = repository(app, name)?;
+    let limit = MAX_MANIFEST_SIZE;
+    let too_large = |size: u64| ApiError::store(Error::ManifestTooLarge { size, limit }, true);
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let mut reader = BodyReader::new(body);
+    if let Some(size) = declared.filter(|&size| size > limit) {
+        reader.discard(DRAIN_LIMIT).await;
+        return Err(too_large(size));
+    }
+    // One byte past the limit is enough to know it is too large.
+    let body = reader.read(limit as usize + 1).await?;
+    if body.len() as u64 > limit {
+        reader.discard(DRAIN_LIMIT).await;
+        return Err(too_large(body.len() as u64));
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned);
+    let parsed: Option<Value> = serde_json::from_slice(&body).ok();
+    let media_type = match content_type {
+        Some(t) => t,
+        // No Content-Type: the body's own mediaType, as clients are to send the same.
+        None => parsed
+            .as_ref()
+            .and_then(|v| v["mediaType"].as_str())
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "MANIFEST_INVALID",
+                    "no Content-Type and no mediaType in the body: the manifest's media type \
+                     is unknown",
+                )
+            })?,
+    };
+    let subject = parsed
+        .as_ref()
+        .and_then(|v| v["subject"]["digest"].as_str())
+        .map(str::to_owned);
+    let reference = reference.to_owned();
+    let digest = blocking(move || repo.push_manifest(&reference, &media_type, &body))
+        .await
+        .map_err(|e| ApiError::store(e, true))?;
+    let mut response_headers = vec![
+        ("location", format!("/v2/{name}/manifests/{digest}")),
+        ("docker-content-digest", digest.to_string()),
+    ];
+    if let Some(subject) = subject {
+        response_headers.push(("oci-subject", subject));
+    }
+    Ok(respond(
+        StatusCode::CREATED,
+        &response_headers,
+        Body::empty(),
+    ))
+}
+
+/// `DELETE /v2/<name>/manifests/<reference>`: a tag is removed (the manifest stays, D1); a
+/// digest deletes the manifest with its tags and referrers (D3, D5).
+async fn manifest_delete(app: &App, name: &str, reference: &str) -> Result<Response> {
+    let repo = repository(app, name)?;
+    match Reference::parse(reference)? {
+        Reference::Tag(tag) => blocking(move || repo.untag(&tag)).await?,
+        Reference::Digest(digest) => {
+            blocking(move || repo.delete_manifest(digest.as_str()).map(drop)).await?
+        }
+    }
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Listings
+
+/// `n` and `last` of a listing. `n` = 0 asks for nothing.
+fn page(query: &Query) -> Result<(Option<usize>, Option<String>)> {
+    let n = match query.get("n") {
+        None | Some("") => None,
+        Some(n) => Some(n.parse::<usize>().map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "PAGINATION_NUMBER_INVALID",
+                format!("n={n:?} is not a number"),
+            )
+        })?),
+    };
+    let last = query
+        .get("last")
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned);
+    Ok((n, last))
+}
+
+/// Asks for one more than `n`, to know whether a next page exists without a spurious `Link`.
+fn lookahead(n: Option<usize>, last: Option<String>) -> Page {
+    Page {
+        n: n.map(|n| n.saturating_add(1)),
+        last,
+    }
+}
+
+/// Trims `items` to `n` and gives the `Link` header to the next page, if there is one.
+fn next_link<T>(
+    items: &mut Vec<T>,
+    n: Option<usize>,
+    path: &str,
+    key: impl Fn(&T) -> &str,
+) -> Option<String> {
+    let n = n?;
+    if items.len() <= n {
+        return None;
+    }
+    items.truncate(n);
+    let last = key(items.last()?);
+    Some(format!(
+        "<{path}?n={n}&last={}>; rel=\"next\"",
+        encode(last)
+    ))
+}
+
+async fn catalog(app: &App, query: &Query) -> Result<Response> {
+    let (n, last) = page(query)?;
+    let mut names = if n == Some(0) {
+        Vec::new()
+    } else {
+        let registry = app.registry.clone();
+        blocking(move || registry.repositories(&lookahead(n, last))).await?
+    };
+    let link = next_link(&mut names, n, "/v2/_catalog", |s| s.as_str());
+    let mut response = json_response(StatusCode::OK, &json!({ "repositories": names }));
+    add_link(&mut response, link);
+    Ok(response)
+}
+
+fn add_link(response: &mut Response, link: Option<String>) {
+    if let Some(value) = link.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        response.headers_mut().insert(header::LINK, value);
+    }
+}
+
+/// Whether a repository is live and holds anything. The store has no direct question for it;
+/// a live repository has a tag, a manifest or a blob link.
+fn repository_exists(repo: &Repository) -> ocistore::Result<bool> {
+    Ok(!repo.tags(&Page::first(1))?.is_empty()
+        || !repo.blobs(&Page::first(1))?.is_empty()
+        || !repo
+            .manifests(&ManifestQuery {
+                limit: Some(1),
+                ..ManifestQuery::default()
+            })?
+            .is_empty())
+}
+
+async fn tags(app: &App, name: &str, query: &Query) -> Result<Response> {
+    let repo = repository(app, name)?;
+    let (n, last) = page(query)?;
+    let (mut tags, exists) = blocking(move || {
+        let tags = if n == Some(0) {
+            Vec::new()
+        } else {
+            repo.tags(&lookahead(n, last))?
+        };
+        let exists = !tags.is_empty() || repository_exists(&repo)?;
+        Ok((tags, exists))
+    })
+    .await?;
+    if !exists {
+        return Err(Error::RepositoryUnknown {
+            name: name.to_owned(),
+        }
+        .into());
+    }
+    let link = next_link(&mut tags, n, &format!("/v2/{name}/tags/list"), |t| {
+        t.name.as_str()
+    });
+    let names: Vec<&str> = tags.iter().map(|t| t.name.as_str()).collect();
+    let mut response = json_response(StatusCode::OK, &json!({ "name": name, "tags": names }));
+    add_link(&mut response, link);
+    Ok(response)
+}
+
+async fn referrers(app: &App, name: &str, digest: &str, query: &Query) -> Result<Response> {
+    let repo = repository(app, name)?;
+    let digest = Digest::parse(digest)?;
+    let filter = query
+        .get("artifactType")
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned);
+    let f = filter.clone();
+    let manifests = blocking(move || repo.referrers(&digest, f.as_deref())).await?;
+    let index = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": manifests,
+    });
+    let mut response = json_response(StatusCode::OK, &index);
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(OCI_INDEX));
+    if filter.is_some() {
+        headers.insert(
+            "oci-filters-applied",
+            HeaderValue::from_static("artifactType"),
+        );
+    }
+    Ok(response)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The administrative API
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RestoreRequest {
+    repository: String,
+    #[serde(default)]
+    tag: Option<String>,
+    #[serde(default)]
+    digest: Option<String>,
+    #[serde(default)]
+    force: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyRequest {
+    enabled: bool,
+    #[serde(default)]
+    days: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PurgeRequest {
+    filters: Vec<String>,
+    #[serde(default)]
+    ago: Option<String>,
+    #[serde(default)]
+    keep: usize,
+    #[serde(default)]
+    untagged: bool,
+    #[serde(default)]
+    dry_run: bool,
+    #[serde(default)]
+    include_locked: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct GcRequest {
+    #[serde(default)]
+    dry_run: bool,
+    #[serde(default)]
+    grace: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FsckRequest {
+    #[serde(default)]
+    repair: bool,
+    #[serde(default)]
+    verify_digests: Option<bool>,
+}
+
+/// Reads a JSON request body; an empty body is `{}`.
+async fn json_request<T: for<'de> Deserialize<'de>>(body: Body) -> Result<T> {
+    let bytes = BodyReader::new(body).read(MAX_ADMIN_BODY + 1).await?;
+    if bytes.len() > MAX_ADMIN_BODY {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "INVALID_REQUEST",
+            "request body over 1 MiB",
+        ));
+    }
+    let bytes = if bytes.iter().all(u8::is_ascii_whitespace) {
+        &b"{}"[..]
+    } else {
+        &bytes[..]
+    };
+    serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("request body: {e}")))
+}
+
+async fn admin(
+    app: &App,
+    rest: &str,
+    method: &Method,
+    query: &Query,
+    body: Body,
+) -> Result<Response> {
+    let segs = rest
+        .split('/')
+        .map(|s| decode(s, false))
+        .collect::<Result<Vec<_>>>()?;
+    let registry = app.registry.clone();
+    let ok = |value: Value| Ok(json_response(StatusCode::OK, &value));
+    match (segs[0].as_str(), &segs[1..]) {
+        ("deleted-repositories", []) => {
+            require(method, Method::GET)?;
+            let deleted = blocking(move || registry.deleted_repositories()).await?;
+            let list: Vec<Value> = deleted
+                .iter()
+                .map(|r| {
+                    json!({
+                        "name": r.name,
+                        "deleted_at": time(r.deleted_at),
+                        "expires_at": time(r.expires_at),
+                    })
+                })
+                .collect();
+            ok(json!({ "repositories": list }))
+        }
+        ("deleted", name) if !name.is_empty() => {
+            require(method, Method::GET)?;
+            let name = name.join("/");
+            let repo = repository(app, &name)?;
+            let tag = query.get("tag").map(str::to_owned);
+            let (manifests, tags) = blocking(move || {
+                Ok((
+                    repo.deleted_manifests()?,
+                    repo.deleted_tags(tag.as_deref())?,
+                ))
+            })
+            .await?;
+            let manifests: Vec<Value> = manifests
+                .iter()
+                .map(|m| {
+                    json!({
+                        "digest": m.digest,
+                        "media_type": m.media_type,
+                        "size": m.size,
+                        "tags": m.tags,
+                        "deleted_at": time(m.deleted_at),
+                        "expires_at": time(m.expires_at),
+                    })
+                })
+                .collect();
+            let tags: Vec<Value> = tags
+                .iter()
+                .map(|t| {
+                    json!({
+                        "tag": t.tag,
+                        "digest": t.digest,
+                        "deleted_at": time(t.deleted_at),
+                        "expires_at": time(t.expires_at),
+                    })
+                })
+                .collect();
+            ok(json!({ "repository": name, "manifests": manifests, "tags": tags }))
+        }
+        ("restore", []) => {
+            require(method, Method::POST)?;
+            let request: RestoreRequest = json_request(body).await?;
+            let repo = repository(app, &request.repository)?;
+            let digest = request.digest.as_deref().map(Digest::parse).transpose()?;
+            let tag = request.tag.clone();
+            let force = request.force;
+            let restored = blocking(move || {
+                let what = match (tag.as_deref(), digest.as_ref()) {
+                    (Some(tag), Some(digest)) => Restore::TagAndDigest(tag, digest),
+                    (Some(tag), None) => Restore::Tag(tag),
+                    (None, Some(digest)) => Restore::Digest(digest),
+                    (None, None) => {
+                        return Ok(None);
+                    }
+                };
+                repo.restore(what, force).map(Some)
+            })
+            .await?
+            .ok_or_else(|| ApiError::bad_request("a restore names a tag, a digest or both"))?;
+            ok(json!({
+                "repository": request.repository,
+                "tag": request.tag,
+                "digest": restored,
+            }))
+        }
+        ("policy", [what]) if what == "soft-delete" => match *method {
+            Method::GET => {
+                let policy = blocking(move || registry.soft_delete_policy()).await?;
+                ok(policy_json(policy))
+            }
+            Method::PUT => {
+                let request: PolicyRequest = json_request(body).await?;
+                let policy = blocking(move || {
+                    let days = match request.days {
+                        Some(days) => days,
+                        None => registry.soft_delete_policy()?.retention_days,
+                    };
+                    let mut policy = SoftDeletePolicy::enabled(days)?;
+                    policy.enabled = request.enabled;
+                    registry.set_soft_delete_policy(policy)?;
+                    Ok(policy)
+                })
+                .await?;
+                ok(policy_json(policy))
+            }
+            _ => Err(ApiError::method("GET, PUT")),
+        },
+        ("purge", []) => {
+            require(method, Method::POST)?;
+            let request: PurgeRequest = json_request(body).await?;
+            if request.filters.is_empty() {
+                return Err(ApiError::bad_request(
+                    "a purge takes at least one filter, repository-regex:tag-regex",
+                ));
+            }
+            let mut options = PurgeOptions::new(&request.filters)?;
+            if let Some(ago) = &request.ago {
+                options.ago = parse_ago(ago)?;
+            }
+            options.keep = request.keep;
+            options.untagged = request.untagged;
+            options.dry_run = request.dry_run;
+            options.include_locked = request.include_locked;
+            let report = blocking(move || registry.purge(&options)).await?;
+            ok(purge_json(&report))
+        }
+        ("usage", []) => {
+            require(method, Method::GET)?;
+            let usage = blocking(move || registry.usage()).await?;
+            ok(usage_json(&usage))
+        }
+        ("gc", []) => {
+            require(method, Method::POST)?;
+            let request: GcRequest = json_request(body).await?;
+            let options = CollectOptions {
+                dry_run: request.dry_run,
+                grace_period: request.grace.as_deref().map(parse_ago).transpose()?,
+            };
+            let report = blocking(move || registry.collect(&options)).await?;
+            ok(collect_json(&report))
+        }
+        ("fsck", []) => {
+            require(method, Method::POST)?;
+            let request: FsckRequest = json_request(body).await?;
+            let options = FsckOptions {
+                repair: request.repair,
+                verify_digests: request.verify_digests.unwrap_or(true),
+            };
+            let report = blocking(move || registry.fsck(&options)).await?;
+            ok(fsck_json(&report))
+        }
+        ("autopurge", []) => {
+            require(method, Method::POST)?;
+            let report = blocking(move || registry.run_now()).await?;
+            ok(json!({
+                "ran_at": time(report.ran_at),
+                "repositories": report.repositories,
+                "manifests": report.manifests,
+                "tags": report.tags,
+                "untagged_deleted": report.untagged_deleted,
+            }))
+        }
+        ("repositories", name) if !name.is_empty() => {
+            require(method, Method::DELETE)?;
+            let name = name.join("/");
+            repository(app, &name)?;
+            blocking(move || registry.delete_repository(&name)).await?;
+            Ok(StatusCode::ACCEPTED.into_response())
+        }
+        ("manifests", [name @ .., reference]) if !name.is_empty() => {
+            require(method, Method::DELETE)?;
+            let repo = repository(app, &name.join("/"))?;
+            let reference = reference.clone();
+            let deleted = blocking(move || repo.delete_manifest(&reference)).await?;
+            Ok(json_response(
+                StatusCode::ACCEPTED,
+                &json!({ "deleted": deleted }),
+            ))
+        }
+        _ => Err(ApiError::no_route()),
+    }
+}
+
+fn require(method: &Method, allowed: Method) -> Result<()> {
+    if *method == allowed {
+        return Ok(());
+    }
+    Err(ApiError::method(match allowed {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        _ => "DELETE",
+    }))
+}
+
+fn time(t: Timestamp) -> String {
+    t.to_string()
+}
+
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn policy_json(policy: SoftDeletePolicy) -> Value {
+    json!({ "enabled": policy.enabled, "days": policy.retention_days })
+}
+
+fn item_json(item: &Item) -> String {
+    match item {
+        Item::Repository => "repository".to_owned(),
+        Item::Manifest(digest) => format!("manifest:{digest}"),
+        Item::Tag(tag) => format!("tag:{tag}"),
+    }
+}
+
+fn purge_json(report: &PurgeReport) -> Value {
+    let repositories: Vec<Value> = report
+        .repositories
+        .iter()
+        .map(|r| {
+            json!({
+                "repository": r.repository,
+                "tags_untagged": r.tags_untagged,
+                "manifests_deleted": r.manifests_deleted,
+                "locked": r.locked.iter().map(item_json).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({
+        "dry_run": report.dry_run,
+        "ran_at": time(report.ran_at),
+        "tags_untagged": report.tags_untagged(),
+        "manifests_deleted": report.manifests_deleted(),
+        "locked": report.locked(),
+        "repositories": repositories,
+    })
+}
+
+fn usage_json(usage: &Usage) -> Value {
+    let repositories: Vec<Value> = usage
+        .repositories
+        .iter()
+        .map(|r| {
+            json!({
+                "name": r.name,
+                "deleted": r.deleted,
+                "blobs": r.blobs,
+                "bytes": r.bytes,
+                "unique_bytes": r.unique_bytes,
+                "shared_bytes": r.shared_bytes,
+            })
+        })
+        .collect();
+    json!({
+        "blobs": usage.blobs,
+        "bytes": usage.bytes,
+        "soft_deleted_bytes": usage.soft_deleted_bytes,
+        "garbage_bytes": usage.garbage_bytes,
+        "repositories": repositories,
+    })
+}
+
+fn collect_json(r: &CollectReport) -> Value {
+    json!({
+        "dry_run": r.dry_run,
+        "blobs_marked": r.blobs_marked,
+        "bytes_marked": r.bytes_marked,
+        "blobs_swept": r.blobs_swept,
+        "bytes_swept": r.bytes_swept,
+        "blobs_kept": r.blobs_kept,
+        "bytes_kept": r.bytes_kept,
+        "links_removed": r.links_removed,
+        "uploads_removed": r.uploads_removed,
+        "mark_ms": millis(r.mark_time),
+        "sweep_ms": millis(r.sweep_time),
+        "longest_write_ms": millis(r.longest_write),
+    })
+}
+
+fn fsck_json(report: &FsckReport) -> Value {
+    let problems: Vec<Value> = report
+        .problems
+        .iter()
+        .map(|p| match p {
+            Problem::MissingReference {
+                repository,
+                manifest,
+                reference,
+            } => json!({
+                "kind": "missing_reference",
+                "repository": repository,
+                "manifest": manifest,
+                "reference": reference,
+            }),
+            Problem::DanglingLink { repository, digest } => json!({
+                "kind": "dangling_link", "repository": repository, "digest": digest,
+            }),
+            Problem::MissingBlobFile { digest } => {
+                json!({ "kind": "missing_blob_file", "digest": digest })
+            }
+            Problem::CorruptBlob { digest, actual } => {
+                json!({ "kind": "corrupt_blob", "digest": digest, "actual": actual })
+            }
+            Problem::SizeMismatch {
+                digest,
+                recorded,
+                actual,
+            } => json!({
+                "kind": "size_mismatch", "digest": digest, "recorded": recorded, "actual": actual,
+            }),
+            Problem::StrayBlobFile { path } => {
+                json!({ "kind": "stray_blob_file", "path": path.display().to_string() })
+            }
+            Problem::TempFile { path } => {
+                json!({ "kind": "temp_file", "path": path.display().to_string() })
+            }
+            Problem::StrayUpload { path } => {
+                json!({ "kind": "stray_upload", "path": path.display().to_string() })
+            }
+            other => json!({ "kind": "other", "debug": format!("{other:?}") }),
+        })
+        .collect();
+    json!({
+        "manifests_checked": report.manifests_checked,
+        "blobs_checked": report.blobs_checked,
+        "repaired": report.repaired,
+        "problems": problems,
+    })
+}
