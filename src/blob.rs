@@ -25,6 +25,9 @@ pub(crate) struct BlobStore {
     pub(crate) blobs: PathBuf,
     pub(crate) uploads: PathBuf,
     pub(crate) tmp: PathBuf,
+    /// Failures a test armed (feature `testkit`).
+    #[cfg(feature = "testkit")]
+    pub(crate) faults: crate::testkit::Faults,
 }
 
 impl BlobStore {
@@ -35,6 +38,8 @@ impl BlobStore {
             blobs: dir.join("blobs"),
             uploads: dir.join("uploads"),
             tmp: dir.join("tmp"),
+            #[cfg(feature = "testkit")]
+            faults: Default::default(),
         };
         for alg in Algorithm::ALL {
             let alg_dir = store.blobs.join(alg.name());
@@ -57,6 +62,18 @@ impl BlobStore {
             fs::remove_file(&path).at(&path)?;
         }
         Ok(store)
+    }
+
+    /// Called before every write of blob or upload bytes, to `path`. With the feature
+    /// `testkit` it fails here, before anything is written, when a test armed a failure.
+    #[inline]
+    pub(crate) fn before_write(&self, path: &Path) -> Result<()> {
+        #[cfg(feature = "testkit")]
+        if let Some(root) = self.blobs.parent() {
+            self.faults.before_write(root, path)?;
+        }
+        let _ = path;
+        Ok(())
     }
 
     pub(crate) fn path(&self, digest: &Digest) -> PathBuf {
@@ -88,6 +105,7 @@ impl BlobStore {
             // Files appear only by rename after verification, so one that exists is whole.
             return verify(digest, digest.algorithm().digest(bytes));
         }
+        self.before_write(&target)?;
         let tmp = self.tmp.join(uuid::Uuid::new_v4().simple().to_string());
         let (written, actual) = std::thread::scope(|s| {
             let hashing = (bytes.len() >= PARALLEL_HASH_MIN)

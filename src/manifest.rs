@@ -127,7 +127,11 @@ pub(crate) fn parse(media_type: &str, body: &[u8]) -> Result<Parsed> {
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(invalid("a manifest is a JSON object".into()));
     }
-    let b: Body = serde_json::from_slice(body).map_err(|e| invalid(e.to_string()))?;
+    // JSON is UTF-8 (RFC 8259 section 8.1), and serde checks it only in the fields it reads:
+    // bytes that are not would pass in an annotation or a field it skips.
+    let text =
+        std::str::from_utf8(body).map_err(|e| invalid(format!("a manifest is UTF-8 JSON: {e}")))?;
+    let b: Body = serde_json::from_str(text).map_err(|e| invalid(e.to_string()))?;
     if let Some(body_type) = &b.media_type {
         if body_type != media_type {
             // A schema 1 body is named as such even when declared otherwise.

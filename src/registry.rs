@@ -75,6 +75,8 @@ pub struct RegistryBuilder {
     upload_timeout: Duration,
     autopurge_interval: Duration,
     grace_period: Duration,
+    #[cfg(feature = "testkit")]
+    faults: crate::testkit::Faults,
 }
 
 impl Default for RegistryBuilder {
@@ -85,6 +87,8 @@ impl Default for RegistryBuilder {
             upload_timeout: Duration::from_secs(24 * 3600),
             autopurge_interval: Duration::from_secs(24 * 3600),
             grace_period: Duration::from_secs(3600),
+            #[cfg(feature = "testkit")]
+            faults: crate::testkit::Faults::default(),
         }
     }
 }
@@ -124,6 +128,14 @@ impl RegistryBuilder {
         self
     }
 
+    /// Fault injection for tests (feature `testkit`): the store's blob writes fail, or leave a
+    /// crash image, when `faults` says so; see [`Faults`](crate::testkit::Faults).
+    #[cfg(feature = "testkit")]
+    pub fn faults(mut self, faults: crate::testkit::Faults) -> Self {
+        self.faults = faults;
+        self
+    }
+
     /// Opens the store in `dir`, creating it if it does not exist.
     ///
     /// Fails with [`Error::AlreadyOpen`] if another handle or process has it open, and with
@@ -158,6 +170,11 @@ impl RegistryBuilder {
         check_format(&db, &dir)?;
         // Only the holder of the database lock gets here, so no other writer uses the files.
         let blobs = BlobStore::open(&dir)?;
+        #[cfg(feature = "testkit")]
+        let blobs = BlobStore {
+            faults: self.faults,
+            ..blobs
+        };
         let registry = Registry {
             inner: Arc::new(Inner {
                 db,

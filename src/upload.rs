@@ -68,6 +68,7 @@ impl Repository {
         self.check_writable()?;
         let id = uuid::Uuid::new_v4().simple().to_string();
         let path = inner.blobs.uploads.join(&id);
+        inner.blobs.before_write(&path)?;
         let file = OpenOptions::new()
             .create_new(true)
             .append(true)
@@ -226,6 +227,7 @@ impl Upload {
     pub fn append(&self, chunk: &[u8]) -> Result<u64> {
         let mut state = self.open_state()?;
         let path = self.registry.inner.blobs.uploads.join(&self.id);
+        self.registry.inner.blobs.before_write(&path)?;
         state.file.write_all(chunk).at(&path)?;
         state.file.sync_data().at(&path)?;
         state.hasher.update(chunk);
@@ -277,6 +279,7 @@ impl Upload {
             .check_writable()?;
         let blobs = &self.registry.inner.blobs;
         if !blobs.path(digest).exists() {
+            blobs.before_write(&blobs.path(digest))?;
             blobs.promote(&path, digest)?;
         }
         let size = state.offset;
@@ -284,7 +287,10 @@ impl Upload {
         let committed = self.registry.batch(|b| {
             b.t.uploads.remove(self.id.as_str())?;
             // The blob existed but a collection swept it since: the session's bytes become it.
-            b.link_blob(&repository, digest, size, || blobs.promote(&path, digest))
+            b.link_blob(&repository, digest, size, || {
+                blobs.before_write(&blobs.path(digest))?;
+                blobs.promote(&path, digest)
+            })
         });
         // Committed or not, the session's file may now be the blob's: it takes no more bytes.
         // A session row left behind has no file and goes at the next open.

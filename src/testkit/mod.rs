@@ -33,6 +33,7 @@
 //! ```
 
 mod content;
+pub mod fuzz;
 mod grammar;
 mod model;
 mod op;
@@ -42,6 +43,7 @@ mod step;
 mod strategies;
 
 pub use content::*;
+pub use fuzz::Faults;
 pub use model::*;
 pub use op::*;
 pub use outcome::*;

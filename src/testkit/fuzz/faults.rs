@@ -1,0 +1,177 @@
+//! Fault injection: a blob store that fails its writes, or leaves a crash image, on command.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use crate::Error;
+
+/// The message of every injected failure's [`std::io::Error`].
+pub const INJECTED: &str = "write failure injected by ocistore::testkit::Faults";
+
+/// A switch that makes a store's blob writes fail, or photographs the store as a crash would
+/// leave it, shared by a test and the store opened with it
+/// ([`RegistryBuilder::faults`](crate::RegistryBuilder::faults)). Clones share one state.
+///
+/// A *write* is one call that would put bytes into the blob store's files: a blob put that
+/// writes a new file ([`Repository::put_blob`](crate::Repository::put_blob), the same in a
+/// [`Batch`](crate::Batch), [`Repository::put_blob_sha256`](crate::Repository::put_blob_sha256)),
+/// the creation of an upload session's file ([`Repository::start_upload`](crate::Repository::start_upload)),
+/// an append to it ([`Upload::append`](crate::Upload::append), `append_at`), and the move of a
+/// finished upload into the blob store ([`Upload::finish`](crate::Upload::finish)). A put of a
+/// blob the store holds already, or a finish whose blob exists, writes no file and is no write.
+///
+/// An armed failure makes the write fail with [`Error::Io`] (its source's message is
+/// [`INJECTED`]) before anything is written: the call fails as if the disk had refused, and
+/// stores nothing. The store itself is not harmed: the next call works.
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// use ocistore::{Error, Registry, testkit::Faults};
+/// let faults = Faults::new();
+/// let registry = Registry::builder().faults(faults.clone()).open(dir.path())?;
+/// let repo = registry.repository("app")?;
+/// faults.fail_next_writes(1);
+/// assert!(matches!(repo.put_blob_sha256(b"layer"), Err(Error::Io { .. })));
+/// assert_eq!(faults.injected(), 1);
+/// repo.put_blob_sha256(b"layer")?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct Faults {
+    state: Arc<Mutex<State>>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Writes to let through before the failures start.
+    skip: u64,
+    /// Writes to fail once `skip` is spent.
+    fail: u64,
+    /// A crash image to take at the write after this many more: (writes to let by, where).
+    image_at: Option<(u64, PathBuf)>,
+    /// The crash image taken since the last arming.
+    image: Option<PathBuf>,
+    writes: u64,
+    injected: u64,
+}
+
+impl Faults {
+    /// A handle with nothing armed.
+    pub fn new() -> Faults {
+        Faults::default()
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A test that panicked while holding the lock left the counters whole.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The next `n` writes fail.
+    pub fn fail_next_writes(&self, n: u64) {
+        self.fail_writes_after(0, n);
+    }
+
+    /// The next `skip` writes go through, then `n` fail.
+    pub fn fail_writes_after(&self, skip: u64, n: u64) {
+        let mut s = self.state();
+        s.skip = skip;
+        s.fail = n;
+    }
+
+    /// Just before the write that follows the next `skip` writes, copies the store's whole
+    /// directory to `into` (which must not exist or be empty), as a process killed at that
+    /// moment would leave it: the database without a clean shutdown, a transaction maybe
+    /// half-written, files of the call already in place. Then the write goes on. Open a store
+    /// on `into` to see what a restart after such a crash finds ([`crash_image`](Faults::crash_image)
+    /// tells whether the write came).
+    pub fn crash_image_at(&self, skip: u64, into: impl Into<PathBuf>) {
+        let mut s = self.state();
+        s.image_at = Some((skip, into.into()));
+        s.image = None;
+    }
+
+    /// Where the crash image armed by [`crash_image_at`](Faults::crash_image_at) was taken,
+    /// once its write came.
+    pub fn crash_image(&self) -> Option<PathBuf> {
+        self.state().image.clone()
+    }
+
+    /// Disarms every failure and crash image still pending; the counters stay.
+    pub fn clear(&self) {
+        let mut s = self.state();
+        s.skip = 0;
+        s.fail = 0;
+        s.image_at = None;
+        s.image = None;
+    }
+
+    /// Whether a failure is still armed.
+    pub fn armed(&self) -> bool {
+        self.state().fail > 0
+    }
+
+    /// How many writes the stores opened with this handle have begun, failed ones included.
+    pub fn writes(&self) -> u64 {
+        self.state().writes
+    }
+
+    /// How many writes have failed by injection.
+    pub fn injected(&self) -> u64 {
+        self.state().injected
+    }
+
+    /// Called by the blob store before each write to `path` of the store in `root`: takes the
+    /// armed crash image, and fails if a failure is due.
+    pub(crate) fn before_write(&self, root: &Path, path: &Path) -> crate::Result<()> {
+        let mut s = self.state();
+        s.writes += 1;
+        if let Some((skip, into)) = s.image_at.take() {
+            if skip == 0 {
+                copy_dir(root, &into).unwrap_or_else(|e| {
+                    panic!(
+                        "taking a crash image of {} into {}: {e}",
+                        root.display(),
+                        into.display()
+                    )
+                });
+                s.image = Some(into);
+            } else {
+                s.image_at = Some((skip - 1, into));
+            }
+        }
+        if s.fail == 0 {
+            return Ok(());
+        }
+        if s.skip > 0 {
+            s.skip -= 1;
+            return Ok(());
+        }
+        s.fail -= 1;
+        s.injected += 1;
+        Err(Error::Io {
+            path: path.to_owned(),
+            source: std::io::Error::other(INJECTED),
+        })
+    }
+}
+
+/// Whether `error` is a failure injected by a [`Faults`] handle.
+pub fn is_injected(error: &Error) -> bool {
+    matches!(error, Error::Io { source, .. } if source.to_string() == INJECTED)
+}
+
+/// Copies the directory `from` into `to` (created if missing), recursively: a store's crash
+/// image, or a copy of a closed store.
+pub fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
