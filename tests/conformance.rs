@@ -1,23 +1,20 @@
 //! Conformance of `examples/registry_server` to the OCI distribution spec v1.1 and to the
 //! SPEC rules it serves, over HTTP.
 //!
-//! Each test starts the server's router in-process (the example's `server.rs`, included
-//! below) on a store in a temporary directory, bound to 127.0.0.1:0 on a runtime of its own,
-//! and talks to it with a blocking HTTP client. The store's clock is a `ManualClock` the test
-//! holds, so ages (purge, grace periods, expiry) need no waiting. Stores live on `/dev/shm`
-//! when the machine has it.
+//! Each test starts the server's router in-process (the example's `server.rs`, included by
+//! `tests/serving`) on a store in a temporary directory, bound to 127.0.0.1:0 on a runtime of
+//! its own, and talks to it with a blocking HTTP client. The store's clock is a `ManualClock`
+//! the test holds, so ages (purge, grace periods, expiry) need no waiting. Stores live on
+//! `/dev/shm` when the machine has it.
 
-#[path = "../examples/registry_server/server.rs"]
-#[allow(dead_code)]
-mod server;
+mod serving;
 
-use std::net::SocketAddr;
-use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use ocistore::manifest::{OCI_INDEX, OCI_MANIFEST};
-use ocistore::{Algorithm, Item, Locks, ManualClock, Registry, Timestamp};
+use ocistore::{Algorithm, Item, Locks};
 use serde_json::{Value, json};
+use serving::{Resp, read, server};
 use ureq::http;
 
 const CONFIG_TYPE: &str = "application/vnd.oci.image.config.v1+json";
@@ -25,31 +22,11 @@ const LAYER_TYPE: &str = "application/vnd.oci.image.layer.v1.tar";
 const EMPTY_TYPE: &str = "application/vnd.oci.empty.v1+json";
 
 /// A server on a fresh store, stopped (gracefully) when dropped.
-struct Server {
-    base: String,
-    registry: Registry,
-    clock: ManualClock,
-    agent: ureq::Agent,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
-    _dir: tempfile::TempDir,
-}
-
-/// A response, read whole.
-struct Resp {
-    status: u16,
-    headers: http::HeaderMap,
-    body: Vec<u8>,
-}
+type Server = serving::Served;
 
 impl Resp {
     fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
     }
 
     /// The code of the first error of a spec-format error body.
@@ -98,58 +75,6 @@ fn sha256(bytes: &[u8]) -> String {
 }
 
 impl Server {
-    fn start() -> Server {
-        // On tmpfs when there is one: these tests are about HTTP, not the disk, and each store
-        // makes some 800 directories that a busy disk makes slow to create and remove.
-        let shm = std::path::Path::new("/dev/shm");
-        let dir = if shm.is_dir() {
-            tempfile::tempdir_in(shm)
-        } else {
-            tempfile::tempdir()
-        }
-        .unwrap();
-        let clock = ManualClock::new(Timestamp::from(SystemTime::now()));
-        let registry = Registry::builder()
-            .clock(clock.clone())
-            .open(dir.path())
-            .unwrap();
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel::<SocketAddr>();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let served = registry.clone();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                addr_tx.send(listener.local_addr().unwrap()).unwrap();
-                let shutdown = async {
-                    let _ = stopped.await;
-                };
-                server::serve(listener, served, false, shutdown)
-                    .await
-                    .unwrap();
-            });
-        });
-        let addr = addr_rx.recv_timeout(Duration::from_secs(10)).unwrap();
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .timeout_global(Some(Duration::from_secs(30)))
-            .build()
-            .into();
-        Server {
-            base: format!("http://{addr}"),
-            registry,
-            clock,
-            agent,
-            stop: Some(stop),
-            thread: Some(thread),
-            _dir: dir,
-        }
-    }
-
     fn call(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Resp {
         let mut request = http::Request::builder()
             .method(method)
@@ -270,33 +195,6 @@ impl Server {
             json!({ "enabled": true, "days": 7 }),
         );
         assert_eq!(r.status, 200);
-    }
-}
-
-fn read(response: http::Response<ureq::Body>) -> Resp {
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let body = response
-        .into_body()
-        .with_config()
-        .limit(256 << 20)
-        .read_to_vec()
-        .unwrap();
-    Resp {
-        status,
-        headers,
-        body,
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

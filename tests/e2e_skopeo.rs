@@ -4,7 +4,7 @@
 //! blob by blob: the manifest, the config and every layer keep their digest and their bytes.
 //!
 //! The server runs in-process as in `tests/conformance.rs` (the example's `server.rs` is
-//! included below) on a store whose clock is a `ManualClock`, so the collector's grace period
+//! included by `tests/serving`) on a store whose clock is a `ManualClock`, so the collector's grace period
 //! needs no waiting. Stores and layouts live on `/dev/shm` when the machine has it. skopeo runs
 //! with `--insecure-policy` and with its configuration (auth file, registries.conf,
 //! registries.d, home and temporary directories) in the test's own directory, so the host's
@@ -17,21 +17,18 @@
 //! A missing client fails the test with how to install it (`.ci/install-clients`); it never
 //! passes silently.
 
-#[path = "../examples/registry_server/server.rs"]
-#[allow(dead_code)]
-mod server;
+mod serving;
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
+use ocistore::Algorithm;
 use ocistore::manifest::{OCI_INDEX, OCI_MANIFEST};
-use ocistore::{Algorithm, ManualClock, Registry, Timestamp};
 use serde_json::{Value, json};
+use serving::{Resp, Served, read, tempdir};
 use ureq::http;
 
 const INSTALL_HINT: &str = "run .ci/install-clients (apt-get install skopeo umoci)";
@@ -53,17 +50,6 @@ fn require(tool: &str) {
 
 fn sha256(bytes: &[u8]) -> String {
     Algorithm::Sha256.digest(bytes).to_string()
-}
-
-/// A temporary directory, on tmpfs when there is one.
-fn tempdir() -> tempfile::TempDir {
-    let shm = Path::new("/dev/shm");
-    if shm.is_dir() {
-        tempfile::tempdir_in(shm)
-    } else {
-        tempfile::tempdir()
-    }
-    .unwrap()
 }
 
 /// `len` bytes that gzip cannot shrink (xorshift), different for each `seed`.
@@ -321,29 +307,13 @@ fn assert_same_image(src: &Layout, src_tag: &str, out: &Layout, out_tag: &str) {
 /// A server on a fresh store, a working directory for layouts and skopeo's configuration.
 /// The server stops (gracefully) when dropped.
 struct E2e {
+    served: Served,
     host: String,
-    clock: ManualClock,
-    agent: ureq::Agent,
     work: PathBuf,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
-    _store: tempfile::TempDir,
     _work: tempfile::TempDir,
 }
 
-/// A response, read whole.
-struct Resp {
-    status: u16,
-    body: Vec<u8>,
-}
-
 impl Resp {
-    #[track_caller]
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
-    }
-
     /// Asserts the status and gives the JSON body.
     #[track_caller]
     fn ok(&self, status: u16) -> Value {
@@ -366,38 +336,8 @@ impl E2e {
     fn start() -> E2e {
         require("skopeo");
         require("umoci");
-        let store = tempdir();
+        let served = Served::start();
         let work = tempdir();
-        let clock = ManualClock::new(Timestamp::from(SystemTime::now()));
-        let registry = Registry::builder()
-            .clock(clock.clone())
-            .open(store.path())
-            .unwrap();
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel::<SocketAddr>();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                addr_tx.send(listener.local_addr().unwrap()).unwrap();
-                let shutdown = async {
-                    let _ = stopped.await;
-                };
-                server::serve(listener, registry, false, shutdown)
-                    .await
-                    .unwrap();
-            });
-        });
-        let addr = addr_rx.recv_timeout(Duration::from_secs(10)).unwrap();
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .timeout_global(Some(Duration::from_secs(30)))
-            .build()
-            .into();
 
         // skopeo's configuration, all of it here.
         let dir = work.path().to_owned();
@@ -419,13 +359,9 @@ impl E2e {
         )
         .unwrap();
         E2e {
-            host: addr.to_string(),
-            clock,
-            agent,
+            host: served.addr.to_string(),
+            served,
             work: dir,
-            stop: Some(stop),
-            thread: Some(thread),
-            _store: store,
             _work: work,
         }
     }
@@ -611,17 +547,11 @@ impl E2e {
             None => Vec::new(),
         };
         let response = self
+            .served
             .agent
             .run(request.body(body).unwrap())
             .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-        let status = response.status().as_u16();
-        let body = response
-            .into_body()
-            .with_config()
-            .limit(64 << 20)
-            .read_to_vec()
-            .unwrap();
-        Resp { status, body }
+        read(response)
     }
 
     fn get(&self, path: &str) -> Resp {
@@ -636,7 +566,7 @@ impl E2e {
     /// Runs the collector with no grace period, after letting a minute pass.
     #[track_caller]
     fn gc(&self, dry_run: bool) -> Value {
-        self.clock.advance(Duration::from_secs(60));
+        self.served.clock.advance(Duration::from_secs(60));
         self.admin(
             "POST",
             "/admin/gc",
@@ -649,17 +579,6 @@ impl E2e {
     fn blob_status(&self, repository: &str, digest: &str) -> u16 {
         self.call("HEAD", &format!("/v2/{repository}/blobs/{digest}"), None)
             .status
-    }
-}
-
-impl Drop for E2e {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 
