@@ -89,13 +89,7 @@ fn p1_c2_a_failed_blob_write_stores_nothing_and_the_store_goes_on() {
     let registry = reopened(&dir, &faults, registry);
     let repo = registry.repository("team/app").unwrap();
     assert_eq!(repo.blob(&digest).unwrap(), &b"layer"[..]);
-    assert!(
-        registry
-            .fsck(&FsckOptions::default())
-            .unwrap()
-            .problems
-            .is_empty()
-    );
+    assert_fsck_clean(&registry);
 }
 
 #[test]
@@ -144,13 +138,7 @@ fn p1_c1_a_failed_write_in_a_batch_fails_the_push_and_writes_nothing() {
     // The store goes on: the same batch succeeds, and reuses the stray file.
     let digest = push(&registry).unwrap();
     assert_eq!(repo.pull("v1").unwrap().digest, digest);
-    assert!(
-        registry
-            .fsck(&FsckOptions::default())
-            .unwrap()
-            .problems
-            .is_empty()
-    );
+    assert_fsck_clean(&registry);
     drop(repo);
     let registry = reopened(&dir, &faults, registry);
     let repo = registry.repository("team/app").unwrap();
@@ -230,13 +218,7 @@ fn p1_c2_a_failed_upload_finish_stores_nothing_and_the_session_stays() {
     ));
     drop((upload, repo));
     let registry = reopened(&dir, &faults, registry);
-    assert!(
-        registry
-            .fsck(&FsckOptions::default())
-            .unwrap()
-            .problems
-            .is_empty()
-    );
+    assert_fsck_clean(&registry);
 }
 
 #[test]
@@ -319,4 +301,10 @@ fn c2_a_crash_in_the_middle_of_a_batch_reopens_without_it() {
     let before = snapshot(&registry);
     let copied = open(copy.path(), &faults);
     assert_eq!(snapshot(&copied), before);
+}
+
+/// `fsck` with digests verified finds nothing wrong.
+fn assert_fsck_clean(registry: &Registry) {
+    let problems = registry.fsck(&FsckOptions::default()).unwrap().problems;
+    assert!(problems.is_empty(), "{problems:?}");
 }
