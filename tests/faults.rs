@@ -20,7 +20,7 @@ const START: Timestamp = Timestamp::from_nanos(1_767_225_600 * 1_000_000_000);
 fn open(dir: &Path, faults: &Faults) -> Registry {
     Registry::builder()
         .clock(ManualClock::new(START))
-        .faults(faults.clone())
+        .blob_store(faults.directory_store(dir))
         .open(dir)
         .expect("open")
 }

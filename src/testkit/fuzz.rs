@@ -12,7 +12,7 @@
 
 mod faults;
 
-pub use faults::{Faults, INJECTED, copy_dir, is_injected};
+pub use faults::{Faults, FaultyStore, INJECTED, copy_dir, is_injected};
 
 use std::cell::RefCell;
 use std::path::Path;
@@ -602,7 +602,7 @@ impl FaultySystem {
         let registry = Registry::builder()
             .clock(self.sut.clock.clone())
             .cache_size(16 << 20)
-            .faults(self.faults.clone())
+            .blob_store(self.faults.directory_store(self.sut.dir.path()))
             .open(self.sut.dir.path())
             .expect("reopen the store");
         self.sut.registry = Some(registry);

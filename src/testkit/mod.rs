@@ -43,7 +43,7 @@ mod step;
 mod strategies;
 
 pub use content::*;
-pub use fuzz::Faults;
+pub use fuzz::{Faults, FaultyStore};
 pub use model::*;
 pub use op::*;
 pub use outcome::*;

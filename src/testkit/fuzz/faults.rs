@@ -1,16 +1,18 @@
 //! Fault injection: a blob store that fails its writes, or leaves a crash image, on command.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::Error;
+use crate::{BlobStore, Digest, DirectoryStore, Entry, Error, Result};
 
 /// The message of every injected failure's [`std::io::Error`].
 pub const INJECTED: &str = "write failure injected by ocistore::testkit::Faults";
 
 /// A switch that makes a store's blob writes fail, or photographs the store as a crash would
-/// leave it, shared by a test and the store opened with it
-/// ([`RegistryBuilder::faults`](crate::RegistryBuilder::faults)). Clones share one state.
+/// leave it, shared by a test and the [`FaultyStore`] it opens the registry with
+/// ([`Faults::directory_store`], [`RegistryBuilder::blob_store`](crate::RegistryBuilder::blob_store)).
+/// Clones share one state.
 ///
 /// A *write* is one call that would put bytes into the blob store's files: a blob put that
 /// writes a new file ([`Repository::put_blob`](crate::Repository::put_blob), the same in a
@@ -28,7 +30,9 @@ pub const INJECTED: &str = "write failure injected by ocistore::testkit::Faults"
 /// # let dir = tempfile::tempdir()?;
 /// use ocistore::{Error, Registry, testkit::Faults};
 /// let faults = Faults::new();
-/// let registry = Registry::builder().faults(faults.clone()).open(dir.path())?;
+/// let registry = Registry::builder()
+///     .blob_store(faults.directory_store(dir.path()))
+///     .open(dir.path())?;
 /// let repo = registry.repository("app")?;
 /// faults.fail_next_writes(1);
 /// assert!(matches!(repo.put_blob_sha256(b"layer"), Err(Error::Io { .. })));
@@ -57,8 +61,21 @@ struct State {
 
 impl Faults {
     /// A handle with nothing armed.
+    #[must_use]
     pub fn new() -> Faults {
         Faults::default()
+    }
+
+    /// A [`DirectoryStore`] in `dir` whose writes obey this switch: give it to
+    /// [`RegistryBuilder::blob_store`](crate::RegistryBuilder::blob_store) with the same `dir`.
+    #[must_use]
+    pub fn directory_store(&self, dir: impl Into<PathBuf>) -> FaultyStore {
+        let root = dir.into();
+        FaultyStore {
+            inner: DirectoryStore::new(&root),
+            root,
+            faults: self.clone(),
+        }
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -122,7 +139,7 @@ impl Faults {
 
     /// Called by the blob store before each write to `path` of the store in `root`: takes the
     /// armed crash image, and fails if a failure is due.
-    pub(crate) fn before_write(&self, root: &Path, path: &Path) -> crate::Result<()> {
+    fn before_write(&self, root: &Path, path: &Path) -> Result<()> {
         let mut s = self.state();
         s.writes += 1;
         if let Some((skip, into)) = s.image_at.take() {
@@ -174,4 +191,84 @@ pub fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A [`DirectoryStore`] that fails, or leaves a crash image, when its [`Faults`] say so: the
+/// test kit's implementation of the core's [`BlobStore`] trait, outside the core.
+#[derive(Debug)]
+pub struct FaultyStore {
+    inner: DirectoryStore,
+    root: PathBuf,
+    faults: Faults,
+}
+
+impl FaultyStore {
+    fn before_write(&self, what: String) -> Result<()> {
+        self.faults.before_write(&self.root, &self.root.join(what))
+    }
+}
+
+impl BlobStore for FaultyStore {
+    fn open(&self) -> Result<()> {
+        self.inner.open()
+    }
+
+    fn put(&self, digest: &Digest, bytes: &[u8]) -> Result<()> {
+        // A blob already stored writes nothing, and is no write.
+        if !self.inner.contains(digest)? {
+            self.before_write(format!("blobs/{digest}"))?;
+        }
+        self.inner.put(digest, bytes)
+    }
+
+    fn contains(&self, digest: &Digest) -> Result<bool> {
+        self.inner.contains(digest)
+    }
+
+    fn size(&self, digest: &Digest) -> Result<Option<u64>> {
+        self.inner.size(digest)
+    }
+
+    fn read(&self, digest: &Digest, start: u64, end: u64) -> Result<Option<Box<dyn Read + Send>>> {
+        self.inner.read(digest, start, end)
+    }
+
+    fn delete(&self, digest: &Digest) -> Result<bool> {
+        self.inner.delete(digest)
+    }
+
+    fn create_upload(&self, id: &str) -> Result<()> {
+        self.before_write(format!("uploads/{id}"))?;
+        self.inner.create_upload(id)
+    }
+
+    fn append_upload(&self, id: &str, offset: u64, chunk: &[u8]) -> Result<()> {
+        self.before_write(format!("uploads/{id}"))?;
+        self.inner.append_upload(id, offset, chunk)
+    }
+
+    fn read_upload(&self, id: &str) -> Result<Option<Box<dyn Read + Send>>> {
+        self.inner.read_upload(id)
+    }
+
+    fn finish_upload(&self, id: &str, digest: &Digest) -> Result<()> {
+        self.before_write(format!("blobs/{digest}"))?;
+        self.inner.finish_upload(id, digest)
+    }
+
+    fn delete_upload(&self, id: &str) -> Result<bool> {
+        self.inner.delete_upload(id)
+    }
+
+    fn uploads(&self) -> Result<Vec<String>> {
+        self.inner.uploads()
+    }
+
+    fn entries(&self, visit: &mut dyn FnMut(Vec<Entry>) -> Result<()>) -> Result<()> {
+        self.inner.entries(visit)
+    }
+
+    fn remove_entry(&self, location: &Path) -> Result<bool> {
+        self.inner.remove_entry(location)
+    }
 }

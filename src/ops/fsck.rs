@@ -22,21 +22,20 @@
 //!    blob has no record. A stray blob file that a link or a manifest names stays: it holds
 //!    the only copy of bytes whose record was lost.
 
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::PoisonError;
 use std::time::SystemTime;
 
-use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use redb::{ReadableTable, ReadableTableMetadata};
 
-use crate::batch::{Batch, check_no_batch};
-use crate::blob::Unnamed;
-use crate::collector::{FingerprintSet, Visit, fingerprint, scan_references};
-use crate::digest::Digest;
-use crate::error::{Error, IoContext, Result};
-use crate::registry::Registry;
-use crate::tables::{BLOB_LINKS, BLOBS, MANIFESTS, UPLOADS};
-use crate::upload::hash_file;
+use super::Core;
+use super::blobs::{Unnamed, remove_unnamed};
+use super::collector::{FingerprintSet, Visit, fingerprint, scan_references};
+use crate::blobs::EntryKind;
+use crate::store::Tx;
+use crate::store::links::is_recorded;
+use crate::store::tables::Readable;
+use crate::values::{Digest, IoContext, Result, hash_reader};
 
 /// Blob records read per read transaction.
 const RECORDS_PER_READ: usize = 1024;
@@ -145,60 +144,34 @@ pub enum Problem {
     },
 }
 
-impl Registry {
-    /// Checks the store (A2): every blob record has its file, of the recorded size and (with
-    /// `verify_digests`) the right digest; every blob link has a blob; every reference of
-    /// every manifest, live or in the recycle bin, resolves; and no file lies under `blobs/`,
-    /// `tmp/` or `uploads/` that nothing names. With `repair`, removes those files and the
-    /// dangling links, safely while the registry is in use; missing and corrupt blobs are
-    /// only reported.
-    ///
-    /// Pushes, pulls and deletes go on while it runs; a collection waits for it to finish.
-    ///
-    /// ```
-    /// # let dir = tempfile::tempdir()?;
-    /// use std::time::Duration;
-    /// use ocistore::{FsckOptions, Problem, Registry};
-    ///
-    /// let registry = Registry::builder().grace_period(Duration::ZERO).open(dir.path())?;
-    /// registry.repository("app")?.put_blob_sha256(b"a layer")?;
-    /// let stray = registry.path().join("tmp/left-by-a-crash");
-    /// std::fs::write(&stray, b"half a layer")?;
-    /// let report = registry.fsck(&FsckOptions { repair: true, ..FsckOptions::default() })?;
-    /// assert_eq!(report.problems, [Problem::TempFile { path: stray }]);
-    /// assert_eq!((report.blobs_checked, report.repaired), (1, 1));
-    /// assert!(registry.fsck(&FsckOptions::default())?.problems.is_empty());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn fsck(&self, options: &FsckOptions) -> Result<FsckReport> {
-        check_no_batch(self)?;
-        let _collector = self
-            .inner
-            .collector
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let mut check = Check {
-            registry: self,
-            options,
-            // File ages are the file system's: it stamped them with its own clock.
-            cutoff: SystemTime::now().checked_sub(self.inner.grace_period),
-            report: FsckReport::default(),
-            broken: FingerprintSet::default(),
-            wanted: FingerprintSet::default(),
-            doomed: Vec::new(),
-        };
-        check.blob_records()?;
-        check.links_and_manifests()?;
-        check.files()?;
-        if options.repair {
-            check.repair()?;
-        }
-        Ok(check.report)
+/// Checks the store; see [`Registry::fsck`](crate::Registry::fsck).
+pub(crate) fn fsck(core: &Core, options: &FsckOptions) -> Result<FsckReport> {
+    core.check_no_batch()?;
+    let _collector = core
+        .collector
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    let mut check = Check {
+        core,
+        options,
+        // File ages are the file system's: it stamped them with its own clock.
+        cutoff: SystemTime::now().checked_sub(core.grace_period),
+        report: FsckReport::default(),
+        broken: FingerprintSet::default(),
+        wanted: FingerprintSet::default(),
+        doomed: Vec::new(),
+    };
+    check.blob_records()?;
+    check.links_and_manifests()?;
+    check.files()?;
+    if options.repair {
+        check.repair()?;
     }
+    Ok(check.report)
 }
 
 struct Check<'r> {
-    registry: &'r Registry,
+    core: &'r Core,
     options: &'r FsckOptions,
     /// Files modified at or before this may be removed.
     cutoff: Option<SystemTime>,
@@ -216,10 +189,9 @@ impl Check<'_> {
         let mut after = String::new();
         loop {
             let page = {
-                let txn = self.registry.inner.db.begin_read()?;
-                let blobs = txn.open_table(BLOBS)?;
+                let snapshot = self.core.snapshot()?;
                 let mut page = Vec::new();
-                for row in blobs.range(after.as_str()..)? {
+                for row in snapshot.blobs()?.range(after.as_str()..)? {
                     let (digest, value) = row?;
                     if digest.value() != after {
                         page.push((Digest::stored(digest.value())?, value.value().0));
@@ -242,19 +214,22 @@ impl Check<'_> {
 
     fn check_blob(&mut self, digest: Digest, recorded: u64) -> Result<()> {
         self.report.blobs_checked += 1;
-        let path = self.registry.inner.blobs.path(&digest);
-        let mut file = match fs::File::open(&path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                self.blob_problem(Problem::MissingBlobFile { digest });
-                return Ok(());
+        let blobs = &self.core.blobs;
+        let found = if self.options.verify_digests {
+            match blobs.read(&digest, 0, u64::MAX)? {
+                Some(mut bytes) => {
+                    let (hasher, len) = hash_reader(&mut bytes, digest.algorithm())
+                        .at(format!("blobs/{digest}"))?;
+                    Some((Some(hasher.finish()), len))
+                }
+                None => None,
             }
-            opened => opened.at(&path)?,
-        };
-        let (actual, len) = if self.options.verify_digests {
-            let (hasher, len) = hash_file(&mut file, digest.algorithm()).at(&path)?;
-            (Some(hasher.finish()), len)
         } else {
-            (None, file.metadata().at(&path)?.len())
+            blobs.size(&digest)?.map(|len| (None, len))
+        };
+        let Some((actual, len)) = found else {
+            self.blob_problem(Problem::MissingBlobFile { digest });
+            return Ok(());
         };
         match actual {
             Some(actual) if actual != digest => {
@@ -281,10 +256,10 @@ impl Check<'_> {
     }
 
     fn links_and_manifests(&mut self) -> Result<()> {
-        let txn = self.registry.inner.db.begin_read()?;
-        let blobs = txn.open_table(BLOBS)?;
-        let manifests = txn.open_table(MANIFESTS)?;
-        let links = txn.open_table(BLOB_LINKS)?;
+        let snapshot = self.core.snapshot()?;
+        let blobs = snapshot.blobs()?;
+        let manifests = snapshot.manifests()?;
+        let links = snapshot.blob_links()?;
         let problems = &mut self.report.problems;
         let wanted = &mut self.wanted;
         for row in links.iter()? {
@@ -300,7 +275,7 @@ impl Check<'_> {
         }
         self.report.manifests_checked = manifests.len()?;
         let broken = &self.broken;
-        scan_references(&txn, None, None, |visit| {
+        scan_references(&snapshot, None, None, |visit| {
             let (repository, manifest, reference) = match visit {
                 Visit::Reference {
                     repository,
@@ -343,43 +318,40 @@ impl Check<'_> {
     }
 
     fn files(&mut self) -> Result<()> {
-        let registry = self.registry;
-        let store = &registry.inner.blobs;
-        walk(&store.blobs, &mut |files| {
-            let txn = registry.inner.db.begin_read()?;
-            let blobs = txn.open_table(BLOBS)?;
-            for (path, modified) in files {
-                let file = match store.digest_of(&path) {
-                    Some(digest) if blobs.get(digest.as_str())?.is_some() => continue,
+        let core = self.core;
+        core.blobs.entries(&mut |entries| {
+            let snapshot = core.snapshot()?;
+            for entry in entries {
+                let path = entry.location;
+                let (problem, file) = match entry.kind {
+                    EntryKind::Blob(digest) if is_recorded(&snapshot, digest.as_str())? => continue,
                     // The only copy of a blob whose record is lost: kept, to be put again.
-                    Some(digest) if self.wanted.contains(&fingerprint(digest.as_str())) => None,
-                    Some(digest) => Some(Unnamed::Blob(digest)),
-                    None => Some(Unnamed::Other(path.clone())),
+                    EntryKind::Blob(digest)
+                        if self.wanted.contains(&fingerprint(digest.as_str())) =>
+                    {
+                        (Problem::StrayBlobFile { path }, None)
+                    }
+                    EntryKind::Blob(digest) => {
+                        (Problem::StrayBlobFile { path }, Some(Unnamed::Blob(digest)))
+                    }
+                    EntryKind::Upload(id) if super::upload::is_open(&snapshot, &id)? => continue,
+                    EntryKind::Upload(id) => {
+                        (Problem::StrayUpload { path }, Some(Unnamed::Upload(id)))
+                    }
+                    EntryKind::Temporary => (
+                        Problem::TempFile { path: path.clone() },
+                        Some(Unnamed::Other(path)),
+                    ),
+                    EntryKind::UnknownUpload => (
+                        Problem::StrayUpload { path: path.clone() },
+                        Some(Unnamed::Other(path)),
+                    ),
+                    EntryKind::Unknown => (
+                        Problem::StrayBlobFile { path: path.clone() },
+                        Some(Unnamed::Other(path)),
+                    ),
                 };
-                self.stray(Problem::StrayBlobFile { path }, modified, file);
-            }
-            Ok(())
-        })?;
-        walk(&store.tmp, &mut |files| {
-            for (path, modified) in files {
-                let file = Some(Unnamed::Other(path.clone()));
-                self.stray(Problem::TempFile { path }, modified, file);
-            }
-            Ok(())
-        })?;
-        walk(&store.uploads, &mut |files| {
-            let txn = registry.inner.db.begin_read()?;
-            let uploads = txn.open_table(UPLOADS)?;
-            for (path, modified) in files {
-                let id = (path.parent() == Some(&store.uploads))
-                    .then(|| path.file_name()?.to_str())
-                    .flatten();
-                let file = match id {
-                    Some(id) if uploads.get(id)?.is_some() => continue,
-                    Some(id) => Some(Unnamed::Upload(id.to_owned())),
-                    None => Some(Unnamed::Other(path.clone())),
-                };
-                self.stray(Problem::StrayUpload { path }, modified, file);
+                self.stray(problem, entry.modified, file);
             }
             Ok(())
         })
@@ -404,16 +376,18 @@ impl Check<'_> {
                 _ => None,
             })
             .collect();
-        let links = self.in_batches(&dangling, |b, (repository, digest)| {
-            if b.t.blobs.get(digest.as_str())?.is_some() {
+        let links = self.in_batches(&dangling, |tx, (repository, digest)| {
+            if is_recorded(&tx.t, digest.as_str())? {
                 return Ok(false);
             }
-            Ok(b.t
+            Ok(tx
+                .t
                 .blob_links
                 .remove((repository.as_str(), digest.as_str()))?
                 .is_some())
         })?;
-        let files = self.in_batches(&self.doomed, |b, file| b.remove_unnamed(file))?;
+        let core = self.core;
+        let files = self.in_batches(&self.doomed, |tx, file| remove_unnamed(core, tx, file))?;
         self.report.repaired = links + files;
         Ok(())
     }
@@ -423,50 +397,20 @@ impl Check<'_> {
     fn in_batches<T>(
         &self,
         items: &[T],
-        remove: impl Fn(&mut Batch<'_>, &T) -> Result<bool>,
+        remove: impl Fn(&mut Tx<'_>, &T) -> Result<bool>,
     ) -> Result<u64> {
         let mut removed = 0;
         for chunk in items.chunks(REPAIR_BATCH) {
-            removed += self.registry.batch(|b| {
+            removed += self.core.write(true, |tx| {
                 let mut removed = 0;
                 for item in chunk {
-                    removed += u64::from(remove(b, item)?);
+                    removed += u64::from(remove(tx, item)?);
                 }
                 Ok(removed)
             })?;
         }
         Ok(removed)
     }
-}
-
-/// Calls `visit` with the files of `dir` and of every directory under it, a directory at a
-/// time, in name order, each with its modification time. A file gone since the listing is
-/// left out.
-fn walk(
-    dir: &Path,
-    visit: &mut impl FnMut(Vec<(PathBuf, SystemTime)>) -> Result<()>,
-) -> Result<()> {
-    let mut entries = fs::read_dir(dir)
-        .at(dir)?
-        .collect::<std::io::Result<Vec<_>>>()
-        .at(dir)?;
-    entries.sort_by_key(|e| e.file_name());
-    let mut files = Vec::new();
-    let mut dirs = Vec::new();
-    for entry in entries {
-        let path = entry.path();
-        match entry.metadata() {
-            Ok(meta) if meta.is_dir() => dirs.push(path),
-            Ok(meta) => files.push((path, meta.modified().at(entry.path())?)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::Io { path, source: e }),
-        }
-    }
-    visit(files)?;
-    for dir in dirs {
-        walk(&dir, visit)?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -476,7 +420,7 @@ mod tests {
     #[test]
     fn a2_repair_never_removes_a_file_a_row_names_at_its_transaction() {
         let dir = tempfile::tempdir().unwrap();
-        let registry = Registry::open(dir.path()).unwrap();
+        let registry = crate::Registry::open(dir.path()).unwrap();
         let repo = registry.repository("app").unwrap();
         let digest = repo.put_blob_sha256(b"recorded").unwrap();
         let upload = repo.start_upload().unwrap();
@@ -485,11 +429,12 @@ mod tests {
             Unnamed::Blob(digest.clone()),
             Unnamed::Upload(upload.id().to_owned()),
         ];
-        let removed = registry
-            .batch(|b| {
+        let core = &registry.core;
+        let removed = core
+            .write(true, |tx| {
                 files
                     .iter()
-                    .map(|f| b.remove_unnamed(f))
+                    .map(|f| remove_unnamed(core, tx, f))
                     .collect::<Result<Vec<_>>>()
             })
             .unwrap();

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::digest::Digest;
+use super::Digest;
 
 /// What went wrong. Every variant carries what the caller needs to act on it: the name, the
 /// digest, the expected and the actual value.

@@ -6,32 +6,29 @@ use std::collections::HashSet;
 
 use redb::ReadableTable;
 
-use crate::batch::Batch;
-use crate::digest::Digest;
-use crate::error::{Error, Result};
-use crate::lock::{Item, Need, locked};
-use crate::manifest::Reference;
-use crate::registry::Registry;
-use crate::repository::{Repository, repository_record, repository_tombstone};
-use crate::tables::{encode, keys_under2};
-use crate::tag::{TagCause, resolve_in, validate_tag};
+use crate::oci::Reference;
+use crate::store::Tx;
+use crate::store::locks::{Item, Need, locked, locks_of};
+use crate::store::repositories::repository_record;
+use crate::store::tables::keys_under2;
+use crate::store::tags::{TagCause, current, resolve};
+use crate::values::{Digest, Error, Result, validate_tag};
 
-impl Batch<'_> {
-    /// Removes a tag; the manifest stays (D1). See [`Repository::untag`].
-    pub fn untag(&mut self, repo: &Repository, tag: &str) -> Result<()> {
+impl Tx<'_> {
+    /// Removes a tag; the manifest stays (D1). See [`Repository::untag`](crate::Repository::untag).
+    pub(crate) fn untag(&mut self, name: &str, tag: &str) -> Result<()> {
         validate_tag(tag)?;
-        let name = repo.name();
-        if self.t.tags.get((name, tag))?.is_some() {
+        if current(&self.t, name, tag)?.is_some() {
             self.check_lock(name, &Item::Tag(tag.to_owned()), Need::Delete)?;
         }
         self.drop_tag(name, tag, TagCause::Untag).map(drop)
     }
 
-    /// Deletes a manifest by tag or digest; see [`Repository::delete_manifest`].
-    pub fn delete_manifest(&mut self, repo: &Repository, reference: &str) -> Result<Vec<Digest>> {
-        let name = repo.name();
+    /// Deletes a manifest by tag or digest; see
+    /// [`Repository::delete_manifest`](crate::Repository::delete_manifest).
+    pub(crate) fn delete_manifest(&mut self, name: &str, reference: &str) -> Result<Vec<Digest>> {
         let digest = match Reference::parse(reference)? {
-            Reference::Tag(tag) => resolve_in(&self.t.tags, name, &tag)?,
+            Reference::Tag(tag) => resolve(&self.t, name, &tag)?,
             Reference::Digest(digest) => digest,
         };
         self.live_record(name, &digest)?;
@@ -95,7 +92,7 @@ impl Batch<'_> {
             let items = std::iter::once(Item::Manifest(digest.clone()))
                 .chain(tags.into_iter().map(Item::Tag));
             for item in items {
-                if let Some(lock) = self.locks_of(repo, &item)?.refuses(Need::Delete) {
+                if let Some(lock) = locks_of(&self.t, repo, &item)?.refuses(Need::Delete) {
                     out.push((item, lock));
                 }
             }
@@ -103,7 +100,7 @@ impl Batch<'_> {
         Ok(out)
     }
 
-    /// Deletes live manifests that [`refusal`](Batch::refusal) accepts, with their tags:
+    /// Deletes live manifests that [`refusal`](Tx::refusal) accepts, with their tags:
     /// into the bin with the soft delete policy on, for good with it off. Any locks they or
     /// their tags had go with them.
     pub(crate) fn remove_manifests(
@@ -129,12 +126,9 @@ impl Batch<'_> {
     }
 
     /// Deletes a repository with all its manifests and tags (D4); see
-    /// [`Registry::delete_repository`].
-    pub fn delete_repository(&mut self, repo: &Repository) -> Result<()> {
-        let name = repo.name();
-        let Some(mut record) =
-            repository_record(&self.t.repositories, name)?.filter(|r| r.deleted.is_none())
-        else {
+    /// [`Registry::delete_repository`](crate::Registry::delete_repository).
+    pub(crate) fn delete_repository(&mut self, name: &str) -> Result<()> {
+        let Some(record) = repository_record(&self.t, name)?.filter(|r| r.deleted.is_none()) else {
             return Err(Error::RepositoryUnknown {
                 name: name.to_owned(),
             });
@@ -154,42 +148,6 @@ impl Batch<'_> {
             out
         };
         self.remove_manifests(name, &live, TagCause::Delete)?;
-        record.deleted = Some(self.now);
-        self.t
-            .repositories
-            .insert(name, encode(&record).as_slice())?;
-        self.t
-            .tombstones
-            .insert(repository_tombstone(name, self.now), ())?;
-        Ok(())
-    }
-}
-
-impl Repository {
-    /// Removes `tag`; the manifest and its blobs stay (D1). With the soft delete policy on,
-    /// the tag goes to the recycle bin.
-    pub fn untag(&self, tag: &str) -> Result<()> {
-        self.registry().batch(|b| b.untag(self, tag))
-    }
-
-    /// Deletes the manifest `reference` names — a tag (D2) or a digest (D3) — with every tag
-    /// of it and its referrers, recursively (D5), and returns the digests deleted.
-    ///
-    /// Refused with [`Error::ManifestReferenced`] while a live index of this repository lists
-    /// the manifest, and with [`Error::Locked`] if a lock protects the repository, one of the
-    /// manifests or one of their tags (L1). With the soft delete policy on, all of it goes to the recycle bin.
-    pub fn delete_manifest(&self, reference: &str) -> Result<Vec<Digest>> {
-        self.registry()
-            .batch(|b| b.delete_manifest(self, reference))
-    }
-}
-
-impl Registry {
-    /// Deletes repository `name` with all its manifests and tags (D4). With the soft delete
-    /// policy on, the repository and everything in it go to the recycle bin; with it off, they
-    /// are gone, tombstones included.
-    pub fn delete_repository(&self, name: &str) -> Result<()> {
-        let repo = self.repository(name)?;
-        self.batch(|b| b.delete_repository(&repo))
+        self.bin_repository(name, record)
     }
 }

@@ -1,34 +1,13 @@
-//! Tags: the grammar (SPEC N2), moving a tag (P5), resolving and listing (P7).
+//! Tags: moving a tag (SPEC P5), resolving and listing (P7), and the history of every move
+//! and deletion (T1, T2).
 
-use std::sync::LazyLock;
-
-use redb::{ReadableDatabase, ReadableTable};
-use regex::Regex;
+use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
-use crate::batch::Batch;
-use crate::clock::Timestamp;
-use crate::digest::Digest;
-use crate::error::{Error, Result};
-use crate::manifest::touch;
-use crate::recycle_bin::Restore;
-use crate::registry::Page;
-use crate::repository::Repository;
-use crate::tables::{TAG_HISTORY, TAGS, decode, encode, page_under};
-
-static TAG: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"\A[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}\z").expect("valid regex"));
-
-/// Checks a tag against the OCI grammar (N2).
-pub(crate) fn validate_tag(tag: &str) -> Result<()> {
-    if TAG.is_match(tag) {
-        Ok(())
-    } else {
-        Err(Error::InvalidTag {
-            tag: tag.to_owned(),
-        })
-    }
-}
+use super::Tx;
+use super::tables::{Readable, decode, encode, page_under};
+use crate::oci::Reference;
+use crate::values::{Digest, Error, Page, Result, Timestamp, validate_tag};
 
 /// A live tag: its name, the manifest it points at, and when it was last moved there.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,14 +55,66 @@ pub struct TagEvent {
     pub cause: TagCause,
 }
 
-impl Batch<'_> {
+/// The manifest `tag` points at in `repo`.
+pub(crate) fn resolve(r: &impl Readable, repo: &str, tag: &str) -> Result<Digest> {
+    match r.tags()?.get((repo, tag))? {
+        Some(row) => Digest::stored(row.value().0),
+        None => Err(Error::ManifestUnknown {
+            repository: repo.to_owned(),
+            reference: tag.to_owned(),
+        }),
+    }
+}
+
+/// The digest a tag or digest names in `repo`; a digest names itself.
+pub(crate) fn resolve_reference(
+    r: &impl Readable,
+    repo: &str,
+    reference: &Reference,
+) -> Result<Digest> {
+    match reference {
+        Reference::Tag(tag) => resolve(r, repo, tag),
+        Reference::Digest(d) => Ok(d.clone()),
+    }
+}
+
+/// The manifest live tag `tag` points at, if it is live.
+pub(crate) fn current(r: &impl Readable, repo: &str, tag: &str) -> Result<Option<String>> {
+    Ok(r.tags()?.get((repo, tag))?.map(|v| v.value().0.to_owned()))
+}
+
+/// Live tags of `repo` in lexical order, paginated (P7).
+pub(crate) fn list(r: &impl Readable, repo: &str, page: &Page) -> Result<Vec<Tag>> {
+    page_under(r.tags()?, repo, page, |name, (digest, updated)| {
+        Ok(Tag {
+            name: name.to_owned(),
+            digest: Digest::stored(digest)?,
+            updated: Timestamp::from_nanos(updated),
+        })
+    })
+}
+
+/// The history of `tag` in `repo`, newest first (T1).
+pub(crate) fn history(r: &impl Readable, repo: &str, tag: &str) -> Result<Vec<TagEvent>> {
+    let mut out = Vec::new();
+    for row in r
+        .tag_history()?
+        .range((repo, tag, 0)..=(repo, tag, u64::MAX))?
+        .rev()
+    {
+        out.push(decode("tag_history", row?.1.value())?);
+    }
+    Ok(out)
+}
+
+impl Tx<'_> {
     /// Points `tag` at manifest `digest` of `repo`, which must be live. A manifest the tag
     /// leaves stays, untagged if no other tag points at it (P5).
-    pub fn tag(&mut self, repo: &Repository, tag: &str, digest: &Digest) -> Result<()> {
+    pub(crate) fn tag(&mut self, repo: &str, tag: &str, digest: &Digest) -> Result<()> {
         validate_tag(tag)?;
-        self.live_record(repo.name(), digest)?;
-        self.check_tag_move(repo.name(), tag, digest)?;
-        self.move_tag(repo.name(), tag, digest, TagCause::Push)
+        self.live_record(repo, digest)?;
+        self.check_tag_move(repo, tag, digest)?;
+        self.move_tag(repo, tag, digest, TagCause::Push)
     }
 
     /// Moves a validated tag onto a live manifest; both manifests count as updated. The caller
@@ -111,9 +142,9 @@ impl Batch<'_> {
         manifest_tags.insert((repo, digest.as_str(), tag), ())?;
         let previous = previous.as_deref().map(Digest::stored).transpose()?;
         if let Some(old) = &previous {
-            touch(self, repo, old.as_str())?;
+            self.touch(repo, old.as_str())?;
         }
-        touch(self, repo, digest.as_str())?;
+        self.touch(repo, digest.as_str())?;
         self.record_event(repo, tag, previous.as_ref(), Some(digest), cause)
             .map(drop)
     }
@@ -122,11 +153,11 @@ impl Batch<'_> {
     /// policy on, the tag goes to the recycle bin (S2).
     pub(crate) fn drop_tag(&mut self, repo: &str, tag: &str, cause: TagCause) -> Result<Digest> {
         let digest = self.remove_tag(repo, tag, cause)?;
-        touch(self, repo, digest.as_str())?;
+        self.touch(repo, digest.as_str())?;
         Ok(digest)
     }
 
-    /// [`drop_tag`](Batch::drop_tag) without marking the manifest as updated: for a caller
+    /// [`drop_tag`](Tx::drop_tag) without marking the manifest as updated: for a caller
     /// that deletes the manifest next, or touches it once after removing many of its tags.
     pub(crate) fn remove_tag(&mut self, repo: &str, tag: &str, cause: TagCause) -> Result<Digest> {
         let digest = match self.t.tags.remove((repo, tag))? {
@@ -192,89 +223,5 @@ impl Batch<'_> {
             }
         }
         Ok(())
-    }
-}
-
-impl Repository {
-    /// Points `tag` at the manifest `digest`, which must already be in this repository (P5).
-    pub fn tag(&self, tag: &str, digest: &Digest) -> Result<()> {
-        self.registry().batch(|b| b.tag(self, tag, digest))
-    }
-
-    /// The manifest digest `tag` points at.
-    pub fn resolve(&self, tag: &str) -> Result<Digest> {
-        validate_tag(tag)?;
-        let txn = self.registry().inner.db.begin_read()?;
-        resolve_in(&txn.open_table(TAGS)?, self.name(), tag)
-    }
-
-    /// Live tags in lexical order, paginated the OCI way (P7).
-    pub fn tags(&self, page: &Page) -> Result<Vec<Tag>> {
-        if let Some(last) = &page.last {
-            validate_tag(last)?;
-        }
-        let txn = self.registry().inner.db.begin_read()?;
-        page_under(
-            &txn.open_table(TAGS)?,
-            self.name(),
-            page,
-            |name, (digest, updated)| {
-                Ok(Tag {
-                    name: name.to_owned(),
-                    digest: Digest::stored(digest)?,
-                    updated: Timestamp::from_nanos(updated),
-                })
-            },
-        )
-    }
-}
-
-impl Repository {
-    /// The history of `tag`, newest first (T1).
-    pub fn tag_history(&self, tag: &str) -> Result<Vec<TagEvent>> {
-        validate_tag(tag)?;
-        let txn = self.registry().inner.db.begin_read()?;
-        let history = txn.open_table(TAG_HISTORY)?;
-        let mut out = Vec::new();
-        for row in history
-            .range((self.name(), tag, 0)..=(self.name(), tag, u64::MAX))?
-            .rev()
-        {
-            out.push(decode("tag_history", row?.1.value())?);
-        }
-        Ok(out)
-    }
-
-    /// Points `tag` back at `digest`, a manifest its history names that is live or in the
-    /// recycle bin (T2). This is a restore of `tag` with `digest`: it follows S6–S11, so a
-    /// tag now on another manifest moves only when `force` is set.
-    pub fn revert_tag(&self, tag: &str, digest: &Digest, force: bool) -> Result<()> {
-        let held = self
-            .tag_history(tag)?
-            .iter()
-            .any(|e| e.from.as_ref() == Some(digest) || e.to.as_ref() == Some(digest));
-        if !held {
-            return Err(Error::NotInHistory {
-                repository: self.name().to_owned(),
-                tag: tag.to_owned(),
-                digest: digest.clone(),
-            });
-        }
-        self.restore(Restore::TagAndDigest(tag, digest), force)
-            .map(drop)
-    }
-}
-
-pub(crate) fn resolve_in(
-    tags: &impl ReadableTable<(&'static str, &'static str), (&'static str, u64)>,
-    repo: &str,
-    tag: &str,
-) -> Result<Digest> {
-    match tags.get((repo, tag))? {
-        Some(row) => Digest::stored(row.value().0),
-        None => Err(Error::ManifestUnknown {
-            repository: repo.to_owned(),
-            reference: tag.to_owned(),
-        }),
     }
 }

@@ -7,22 +7,17 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use redb::{ReadableDatabase, ReadableTable};
+use redb::ReadableTable;
 
-use serde::{Deserialize, Serialize};
-
-use crate::batch::Batch;
-use crate::clock::Timestamp;
-use crate::digest::Digest;
-use crate::error::{Error, Result};
-use crate::manifest::{Record, has_tags};
-use crate::recycle_bin::{TOMBSTONE_MANIFEST, TOMBSTONE_REPOSITORY, TOMBSTONE_TAG};
-use crate::registry::Registry;
-use crate::repository::repository_record;
-use crate::tables::{META, Tables, keys_under2};
-use crate::tag::TagCause;
-
-const LAST_RUN: &str = "autopurge_last_run";
+use super::Core;
+use crate::store::Tx;
+use crate::store::manifests::Record;
+use crate::store::meta::{self, StoredRetention};
+use crate::store::repositories::repository_record;
+use crate::store::tables::keys_under2;
+use crate::store::tables::{TOMBSTONE_MANIFEST, TOMBSTONE_REPOSITORY, TOMBSTONE_TAG};
+use crate::store::tags::TagCause;
+use crate::values::{Digest, Error, Result, RetentionPolicy, Timestamp};
 
 /// What one run of the retention clock did: every expired tombstone it removed, by kind (a
 /// repository's tags and manifests deleted with it count among the tags and manifests), and
@@ -42,207 +37,10 @@ pub struct AutopurgeReport {
     pub untagged_deleted: usize,
 }
 
-const RETENTION: &str = "retention";
-
-/// The retention policy for untagged manifests (R1): when enabled, a manifest that becomes
-/// untagged after the policy took effect is deleted once it has stayed untagged for `days`.
-/// Off by default.
-///
-/// Children of a live index and referrers of a live subject are never "untagged" for it (R2),
-/// and it skips locked manifests. Its deletes follow the soft delete policy like any other: with
-/// both on, they go to the recycle bin (R3). Azure Container Registry forbids having both; here
-/// the retention policy decides when an untagged manifest goes, and the soft delete policy how
-/// long it can still be restored.
-///
-/// ```
-/// use ocistore::RetentionPolicy;
-/// assert_eq!(RetentionPolicy::default(), RetentionPolicy { enabled: false, days: 7 });
-/// assert!(RetentionPolicy::enabled(0).is_ok());
-/// assert!(RetentionPolicy::enabled(366).is_err());
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RetentionPolicy {
-    /// Whether untagged manifests are deleted.
-    pub enabled: bool,
-    /// Days a manifest may stay untagged: 0 to 365.
-    pub days: u32,
-}
-
-impl Default for RetentionPolicy {
-    fn default() -> Self {
-        RetentionPolicy {
-            enabled: false,
-            days: 7,
-        }
-    }
-}
-
-impl RetentionPolicy {
-    /// The policy switched on with `days` (0 to 365).
-    pub fn enabled(days: u32) -> Result<RetentionPolicy> {
-        let policy = RetentionPolicy {
-            enabled: true,
-            days,
-        };
-        policy.validate()?;
-        Ok(policy)
-    }
-
-    fn validate(&self) -> Result<()> {
-        if self.days <= 365 {
-            Ok(())
-        } else {
-            Err(Error::InvalidSetting {
-                setting: "retention days",
-                value: self.days.to_string(),
-                reason: "must be 0 to 365 days",
-            })
-        }
-    }
-
-    /// How long a manifest may stay untagged.
-    pub fn period(&self) -> Duration {
-        Duration::from_secs(86_400) * self.days
-    }
-}
-
-/// The policy as stored, with the time it took effect (R1).
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
-struct StoredRetention {
-    #[serde(flatten)]
-    policy: RetentionPolicy,
-    #[serde(default)]
-    since: Option<Timestamp>,
-}
-
-fn read_retention(
-    meta: &impl ReadableTable<&'static str, &'static [u8]>,
-) -> Result<StoredRetention> {
-    meta.get(RETENTION)?
-        .map_or(Ok(StoredRetention::default()), |v| {
-            crate::tables::decode("meta", v.value())
-        })
-}
-
-fn read_last_run(
-    meta: &impl ReadableTable<&'static str, &'static [u8]>,
-) -> Result<Option<Timestamp>> {
-    meta.get(LAST_RUN)?
-        .map(|v| {
-            <[u8; 8]>::try_from(v.value())
-                .map(|b| Timestamp::from_nanos(u64::from_le_bytes(b)))
-                .map_err(|_| Error::Corrupt {
-                    table: "meta",
-                    reason: "autopurge_last_run is not 8 bytes".into(),
-                })
-        })
-        .transpose()
-}
-
-impl Registry {
-    /// The retention policy for untagged manifests in force (R1).
-    pub fn retention_policy(&self) -> Result<RetentionPolicy> {
-        let txn = self.inner.db.begin_read()?;
-        Ok(read_retention(&txn.open_table(META)?)?.policy)
-    }
-
-    /// When the retention policy took effect, if it is enabled: manifests untagged before
-    /// then are not affected (R1).
-    pub fn retention_enabled_at(&self) -> Result<Option<Timestamp>> {
-        let txn = self.inner.db.begin_read()?;
-        Ok(read_retention(&txn.open_table(META)?)?.since)
-    }
-
-    /// Sets the retention policy for untagged manifests; it is persisted, and the retention
-    /// clock applies it ([`run_due`](Registry::run_due), [`run_now`](Registry::run_now)).
-    /// Enabling it starts its clock now: manifests untagged before are not affected (R1).
-    /// Changing the days of an enabled policy keeps its start; disabling it forgets it.
-    pub fn set_retention_policy(&self, policy: RetentionPolicy) -> Result<()> {
-        policy.validate()?;
-        self.batch(|b| {
-            let old = read_retention(&b.t.meta)?;
-            let since = match (policy.enabled, old.since) {
-                (false, _) => None,
-                (true, Some(since)) => Some(since),
-                (true, None) => Some(b.now),
-            };
-            let stored = StoredRetention { policy, since };
-            b.t.meta
-                .insert(RETENTION, crate::tables::encode(&stored).as_slice())?;
-            Ok(())
-        })
-    }
-
-    /// When autopurge last ran; persisted, so a restart keeps the cadence (S4).
-    pub fn autopurge_last_run(&self) -> Result<Option<Timestamp>> {
-        let txn = self.inner.db.begin_read()?;
-        read_last_run(&txn.open_table(META)?)
-    }
-
-    /// Runs autopurge if the autopurge interval has passed since its last run (or it never
-    /// ran), and returns its report; `None` if it was not due. A host calls this on a timer,
-    /// or lets [`Registry::start_maintenance`] do it.
-    pub fn run_due(&self) -> Result<Option<AutopurgeReport>> {
-        let interval = self.inner.autopurge_interval;
-        self.batch(|b| {
-            let last = read_last_run(&b.t.meta)?;
-            // A clock set back before the last run makes it due rather than stalled.
-            if last.is_some_and(|last| last <= b.now && b.now < last.saturating_add(interval)) {
-                return Ok(None);
-            }
-            b.autopurge().map(Some)
-        })
-    }
-
-    /// Runs autopurge now, whether due or not (S4).
-    pub fn run_now(&self) -> Result<AutopurgeReport> {
-        self.batch(|b| b.autopurge())
-    }
-
-    /// Starts a background thread that calls [`run_due`](Registry::run_due) every `poll`
-    /// of real time, until [`Maintenance::shutdown`] (or the handle is dropped).
-    pub fn start_maintenance(&self, poll: Duration) -> Maintenance {
-        let shared = Arc::new(Shared::default());
-        let registry = self.clone();
-        let state = shared.clone();
-        let thread = std::thread::spawn(move || {
-            let mut stopped = lock(&state.stop);
-            while !*stopped {
-                drop(stopped);
-                let outcome = registry.run_due();
-                *lock(&state.last_error) = outcome.err().map(|e| e.to_string());
-                stopped = lock(&state.stop);
-                stopped = state
-                    .wake
-                    .wait_timeout_while(stopped, poll, |stop| !*stop)
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .0;
-            }
-        });
-        Maintenance {
-            shared,
-            thread: Some(thread),
-        }
-    }
-}
-
-/// Builds the `untagged` index of a version 1 store: every live manifest without a tag, at
-/// its last update.
-pub(crate) fn index_untagged_manifests(t: &mut Tables<'_>) -> Result<()> {
-    for row in t.manifests_by_time.iter()? {
-        let (key, _) = row?;
-        let (repo, updated, digest) = key.value();
-        if !has_tags(&t.manifest_tags, repo, digest)? {
-            t.untagged.insert((updated, repo, digest), ())?;
-        }
-    }
-    Ok(())
-}
-
-impl Batch<'_> {
+impl Tx<'_> {
     /// Removes every tombstone deleted at least the retention ago, by the retention in force
     /// now (S3), and records the run.
-    fn autopurge(&mut self) -> Result<AutopurgeReport> {
+    pub(crate) fn autopurge(&mut self) -> Result<AutopurgeReport> {
         let cutoff = self
             .now
             .saturating_sub(self.soft_delete_policy()?.retention());
@@ -300,7 +98,7 @@ impl Batch<'_> {
             report.manifests += self.purge_binned_manifests(repo, digests)?;
         }
         for repo in repositories {
-            let record = repository_record(&self.t.repositories, &repo)?;
+            let record = repository_record(&self.t, &repo)?;
             if record.is_some_and(|r| r.deleted.is_some()) {
                 self.purge_repository(&repo)?;
                 report.repositories += 1;
@@ -308,9 +106,7 @@ impl Batch<'_> {
         }
         // After the bin is emptied, so that what this run deletes is not purged at once.
         report.untagged_deleted = self.apply_retention()?;
-        self.t
-            .meta
-            .insert(LAST_RUN, self.now.as_nanos().to_le_bytes().as_slice())?;
+        meta::set_autopurge_last_run(&mut self.t, self.now)?;
         Ok(report)
     }
 
@@ -339,7 +135,7 @@ impl Batch<'_> {
         let StoredRetention {
             policy,
             since: Some(since),
-        } = read_retention(&self.t.meta)?
+        } = meta::retention(&self.t)?
         else {
             return Ok(0);
         };
@@ -357,7 +153,7 @@ impl Batch<'_> {
         }
     }
 
-    /// One pass of [`apply_retention`](Batch::apply_retention) over the manifests untagged
+    /// One pass of [`apply_retention`](Tx::apply_retention) over the manifests untagged
     /// from `since` to `cutoff`, oldest first.
     fn retention_pass(&mut self, since: Timestamp, cutoff: Timestamp) -> Result<usize> {
         let due: Vec<(String, Digest)> = {
@@ -386,6 +182,58 @@ impl Batch<'_> {
             }
         }
         Ok(deleted)
+    }
+}
+
+/// Sets the retention policy; see [`Registry::set_retention_policy`](crate::Registry::set_retention_policy).
+pub(crate) fn set_policy(core: &Core, policy: RetentionPolicy) -> Result<()> {
+    policy.validate()?;
+    core.write(true, |tx| {
+        let old = meta::retention(&tx.t)?;
+        let since = match (policy.enabled, old.since) {
+            (false, _) => None,
+            (true, Some(since)) => Some(since),
+            (true, None) => Some(tx.now),
+        };
+        meta::set_retention(&mut tx.t, &StoredRetention { policy, since })
+    })
+}
+
+/// Runs autopurge if due; see [`Registry::run_due`](crate::Registry::run_due).
+pub(crate) fn run_due(core: &Core) -> Result<Option<AutopurgeReport>> {
+    let interval = core.autopurge_interval;
+    core.write(true, |tx| {
+        let last = meta::autopurge_last_run(&tx.t)?;
+        // A clock set back before the last run makes it due rather than stalled.
+        if last.is_some_and(|last| last <= tx.now && tx.now < last.saturating_add(interval)) {
+            return Ok(None);
+        }
+        tx.autopurge().map(Some)
+    })
+}
+
+/// Starts the maintenance thread; see
+/// [`Registry::start_maintenance`](crate::Registry::start_maintenance).
+pub(crate) fn start_maintenance(core: Arc<Core>, poll: Duration) -> Maintenance {
+    let shared = Arc::new(Shared::default());
+    let state = shared.clone();
+    let thread = std::thread::spawn(move || {
+        let mut stopped = lock(&state.stop);
+        while !*stopped {
+            drop(stopped);
+            let outcome = run_due(&core);
+            *lock(&state.last_error) = outcome.err().map(|e| e.to_string());
+            stopped = lock(&state.stop);
+            stopped = state
+                .wake
+                .wait_timeout_while(stopped, poll, |stop| !*stop)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    });
+    Maintenance {
+        shared,
+        thread: Some(thread),
     }
 }
 

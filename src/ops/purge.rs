@@ -12,19 +12,17 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use redb::{ReadableDatabase, ReadableTable};
+use redb::ReadableTable;
 use regex::{Regex, RegexBuilder};
 
-use crate::batch::Batch;
-use crate::clock::Timestamp;
-use crate::digest::Digest;
-use crate::error::{Error, Result};
-use crate::lock::{Item, Need};
-use crate::manifest::{has_tags, touch};
-use crate::registry::Registry;
-use crate::repository::{RepositoryRecord, is_live};
-use crate::tables::{REPOSITORIES, decode, keys_under2};
-use crate::tag::TagCause;
+use super::Core;
+use crate::store::Tx;
+use crate::store::locks::{Item, Need, locks_of};
+use crate::store::manifests::has_tags;
+use crate::store::repositories::{RepositoryRecord, is_live};
+use crate::store::tables::{Readable, decode, keys_under2};
+use crate::store::tags::TagCause;
+use crate::values::{Digest, Error, Result, Timestamp};
 
 /// Changes (tags untagged, manifests deleted) after which a purge commits and starts a new
 /// transaction; a repository always stays within one.
@@ -275,77 +273,57 @@ impl PurgeReport {
     }
 }
 
-impl Registry {
-    /// Purges by filter (U1–U6): in every live repository a filter matches, untags the tags
-    /// it matches that were last updated before now − `ago`, except the `keep` most recently
-    /// updated of them; with `untagged`, then deletes the untagged manifests last updated
-    /// before now − `ago`, except children of an index that stays and referrers of a live
-    /// subject. Locked items are skipped and reported unless `include_locked`.
-    ///
-    /// A manifest this purge untags is judged by when it was last updated before the purge,
-    /// so one run removes old tags and the images they held.
-    ///
-    /// ```
-    /// # let dir = tempfile::tempdir()?;
-    /// use ocistore::{PurgeOptions, Registry};
-    /// let registry = Registry::open(dir.path())?;
-    /// let mut options = PurgeOptions::new(["hello-world:.*"])?;
-    /// options.dry_run = true;
-    /// let report = registry.purge(&options)?;
-    /// assert_eq!(report.tags_untagged(), 0);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn purge(&self, options: &PurgeOptions) -> Result<PurgeReport> {
-        if options.filters.is_empty() {
-            return Err(Error::InvalidFilter {
-                filter: String::new(),
-                reason: "a purge needs at least one filter".into(),
-            });
-        }
-        let ran_at = self.now();
-        let cutoff = ran_at.saturating_sub(options.ago);
-        let repositories = self.repositories_matching(&options.filters)?;
-        let mut queue = repositories.iter().peekable();
-        let mut report = PurgeReport {
-            dry_run: options.dry_run,
-            ran_at,
-            repositories: Vec::new(),
-        };
-        while queue.peek().is_some() {
-            let done = self.write(!options.dry_run, |b| {
-                let mut done = Vec::new();
-                let mut changes = 0;
-                while changes < CHANGES_PER_TRANSACTION {
-                    let Some(repo) = queue.next() else { break };
-                    if let Some(purged) = b.purge_repository_by_filter(repo, options, cutoff)? {
-                        changes += purged.tags_untagged.len() + purged.manifests_deleted.len();
-                        done.push(purged);
-                    }
+/// Purges by filter; see [`Registry::purge`](crate::Registry::purge).
+pub(crate) fn purge(core: &Core, options: &PurgeOptions) -> Result<PurgeReport> {
+    if options.filters.is_empty() {
+        return Err(Error::InvalidFilter {
+            filter: String::new(),
+            reason: "a purge needs at least one filter".into(),
+        });
+    }
+    let ran_at = core.now();
+    let cutoff = ran_at.saturating_sub(options.ago);
+    let repositories = repositories_matching(core, &options.filters)?;
+    let mut queue = repositories.iter().peekable();
+    let mut report = PurgeReport {
+        dry_run: options.dry_run,
+        ran_at,
+        repositories: Vec::new(),
+    };
+    while queue.peek().is_some() {
+        let done = core.write(!options.dry_run, |b| {
+            let mut done = Vec::new();
+            let mut changes = 0;
+            while changes < CHANGES_PER_TRANSACTION {
+                let Some(repo) = queue.next() else { break };
+                if let Some(purged) = b.purge_repository_by_filter(repo, options, cutoff)? {
+                    changes += purged.tags_untagged.len() + purged.manifests_deleted.len();
+                    done.push(purged);
                 }
-                Ok(done)
-            })?;
-            report.repositories.extend(done);
-        }
-        Ok(report)
-    }
-
-    /// The live repositories that a filter's repository regex matches, in name order.
-    fn repositories_matching(&self, filters: &[Filter]) -> Result<Vec<String>> {
-        let txn = self.inner.db.begin_read()?;
-        let mut out = Vec::new();
-        for row in txn.open_table(REPOSITORIES)?.iter()? {
-            let (name, record) = row?;
-            let record: RepositoryRecord = decode("repositories", record.value())?;
-            let name = name.value();
-            if record.deleted.is_none() && filters.iter().any(|f| f.repository.is_match(name)) {
-                out.push(name.to_owned());
             }
-        }
-        Ok(out)
+            Ok(done)
+        })?;
+        report.repositories.extend(done);
     }
+    Ok(report)
 }
 
-impl Batch<'_> {
+/// The live repositories that a filter's repository regex matches, in name order.
+fn repositories_matching(core: &Core, filters: &[Filter]) -> Result<Vec<String>> {
+    let snapshot = core.snapshot()?;
+    let mut out = Vec::new();
+    for row in snapshot.repositories()?.iter()? {
+        let (name, record) = row?;
+        let record: RepositoryRecord = decode("repositories", record.value())?;
+        let name = name.value();
+        if record.deleted.is_none() && filters.iter().any(|f| f.repository.is_match(name)) {
+            out.push(name.to_owned());
+        }
+    }
+    Ok(out)
+}
+
+impl Tx<'_> {
     /// Purges one repository; `None` if there was nothing to do or report.
     fn purge_repository_by_filter(
         &mut self,
@@ -353,7 +331,7 @@ impl Batch<'_> {
         options: &PurgeOptions,
         cutoff: Timestamp,
     ) -> Result<Option<RepositoryPurge>> {
-        if !is_live(&self.t.repositories, repo)? {
+        if !is_live(&self.t, repo)? {
             return Ok(None);
         }
         let filters: Vec<&Filter> = options
@@ -414,7 +392,7 @@ impl Batch<'_> {
         self.remove_manifests(repo, &doomed, TagCause::Purge)?;
         // What lost a tag and stays counts as updated now, as after any untag.
         for digest in untouched {
-            touch(self, repo, digest.as_str())?;
+            self.touch(repo, digest.as_str())?;
         }
         report.tags_untagged = untag.into_iter().map(|(tag, _)| tag).collect();
         report.manifests_deleted = doomed;
@@ -444,7 +422,11 @@ impl Batch<'_> {
         let mut untag = Vec::new();
         for (tag, digest) in tags {
             let item = Item::Tag(tag.clone());
-            if check_locks && self.locks_of(repo, &item)?.refuses(Need::Delete).is_some() {
+            if check_locks
+                && locks_of(&self.t, repo, &item)?
+                    .refuses(Need::Delete)
+                    .is_some()
+            {
                 locked.insert(item);
             } else {
                 untag.push((tag, digest));
@@ -561,7 +543,7 @@ impl Batch<'_> {
                 continue;
             }
             let tagged = match losing.get(digest) {
-                None => has_tags(&self.t.manifest_tags, repo, digest)?,
+                None => has_tags(&self.t, repo, digest)?,
                 Some(&lost) => keys_under2(&self.t.manifest_tags, repo, digest)?.len() > lost,
             };
             if tagged {

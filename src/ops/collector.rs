@@ -31,20 +31,16 @@ use std::ops::Bound;
 use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
-use redb::{ReadTransaction, ReadableDatabase, ReadableTable};
+use redb::ReadableTable;
 use serde::Deserialize;
 
-use crate::batch::{Batch, check_no_batch};
-use crate::blob::Unnamed;
-use crate::clock::Timestamp;
-use crate::digest::Digest;
-use crate::error::{Error, Result};
-use crate::manifest::ManifestKind;
-use crate::registry::Registry;
-use crate::tables::{BLOB_LINKS, BLOBS, MANIFESTS, REPOSITORIES, UPLOADS};
-
-/// The `meta` key present while a collection runs.
-pub(crate) const COLLECTING: &str = "collecting";
+use super::Core;
+use super::blobs::{Unnamed, remove_unnamed};
+use crate::oci::ManifestKind;
+use crate::store::Tx;
+use crate::store::meta;
+use crate::store::tables::{Readable, Snapshot};
+use crate::values::{Digest, Error, Result, Timestamp};
 
 /// Links or upload sessions per sweep transaction: small enough that no writer waits long for
 /// one.
@@ -246,13 +242,13 @@ pub(crate) enum Visit<'a> {
 /// later call, on a later snapshot, to go on after it; returns `None` once the last repository
 /// is visited.
 pub(crate) fn scan_references(
-    txn: &ReadTransaction,
+    snapshot: &Snapshot,
     after: Option<&str>,
     until: Option<Instant>,
     mut visit: impl FnMut(Visit<'_>) -> Result<()>,
 ) -> Result<Option<String>> {
-    let manifests = txn.open_table(MANIFESTS)?;
-    let repositories = txn.open_table(REPOSITORIES)?;
+    let manifests = snapshot.manifests()?;
+    let repositories = snapshot.repositories()?;
     let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
     for row in repositories.range::<&str>((lower, Bound::Unbounded))? {
         let (name, _) = row?;
@@ -309,21 +305,17 @@ struct Mark {
 /// repository: any snapshot taken after the journal went on is as good as another, as every
 /// use of a blob since then is in the journal, and each repository's manifests and links are
 /// read from one snapshot.
-fn mark(
-    db: &redb::Database,
-    cutoff: Timestamp,
-    progress: &mut impl FnMut(Progress),
-) -> Result<Mark> {
+fn mark(core: &Core, cutoff: Timestamp, progress: &mut impl FnMut(Progress)) -> Result<Mark> {
     let mut marked = FingerprintSet::default();
     let mut doomed_links = Vec::new();
     let mut referenced = FingerprintSet::default();
     let mut repositories = 0;
     let mut after: Option<String> = None;
     loop {
-        let txn = db.begin_read()?;
-        let links = txn.open_table(BLOB_LINKS)?;
+        let snapshot = core.snapshot()?;
+        let links = snapshot.blob_links()?;
         let until = Instant::now() + SNAPSHOT_TIME;
-        after = scan_references(&txn, after.as_deref(), Some(until), |visit| {
+        after = scan_references(&snapshot, after.as_deref(), Some(until), |visit| {
             let repo = match visit {
                 Visit::Reference { blob, .. } => {
                     referenced.insert(fingerprint(blob));
@@ -377,14 +369,14 @@ const WRITE_PAUSE: Duration = Duration::from_micros(200);
 
 /// Runs write transactions for a collection and keeps the longest one.
 struct Writer<'r> {
-    registry: &'r Registry,
+    core: &'r Core,
     longest: Duration,
 }
 
 impl Writer<'_> {
-    fn write<T>(&mut self, f: impl FnOnce(&mut Batch<'_>) -> Result<T>) -> Result<T> {
+    fn write<T>(&mut self, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
         let mut began = None;
-        let out = self.registry.batch(|b| {
+        let out = self.core.write(true, |b| {
             began = Some(Instant::now());
             f(b)
         });
@@ -396,194 +388,163 @@ impl Writer<'_> {
     }
 }
 
-impl Registry {
-    /// Runs the collector: removes the blobs that no manifest references (live or in the
-    /// recycle bin) and that are older than the grace period, with the repository links
-    /// nothing references and the expired upload sessions (G1–G6). Pushes, pulls and deletes
-    /// go on while it runs; a blob that a manifest committed before or during the run
-    /// references is never removed.
-    ///
-    /// ```
-    /// # let dir = tempfile::tempdir()?;
-    /// use std::time::Duration;
-    /// use ocistore::{CollectOptions, Registry};
-    ///
-    /// let registry = Registry::builder().grace_period(Duration::ZERO).open(dir.path())?;
-    /// let repo = registry.repository("app")?;
-    /// repo.put_blob_sha256(b"a layer no manifest will reference")?;
-    /// let dry = registry.collect(&CollectOptions { dry_run: true, ..Default::default() })?;
-    /// let report = registry.collect(&CollectOptions::default())?;
-    /// assert_eq!((dry.blobs_swept, report.blobs_swept, report.links_removed), (1, 1, 1));
-    /// assert!(repo.blobs(&ocistore::Page::all())?.is_empty());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn collect(&self, options: &CollectOptions) -> Result<CollectReport> {
-        self.collect_with_progress(options, |_| {})
+/// Runs the collector; see [`Registry::collect_with_progress`](crate::Registry::collect_with_progress).
+pub(crate) fn collect(
+    core: &Core,
+    options: &CollectOptions,
+    mut progress: impl FnMut(Progress),
+) -> Result<CollectReport> {
+    core.check_no_batch()?;
+    let _running = core
+        .collector
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    let grace = options.grace_period.unwrap_or(core.grace_period);
+    let mut writer = Writer {
+        core,
+        longest: Duration::ZERO,
+    };
+    if !options.dry_run {
+        writer.write(|b| meta::set_collecting(&mut b.t, true))?;
     }
-
-    /// [`collect`](Registry::collect), telling `progress` where it is every so often.
-    pub fn collect_with_progress(
-        &self,
-        options: &CollectOptions,
-        mut progress: impl FnMut(Progress),
-    ) -> Result<CollectReport> {
-        check_no_batch(self)?;
-        let _running = self
-            .inner
-            .collector
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let grace = options.grace_period.unwrap_or(self.inner.grace_period);
-        let mut writer = Writer {
-            registry: self,
-            longest: Duration::ZERO,
-        };
-        if !options.dry_run {
-            writer.write(|b| {
-                b.t.meta.insert(COLLECTING, [1u8].as_slice())?;
-                b.t.gc_touched.retain(|_, _| false)?;
-                Ok(())
-            })?;
+    let outcome = collect_from_snapshot(core, options.dry_run, grace, &mut writer, &mut progress);
+    if !options.dry_run {
+        // Turn the journal off even after a failure; the next open would otherwise.
+        let stopped = writer.write(|b| meta::set_collecting(&mut b.t, false));
+        if outcome.is_ok() {
+            stopped?;
         }
-        let outcome =
-            self.collect_from_snapshot(options.dry_run, grace, &mut writer, &mut progress);
-        if !options.dry_run {
-            // Turn the journal off even after a failure; the next open would otherwise.
-            let stopped = writer.write(|b| {
-                b.t.meta.remove(COLLECTING)?;
-                b.t.gc_touched.retain(|_, _| false)?;
-                Ok(())
-            });
-            if outcome.is_ok() {
-                stopped?;
-            }
-        }
-        let mut report = outcome?;
-        report.longest_write = writer.longest;
-        Ok(report)
     }
+    let mut report = outcome?;
+    report.longest_write = writer.longest;
+    Ok(report)
+}
 
-    fn collect_from_snapshot(
-        &self,
-        dry_run: bool,
-        grace: Duration,
-        writer: &mut Writer<'_>,
-        progress: &mut impl FnMut(Progress),
-    ) -> Result<CollectReport> {
-        let now = self.now();
-        let cutoff = now.saturating_sub(grace);
-        let mut report = CollectReport {
-            dry_run,
-            ..CollectReport::default()
-        };
-        let began = Instant::now();
-        let Mark {
-            marked,
-            doomed_links,
-        } = mark(&self.inner.db, cutoff, progress)?;
-        report.mark_time = began.elapsed();
+fn collect_from_snapshot(
+    core: &Core,
+    dry_run: bool,
+    grace: Duration,
+    writer: &mut Writer<'_>,
+    progress: &mut impl FnMut(Progress),
+) -> Result<CollectReport> {
+    let now = core.now();
+    let cutoff = now.saturating_sub(grace);
+    let mut report = CollectReport {
+        dry_run,
+        ..CollectReport::default()
+    };
+    let began = Instant::now();
+    let Mark {
+        marked,
+        doomed_links,
+    } = mark(core, cutoff, progress)?;
+    report.mark_time = began.elapsed();
 
-        let began = Instant::now();
-        report.links_removed = if dry_run {
-            doomed_links.len() as u64
-        } else {
-            sweep_links(writer, &doomed_links, progress)?
-        };
+    let began = Instant::now();
+    report.links_removed = if dry_run {
+        doomed_links.len() as u64
+    } else {
+        sweep_links(writer, &doomed_links, progress)?
+    };
 
-        let mut sweeper = BlobSweeper {
-            dry_run,
-            pending: Vec::new(),
-        };
-        let mut done = 0;
-        let mut batch = Vec::new();
-        // The last blob record read, the next scan starting after it.
-        let mut after: Option<String> = None;
-        loop {
-            // Short snapshots again, as in the mark.
-            let txn = self.inner.db.begin_read()?;
-            let blobs = txn.open_table(BLOBS)?;
-            let lower = after.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
-            let until = Instant::now() + SNAPSHOT_TIME;
-            let mut more = false;
-            for row in blobs.range::<&str>((lower, Bound::Unbounded))? {
-                let (digest, value) = row?;
-                let (digest, (size, created)) = (digest.value(), value.value());
-                if marked.contains(&fingerprint(digest)) {
-                    report.blobs_marked += 1;
-                    report.bytes_marked += size;
-                } else if created >= cutoff.as_nanos() {
-                    report.blobs_kept += 1;
-                    report.bytes_kept += size;
-                } else {
-                    batch.push((digest.to_owned(), size));
-                }
-                done += 1;
-                if done % PROGRESS_EVERY == 0 {
-                    progress(Progress {
-                        phase: Phase::Blobs,
-                        done,
-                    });
-                }
-                if batch.len() == BLOB_BATCH || (done % 1024 == 0 && Instant::now() >= until) {
-                    after = Some(digest.to_owned());
-                    more = true;
-                    break;
-                }
+    let mut sweeper = BlobSweeper {
+        dry_run,
+        pending: Vec::new(),
+    };
+    let mut done = 0;
+    let mut batch = Vec::new();
+    // The last blob record read, the next scan starting after it.
+    let mut after: Option<String> = None;
+    loop {
+        // Short snapshots again, as in the mark.
+        let snapshot = core.snapshot()?;
+        let blobs = snapshot.blobs()?;
+        let lower = after.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+        let until = Instant::now() + SNAPSHOT_TIME;
+        let mut more = false;
+        for row in blobs.range::<&str>((lower, Bound::Unbounded))? {
+            let (digest, value) = row?;
+            let (digest, (size, created)) = (digest.value(), value.value());
+            if marked.contains(&fingerprint(digest)) {
+                report.blobs_marked += 1;
+                report.bytes_marked += size;
+            } else if created >= cutoff.as_nanos() {
+                report.blobs_kept += 1;
+                report.bytes_kept += size;
+            } else {
+                batch.push((digest.to_owned(), size));
             }
-            // No snapshot is held while the sweep writes.
-            drop((blobs, txn));
-            if batch.len() == BLOB_BATCH {
-                sweeper.sweep(writer, &mut batch, &mut report)?;
+            done += 1;
+            if done % PROGRESS_EVERY == 0 {
+                progress(Progress {
+                    phase: Phase::Blobs,
+                    done,
+                });
             }
-            if !more {
+            if batch.len() == BLOB_BATCH || (done % 1024 == 0 && Instant::now() >= until) {
+                after = Some(digest.to_owned());
+                more = true;
                 break;
             }
         }
-        sweeper.sweep(writer, &mut batch, &mut report)?;
-        sweeper.finish(writer)?;
-        report_end(progress, Phase::Blobs, done);
-
-        report.uploads_removed = self.sweep_uploads(now, dry_run, writer)?;
-        progress(Progress {
-            phase: Phase::Uploads,
-            done: report.uploads_removed,
-        });
-        report.sweep_time = began.elapsed();
-        Ok(report)
+        // No snapshot is held while the sweep writes.
+        drop(snapshot);
+        if batch.len() == BLOB_BATCH {
+            sweeper.sweep(writer, &mut batch, &mut report)?;
+        }
+        if !more {
+            break;
+        }
     }
+    sweeper.sweep(writer, &mut batch, &mut report)?;
+    sweeper.finish(writer)?;
+    report_end(progress, Phase::Blobs, done);
 
-    /// G4: removes the sessions older than the upload timeout, rows first, then files.
-    fn sweep_uploads(&self, now: Timestamp, dry_run: bool, writer: &mut Writer<'_>) -> Result<u64> {
-        let timeout = self.inner.upload_timeout;
-        let mut expired = Vec::new();
-        for row in self.inner.db.begin_read()?.open_table(UPLOADS)?.iter()? {
-            let (id, value) = row?;
-            let started = Timestamp::from_nanos(value.value().1);
-            if now.since(started) > timeout {
-                expired.push(id.value().to_owned());
-            }
+    report.uploads_removed = sweep_uploads(core, now, dry_run, writer)?;
+    progress(Progress {
+        phase: Phase::Uploads,
+        done: report.uploads_removed,
+    });
+    report.sweep_time = began.elapsed();
+    Ok(report)
+}
+
+/// G4: removes the sessions older than the upload timeout, rows first, then files.
+fn sweep_uploads(
+    core: &Core,
+    now: Timestamp,
+    dry_run: bool,
+    writer: &mut Writer<'_>,
+) -> Result<u64> {
+    let timeout = core.upload_timeout;
+    let mut expired = Vec::new();
+    for row in core.snapshot()?.uploads()?.iter()? {
+        let (id, value) = row?;
+        let started = Timestamp::from_nanos(value.value().1);
+        if now.since(started) > timeout {
+            expired.push(id.value().to_owned());
         }
-        if dry_run {
-            return Ok(expired.len() as u64);
-        }
-        let mut removed = 0;
-        for chunk in expired.chunks(SWEEP_BATCH) {
-            let gone = writer.write(|b| {
-                let mut gone = Vec::new();
-                for id in chunk {
-                    if b.t.uploads.remove(id.as_str())?.is_some() {
-                        gone.push(id.clone());
-                    }
+    }
+    if dry_run {
+        return Ok(expired.len() as u64);
+    }
+    let mut removed = 0;
+    for chunk in expired.chunks(SWEEP_BATCH) {
+        let gone = writer.write(|b| {
+            let mut gone = Vec::new();
+            for id in chunk {
+                if b.t.uploads.remove(id.as_str())?.is_some() {
+                    gone.push(id.clone());
                 }
-                Ok(gone)
-            })?;
-            for id in gone {
-                self.forget_upload(&id)?;
-                removed += 1;
             }
+            Ok(gone)
+        })?;
+        for id in gone {
+            super::upload::forget(core, &id)?;
+            removed += 1;
         }
-        Ok(removed)
     }
+    Ok(removed)
 }
 
 /// G3: removes each doomed link that is unchanged since the mark and whose blob nobody used
@@ -642,8 +603,9 @@ impl BlobSweeper {
             return Ok(());
         }
         let pending = std::mem::take(&mut self.pending);
+        let core = writer.core;
         self.pending = writer.write(|b| {
-            remove_files(b, &pending)?;
+            remove_files(core, b, &pending)?;
             let mut swept = Vec::new();
             for (digest, size) in batch.iter() {
                 let used = b.t.gc_touched.get(digest.as_str())?.is_some();
@@ -667,14 +629,15 @@ impl BlobSweeper {
         if self.pending.is_empty() {
             return Ok(());
         }
-        writer.write(|b| remove_files(b, &self.pending))
+        let core = writer.core;
+        writer.write(|b| remove_files(core, b, &self.pending))
     }
 }
 
 /// Removes the files of swept blobs that no put recorded again since.
-fn remove_files(b: &Batch<'_>, files: &[Unnamed]) -> Result<()> {
+fn remove_files(core: &Core, tx: &Tx<'_>, files: &[Unnamed]) -> Result<()> {
     for file in files {
-        b.remove_unnamed(file)?;
+        remove_unnamed(core, tx, file)?;
     }
     Ok(())
 }

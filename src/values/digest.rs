@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use sha2::Digest as _;
 
-use crate::error::{Error, Result};
+use super::{Error, Result};
 
 /// A hash algorithm a digest may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -226,5 +226,35 @@ impl Hasher {
 impl fmt::Debug for Hasher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Hasher({})", self.algorithm())
+    }
+}
+
+/// `Ok` if `actual` is the digest `expected`, else [`Error::DigestMismatch`].
+pub(crate) fn verify(expected: &Digest, actual: Digest) -> Result<()> {
+    if &actual == expected {
+        Ok(())
+    } else {
+        Err(Error::DigestMismatch {
+            expected: expected.clone(),
+            actual,
+        })
+    }
+}
+
+/// Hashes everything `reader` gives, a buffer at a time; returns the hasher and the length.
+pub(crate) fn hash_reader(
+    reader: &mut dyn std::io::Read,
+    algorithm: Algorithm,
+) -> std::io::Result<(Hasher, u64)> {
+    let mut hasher = algorithm.hasher();
+    let mut buf = vec![0; 1 << 20];
+    let mut total = 0;
+    loop {
+        let n = reader.read(&mut buf)?;
+        if n == 0 {
+            return Ok((hasher, total));
+        }
+        hasher.update(&buf[..n]);
+        total += n as u64;
     }
 }

@@ -15,16 +15,14 @@
 
 use std::fmt;
 
-use redb::{ReadableDatabase, ReadableTable};
+use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
-use crate::batch::Batch;
-use crate::digest::Digest;
-use crate::error::{Error, Result};
-use crate::manifest::Record;
-use crate::repository::{Repository, is_live};
-use crate::tables::{LOCKS, MANIFESTS, REPOSITORIES, TAGS, decode};
-use crate::tag::validate_tag;
+use super::Tx;
+use super::manifests::record;
+use super::repositories::is_live;
+use super::tables::Readable;
+use crate::values::{Digest, Error, Result, validate_tag};
 
 const DELETE_DISABLED: u8 = 1;
 const WRITE_DISABLED: u8 = 2;
@@ -152,29 +150,22 @@ pub(crate) enum Need {
 
 /// Fails unless `item` of `repo` is live: only live items carry locks. A live manifest or tag
 /// is in a live repository.
-fn check_live(
-    repositories: &impl ReadableTable<&'static str, &'static [u8]>,
-    manifests: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
-    tags: &impl ReadableTable<(&'static str, &'static str), (&'static str, u64)>,
-    repo: &str,
-    item: &Item,
-) -> Result<()> {
+pub(crate) fn check_live(r: &impl Readable, repo: &str, item: &Item) -> Result<()> {
     let live = match item {
         Item::Repository => {
-            if !is_live(repositories, repo)? {
+            if !is_live(r, repo)? {
                 return Err(Error::RepositoryUnknown {
                     name: repo.to_owned(),
                 });
             }
             true
         }
-        Item::Manifest(digest) => match manifests.get((repo, digest.as_str()))? {
-            Some(v) => decode::<Record>("manifests", v.value())?.deleted.is_none(),
-            None => false,
-        },
+        Item::Manifest(digest) => {
+            record(r, repo, digest.as_str())?.is_some_and(|m| m.deleted.is_none())
+        }
         Item::Tag(tag) => {
             validate_tag(tag)?;
-            tags.get((repo, tag.as_str()))?.is_some()
+            r.tags()?.get((repo, tag.as_str()))?.is_some()
         }
     };
     match item {
@@ -190,22 +181,18 @@ fn check_live(
     }
 }
 
-fn read_locks(
-    table: &impl ReadableTable<(&'static str, &'static str), u8>,
-    repo: &str,
-    item: &Item,
-) -> Result<Locks> {
-    Ok(table
+/// The locks of `item` of `repo`.
+pub(crate) fn locks_of(r: &impl Readable, repo: &str, item: &Item) -> Result<Locks> {
+    Ok(r.locks()?
         .get((repo, item.key()))?
         .map_or(Locks::UNLOCKED, |v| Locks::from_bits(v.value())))
 }
 
-impl Batch<'_> {
-    /// Sets the locks of a live item; see [`Repository::set_locks`].
-    pub fn set_locks(&mut self, repo: &Repository, item: &Item, locks: Locks) -> Result<()> {
-        let t = &self.t;
-        check_live(&t.repositories, &t.manifests, &t.tags, repo.name(), item)?;
-        self.write_locks(repo.name(), item, locks)
+impl Tx<'_> {
+    /// Sets the locks of a live item; see [`Repository::set_locks`](crate::Repository::set_locks).
+    pub(crate) fn set_locks(&mut self, repo: &str, item: &Item, locks: Locks) -> Result<()> {
+        check_live(&self.t, repo, item)?;
+        self.write_locks(repo, item, locks)
     }
 
     fn write_locks(&mut self, repo: &str, item: &Item, locks: Locks) -> Result<()> {
@@ -222,11 +209,6 @@ impl Batch<'_> {
         self.write_locks(repo, item, Locks::UNLOCKED)
     }
 
-    /// The locks of an item, as this transaction sees them.
-    pub(crate) fn locks_of(&self, repo: &str, item: &Item) -> Result<Locks> {
-        read_locks(&self.t.locks, repo, item)
-    }
-
     /// The item and flag that refuse `need` on `item` of `repo`: the repository's locks
     /// first, which cover everything in it, then the item's own.
     pub(crate) fn lock_blocking(
@@ -235,11 +217,11 @@ impl Batch<'_> {
         item: &Item,
         need: Need,
     ) -> Result<Option<(Item, &'static str)>> {
-        if let Some(flag) = self.locks_of(repo, &Item::Repository)?.refuses(need) {
+        if let Some(flag) = locks_of(&self.t, repo, &Item::Repository)?.refuses(need) {
             return Ok(Some((Item::Repository, flag)));
         }
         if *item != Item::Repository {
-            if let Some(flag) = self.locks_of(repo, item)?.refuses(need) {
+            if let Some(flag) = locks_of(&self.t, repo, item)?.refuses(need) {
                 return Ok(Some((item.clone(), flag)));
             }
         }
@@ -298,65 +280,25 @@ pub(crate) fn locked(repo: &str, item: &Item, lock: &'static str) -> Error {
     }
 }
 
-impl Repository {
-    /// Fails with [`Error::Locked`] if this repository is write-locked: checked before a
-    /// call writes a file, so that a refused call leaves none behind. The call checks again
-    /// in its transaction.
-    pub(crate) fn check_writable(&self) -> Result<()> {
-        let txn = self.registry().inner.db.begin_read()?;
-        let locks = read_locks(&txn.open_table(LOCKS)?, self.name(), &Item::Repository)?;
-        match locks.refuses(Need::Write) {
-            None => Ok(()),
-            Some(flag) => Err(locked(self.name(), &Item::Repository, flag)),
+/// Fails with [`Error::Locked`] if repository `repo` is write-locked.
+pub(crate) fn check_writable(r: &impl Readable, repo: &str) -> Result<()> {
+    match locks_of(r, repo, &Item::Repository)?.refuses(Need::Write) {
+        None => Ok(()),
+        Some(flag) => Err(locked(repo, &Item::Repository, flag)),
+    }
+}
+
+/// Every locked item of `repo` with its locks, the repository first, then manifests and tags
+/// in key order.
+pub(crate) fn locked_items(r: &impl Readable, name: &str) -> Result<Vec<(Item, Locks)>> {
+    let mut out = Vec::new();
+    for row in r.locks()?.range((name, "")..)? {
+        let (key, bits) = row?;
+        let (repo, item) = key.value();
+        if repo != name {
+            break;
         }
+        out.push((Item::from_key(item)?, Locks::from_bits(bits.value())));
     }
-
-    /// The locks of an item of this repository, which must be live (L1).
-    pub fn locks(&self, item: &Item) -> Result<Locks> {
-        let txn = self.registry().inner.db.begin_read()?;
-        check_live(
-            &txn.open_table(REPOSITORIES)?,
-            &txn.open_table(MANIFESTS)?,
-            &txn.open_table(TAGS)?,
-            self.name(),
-            item,
-        )?;
-        read_locks(&txn.open_table(LOCKS)?, self.name(), item)
-    }
-
-    /// Sets the locks of a live item of this repository: the repository itself, a live
-    /// manifest or a live tag (L1, L2). Locks are persisted; [`Locks::UNLOCKED`] removes
-    /// them.
-    ///
-    /// ```
-    /// # let dir = tempfile::tempdir()?;
-    /// use ocistore::{Error, Item, Locks, Registry};
-    /// let repo = Registry::open(dir.path())?.repository("app")?;
-    /// repo.put_blob_sha256(b"layer")?;
-    /// repo.set_locks(&Item::Repository, Locks::READ_ONLY)?;
-    /// assert!(matches!(repo.put_blob_sha256(b"more"), Err(Error::Locked { .. })));
-    /// repo.set_locks(&Item::Repository, Locks::UNLOCKED)?;
-    /// repo.put_blob_sha256(b"more")?;
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn set_locks(&self, item: &Item, locks: Locks) -> Result<()> {
-        self.registry().batch(|b| b.set_locks(self, item, locks))
-    }
-
-    /// Every locked item of this repository with its locks, the repository first, then
-    /// manifests and tags in key order.
-    pub fn locked_items(&self) -> Result<Vec<(Item, Locks)>> {
-        let txn = self.registry().inner.db.begin_read()?;
-        let table = txn.open_table(LOCKS)?;
-        let mut out = Vec::new();
-        for row in table.range((self.name(), "")..)? {
-            let (key, bits) = row?;
-            let (repo, item) = key.value();
-            if repo != self.name() {
-                break;
-            }
-            out.push((Item::from_key(item)?, Locks::from_bits(bits.value())));
-        }
-        Ok(out)
-    }
+    Ok(out)
 }

@@ -1,0 +1,158 @@
+//! Where blob bytes live: the [`BlobStore`] trait the core owns, and [`DirectoryStore`], its
+//! implementation on a local directory (SPEC O1, P1, C2).
+//!
+//! The core never touches blob bytes except through this trait, so a store on object storage,
+//! or one that fails and crashes on command for tests, plugs in without the core knowing
+//! (as redb's `StorageBackend` does for its file). The metadata stays in the database: a store
+//! holds bytes and nothing else, and what it holds counts only once a record names it.
+
+mod directory;
+
+use std::fmt;
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+pub use directory::DirectoryStore;
+
+use crate::values::{Digest, Result};
+
+/// The bytes of blobs and of upload sessions in progress.
+///
+/// Every write is durable when it returns (C2): the core commits a record naming a blob only
+/// after [`put`](BlobStore::put) or [`finish_upload`](BlobStore::finish_upload) returned `Ok`.
+/// A blob, once stored, is whole and verified: readers never see part of one. Removals are
+/// called by the core only for bytes no record names (the collector, fsck's repair, a
+/// cancelled upload), from inside a write transaction that checked so.
+///
+/// Implementations must be safe to call from many threads at once.
+pub trait BlobStore: Send + Sync + fmt::Debug + 'static {
+    /// Called once when a registry opens on the store, after it holds its database: creates
+    /// what the store needs and discards temporary bytes of writes that never finished.
+    fn open(&self) -> Result<()>;
+
+    /// Stores `bytes` as blob `digest`, after checking that they hash to it
+    /// ([`Error::DigestMismatch`](crate::Error::DigestMismatch) otherwise, and nothing stays).
+    /// A blob already stored is left as it is.
+    fn put(&self, digest: &Digest, bytes: &[u8]) -> Result<()>;
+
+    /// Whether blob `digest` is stored.
+    fn contains(&self, digest: &Digest) -> Result<bool>;
+
+    /// The stored length of blob `digest`, or `None` if it is not stored.
+    fn size(&self, digest: &Digest) -> Result<Option<u64>>;
+
+    /// The bytes `start..end` of blob `digest`, or `None` if it is not stored. The caller
+    /// checked the range against the recorded size.
+    fn read(&self, digest: &Digest, start: u64, end: u64) -> Result<Option<Box<dyn Read + Send>>>;
+
+    /// Removes blob `digest`; returns whether it was there.
+    fn delete(&self, digest: &Digest) -> Result<bool>;
+
+    /// Creates the empty bytes of upload session `id`.
+    fn create_upload(&self, id: &str) -> Result<()>;
+
+    /// Writes `chunk` at `offset` of session `id`, durably, and drops whatever the session held
+    /// past `offset` (the torn end of an append that failed part way).
+    fn append_upload(&self, id: &str, offset: u64, chunk: &[u8]) -> Result<()>;
+
+    /// The bytes session `id` holds, from the start, or `None` if it has none.
+    fn read_upload(&self, id: &str) -> Result<Option<Box<dyn Read + Send>>>;
+
+    /// Makes the bytes of session `id` blob `digest`, which the caller verified they hash to.
+    /// The session's bytes are gone afterwards.
+    fn finish_upload(&self, id: &str, digest: &Digest) -> Result<()>;
+
+    /// Removes the bytes of session `id`; returns whether they were there.
+    fn delete_upload(&self, id: &str) -> Result<bool>;
+
+    /// The ids of the sessions whose bytes the store holds: at open, the registry reconciles
+    /// them with its session rows after a crash.
+    fn uploads(&self) -> Result<Vec<String>>;
+
+    /// Calls `visit` with everything the store holds, some entries at a time, each read once:
+    /// for the consistency check (A2) and the reconciliation of sessions after a crash.
+    fn entries(&self, visit: &mut dyn FnMut(Vec<Entry>) -> Result<()>) -> Result<()>;
+
+    /// Removes an entry of kind [`EntryKind::Temporary`] or [`EntryKind::Unknown`] that
+    /// [`entries`](BlobStore::entries) found; returns whether it was there.
+    fn remove_entry(&self, location: &std::path::Path) -> Result<bool>;
+}
+
+/// One thing a [`BlobStore`] holds, as [`BlobStore::entries`] finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Entry {
+    /// What it is.
+    pub kind: EntryKind,
+    /// Where it is, for reports: a path under the store's directory, or an object's key.
+    pub location: PathBuf,
+    /// When it was last written.
+    pub modified: SystemTime,
+}
+
+impl Entry {
+    /// An entry of `kind` at `location`, last written at `modified`.
+    #[must_use]
+    pub fn new(kind: EntryKind, location: PathBuf, modified: SystemTime) -> Entry {
+        Entry {
+            kind,
+            location,
+            modified,
+        }
+    }
+}
+
+/// What an [`Entry`] is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EntryKind {
+    /// The bytes of a blob.
+    Blob(Digest),
+    /// The bytes of an upload session.
+    Upload(String),
+    /// The bytes of a write in progress, or of one a crash interrupted.
+    Temporary,
+    /// Something among the blobs not named like a blob.
+    Unknown,
+    /// Something among the upload sessions not named like one.
+    UnknownUpload,
+}
+
+/// Reads a range of one blob.
+pub struct BlobReader {
+    inner: Box<dyn Read + Send>,
+    len: u64,
+}
+
+impl BlobReader {
+    pub(crate) fn new(inner: Box<dyn Read + Send>, len: u64) -> BlobReader {
+        BlobReader { inner, len }
+    }
+
+    /// The number of bytes in the range.
+    #[must_use]
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the range is empty.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl fmt::Debug for BlobReader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BlobReader")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Read for BlobReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.read(buf)
+    }
+}

@@ -1,0 +1,10 @@
+//! The top layer: the thin handles a user holds — [`Registry`], [`Repository`] and [`Batch`].
+//! Every method validates its arguments and forwards to an operation or a store function.
+
+mod batch;
+mod registry;
+mod repository;
+
+pub use batch::Batch;
+pub use registry::{Registry, RegistryBuilder};
+pub use repository::Repository;

@@ -1,0 +1,433 @@
+//! [`Registry`]: opening a store, and every registry-wide call (SPEC C1, C3). Each forwards to
+//! the layer that does the work.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::{Batch, Repository};
+use crate::blobs::{BlobStore, DirectoryStore};
+use crate::ops::collector::{CollectOptions, CollectReport, Progress};
+use crate::ops::fsck::{FsckOptions, FsckReport};
+use crate::ops::purge::{PurgeOptions, PurgeReport};
+use crate::ops::retention::{AutopurgeReport, Maintenance};
+use crate::ops::usage::Usage;
+use crate::ops::{self, Core, OpenMark};
+use crate::store::bin::{self, DeletedRepository};
+use crate::store::{Db, meta, repositories};
+use crate::values::{
+    Clock, Error, Page, Result, RetentionPolicy, SoftDeletePolicy, SystemClock, Timestamp,
+    validate_name,
+};
+
+const DATABASE_FILE: &str = "metadata.redb";
+
+/// One store: a redb database for all metadata and a content-addressed blob directory.
+///
+/// The handle is cheap to clone and `Send + Sync`: clones share one open store. Reads run on
+/// redb snapshots and never wait for writes; writes are serialized by redb.
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// use ocistore::Registry;
+/// let registry = Registry::open(dir.path())?;
+/// let repo = registry.repository("team/app")?;
+/// let digest = repo.put_blob_sha256(b"a layer")?;
+/// assert_eq!(repo.blob(&digest)?, &b"a layer"[..]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct Registry {
+    pub(crate) core: Arc<Core>,
+}
+
+/// Settings for opening a store.
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// use ocistore::{ManualClock, Registry, Timestamp};
+/// let clock = ManualClock::new(Timestamp::from_nanos(0));
+/// let registry = Registry::builder()
+///     .clock(clock.clone())
+///     .cache_size(64 << 20)
+///     .open(dir.path())?;
+/// assert_eq!(registry.now(), Timestamp::from_nanos(0));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct RegistryBuilder {
+    clock: Arc<dyn Clock>,
+    cache_size: usize,
+    upload_timeout: Duration,
+    autopurge_interval: Duration,
+    grace_period: Duration,
+    blob_store: Option<Box<dyn BlobStore>>,
+}
+
+impl Default for RegistryBuilder {
+    fn default() -> Self {
+        RegistryBuilder {
+            clock: Arc::new(SystemClock),
+            cache_size: 64 << 20,
+            upload_timeout: Duration::from_secs(24 * 3600),
+            autopurge_interval: Duration::from_secs(24 * 3600),
+            grace_period: Duration::from_secs(3600),
+            blob_store: None,
+        }
+    }
+}
+
+impl RegistryBuilder {
+    /// The clock every timestamp comes from (default: the system clock).
+    #[must_use]
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// The redb page cache in bytes (default 64 MiB: it bounds most of the memory a store uses, a collection included; a larger one speeds up reads of a big store).
+    #[must_use]
+    pub fn cache_size(mut self, bytes: usize) -> Self {
+        self.cache_size = bytes;
+        self
+    }
+
+    /// How long an upload session may live, from its start, before it can no longer be
+    /// appended to, finished or resumed (default 24 hours). Must be at least one second.
+    #[must_use]
+    pub fn upload_timeout(mut self, timeout: Duration) -> Self {
+        self.upload_timeout = timeout;
+        self
+    }
+
+    /// How often autopurge runs on the retention clock (default 24 hours, at least one
+    /// second); see [`Registry::run_due`] (S4).
+    #[must_use]
+    pub fn autopurge_interval(mut self, interval: Duration) -> Self {
+        self.autopurge_interval = interval;
+        self
+    }
+
+    /// How old an unreferenced blob or blob link must be before the collector removes it
+    /// (default one hour; zero is allowed): a client that just uploaded a layer has not pushed
+    /// its manifest yet (G1, G3). A [`CollectOptions`](crate::CollectOptions) can override it.
+    #[must_use]
+    pub fn grace_period(mut self, grace: Duration) -> Self {
+        self.grace_period = grace;
+        self
+    }
+
+    /// Where the blob bytes live (O1): any [`BlobStore`], such as one that fails or crashes on
+    /// command in tests. The default is a [`DirectoryStore`] in the store's own directory.
+    #[must_use]
+    pub fn blob_store(mut self, store: impl BlobStore) -> Self {
+        self.blob_store = Some(Box::new(store));
+        self
+    }
+
+    /// Opens the store in `dir`, creating it if it does not exist.
+    ///
+    /// Fails with [`Error::AlreadyOpen`] if another handle or process has it open, and with
+    /// [`Error::UnsupportedFormat`] if it was written in another on-disk format.
+    pub fn open(self, dir: impl AsRef<Path>) -> Result<Registry> {
+        for (setting, value) in [
+            ("upload_timeout", self.upload_timeout),
+            ("autopurge_interval", self.autopurge_interval),
+        ] {
+            if value < Duration::from_secs(1) {
+                return Err(Error::InvalidSetting {
+                    setting,
+                    value: format!("{value:?}"),
+                    reason: "must be at least one second",
+                });
+            }
+        }
+        let dir = dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let db = Db::open(&dir.join(DATABASE_FILE), self.cache_size, &dir)?;
+        // Only the holder of the database gets here, so no other writer uses the blob store.
+        let blobs = self
+            .blob_store
+            .unwrap_or_else(|| Box::new(DirectoryStore::new(&dir)));
+        blobs.open()?;
+        let core = Arc::new(Core {
+            db,
+            dir,
+            blobs,
+            clock: self.clock,
+            upload_timeout: self.upload_timeout,
+            autopurge_interval: self.autopurge_interval,
+            grace_period: self.grace_period,
+            collector: Mutex::default(),
+            uploads: Mutex::default(),
+        });
+        ops::upload::reconcile(&core)?;
+        Ok(Registry { core })
+    }
+}
+
+impl Registry {
+    /// Opens the store in `dir` with default settings, creating it if needed.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Registry> {
+        RegistryBuilder::default().open(dir)
+    }
+
+    /// Settings for opening a store.
+    #[must_use]
+    pub fn builder() -> RegistryBuilder {
+        RegistryBuilder::default()
+    }
+
+    /// The store's directory.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.core.dir
+    }
+
+    /// Now, by the registry's clock.
+    #[must_use]
+    pub fn now(&self) -> Timestamp {
+        self.core.now()
+    }
+
+    /// A handle on the repository `name` (N1). The repository comes into being with the first
+    /// blob or manifest pushed or mounted into it.
+    pub fn repository(&self, name: &str) -> Result<Repository> {
+        validate_name(name)?;
+        Ok(Repository::new(self.clone(), name.to_owned()))
+    }
+
+    /// Repository names in lexical order, paginated the OCI way (P7).
+    pub fn repositories(&self, page: &Page) -> Result<Vec<String>> {
+        if let Some(last) = &page.last {
+            validate_name(last)?;
+        }
+        repositories::live(&self.core.snapshot()?, page)
+    }
+
+    /// Deletes repository `name` with all its manifests and tags (D4). With the soft delete
+    /// policy on, the repository and everything in it go to the recycle bin; with it off, they
+    /// are gone, tombstones included.
+    pub fn delete_repository(&self, name: &str) -> Result<()> {
+        validate_name(name)?;
+        self.batch(|b| b.tx().delete_repository(name))
+    }
+
+    /// The soft delete policy in force.
+    pub fn soft_delete_policy(&self) -> Result<SoftDeletePolicy> {
+        meta::soft_delete(&self.core.snapshot()?)
+    }
+
+    /// Sets the soft delete policy; it is persisted and applies from the next call (S1).
+    /// Turning it off leaves the tombstones in the bin restorable until they expire (S15).
+    pub fn set_soft_delete_policy(&self, policy: SoftDeletePolicy) -> Result<()> {
+        policy.validate()?;
+        self.batch(|b| b.tx().set_soft_delete_policy(policy))
+    }
+
+    /// Soft-deleted repositories, most recently deleted first (S5).
+    pub fn deleted_repositories(&self) -> Result<Vec<DeletedRepository>> {
+        bin::deleted_repositories(&self.core.snapshot()?)
+    }
+
+    /// Permanently removes soft-deleted repository `name` with everything in it, before it
+    /// expires (S16).
+    pub fn purge_deleted_repository(&self, name: &str) -> Result<()> {
+        validate_name(name)?;
+        self.batch(|b| b.tx().purge_deleted_repository(name))
+    }
+
+    /// The retention policy for untagged manifests in force (R1).
+    pub fn retention_policy(&self) -> Result<RetentionPolicy> {
+        Ok(meta::retention(&self.core.snapshot()?)?.policy)
+    }
+
+    /// When the retention policy took effect, if it is enabled: manifests untagged before
+    /// then are not affected (R1).
+    pub fn retention_enabled_at(&self) -> Result<Option<Timestamp>> {
+        Ok(meta::retention(&self.core.snapshot()?)?.since)
+    }
+
+    /// Sets the retention policy for untagged manifests; it is persisted, and the retention
+    /// clock applies it ([`run_due`](Registry::run_due), [`run_now`](Registry::run_now)).
+    /// Enabling it starts its clock now: manifests untagged before are not affected (R1).
+    /// Changing the days of an enabled policy keeps its start; disabling it forgets it.
+    pub fn set_retention_policy(&self, policy: RetentionPolicy) -> Result<()> {
+        ops::retention::set_policy(&self.core, policy)
+    }
+
+    /// When autopurge last ran; persisted, so a restart keeps the cadence (S4).
+    pub fn autopurge_last_run(&self) -> Result<Option<Timestamp>> {
+        meta::autopurge_last_run(&self.core.snapshot()?)
+    }
+
+    /// Runs autopurge if the autopurge interval has passed since its last run (or it never
+    /// ran), and returns its report; `None` if it was not due. A host calls this on a timer,
+    /// or lets [`Registry::start_maintenance`] do it.
+    pub fn run_due(&self) -> Result<Option<AutopurgeReport>> {
+        ops::retention::run_due(&self.core)
+    }
+
+    /// Runs autopurge now, whether due or not (S4).
+    pub fn run_now(&self) -> Result<AutopurgeReport> {
+        self.batch(|b| b.tx().autopurge())
+    }
+
+    /// Starts a background thread that calls [`run_due`](Registry::run_due) every `poll`
+    /// of real time, until [`Maintenance::shutdown`] (or the handle is dropped).
+    pub fn start_maintenance(&self, poll: Duration) -> Maintenance {
+        ops::retention::start_maintenance(self.core.clone(), poll)
+    }
+
+    /// Purges by filter (U1–U6): in every live repository a filter matches, untags the tags
+    /// it matches that were last updated before now − `ago`, except the `keep` most recently
+    /// updated of them; with `untagged`, then deletes the untagged manifests last updated
+    /// before now − `ago`, except children of an index that stays and referrers of a live
+    /// subject. Locked items are skipped and reported unless `include_locked`.
+    ///
+    /// A manifest this purge untags is judged by when it was last updated before the purge,
+    /// so one run removes old tags and the images they held.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// use ocistore::{PurgeOptions, Registry};
+    /// let registry = Registry::open(dir.path())?;
+    /// let mut options = PurgeOptions::new(["hello-world:.*"])?;
+    /// options.dry_run = true;
+    /// let report = registry.purge(&options)?;
+    /// assert_eq!(report.tags_untagged(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn purge(&self, options: &PurgeOptions) -> Result<PurgeReport> {
+        ops::purge::purge(&self.core, options)
+    }
+
+    /// Runs the collector: removes the blobs that no manifest references (live or in the
+    /// recycle bin) and that are older than the grace period, with the repository links
+    /// nothing references and the expired upload sessions (G1–G6). Pushes, pulls and deletes
+    /// go on while it runs; a blob that a manifest committed before or during the run
+    /// references is never removed.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// use std::time::Duration;
+    /// use ocistore::{CollectOptions, Registry};
+    ///
+    /// let registry = Registry::builder().grace_period(Duration::ZERO).open(dir.path())?;
+    /// let repo = registry.repository("app")?;
+    /// repo.put_blob_sha256(b"a layer no manifest will reference")?;
+    /// let dry = registry.collect(&CollectOptions { dry_run: true, ..Default::default() })?;
+    /// let report = registry.collect(&CollectOptions::default())?;
+    /// assert_eq!((dry.blobs_swept, report.blobs_swept, report.links_removed), (1, 1, 1));
+    /// assert!(repo.blobs(&ocistore::Page::all())?.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn collect(&self, options: &CollectOptions) -> Result<CollectReport> {
+        self.collect_with_progress(options, |_| {})
+    }
+
+    /// [`collect`](Registry::collect), telling `progress` where it is every so often.
+    pub fn collect_with_progress(
+        &self,
+        options: &CollectOptions,
+        progress: impl FnMut(Progress),
+    ) -> Result<CollectReport> {
+        ops::collector::collect(&self.core, options, progress)
+    }
+
+    /// Storage usage (A1), from one read snapshot: it never waits for writers nor they for it.
+    ///
+    /// Memory grows with the number of blobs (a few dozen bytes each), not with manifests.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let registry = ocistore::Registry::open(dir.path())?;
+    /// let (a, b) = (registry.repository("a")?, registry.repository("b")?);
+    /// let layer = a.put_blob_sha256(b"shared layer")?; // 12 bytes
+    /// b.mount_blob("a", &layer)?;
+    /// b.put_blob_sha256(b"only in b")?; // 9 bytes
+    /// let usage = registry.usage()?;
+    /// assert_eq!((usage.blobs, usage.bytes), (2, 21));
+    /// let in_b = &usage.repositories[1];
+    /// assert_eq!((in_b.bytes, in_b.unique_bytes, in_b.shared_bytes), (21, 9, 12));
+    /// // No manifest references either blob yet.
+    /// assert_eq!(usage.garbage_bytes, 21);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn usage(&self) -> Result<Usage> {
+        ops::usage::usage(&self.core)
+    }
+
+    /// Checks the store (A2): every blob record has its file, of the recorded size and (with
+    /// `verify_digests`) the right digest; every blob link has a blob; every reference of
+    /// every manifest, live or in the recycle bin, resolves; and no file lies under `blobs/`,
+    /// `tmp/` or `uploads/` that nothing names. With `repair`, removes those files and the
+    /// dangling links, safely while the registry is in use; missing and corrupt blobs are
+    /// only reported.
+    ///
+    /// Pushes, pulls and deletes go on while it runs; a collection waits for it to finish.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// use std::time::Duration;
+    /// use ocistore::{FsckOptions, Problem, Registry};
+    ///
+    /// let registry = Registry::builder().grace_period(Duration::ZERO).open(dir.path())?;
+    /// registry.repository("app")?.put_blob_sha256(b"a layer")?;
+    /// let stray = registry.path().join("tmp/left-by-a-crash");
+    /// std::fs::write(&stray, b"half a layer")?;
+    /// let report = registry.fsck(&FsckOptions { repair: true, ..FsckOptions::default() })?;
+    /// assert_eq!(report.problems, [Problem::TempFile { path: stray }]);
+    /// assert_eq!((report.blobs_checked, report.repaired), (1, 1));
+    /// assert!(registry.fsck(&FsckOptions::default())?.problems.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn fsck(&self, options: &FsckOptions) -> Result<FsckReport> {
+        ops::fsck::fsck(&self.core, options)
+    }
+
+    /// Runs `f` in one write transaction: every call made on the [`Batch`] commits together
+    /// with one fsync, or not at all if `f` or any call fails (C1).
+    ///
+    /// Inside `f`, write through the batch: a write through a `Repository` of the same store
+    /// fails with [`Error::NestedWrite`](crate::Error::NestedWrite) (it would otherwise wait
+    /// for this batch forever). Reads through a `Repository` see the store as it was before
+    /// the batch.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let registry = ocistore::Registry::open(dir.path())?;
+    /// let repo = registry.repository("app")?;
+    /// let digests = registry.batch(|batch| {
+    ///     let a = batch.put_blob_sha256(&repo, b"one")?;
+    ///     let b = batch.put_blob_sha256(&repo, b"two")?;
+    ///     Ok(vec![a, b])
+    /// })?;
+    /// assert_eq!(repo.blob(&digests[1])?, &b"two"[..]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn batch<T>(&self, f: impl FnOnce(&mut Batch<'_>) -> Result<T>) -> Result<T> {
+        let core = &*self.core;
+        let _open = OpenMark::new(core)?;
+        let txn = core.db.begin()?;
+        let out = {
+            let mut batch = Batch::new(txn.tx(core.now())?, core);
+            let out = f(&mut batch)?;
+            batch.tx().finish()?;
+            out
+        };
+        txn.end(true)?;
+        Ok(out)
+    }
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("path", &self.core.dir)
+            .finish_non_exhaustive()
+    }
+}

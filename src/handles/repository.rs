@@ -1,0 +1,311 @@
+//! [`Repository`]: the handle through which blobs, uploads, manifests, tags, the recycle bin
+//! and locks of one repository are read and written. Each call forwards to the layer that does
+//! the work, reading from one snapshot or writing in one transaction.
+
+use std::ops::RangeBounds;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::Registry;
+use crate::blobs::BlobReader;
+use crate::oci::{Descriptor, Reference};
+use crate::ops::recycle_bin::Restore;
+use crate::ops::upload::Upload;
+use crate::ops::{self, Core};
+use crate::store::bin::{self, DeletedManifest, DeletedTag};
+use crate::store::locks::{self, Item, Locks};
+use crate::store::manifests::{self, Manifest, ManifestQuery, PulledManifest};
+use crate::store::tags::{self, Tag, TagEvent};
+use crate::store::{Snapshot, Tx};
+use crate::values::{Algorithm, Digest, Error, Page, Result, validate_name, validate_tag};
+
+/// A handle on one repository of a [`Registry`], by name. Cheap to clone.
+///
+/// Getting a handle writes nothing: the repository comes into being with the first blob or
+/// manifest pushed or mounted into it. Its methods are documented with their concepts: blobs
+/// ([`put_blob`](Repository::put_blob), [`blob`](Repository::blob), uploads), manifests
+/// ([`push_manifest`](Repository::push_manifest), [`pull`](Repository::pull)) and tags
+/// ([`tag`](Repository::tag), [`tags`](Repository::tags)).
+#[derive(Clone, Debug)]
+pub struct Repository {
+    registry: Registry,
+    name: String,
+}
+
+impl Repository {
+    pub(crate) fn new(registry: Registry, name: String) -> Repository {
+        Repository { registry, name }
+    }
+
+    /// The repository's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The registry holding it.
+    #[must_use]
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    fn core(&self) -> &Arc<Core> {
+        &self.registry.core
+    }
+
+    fn snapshot(&self) -> Result<Snapshot> {
+        self.core().snapshot()
+    }
+
+    fn batch<T>(&self, f: impl FnOnce(&mut Tx<'_>, &str) -> Result<T>) -> Result<T> {
+        self.registry.batch(|b| f(b.tx(), &self.name))
+    }
+
+    /// Stores `bytes` as blob `digest` in this repository after checking that they hash to
+    /// `digest` (P1); a blob already in the registry is only linked.
+    ///
+    /// The bytes are written and fsynced before the write transaction begins, so other
+    /// writers do not wait for the disk.
+    pub fn put_blob(&self, digest: &Digest, bytes: impl AsRef<[u8]>) -> Result<()> {
+        ops::blobs::put(self.core(), &self.name, digest, bytes.as_ref())
+    }
+
+    /// Stores `bytes` under their sha256 digest and returns it.
+    pub fn put_blob_sha256(&self, bytes: impl AsRef<[u8]>) -> Result<Digest> {
+        let digest = Algorithm::Sha256.digest(bytes.as_ref());
+        self.put_blob(&digest, bytes)?;
+        Ok(digest)
+    }
+
+    /// Links blob `digest` of repository `from` into this one (a cross-repository mount, P2).
+    /// The blob must be linked to `from`.
+    pub fn mount_blob(&self, from: &str, digest: &Digest) -> Result<()> {
+        validate_name(from)?;
+        self.batch(|tx, name| tx.mount_blob(name, from, digest))
+    }
+
+    /// The size of blob `digest`, if it is linked into this repository.
+    pub fn blob_size(&self, digest: &Digest) -> Result<u64> {
+        ops::blobs::size(self.core(), &self.name, digest)
+    }
+
+    /// Digests of the blobs linked into this repository, in lexical order, paginated.
+    pub fn blobs(&self, page: &Page) -> Result<Vec<Digest>> {
+        ops::blobs::list(self.core(), &self.name, page)
+    }
+
+    /// The bytes of blob `digest`.
+    pub fn blob(&self, digest: &Digest) -> Result<Bytes> {
+        ops::blobs::bytes(self.core(), &self.name, digest)
+    }
+
+    /// A reader over `range` of blob `digest` (`..` for all of it).
+    pub fn blob_reader(&self, digest: &Digest, range: impl RangeBounds<u64>) -> Result<BlobReader> {
+        ops::blobs::reader(self.core(), &self.name, digest, range)
+    }
+
+    /// Starts an upload session into this repository.
+    pub fn start_upload(&self) -> Result<Upload> {
+        ops::upload::start(self.core(), &self.name)
+    }
+
+    /// Resumes the upload session `id` of this repository, in this process or after a
+    /// restart; its [`offset`](Upload::offset) tells where the next chunk goes.
+    ///
+    /// Sessions older than the registry's upload timeout are gone ([`Error::UploadUnknown`]).
+    pub fn resume_upload(&self, id: &str) -> Result<Upload> {
+        ops::upload::resume(self.core(), &self.name, id)
+    }
+
+    /// Pushes a manifest under `reference`, a tag or a digest, with its declared media type
+    /// (P3–P5), and returns its digest.
+    ///
+    /// The exact bytes are stored; the digest is computed over them (sha256, or the algorithm
+    /// of the digest pushed by) and must equal the digest pushed by. Every config and layer
+    /// must be linked to this repository and every child of an index must be a manifest of it;
+    /// the `subject` need not exist. Pushing by tag moves the tag.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// use ocistore::{Registry, manifest::OCI_MANIFEST};
+    /// let repo = Registry::open(dir.path())?.repository("app")?;
+    /// let config = repo.put_blob_sha256(b"{}")?;
+    /// let body = format!(
+    ///     r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":2}},"layers":[]}}"#
+    /// );
+    /// let digest = repo.push_manifest("v1", OCI_MANIFEST, body.as_bytes())?;
+    /// let pulled = repo.pull("v1")?;
+    /// assert_eq!((pulled.digest, &pulled.body[..]), (digest, body.as_bytes()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn push_manifest(&self, reference: &str, media_type: &str, body: &[u8]) -> Result<Digest> {
+        ops::push::push(self.core(), &self.name, reference, media_type, body)
+    }
+
+    /// Pulls a manifest by tag or digest: its exact bytes, media type and digest (P6).
+    pub fn pull(&self, reference: &str) -> Result<PulledManifest> {
+        let reference = Reference::parse(reference)?;
+        let snapshot = self.snapshot()?;
+        let digest = tags::resolve_reference(&snapshot, &self.name, &reference)?;
+        let record = manifests::live_record(&snapshot, &self.name, &digest)?;
+        let body = manifests::body(&snapshot, &self.name, &digest)?;
+        Ok(PulledManifest {
+            digest,
+            media_type: record.media_type,
+            body,
+        })
+    }
+
+    /// The metadata of a manifest, by tag or digest.
+    pub fn manifest(&self, reference: &str) -> Result<Manifest> {
+        let reference = Reference::parse(reference)?;
+        let snapshot = self.snapshot()?;
+        let digest = tags::resolve_reference(&snapshot, &self.name, &reference)?;
+        manifests::manifest(&snapshot, &self.name, digest)
+    }
+
+    /// Manifest metadata ordered by last update, filtered by `query` (P7).
+    pub fn manifests(&self, query: &ManifestQuery) -> Result<Vec<Manifest>> {
+        manifests::list(&self.snapshot()?, &self.name, query)
+    }
+
+    /// Descriptors of the manifests whose `subject` is `digest`, optionally only those of one
+    /// artifact type (P8). The subject itself need not exist.
+    pub fn referrers(
+        &self,
+        digest: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Descriptor>> {
+        manifests::referrers(&self.snapshot()?, &self.name, digest, artifact_type)
+    }
+
+    /// Points `tag` at the manifest `digest`, which must already be in this repository (P5).
+    pub fn tag(&self, tag: &str, digest: &Digest) -> Result<()> {
+        self.batch(|tx, name| tx.tag(name, tag, digest))
+    }
+
+    /// The manifest digest `tag` points at.
+    pub fn resolve(&self, tag: &str) -> Result<Digest> {
+        validate_tag(tag)?;
+        tags::resolve(&self.snapshot()?, &self.name, tag)
+    }
+
+    /// Live tags in lexical order, paginated the OCI way (P7).
+    pub fn tags(&self, page: &Page) -> Result<Vec<Tag>> {
+        if let Some(last) = &page.last {
+            validate_tag(last)?;
+        }
+        tags::list(&self.snapshot()?, &self.name, page)
+    }
+
+    /// The history of `tag`, newest first (T1).
+    pub fn tag_history(&self, tag: &str) -> Result<Vec<TagEvent>> {
+        validate_tag(tag)?;
+        tags::history(&self.snapshot()?, &self.name, tag)
+    }
+
+    /// Points `tag` back at `digest`, a manifest its history names that is live or in the
+    /// recycle bin (T2). This is a restore of `tag` with `digest`: it follows S6–S11, so a
+    /// tag now on another manifest moves only when `force` is set.
+    pub fn revert_tag(&self, tag: &str, digest: &Digest, force: bool) -> Result<()> {
+        let held = self
+            .tag_history(tag)?
+            .iter()
+            .any(|e| e.from.as_ref() == Some(digest) || e.to.as_ref() == Some(digest));
+        if !held {
+            return Err(Error::NotInHistory {
+                repository: self.name.clone(),
+                tag: tag.to_owned(),
+                digest: digest.clone(),
+            });
+        }
+        self.restore(Restore::TagAndDigest(tag, digest), force)
+            .map(drop)
+    }
+
+    /// Removes `tag`; the manifest and its blobs stay (D1). With the soft delete policy on,
+    /// the tag goes to the recycle bin.
+    pub fn untag(&self, tag: &str) -> Result<()> {
+        self.batch(|tx, name| tx.untag(name, tag))
+    }
+
+    /// Deletes the manifest `reference` names — a tag (D2) or a digest (D3) — with every tag
+    /// of it and its referrers, recursively (D5), and returns the digests deleted.
+    ///
+    /// Refused with [`Error::ManifestReferenced`] while a live index of this repository lists
+    /// the manifest, and with [`Error::Locked`] if a lock protects the repository, one of the
+    /// manifests or one of their tags (L1). With the soft delete policy on, all of it goes to the recycle bin.
+    pub fn delete_manifest(&self, reference: &str) -> Result<Vec<Digest>> {
+        self.batch(|tx, name| tx.delete_manifest(name, reference))
+    }
+
+    /// The manifests of this repository in the recycle bin, most recently deleted first (S5).
+    /// Works inside a soft-deleted repository too.
+    pub fn deleted_manifests(&self) -> Result<Vec<DeletedManifest>> {
+        bin::deleted_manifests(&self.snapshot()?, &self.name)
+    }
+
+    /// The tags of this repository in the recycle bin, or only those named `tag`, most
+    /// recently deleted first (S5).
+    pub fn deleted_tags(&self, tag: Option<&str>) -> Result<Vec<DeletedTag>> {
+        if let Some(tag) = tag {
+            validate_tag(tag)?;
+        }
+        bin::deleted_tags(&self.snapshot()?, &self.name, tag)
+    }
+
+    /// Brings a manifest back out of the recycle bin, with at most one tag (S6–S11), and
+    /// returns its digest. `force` lets a restore move a tag that is live on another
+    /// manifest; the overwritten tag goes to the bin.
+    ///
+    /// Restoring into a soft-deleted repository brings the repository back, holding only what
+    /// was restored. A manifest that is live is only tagged.
+    pub fn restore(&self, what: Restore<'_>, force: bool) -> Result<Digest> {
+        self.batch(|tx, name| tx.restore(name, what, force))
+    }
+
+    /// Permanently removes manifest `digest` from the recycle bin before it expires, with its
+    /// tags in the bin and its history (S16).
+    pub fn purge_deleted_manifest(&self, digest: &Digest) -> Result<()> {
+        self.batch(|tx, name| tx.purge_deleted_manifest(name, digest))
+    }
+
+    /// Permanently removes every deletion of `tag` from the recycle bin before it expires
+    /// (S16), and returns how many there were.
+    pub fn purge_deleted_tags(&self, tag: &str) -> Result<usize> {
+        self.batch(|tx, name| tx.purge_deleted_tags(name, tag))
+    }
+
+    /// The locks of an item of this repository, which must be live (L1).
+    pub fn locks(&self, item: &Item) -> Result<Locks> {
+        let snapshot = self.snapshot()?;
+        locks::check_live(&snapshot, &self.name, item)?;
+        locks::locks_of(&snapshot, &self.name, item)
+    }
+
+    /// Sets the locks of a live item of this repository: the repository itself, a live
+    /// manifest or a live tag (L1, L2). Locks are persisted; [`Locks::UNLOCKED`] removes
+    /// them.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// use ocistore::{Error, Item, Locks, Registry};
+    /// let repo = Registry::open(dir.path())?.repository("app")?;
+    /// repo.put_blob_sha256(b"layer")?;
+    /// repo.set_locks(&Item::Repository, Locks::READ_ONLY)?;
+    /// assert!(matches!(repo.put_blob_sha256(b"more"), Err(Error::Locked { .. })));
+    /// repo.set_locks(&Item::Repository, Locks::UNLOCKED)?;
+    /// repo.put_blob_sha256(b"more")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_locks(&self, item: &Item, locks: Locks) -> Result<()> {
+        self.batch(|tx, name| tx.set_locks(name, item, locks))
+    }
+
+    /// Every locked item of this repository with its locks, the repository first, then
+    /// manifests and tags in key order.
+    pub fn locked_items(&self) -> Result<Vec<(Item, Locks)>> {
+        locks::locked_items(&self.snapshot()?, &self.name)
+    }
+}

@@ -1,0 +1,141 @@
+//! Blobs in and out of a repository (SPEC P1, P2, G2): bytes verified into the blob store
+//! before the record naming them commits (C2), reads of linked blobs, and the removal of bytes
+//! no record names.
+
+use std::io::Read;
+use std::ops::{Bound, RangeBounds};
+use std::path::PathBuf;
+
+use bytes::Bytes;
+
+use super::Core;
+use crate::blobs::BlobReader;
+use crate::store::Tx;
+use crate::store::links::{is_recorded, linked, linked_size};
+use crate::store::locks::{Item, Need, check_writable};
+use crate::store::repositories::is_live;
+use crate::values::{Digest, Error, IoContext, Page, Result};
+
+/// Bytes in the blob store that no row named when they were found.
+pub(crate) enum Unnamed {
+    /// The bytes of a blob without a record.
+    Blob(Digest),
+    /// The bytes of an upload session without a row.
+    Upload(String),
+    /// Something no row can come to name: a temporary file, or one badly named.
+    Other(PathBuf),
+}
+
+/// Puts `bytes` back as blob `digest` if a collection took them (G2); see [`Tx::link_blob`].
+fn ensure(core: &Core, digest: &Digest, bytes: &[u8]) -> Result<()> {
+    if core.blobs.contains(digest)? {
+        return Ok(());
+    }
+    core.blobs.put(digest, bytes)
+}
+
+/// Stores `bytes` as blob `digest` and links it into `repo`, inside transaction `tx`.
+pub(crate) fn put_in(
+    core: &Core,
+    tx: &mut Tx<'_>,
+    repo: &str,
+    digest: &Digest,
+    bytes: &[u8],
+) -> Result<()> {
+    tx.check_lock(repo, &Item::Repository, Need::Write)?;
+    core.blobs.put(digest, bytes)?;
+    tx.link_blob(repo, digest, bytes.len() as u64, || {
+        ensure(core, digest, bytes)
+    })
+}
+
+/// Stores `bytes` as blob `digest` and links it into `repo`, in a transaction of its own.
+/// The bytes are written and made durable before the transaction begins, so other writers do
+/// not wait for the disk.
+pub(crate) fn put(core: &Core, repo: &str, digest: &Digest, bytes: &[u8]) -> Result<()> {
+    core.check_no_batch()?;
+    // Refused before the bytes are written, so a refusal leaves none behind.
+    check_writable(&core.snapshot()?, repo)?;
+    core.blobs.put(digest, bytes)?;
+    core.write(true, |tx| {
+        tx.link_blob(repo, digest, bytes.len() as u64, || {
+            ensure(core, digest, bytes)
+        })
+    })
+}
+
+/// The size of blob `digest` if it is linked into live repository `repo`.
+pub(crate) fn size(core: &Core, repo: &str, digest: &Digest) -> Result<u64> {
+    let snapshot = core.snapshot()?;
+    // A soft-deleted repository's blobs are as gone as its manifests (S2).
+    if !is_live(&snapshot, repo)? {
+        return Err(Error::BlobUnknown {
+            repository: repo.to_owned(),
+            digest: digest.clone(),
+        });
+    }
+    linked_size(&snapshot, repo, digest)
+}
+
+/// Digests of the blobs linked into live repository `repo`, paginated.
+pub(crate) fn list(core: &Core, repo: &str, page: &Page) -> Result<Vec<Digest>> {
+    if let Some(last) = &page.last {
+        Digest::parse(last)?;
+    }
+    let snapshot = core.snapshot()?;
+    if !is_live(&snapshot, repo)? {
+        return Ok(Vec::new());
+    }
+    linked(&snapshot, repo, page)
+}
+
+/// A reader over `range` of blob `digest` of `repo`. Bytes a collection removed since the
+/// record was read are [`Error::BlobUnknown`] (G2).
+pub(crate) fn reader(
+    core: &Core,
+    repo: &str,
+    digest: &Digest,
+    range: impl RangeBounds<u64>,
+) -> Result<BlobReader> {
+    let size = size(core, repo, digest)?;
+    let start = match range.start_bound() {
+        Bound::Included(&s) => s,
+        Bound::Excluded(&s) => s.saturating_add(1),
+        Bound::Unbounded => 0,
+    };
+    let end = match range.end_bound() {
+        Bound::Included(&e) => e.saturating_add(1),
+        Bound::Excluded(&e) => e,
+        Bound::Unbounded => size,
+    };
+    if start > end || end > size {
+        return Err(Error::InvalidRange { start, end, size });
+    }
+    let inner = core
+        .blobs
+        .read(digest, start, end)?
+        .ok_or_else(|| Error::BlobUnknown {
+            repository: repo.to_owned(),
+            digest: digest.clone(),
+        })?;
+    Ok(BlobReader::new(inner, end - start))
+}
+
+/// The whole of blob `digest` of `repo`.
+pub(crate) fn bytes(core: &Core, repo: &str, digest: &Digest) -> Result<Bytes> {
+    let mut reader = reader(core, repo, digest, ..)?;
+    let mut buf = Vec::with_capacity(usize::try_from(reader.len()).unwrap_or(0));
+    reader.read_to_end(&mut buf).at(format!("blobs/{digest}"))?;
+    Ok(buf.into())
+}
+
+/// Removes `file` unless a row names it now; returns whether it was there. Inside the write
+/// transaction the check is final: no put or upload can commit a row for it before it is gone.
+pub(crate) fn remove_unnamed(core: &Core, tx: &Tx<'_>, file: &Unnamed) -> Result<bool> {
+    match file {
+        Unnamed::Blob(digest) if !is_recorded(&tx.t, digest.as_str())? => core.blobs.delete(digest),
+        Unnamed::Upload(id) if !super::upload::is_open(&tx.t, id)? => core.blobs.delete_upload(id),
+        Unnamed::Other(path) => core.blobs.remove_entry(path),
+        _ => Ok(false),
+    }
+}

@@ -1,0 +1,82 @@
+//! Pushing a manifest (SPEC P3–P5, S13, L2): the checks a parsed push must pass against what
+//! the repository holds, then the manifest lifecycle's store.
+
+use super::Core;
+use crate::oci::{Descriptor, ManifestKind, Prepared};
+use crate::store::Tx;
+use crate::store::links::linked_size;
+use crate::store::locks::{Item, Need};
+use crate::store::manifests::Record;
+use crate::store::tags::TagCause;
+use crate::values::{Digest, Error, Result};
+
+/// A descriptor must state the size of what it names (OCI image spec, "Descriptor").
+fn check_size(descriptor: &Descriptor, stored: u64) -> Result<()> {
+    if descriptor.size == stored {
+        return Ok(());
+    }
+    Err(Error::InvalidManifest {
+        reason: format!(
+            "descriptor of {} states {} bytes; it has {stored}",
+            descriptor.digest, descriptor.size
+        ),
+    })
+}
+
+impl Tx<'_> {
+    /// Stores a prepared push into `repo` (P3–P5, S13), checking its references and locks.
+    pub(crate) fn push_manifest(&mut self, repo: &str, p: Prepared<'_>) -> Result<Digest> {
+        let digest = p.digest.as_str();
+        match &p.tag {
+            Some(tag) => self.check_tag_move(repo, tag, &p.digest)?,
+            None => self.check_lock(repo, &Item::Repository, Need::Write)?,
+        }
+        // The bin first: a push of a tombstone is answered "restore it" whatever it references.
+        let existing = self.record(repo, digest)?;
+        if existing.as_ref().is_some_and(|r| r.deleted.is_some()) {
+            return Err(Error::ManifestSoftDeleted {
+                repository: repo.to_owned(),
+                digest: p.digest,
+            });
+        }
+        match p.parsed.kind {
+            ManifestKind::Image => {
+                for blob in &p.parsed.references {
+                    let size = linked_size(&self.t, repo, &blob.digest)?;
+                    check_size(blob, size)?;
+                    self.journal_blob(blob.digest.as_str())?;
+                }
+            }
+            ManifestKind::Index => {
+                for child in &p.parsed.references {
+                    check_size(child, self.live_record(repo, &child.digest)?.size)?;
+                }
+            }
+        }
+        if existing.is_some() {
+            self.touch(repo, digest)?;
+        } else {
+            let record = Record::new(p.media_type, p.body.len() as u64, self.now, p.parsed);
+            self.t.manifest_bodies.insert((repo, digest), p.body)?;
+            self.put_record(repo, digest, &record)?;
+            self.index_live(repo, digest, &record)?;
+        }
+        self.ensure_repository(repo)?;
+        if let Some(tag) = &p.tag {
+            self.move_tag(repo, tag, &p.digest, TagCause::Push)?;
+        }
+        Ok(p.digest)
+    }
+}
+
+/// Parses a push of `body` under `reference` outside any transaction, then stores it in one.
+pub(crate) fn push(
+    core: &Core,
+    repo: &str,
+    reference: &str,
+    media_type: &str,
+    body: &[u8],
+) -> Result<Digest> {
+    let prepared = crate::oci::prepare(reference, media_type, body)?;
+    core.write(true, |tx| tx.push_manifest(repo, prepared))
+}

@@ -1,0 +1,19 @@
+//! The bottom layer: plain values every other layer uses — digests, names, time, pages,
+//! policies and the one error type. Nothing here knows of a database or a file.
+
+mod clock;
+mod digest;
+mod error;
+mod names;
+mod page;
+mod policy;
+
+pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use digest::{Algorithm, Digest, Hasher};
+pub(crate) use digest::{hash_reader, verify};
+pub(crate) use error::IoContext;
+pub use error::{Error, Result};
+pub use names::MAX_NAME_LEN;
+pub(crate) use names::{validate_name, validate_tag};
+pub use page::Page;
+pub use policy::{RetentionPolicy, SoftDeletePolicy};

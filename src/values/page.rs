@@ -1,0 +1,37 @@
+//! OCI-style pagination of listings (SPEC P7).
+
+/// OCI-style pagination: at most `n` entries after `last`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Page {
+    /// The most entries to return; `None` for all.
+    pub n: Option<usize>,
+    /// Return entries strictly after this one.
+    pub last: Option<String>,
+}
+
+impl Page {
+    /// Every entry.
+    pub fn all() -> Page {
+        Page::default()
+    }
+
+    /// The first `n` entries.
+    pub fn first(n: usize) -> Page {
+        Page {
+            n: Some(n),
+            last: None,
+        }
+    }
+
+    /// At most `n` entries after `last`.
+    pub fn after(last: impl Into<String>, n: usize) -> Page {
+        Page {
+            n: Some(n),
+            last: Some(last.into()),
+        }
+    }
+
+    pub(crate) fn limit(&self) -> usize {
+        self.n.unwrap_or(usize::MAX)
+    }
+}

@@ -1,0 +1,132 @@
+//! The two policies a registry keeps in its settings: soft delete (SPEC S1) and retention of
+//! untagged manifests (R1). Plain values: where they are stored and what they do live above.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Error, Result, Timestamp};
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+/// The soft delete policy (S1): whether deletes go to the recycle bin, and how long
+/// tombstones stay there before autopurge removes them.
+///
+/// ```
+/// use ocistore::SoftDeletePolicy;
+/// assert_eq!(SoftDeletePolicy::default(), SoftDeletePolicy { enabled: false, retention_days: 7 });
+/// assert!(SoftDeletePolicy::enabled(14).is_ok());
+/// assert!(SoftDeletePolicy::enabled(91).is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SoftDeletePolicy {
+    /// Whether deletes tombstone instead of removing.
+    pub enabled: bool,
+    /// Days a tombstone stays restorable: 1 to 90.
+    pub retention_days: u32,
+}
+
+impl Default for SoftDeletePolicy {
+    fn default() -> Self {
+        SoftDeletePolicy {
+            enabled: false,
+            retention_days: 7,
+        }
+    }
+}
+
+impl SoftDeletePolicy {
+    /// The policy switched on with a retention of `retention_days` (1 to 90).
+    pub fn enabled(retention_days: u32) -> Result<SoftDeletePolicy> {
+        let policy = SoftDeletePolicy {
+            enabled: true,
+            retention_days,
+        };
+        policy.validate()?;
+        Ok(policy)
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        if (1..=90).contains(&self.retention_days) {
+            Ok(())
+        } else {
+            Err(Error::InvalidSetting {
+                setting: "soft delete retention_days",
+                value: self.retention_days.to_string(),
+                reason: "must be 1 to 90 days",
+            })
+        }
+    }
+
+    /// The retention as a duration.
+    pub fn retention(&self) -> Duration {
+        DAY * self.retention_days
+    }
+
+    /// When a tombstone deleted at `deleted` expires under this policy (S3).
+    pub fn expires_at(&self, deleted: Timestamp) -> Timestamp {
+        deleted.saturating_add(self.retention())
+    }
+}
+
+/// The retention policy for untagged manifests (R1): when enabled, a manifest that becomes
+/// untagged after the policy took effect is deleted once it has stayed untagged for `days`.
+/// Off by default.
+///
+/// Children of a live index and referrers of a live subject are never "untagged" for it (R2),
+/// and it skips locked manifests. Its deletes follow the soft delete policy like any other: with
+/// both on, they go to the recycle bin (R3). Azure Container Registry forbids having both; here
+/// the retention policy decides when an untagged manifest goes, and the soft delete policy how
+/// long it can still be restored.
+///
+/// ```
+/// use ocistore::RetentionPolicy;
+/// assert_eq!(RetentionPolicy::default(), RetentionPolicy { enabled: false, days: 7 });
+/// assert!(RetentionPolicy::enabled(0).is_ok());
+/// assert!(RetentionPolicy::enabled(366).is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetentionPolicy {
+    /// Whether untagged manifests are deleted.
+    pub enabled: bool,
+    /// Days a manifest may stay untagged: 0 to 365.
+    pub days: u32,
+}
+
+impl Default for RetentionPolicy {
+    fn default() -> Self {
+        RetentionPolicy {
+            enabled: false,
+            days: 7,
+        }
+    }
+}
+
+impl RetentionPolicy {
+    /// The policy switched on with `days` (0 to 365).
+    pub fn enabled(days: u32) -> Result<RetentionPolicy> {
+        let policy = RetentionPolicy {
+            enabled: true,
+            days,
+        };
+        policy.validate()?;
+        Ok(policy)
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        if self.days <= 365 {
+            Ok(())
+        } else {
+            Err(Error::InvalidSetting {
+                setting: "retention days",
+                value: self.days.to_string(),
+                reason: "must be 0 to 365 days",
+            })
+        }
+    }
+
+    /// How long a manifest may stay untagged.
+    pub fn period(&self) -> Duration {
+        DAY * self.days
+    }
+}
