@@ -48,7 +48,7 @@ struct App {
     log: bool,
 }
 
-/// The router: every path goes to [`dispatch`]. With `log`, one line per request on stderr.
+/// The router: every path goes to `dispatch`. With `log`, one line per request on stderr.
 pub fn router(registry: Registry, log: bool) -> Router {
     Router::new()
         .fallback(dispatch)
