@@ -1,4 +1,4 @@
-//! # registry_server: an OCI registry on an ocistore store
+//! # ocistore-server: an OCI registry on an ocistore store
 //!
 //! An [OCI Distribution Specification v1.1](https://github.com/opencontainers/distribution-spec)
 //! server over one store, with a small administrative JSON API for what the distribution API
@@ -7,7 +7,7 @@
 //! interface unless told otherwise.
 //!
 //! ```text
-//! cargo run --example registry_server -- --store DIR [--listen ADDR] [--log]
+//! cargo run -p ocistore-server -- --store DIR [--listen ADDR] [--log]
 //!
 //!   --store DIR     the store's directory (created if missing)
 //!   --listen ADDR   address to listen on (default 127.0.0.1:5000; port 0 picks a free one)
@@ -102,8 +102,6 @@
 //!
 //! `ago` and `grace` are durations such as `1d3h6m`, `30m` or `0`.
 
-mod server;
-
 use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -114,7 +112,7 @@ use std::time::Duration;
 
 use ocistore::Registry;
 
-const USAGE: &str = "usage: registry_server --store DIR [--listen ADDR] [--log]
+const USAGE: &str = "usage: ocistore-server --store DIR [--listen ADDR] [--log]
 
   --store DIR     the store's directory (created if missing)
   --listen ADDR   address to listen on (default 127.0.0.1:5000; port 0 picks a free one)
@@ -177,21 +175,21 @@ async fn shutdown_signal() {
         Poll::Pending
     })
     .await;
-    eprintln!("registry_server: shutting down");
+    eprintln!("ocistore-server: shutting down");
 }
 
 fn main() -> ExitCode {
     let args = match parse_args() {
         Ok(args) => args,
         Err(e) => {
-            eprintln!("registry_server: {e}\n{USAGE}");
+            eprintln!("ocistore-server: {e}\n{USAGE}");
             return ExitCode::from(2);
         }
     };
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("registry_server: {e}");
+            eprintln!("ocistore-server: {e}");
             ExitCode::FAILURE
         }
     }
@@ -207,8 +205,8 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         let listener = tokio::net::TcpListener::bind(&args.listen).await?;
         let addr: SocketAddr = listener.local_addr()?;
         println!("listening on http://{addr}");
-        eprintln!("registry_server: store {}", registry.path().display());
-        server::serve(listener, registry.clone(), args.log, shutdown_signal()).await
+        eprintln!("ocistore-server: store {}", registry.path().display());
+        ocistore_server::serve(listener, registry.clone(), args.log, shutdown_signal()).await
     });
     // Store calls still running finish before the store closes.
     runtime.shutdown_timeout(Duration::from_secs(30));

@@ -1,6 +1,6 @@
-//! The HTTP side of `registry_server`: the OCI distribution API and the administrative JSON API
-//! over one [`Registry`]. `main.rs` has the command line and the table of endpoints;
-//! `tests/conformance.rs` includes this file to run the server in-process.
+//! The HTTP side of `ocistore-server`: the OCI distribution API and the administrative JSON API
+//! over one [`Registry`]. `main.rs` has the command line and the table of endpoints; the tests
+//! (`tests/serving`) run the server in-process through [`serve`].
 //!
 //! Every route goes through one fallback handler that parses the path itself: repository names
 //! hold `/`, so `/v2/<name>/<kind>/<rest>` is read from the end (digests, tags and upload ids
@@ -48,7 +48,7 @@ struct App {
     log: bool,
 }
 
-/// The router: every path goes to [`dispatch`]. With `log`, one line per request on stderr.
+/// The router: every path goes to `dispatch`. With `log`, one line per request on stderr.
 pub fn router(registry: Registry, log: bool) -> Router {
     Router::new()
         .fallback(dispatch)
@@ -231,7 +231,7 @@ impl ApiError {
             _ => (S::INTERNAL_SERVER_ERROR, "UNKNOWN", Value::Null),
         };
         if status.is_server_error() {
-            eprintln!("registry_server: internal error: {e}");
+            eprintln!("ocistore-server: internal error: {e}");
         }
         let mut error = ApiError::new(status, code, e.to_string());
         error.detail = detail;

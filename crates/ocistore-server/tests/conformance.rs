@@ -1,9 +1,9 @@
-//! Conformance of `examples/registry_server` to the OCI distribution spec v1.1 and to the
-//! SPEC rules it serves, over HTTP.
+//! Conformance of `ocistore-server` to the OCI distribution spec v1.1 and to the SPEC rules it
+//! serves, over HTTP.
 //!
-//! Each test starts the server's router in-process (the example's `server.rs`, included by
-//! `tests/serving`) on a store in a temporary directory, bound to 127.0.0.1:0 on a runtime of
-//! its own, and talks to it with a blocking HTTP client. The store's clock is a `ManualClock`
+//! Each test starts the server in-process (the crate's library, through `tests/serving`) on a
+//! store in a temporary directory, bound to 127.0.0.1:0 on a runtime of its own, and talks to
+//! it with a blocking HTTP client. The store's clock is a `ManualClock`
 //! the test holds, so ages (purge, grace periods, expiry) need no waiting. Stores live on
 //! `/dev/shm` when the machine has it.
 
@@ -13,8 +13,9 @@ use std::time::Duration;
 
 use ocistore::manifest::{OCI_INDEX, OCI_MANIFEST};
 use ocistore::{Algorithm, Item, Locks};
+use ocistore_server::CHUNK;
 use serde_json::{Value, json};
-use serving::{Resp, read, server};
+use serving::{Resp, read};
 use ureq::http;
 
 const CONFIG_TYPE: &str = "application/vnd.oci.image.config.v1+json";
@@ -499,7 +500,7 @@ fn p1_cancelled_upload_is_gone() {
 fn p1_large_blobs_stream_in_chunks() {
     let s = Server::start();
     // Over two chunks of the server's, and not a multiple of one.
-    let size = 2 * server::CHUNK + 123_457;
+    let size = 2 * CHUNK + 123_457;
     let mut bytes = vec![0u8; size];
     let mut x = 0x2545_f491_4f6c_dd1du64;
     for b in &mut bytes {
@@ -533,7 +534,7 @@ fn p1_large_blobs_stream_in_chunks() {
     assert_eq!(r.status, 201);
 
     // A monolithic POST of more than a chunk goes through a session too.
-    let other = Blob::new(blob.bytes[..server::CHUNK + 1].to_vec());
+    let other = Blob::new(blob.bytes[..CHUNK + 1].to_vec());
     s.push_blob("big2", &other);
 
     let r = s.get(&format!("/v2/big/blobs/{}", blob.digest));

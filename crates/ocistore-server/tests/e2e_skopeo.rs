@@ -1,10 +1,10 @@
-//! End-to-end tests of `examples/registry_server` with real clients from Debian's packages:
+//! End-to-end tests of `ocistore-server` with real clients from Debian's packages:
 //! `umoci` builds OCI image layouts on disk, `skopeo` (containers/image) copies them into the
 //! server and back out, inspects, lists and deletes. Every copy out is compared with its source
 //! blob by blob: the manifest, the config and every layer keep their digest and their bytes.
 //!
-//! The server runs in-process as in `tests/conformance.rs` (the example's `server.rs` is
-//! included by `tests/serving`) on a store whose clock is a `ManualClock`, so the collector's grace period
+//! The server runs in-process as in `tests/conformance.rs` (the crate's library, through
+//! `tests/serving`) on a store whose clock is a `ManualClock`, so the collector's grace period
 //! needs no waiting. Stores and layouts live on `/dev/shm` when the machine has it. skopeo runs
 //! with `--insecure-policy` and with its configuration (auth file, registries.conf,
 //! registries.d, home and temporary directories) in the test's own directory, so the host's
@@ -14,8 +14,8 @@
 //! (`skopeo delete` of a tag resolves it to a digest and deletes the manifest) and the
 //! administrative API (soft delete policy, recycle bin, restore, collector, usage, fsck).
 //!
-//! A missing client fails the test with how to install it (`.ci/install-clients`); it never
-//! passes silently.
+//! A missing client fails the test with how to install it (`.ci/install-clients`, at the
+//! workspace root); it never passes silently.
 
 mod serving;
 
@@ -31,7 +31,10 @@ use serde_json::{Value, json};
 use serving::{Resp, Served, read, tempdir};
 use ureq::http;
 
-const INSTALL_HINT: &str = "run .ci/install-clients (apt-get install skopeo umoci)";
+/// The script lives at the workspace root, two levels above this crate (checked by
+/// `the_install_hint_names_a_script_that_exists`).
+const INSTALL_HINT: &str =
+    "run .ci/install-clients at the workspace root (apt-get install skopeo umoci)";
 const EMPTY_TYPE: &str = "application/vnd.oci.empty.v1+json";
 
 /// Fails the test, with how to install it, when `tool` cannot be run.
@@ -596,10 +599,18 @@ fn strings(values: &Value) -> Vec<String> {
 
 #[test]
 #[should_panic(
-    expected = "skopeo-missing-for-this-test not found: run .ci/install-clients (apt-get install skopeo umoci)"
+    expected = "skopeo-missing-for-this-test not found: run .ci/install-clients at the workspace root (apt-get install skopeo umoci)"
 )]
 fn a_missing_client_fails_the_test_with_how_to_install_it() {
     require("skopeo-missing-for-this-test");
+}
+
+#[test]
+fn the_install_hint_names_a_script_that_exists() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    assert!(root.join("Cargo.toml").is_file() && root.join("crates").is_dir());
+    let script = root.join(".ci/install-clients");
+    assert!(script.is_file(), "{} is missing", script.display());
 }
 
 #[test]

@@ -1,11 +1,8 @@
-//! The example registry server, in-process, for the HTTP tests (`conformance`, `e2e_skopeo`):
-//! its router (the example's `server.rs`, included here) on a fresh store whose clock is a
-//! `ManualClock` the test holds, bound to 127.0.0.1:0 on a runtime of its own, and a blocking
-//! HTTP client for it. Stores live on `/dev/shm` when the machine has it.
+//! The registry server, in-process, for the HTTP tests (`conformance`, `e2e_skopeo`): the
+//! crate's library ([`ocistore_server::serve`]) on a fresh store whose clock is a `ManualClock`
+//! the test holds, bound to 127.0.0.1:0 on a runtime of its own, and a blocking HTTP client for
+//! it. Stores live on `/dev/shm` when the machine has it.
 #![allow(dead_code)] // each test file uses its own subset
-
-#[path = "../../examples/registry_server/server.rs"]
-pub mod server;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -65,7 +62,7 @@ impl Served {
                 let shutdown = async {
                     let _ = stopped.await;
                 };
-                server::serve(listener, served, false, shutdown)
+                ocistore_server::serve(listener, served, false, shutdown)
                     .await
                     .unwrap();
             });

@@ -1,6 +1,6 @@
 //! `ocistore`: the administrative command line for an ocistore store, like `sqlite3` for
 //! SQLite. It opens the store directory itself (the store must not be open elsewhere), and
-//! mirrors the verbs of `az acr` where they fit. Built only with the `cli` feature.
+//! mirrors the verbs of `az acr` where they fit. The `ocistore-cli` crate of the workspace.
 //!
 //! Every command prints a table by default and JSON with `--output json`; deleting commands
 //! ask for confirmation on a terminal unless `--yes`; errors are one line on stderr and exit
@@ -22,9 +22,14 @@ use serde_json::{Value, json};
 
 type Result<T, E = Box<dyn std::error::Error>> = std::result::Result<T, E>;
 
+/// The first line of `--help`: the library's description, as it was when this binary was built
+/// from the library's own package (where `about` read `CARGO_PKG_DESCRIPTION`).
+const ABOUT: &str = "The storage engine inside a container registry: repositories, manifests, \
+                     tags and blobs on redb, with soft delete and an online collector";
+
 /// Administer an ocistore store: inspect and clean a registry on its directory.
 #[derive(Parser)]
-#[command(name = "ocistore", version, about, long_about = None)]
+#[command(name = "ocistore", version, about = ABOUT, long_about = None)]
 struct Cli {
     /// The store's directory (it must hold a store already).
     #[arg(
