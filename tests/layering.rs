@@ -117,7 +117,7 @@ fn problems(src: &Path) -> Vec<String> {
         deps.remove(module);
         graph.insert((s.layer, module.clone()), deps);
     }
-    for ((layer, module), _) in &graph {
+    for (layer, module) in graph.keys() {
         if let Some(cycle) = cycle_from(&graph, *layer, module) {
             problems.push(format!(
                 "layer `{}`: its modules import each other in a circle: {}",

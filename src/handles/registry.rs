@@ -278,6 +278,7 @@ impl Registry {
 
     /// Starts a background thread that calls [`run_due`](Registry::run_due) every `poll`
     /// of real time, until [`Maintenance::shutdown`] (or the handle is dropped).
+    #[must_use]
     pub fn start_maintenance(&self, poll: Duration) -> Maintenance {
         ops::retention::start_maintenance(self.core.clone(), poll)
     }

@@ -189,7 +189,7 @@ const HEX_VALUE: [u8; 256] = {
     table
 };
 
-/// Hashes a fingerprint by folding it to 64 bits: its bits are already uniform, so SipHash
+/// Hashes a fingerprint by folding it to 64 bits: its bits are already uniform, so `SipHash`
 /// would only cost time.
 #[derive(Default)]
 pub(crate) struct FingerprintHasher(u64);

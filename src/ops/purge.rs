@@ -91,11 +91,13 @@ impl Filter {
     }
 
     /// The filter as given.
+    #[must_use]
     pub fn as_str(&self) -> &str {
         &self.text
     }
 
     /// Whether the filter selects `tag` of `repository`.
+    #[must_use]
     pub fn matches(&self, repository: &str, tag: &str) -> bool {
         self.repository.is_match(repository) && self.tag.is_match(tag)
     }
@@ -134,12 +136,12 @@ impl Eq for Filter {}
 /// # Ok::<(), ocistore::Error>(())
 /// ```
 pub fn parse_ago(ago: &str) -> Result<Duration> {
+    const FORM: &str = "must be whole numbers with units d, h, m, s, ms, us or ns, like 1d3h6m";
     let invalid = |reason| Error::InvalidSetting {
         setting: "purge ago",
         value: ago.to_owned(),
         reason,
     };
-    const FORM: &str = "must be whole numbers with units d, h, m, s, ms, us or ns, like 1d3h6m";
     if ago == "0" {
         return Ok(Duration::ZERO);
     }
@@ -252,6 +254,7 @@ pub struct PurgeReport {
 
 impl PurgeReport {
     /// Tags untagged in all repositories.
+    #[must_use]
     pub fn tags_untagged(&self) -> usize {
         self.repositories
             .iter()
@@ -260,6 +263,7 @@ impl PurgeReport {
     }
 
     /// Manifests deleted in all repositories.
+    #[must_use]
     pub fn manifests_deleted(&self) -> usize {
         self.repositories
             .iter()
@@ -268,6 +272,7 @@ impl PurgeReport {
     }
 
     /// Locked items skipped in all repositories.
+    #[must_use]
     pub fn locked(&self) -> usize {
         self.repositories.iter().map(|r| r.locked.len()).sum()
     }

@@ -70,7 +70,7 @@ impl Tx<'_> {
         };
         // One pass over the expired range instead of a removal per tombstone; the purges
         // below then find their tombstone rows gone already.
-        self.t.tombstones.retain_in(..end, |_, _| false)?;
+        self.t.tombstones.retain_in(..end, |_, ()| false)?;
         // Tags, then manifests in bulk per repository, then repositories: each purge takes
         // along what belongs to it, so each item is checked again.
         let mut manifests: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -258,6 +258,7 @@ pub struct Maintenance {
 impl Maintenance {
     /// The error of the last run, if it failed; the thread goes on and retries at the next
     /// poll.
+    #[must_use]
     pub fn last_error(&self) -> Option<String> {
         lock(&self.shared.last_error).clone()
     }

@@ -67,6 +67,7 @@ impl Locks {
     };
 
     /// Whether both flags are true.
+    #[must_use]
     pub fn is_unlocked(&self) -> bool {
         *self == Locks::UNLOCKED
     }

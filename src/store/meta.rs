@@ -110,6 +110,6 @@ pub(crate) fn set_collecting(t: &mut Tables<'_>, on: bool) -> Result<()> {
     } else {
         t.meta.remove(COLLECTING)?;
     }
-    t.gc_touched.retain(|_, _| false)?;
+    t.gc_touched.retain(|_, ()| false)?;
     Ok(())
 }

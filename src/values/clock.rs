@@ -27,26 +27,31 @@ impl Timestamp {
     pub const EPOCH: Timestamp = Timestamp(0);
 
     /// A timestamp from nanoseconds since the epoch.
+    #[must_use]
     pub const fn from_nanos(nanos: u64) -> Timestamp {
         Timestamp(nanos)
     }
 
     /// Nanoseconds since the epoch.
+    #[must_use]
     pub const fn as_nanos(self) -> u64 {
         self.0
     }
 
     /// This time plus `d`, saturating at the far future.
+    #[must_use]
     pub fn saturating_add(self, d: Duration) -> Timestamp {
         Timestamp(self.0.saturating_add(duration_nanos(d)))
     }
 
     /// This time minus `d`, saturating at the epoch.
+    #[must_use]
     pub fn saturating_sub(self, d: Duration) -> Timestamp {
         Timestamp(self.0.saturating_sub(duration_nanos(d)))
     }
 
     /// The time elapsed from `earlier` to `self`, zero if `earlier` is later.
+    #[must_use]
     pub fn since(self, earlier: Timestamp) -> Duration {
         Duration::from_nanos(self.0.saturating_sub(earlier.0))
     }
@@ -107,6 +112,7 @@ pub struct ManualClock(Arc<AtomicU64>);
 
 impl ManualClock {
     /// A clock showing `start`.
+    #[must_use]
     pub fn new(start: Timestamp) -> ManualClock {
         ManualClock(Arc::new(AtomicU64::new(start.0)))
     }

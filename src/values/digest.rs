@@ -23,6 +23,7 @@ impl Algorithm {
     pub const ALL: [Algorithm; 3] = [Algorithm::Sha256, Algorithm::Sha512, Algorithm::Blake3];
 
     /// The name used in a digest string.
+    #[must_use]
     pub fn name(self) -> &'static str {
         match self {
             Algorithm::Sha256 => "sha256",
@@ -32,6 +33,7 @@ impl Algorithm {
     }
 
     /// The number of hex characters of an encoded digest.
+    #[must_use]
     pub fn hex_len(self) -> usize {
         match self {
             Algorithm::Sha256 | Algorithm::Blake3 => 64,
@@ -40,6 +42,7 @@ impl Algorithm {
     }
 
     /// A hasher for this algorithm.
+    #[must_use]
     pub fn hasher(self) -> Hasher {
         Hasher(match self {
             Algorithm::Sha256 => HasherState::Sha256(sha2::Sha256::new()),
@@ -49,6 +52,7 @@ impl Algorithm {
     }
 
     /// The digest of `bytes` under this algorithm.
+    #[must_use]
     pub fn digest(self, bytes: &[u8]) -> Digest {
         let mut h = self.hasher();
         h.update(bytes);
@@ -108,16 +112,19 @@ impl Digest {
     }
 
     /// The algorithm.
+    #[must_use]
     pub fn algorithm(&self) -> Algorithm {
         self.algorithm
     }
 
     /// The hex part, without the algorithm.
+    #[must_use]
     pub fn hex(&self) -> &str {
         &self.text[self.algorithm.name().len() + 1..]
     }
 
     /// The whole digest as text.
+    #[must_use]
     pub fn as_str(&self) -> &str {
         &self.text
     }
@@ -200,6 +207,7 @@ impl Hasher {
     }
 
     /// The algorithm this hasher computes.
+    #[must_use]
     pub fn algorithm(&self) -> Algorithm {
         match self.0 {
             HasherState::Sha256(_) => Algorithm::Sha256,
@@ -209,6 +217,7 @@ impl Hasher {
     }
 
     /// The digest of everything fed so far.
+    #[must_use]
     pub fn finish(self) -> Digest {
         let algorithm = self.algorithm();
         let hex = match self.0 {

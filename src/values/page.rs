@@ -11,11 +11,13 @@ pub struct Page {
 
 impl Page {
     /// Every entry.
+    #[must_use]
     pub fn all() -> Page {
         Page::default()
     }
 
     /// The first `n` entries.
+    #[must_use]
     pub fn first(n: usize) -> Page {
         Page {
             n: Some(n),

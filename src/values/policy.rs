@@ -46,7 +46,7 @@ impl SoftDeletePolicy {
         Ok(policy)
     }
 
-    pub(crate) fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(self) -> Result<()> {
         if (1..=90).contains(&self.retention_days) {
             Ok(())
         } else {
@@ -59,11 +59,13 @@ impl SoftDeletePolicy {
     }
 
     /// The retention as a duration.
+    #[must_use]
     pub fn retention(&self) -> Duration {
         DAY * self.retention_days
     }
 
     /// When a tombstone deleted at `deleted` expires under this policy (S3).
+    #[must_use]
     pub fn expires_at(&self, deleted: Timestamp) -> Timestamp {
         deleted.saturating_add(self.retention())
     }
@@ -113,7 +115,7 @@ impl RetentionPolicy {
         Ok(policy)
     }
 
-    pub(crate) fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(self) -> Result<()> {
         if self.days <= 365 {
             Ok(())
         } else {
@@ -126,6 +128,7 @@ impl RetentionPolicy {
     }
 
     /// How long a manifest may stay untagged.
+    #[must_use]
     pub fn period(&self) -> Duration {
         DAY * self.days
     }
