@@ -71,7 +71,7 @@
 // (`docs/design.md`, "The map"; checked by `tests/layering.rs`).
 mod values;
 pub mod manifest {
-    //! OCI manifests: the media types and parsed forms this store accepts (SPEC P3).
+    //! OCI manifests: the media types and parsed forms this store accepts (docs/spec.md: P3).
     pub use crate::oci::{
         DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, Descriptor, MAX_MANIFEST_SIZE, ManifestKind,
         OCI_INDEX, OCI_MANIFEST, Reference,

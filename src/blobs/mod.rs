@@ -1,5 +1,5 @@
 //! Where blob bytes live: the [`BlobStore`] trait the core owns, and [`DirectoryStore`], its
-//! implementation on a local directory (SPEC O1, P1, C2).
+//! implementation on a local directory (docs/spec.md: O1, P1, C2).
 //!
 //! The core never touches blob bytes except through this trait, so a store on object storage,
 //! or one that fails and crashes on command for tests, plugs in without the core knowing

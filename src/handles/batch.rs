@@ -1,4 +1,4 @@
-//! [`Batch`]: many mutating calls in one write transaction (SPEC C1).
+//! [`Batch`]: many mutating calls in one write transaction (docs/spec.md: C1).
 
 use crate::ops::{self, Core, recycle_bin::Restore};
 use crate::store::Tx;

@@ -1,4 +1,4 @@
-//! [`Registry`]: opening a store, and every registry-wide call (SPEC C1, C3). Each forwards to
+//! [`Registry`]: opening a store, and every registry-wide call (docs/spec.md: C1, C3). Each forwards to
 //! the layer that does the work.
 
 use std::path::Path;

@@ -1,4 +1,4 @@
-//! OCI parsing: bytes in, a parsed manifest out (SPEC N4, P3). No tables, no files: what is
+//! OCI parsing: bytes in, a parsed manifest out (docs/spec.md: N4, P3). No tables, no files: what is
 //! decided here depends on the bytes alone.
 
 use std::collections::BTreeMap;

@@ -1,4 +1,4 @@
-//! Blobs in and out of a repository (SPEC P1, P2, G2): bytes verified into the blob store
+//! Blobs in and out of a repository (docs/spec.md: P1, P2, G2): bytes verified into the blob store
 //! before the record naming them commits (C2), reads of linked blobs, and the removal of bytes
 //! no record names.
 
@@ -14,6 +14,7 @@ use crate::store::Tx;
 use crate::store::links::{is_recorded, linked, linked_size};
 use crate::store::locks::{Item, Need, check_writable};
 use crate::store::repositories::is_live;
+use crate::store::uploads;
 use crate::values::{Digest, Error, IoContext, Page, Result};
 
 /// Bytes in the blob store that no row named when they were found.
@@ -134,7 +135,7 @@ pub(crate) fn bytes(core: &Core, repo: &str, digest: &Digest) -> Result<Bytes> {
 pub(crate) fn remove_unnamed(core: &Core, tx: &Tx<'_>, file: &Unnamed) -> Result<bool> {
     match file {
         Unnamed::Blob(digest) if !is_recorded(&tx.t, digest.as_str())? => core.blobs.delete(digest),
-        Unnamed::Upload(id) if !super::upload::is_open(&tx.t, id)? => core.blobs.delete_upload(id),
+        Unnamed::Upload(id) if !uploads::is_open(&tx.t, id)? => core.blobs.delete_upload(id),
         Unnamed::Other(path) => core.blobs.remove_entry(path),
         _ => Ok(false),
     }

@@ -1,4 +1,4 @@
-//! The collector: an online mark and sweep of layer blobs (SPEC G1–G6).
+//! The collector: an online mark and sweep of layer blobs (docs/spec.md: G1–G6).
 //!
 //! Roots are every manifest not yet purged, live or in the recycle bin. A run:
 //!
@@ -31,15 +31,14 @@ use std::ops::Bound;
 use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
-use redb::ReadableTable;
 use serde::Deserialize;
 
 use super::Core;
 use super::blobs::{Unnamed, remove_unnamed};
 use crate::oci::ManifestKind;
 use crate::store::Tx;
-use crate::store::meta;
 use crate::store::tables::{Readable, Snapshot};
+use crate::store::{meta, uploads};
 use crate::values::{Digest, Error, Result, Timestamp};
 
 /// Links or upload sessions per sweep transaction: small enough that no writer waits long for
@@ -516,15 +515,8 @@ fn sweep_uploads(
     dry_run: bool,
     writer: &mut Writer<'_>,
 ) -> Result<u64> {
-    let timeout = core.upload_timeout;
-    let mut expired = Vec::new();
-    for row in core.snapshot()?.uploads()?.iter()? {
-        let (id, value) = row?;
-        let started = Timestamp::from_nanos(value.value().1);
-        if now.since(started) > timeout {
-            expired.push(id.value().to_owned());
-        }
-    }
+    let expired =
+        uploads::started_before(&core.snapshot()?, now.saturating_sub(core.upload_timeout))?;
     if dry_run {
         return Ok(expired.len() as u64);
     }
@@ -533,7 +525,7 @@ fn sweep_uploads(
         let gone = writer.write(|b| {
             let mut gone = Vec::new();
             for id in chunk {
-                if b.t.uploads.remove(id.as_str())?.is_some() {
+                if b.close_upload(id)? {
                     gone.push(id.clone());
                 }
             }
@@ -559,15 +551,7 @@ fn sweep_links(
         removed += writer.write(|b| {
             let mut removed = 0;
             for (repo, digest, linked) in chunk {
-                let key = (repo.as_str(), digest.as_str());
-                let unchanged =
-                    b.t.blob_links
-                        .get(key)?
-                        .is_some_and(|v| v.value() == *linked);
-                if unchanged && b.t.gc_touched.get(digest.as_str())?.is_none() {
-                    b.t.blob_links.remove(key)?;
-                    removed += 1;
-                }
+                removed += u64::from(b.unlink_unused(repo, digest, *linked)?);
             }
             Ok(removed)
         })?;
@@ -608,8 +592,7 @@ impl BlobSweeper {
             remove_files(core, b, &pending)?;
             let mut swept = Vec::new();
             for (digest, size) in batch.iter() {
-                let used = b.t.gc_touched.get(digest.as_str())?.is_some();
-                if !used && b.t.blobs.remove(digest.as_str())?.is_some() {
+                if b.forget_unused_blob(digest)? {
                     report.blobs_swept += 1;
                     report.bytes_swept += size;
                     swept.push(Unnamed::Blob(Digest::stored(digest)?));

@@ -1,4 +1,4 @@
-//! Deleting: untag, a manifest by tag or digest with its referrers, a repository (SPEC
+//! Deleting: untag, a manifest by tag or digest with its referrers, a repository (docs/spec.md:
 //! D1–D6). With the soft delete policy on, what is deleted goes to the recycle bin; with it
 //! off, it is gone. No delete touches blob bytes: that is the collector's job.
 

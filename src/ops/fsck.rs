@@ -1,4 +1,4 @@
-//! The check (SPEC A2, C2): every blob record has a file with its bytes, every link a blob,
+//! The check (docs/spec.md: A2, C2): every blob record has a file with its bytes, every link a blob,
 //! every manifest reference resolves, and no file lies about that nothing names; `repair`
 //! removes such files (and links) while the registry stays online.
 //!
@@ -35,6 +35,7 @@ use crate::blobs::EntryKind;
 use crate::store::Tx;
 use crate::store::links::is_recorded;
 use crate::store::tables::Readable;
+use crate::store::uploads;
 use crate::values::{Digest, IoContext, Result, hash_reader};
 
 /// Blob records read per read transaction.
@@ -334,7 +335,7 @@ impl Check<'_> {
                     EntryKind::Blob(digest) => {
                         (Problem::StrayBlobFile { path }, Some(Unnamed::Blob(digest)))
                     }
-                    EntryKind::Upload(id) if super::upload::is_open(&snapshot, &id)? => continue,
+                    EntryKind::Upload(id) if uploads::is_open(&snapshot, &id)? => continue,
                     EntryKind::Upload(id) => {
                         (Problem::StrayUpload { path }, Some(Unnamed::Upload(id)))
                     }
@@ -377,14 +378,7 @@ impl Check<'_> {
             })
             .collect();
         let links = self.in_batches(&dangling, |tx, (repository, digest)| {
-            if is_recorded(&tx.t, digest.as_str())? {
-                return Ok(false);
-            }
-            Ok(tx
-                .t
-                .blob_links
-                .remove((repository.as_str(), digest.as_str()))?
-                .is_some())
+            tx.remove_dangling_link(repository, digest.as_str())
         })?;
         let core = self.core;
         let files = self.in_batches(&self.doomed, |tx, file| remove_unnamed(core, tx, file))?;

@@ -1,4 +1,4 @@
-//! Purge by filter, as `acr purge` does it (SPEC U1–U6): untag the old tags that match a
+//! Purge by filter, as `acr purge` does it (docs/spec.md: U1–U6): untag the old tags that match a
 //! filter, keeping the newest few, then optionally delete the untagged manifests left over.
 //!
 //! Every delete goes through the soft delete policy (U6), so with it on a purge can be undone

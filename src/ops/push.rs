@@ -1,4 +1,4 @@
-//! Pushing a manifest (SPEC P3–P5, S13, L2): the checks a parsed push must pass against what
+//! Pushing a manifest (docs/spec.md: P3–P5, S13, L2): the checks a parsed push must pass against what
 //! the repository holds, then the manifest lifecycle's store.
 
 use super::Core;
@@ -57,9 +57,7 @@ impl Tx<'_> {
             self.touch(repo, digest)?;
         } else {
             let record = Record::new(p.media_type, p.body.len() as u64, self.now, p.parsed);
-            self.t.manifest_bodies.insert((repo, digest), p.body)?;
-            self.put_record(repo, digest, &record)?;
-            self.index_live(repo, digest, &record)?;
+            self.insert_manifest(repo, digest, p.body, &record)?;
         }
         self.ensure_repository(repo)?;
         if let Some(tag) = &p.tag {

@@ -1,4 +1,4 @@
-//! Restoring from the recycle bin and emptying it by hand (SPEC S6–S11, S13, S16). The bin's
+//! Restoring from the recycle bin and emptying it by hand (docs/spec.md: S6–S11, S13, S16). The bin's
 //! rows are `store::bin`; autopurge, the retention clock, is in `retention`.
 
 use crate::store::Tx;

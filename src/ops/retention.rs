@@ -1,5 +1,5 @@
 //! The retention clock and what it runs, on demand or from a background maintenance thread:
-//! autopurge removes the tombstones whose retention has run out (SPEC S3, S4), and the
+//! autopurge removes the tombstones whose retention has run out (docs/spec.md: S3, S4), and the
 //! retention policy deletes manifests that stayed untagged too long (R1–R3).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -44,23 +44,7 @@ impl Tx<'_> {
         let cutoff = self
             .now
             .saturating_sub(self.soft_delete_policy()?.retention());
-        let end = (cutoff.as_nanos().saturating_add(1), 0, "", "", "", 0);
-        let expired: Vec<(u8, String, String, String, u64)> = {
-            let tombstones = &self.t.tombstones;
-            let mut out = Vec::new();
-            for row in tombstones.range(..end)? {
-                let (key, _) = row?;
-                let (_, kind, repo, digest, tag, seq) = key.value();
-                out.push((
-                    kind,
-                    repo.to_owned(),
-                    digest.to_owned(),
-                    tag.to_owned(),
-                    seq,
-                ));
-            }
-            out
-        };
+        let expired = self.take_tombstones_until(cutoff)?;
         let mut report = AutopurgeReport {
             ran_at: self.now,
             repositories: 0,
@@ -68,9 +52,6 @@ impl Tx<'_> {
             tags: 0,
             untagged_deleted: 0,
         };
-        // One pass over the expired range instead of a removal per tombstone; the purges
-        // below then find their tombstone rows gone already.
-        self.t.tombstones.retain_in(..end, |_, ()| false)?;
         // Tags, then manifests in bulk per repository, then repositories: each purge takes
         // along what belongs to it, so each item is checked again.
         let mut manifests: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();

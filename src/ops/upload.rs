@@ -1,13 +1,11 @@
 //! Streamed blob uploads: sessions that take chunks, report their offset, survive a restart
-//! of the process and end in a verified blob (SPEC P1, G4).
+//! of the process and end in a verified blob (docs/spec.md: P1, G4).
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use redb::ReadableTable;
-
 use super::Core;
 use crate::store::locks::{Item, Need, check_writable};
-use crate::store::tables::Readable;
+use crate::store::uploads;
 use crate::values::{Algorithm, Digest, Error, Hasher, IoContext, Result, Timestamp, hash_reader};
 
 /// The in-process state of a session: where it is and the running hash of what it holds.
@@ -51,11 +49,6 @@ impl std::fmt::Debug for Upload {
     }
 }
 
-/// Whether upload session `id` has a row.
-pub(crate) fn is_open(r: &impl Readable, id: &str) -> Result<bool> {
-    Ok(r.uploads()?.get(id)?.is_some())
-}
-
 /// Starts an upload session into repository `repo`.
 pub(crate) fn start(core: &Arc<Core>, repo: &str) -> Result<Upload> {
     core.check_no_batch()?;
@@ -65,9 +58,7 @@ pub(crate) fn start(core: &Arc<Core>, repo: &str) -> Result<Upload> {
     let started = core.now();
     let recorded = core.write(true, |tx| {
         tx.check_lock(repo, &Item::Repository, Need::Write)?;
-        tx.t.uploads
-            .insert(id.as_str(), (repo, started.as_nanos()))?;
-        Ok(())
+        tx.open_upload(&id, repo, started)
     });
     if let Err(e) = recorded {
         core.blobs.delete_upload(&id)?;
@@ -103,13 +94,12 @@ pub(crate) fn resume(core: &Arc<Core>, repo: &str, id: &str) -> Result<Upload> {
         state
     } else {
         let started = {
-            let snapshot = core.snapshot()?;
-            let row = snapshot.uploads()?.get(id)?.ok_or_else(unknown)?;
-            let (repository, started) = row.value();
+            let (repository, started) =
+                uploads::session(&core.snapshot()?, id)?.ok_or_else(unknown)?;
             if repository != repo {
                 return Err(unknown());
             }
-            Timestamp::from_nanos(started)
+            started
         };
         let state = Arc::new(Mutex::new(reopen(core, id, repo, started)?));
         sessions.insert(id.to_owned(), state.clone());
@@ -237,7 +227,7 @@ impl Upload {
         let size = state.offset;
         let repository = state.repository.clone();
         let committed = core.write(true, |tx| {
-            tx.t.uploads.remove(self.id.as_str())?;
+            tx.close_upload(&self.id)?;
             // The blob existed but a collection swept it since: the session's bytes become it.
             tx.link_blob(&repository, digest, size, || {
                 if core.blobs.contains(digest)? {
@@ -258,10 +248,7 @@ impl Upload {
     /// Abandons the session and deletes what it received.
     pub fn cancel(&self) -> Result<()> {
         let mut state = self.open_state()?;
-        self.core.write(true, |tx| {
-            tx.t.uploads.remove(self.id.as_str())?;
-            Ok(())
-        })?;
+        self.core.write(true, |tx| tx.close_upload(&self.id))?;
         self.close(&mut state);
         // An `fsck` repair may have taken the bytes once the row was gone.
         self.core.blobs.delete_upload(&self.id).map(drop)
@@ -290,10 +277,7 @@ pub(crate) fn forget(core: &Core, id: &str) -> Result<()> {
 /// `finish` made them a blob, before its commit).
 pub(crate) fn reconcile(core: &Core) -> Result<()> {
     let mut held: std::collections::HashSet<String> = core.blobs.uploads()?.into_iter().collect();
-    core.write(true, |tx| {
-        tx.t.uploads.retain(|id, _| held.remove(id))?;
-        Ok(())
-    })?;
+    core.write(true, |tx| tx.keep_uploads(&mut held))?;
     for stray in held {
         core.blobs.delete_upload(&stray)?;
     }

@@ -1,4 +1,4 @@
-//! Storage accounting (SPEC A1): the bytes of the registry, of each repository, of the recycle
+//! Storage accounting (docs/spec.md: A1): the bytes of the registry, of each repository, of the recycle
 //! bin and of the garbage the collector has yet to take, from one read snapshot.
 
 use redb::ReadableTable;

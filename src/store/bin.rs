@@ -1,5 +1,5 @@
 //! The recycle bin's rows: tombstones of tags, manifests and repositories, listing them, and
-//! removing them for good (SPEC S2, S3, S5, S16). What a delete or a restore decides is in
+//! removing them for good (docs/spec.md: S2, S3, S5, S16). What a delete or a restore decides is in
 //! `ops`; this keeps the rows and their indexes in step.
 
 use std::collections::{BTreeSet, HashSet};
@@ -172,6 +172,9 @@ pub(crate) fn deleted_tag_keys(
     out.sort_by_key(|&(_, seq)| std::cmp::Reverse(seq));
     Ok(out)
 }
+
+/// A tombstone taken out of the table: (kind, repository, digest, tag, seq).
+pub(crate) type ExpiredTombstone = (u8, String, String, String, u64);
 
 impl Tx<'_> {
     /// Puts a tag that was just removed into the bin, under the sequence number of its event.
@@ -415,5 +418,29 @@ impl Tx<'_> {
             .tombstones
             .insert(repository_tombstone(name, self.now), ())?;
         Ok(())
+    }
+
+    /// Removes every tombstone deleted at or before `cutoff` and returns their keys as
+    /// (kind, repository, digest, tag, seq), in deletion order. One pass over the range instead
+    /// of a removal per row: the purges that follow find their tombstone rows gone already.
+    pub(crate) fn take_tombstones_until(
+        &mut self,
+        cutoff: Timestamp,
+    ) -> Result<Vec<ExpiredTombstone>> {
+        let end = (cutoff.as_nanos().saturating_add(1), 0, "", "", "", 0);
+        let mut out = Vec::new();
+        for row in self.t.tombstones.range(..end)? {
+            let (key, _) = row?;
+            let (_, kind, repo, digest, tag, seq) = key.value();
+            out.push((
+                kind,
+                repo.to_owned(),
+                digest.to_owned(),
+                tag.to_owned(),
+                seq,
+            ));
+        }
+        self.t.tombstones.retain_in(..end, |_, ()| false)?;
+        Ok(out)
     }
 }

@@ -1,5 +1,5 @@
 //! Blob records and links: which blobs the store holds, and which repository may read which
-//! (SPEC P2). The bytes are the blob store's; a record names bytes that are in place (C2).
+//! (docs/spec.md: P2). The bytes are the blob store's; a record names bytes that are in place (C2).
 
 use redb::ReadableTable;
 
@@ -72,5 +72,37 @@ impl Tx<'_> {
         let size = linked_size(&self.t, from, digest)?;
         // The blob has a record, so its bytes are in place.
         self.link_blob(repo, digest, size, || Ok(()))
+    }
+
+    /// Removes the link of blob `digest` into `repo` if it is still the one linked at
+    /// `linked` and no write used the blob since the collection began (G3); whether it went.
+    pub(crate) fn unlink_unused(&mut self, repo: &str, digest: &str, linked: u64) -> Result<bool> {
+        let unchanged = self
+            .t
+            .blob_links
+            .get((repo, digest))?
+            .is_some_and(|v| v.value() == linked);
+        if !unchanged || self.t.gc_touched.get(digest)?.is_some() {
+            return Ok(false);
+        }
+        self.t.blob_links.remove((repo, digest))?;
+        Ok(true)
+    }
+
+    /// Removes the record of blob `digest` unless a write used it since the collection began
+    /// (G1, G2); whether it went. Its bytes are the caller's to remove, once this is durable.
+    pub(crate) fn forget_unused_blob(&mut self, digest: &str) -> Result<bool> {
+        if self.t.gc_touched.get(digest)?.is_some() {
+            return Ok(false);
+        }
+        Ok(self.t.blobs.remove(digest)?.is_some())
+    }
+
+    /// Removes a link whose blob has no record (A2's repair); whether it went.
+    pub(crate) fn remove_dangling_link(&mut self, repo: &str, digest: &str) -> Result<bool> {
+        if is_recorded(&self.t, digest)? {
+            return Ok(false);
+        }
+        Ok(self.t.blob_links.remove((repo, digest))?.is_some())
     }
 }

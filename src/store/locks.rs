@@ -1,4 +1,4 @@
-//! Locks (SPEC L1, L2): `delete_enabled` and `write_enabled` on repositories, manifests and
+//! Locks (docs/spec.md: L1, L2): `delete_enabled` and `write_enabled` on repositories, manifests and
 //! tags, as Azure Container Registry has them.
 //!
 //! - An item is **deletable** when it and its repository have both flags true: either flag

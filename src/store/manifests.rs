@@ -1,6 +1,6 @@
 //! Manifests as stored: the record kept beside the exact bytes, the manifest lifecycle (stored,
 //! touched, into the bin and out, purged) and the indexes that only hold live manifests
-//! (SPEC P3–P8, R1). Parsing is `oci`'s.
+//! (docs/spec.md: P3–P8, R1). Parsing is `oci`'s.
 
 use std::collections::BTreeMap;
 
@@ -243,6 +243,19 @@ impl Tx<'_> {
     /// The record of live manifest `digest`, else [`Error::ManifestUnknown`].
     pub(crate) fn live_record(&self, repo: &str, digest: &Digest) -> Result<Record> {
         live_record(&self.t, repo, digest)
+    }
+
+    /// Stores a new live manifest: its exact bytes, its record, its place in the indexes.
+    pub(crate) fn insert_manifest(
+        &mut self,
+        repo: &str,
+        digest: &str,
+        body: &[u8],
+        record: &Record,
+    ) -> Result<()> {
+        self.t.manifest_bodies.insert((repo, digest), body)?;
+        self.put_record(repo, digest, record)?;
+        self.index_live(repo, digest, record)
     }
 
     pub(crate) fn put_record(&mut self, repo: &str, digest: &str, record: &Record) -> Result<()> {

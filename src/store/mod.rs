@@ -13,6 +13,7 @@ pub(crate) mod meta;
 pub(crate) mod repositories;
 pub(crate) mod tables;
 pub(crate) mod tags;
+pub(crate) mod uploads;
 
 use std::cell::Cell;
 use std::path::Path;

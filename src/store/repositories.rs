@@ -1,4 +1,4 @@
-//! Repositories: their records, live or in the recycle bin (SPEC S11, S12).
+//! Repositories: their records, live or in the recycle bin (docs/spec.md: S11, S12).
 
 use redb::ReadableTable;
 

@@ -1,4 +1,4 @@
-//! Tags: moving a tag (SPEC P5), resolving and listing (P7), and the history of every move
+//! Tags: moving a tag (docs/spec.md: P5), resolving and listing (P7), and the history of every move
 //! and deletion (T1, T2).
 
 use redb::ReadableTable;

@@ -1,4 +1,4 @@
-//! Content digests: `algorithm:hex` (SPEC N3) and the hashers that compute them.
+//! Content digests: `algorithm:hex` (docs/spec.md: N3) and the hashers that compute them.
 
 use std::fmt;
 use std::str::FromStr;

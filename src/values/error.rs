@@ -7,7 +7,7 @@ use super::Digest;
 /// What went wrong. Every variant carries what the caller needs to act on it: the name, the
 /// digest, the expected and the actual value.
 ///
-/// A call that returns an error has written nothing (SPEC N5): validation happens before any
+/// A call that returns an error has written nothing (docs/spec.md: N5): validation happens before any
 /// write, and every write happens in one redb transaction that an error aborts.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -1,4 +1,4 @@
-//! The grammars of repository names (SPEC N1) and tags (N2).
+//! The grammars of repository names (docs/spec.md: N1) and tags (N2).
 
 use std::sync::LazyLock;
 

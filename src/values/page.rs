@@ -1,4 +1,4 @@
-//! OCI-style pagination of listings (SPEC P7).
+//! OCI-style pagination of listings (docs/spec.md: P7).
 
 /// OCI-style pagination: at most `n` entries after `last`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

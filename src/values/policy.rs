@@ -1,4 +1,4 @@
-//! The two policies a registry keeps in its settings: soft delete (SPEC S1) and retention of
+//! The two policies a registry keeps in its settings: soft delete (docs/spec.md: S1) and retention of
 //! untagged manifests (R1). Plain values: where they are stored and what they do live above.
 
 use std::time::Duration;
