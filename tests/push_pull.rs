@@ -4,7 +4,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::Path;
 use std::time::Duration;
 
@@ -410,6 +410,25 @@ fn p1_resume_upload_in_the_same_process() {
         first.append(b"late").unwrap_err(),
         Error::UploadUnknown { .. }
     ));
+}
+
+#[test]
+fn p1_an_append_torn_by_a_failed_write_is_dropped_by_the_next() {
+    let store = Store::new();
+    let repo = store.repo("app");
+    let upload = repo.start_upload().unwrap();
+    assert_eq!(upload.append(b"abc").unwrap(), 3);
+    // An append that failed part way (a full disk) left half a chunk past the offset.
+    let file = store.dir.path().join("uploads").join(upload.id());
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&file)
+        .unwrap()
+        .write_all(b"torn")
+        .unwrap();
+    assert_eq!(upload.append(b"def").unwrap(), 6);
+    upload.finish(&sha256(b"abcdef")).unwrap();
+    assert_eq!(repo.blob(&sha256(b"abcdef")).unwrap(), &b"abcdef"[..]);
 }
 
 #[test]
