@@ -83,8 +83,6 @@ mod handles;
 mod oci;
 mod ops;
 mod store;
-#[cfg(feature = "testkit")]
-pub mod testkit;
 
 pub use blobs::{BlobReader, BlobStore, DirectoryStore, Entry, EntryKind};
 pub use handles::{Batch, Registry, RegistryBuilder, Repository};

@@ -1,5 +1,5 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    ocistore::testkit::fuzz::manifest(data);
+    ocistore_testkit::fuzz::manifest(data);
 });

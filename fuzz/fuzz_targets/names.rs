@@ -1,3 +1,3 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| ocistore::testkit::fuzz::names(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| ocistore_testkit::fuzz::names(data));

@@ -119,7 +119,7 @@ pub fn push_image(repo: &Repository, reference: &str, seed: &str) -> Digest {
         .expect("push image")
 }
 
-pub use ocistore::testkit::snapshot;
+pub use ocistore_testkit::snapshot;
 
 // ---------------------------------------------------------------------------------------------
 // Deletes and the recycle bin (`delete.rs`, `recycle_bin.rs`)

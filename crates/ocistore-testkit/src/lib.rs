@@ -1,7 +1,8 @@
-//! The property-testing kit (feature `testkit`, off by default): the reference model of
-//! `SPEC.md`, proptest strategies for everything that can happen to a registry, and the harness
-//! that applies one sequence of operations to the model and to systems under test and compares
-//! them after every step. `docs/testing.md` is the guide.
+//! The property-testing kit of `ocistore` (a crate of its own, to use as a dev-dependency: the
+//! library's users pay nothing for it): the reference model of `SPEC.md`, proptest strategies
+//! for everything that can happen to a registry, and the harness that applies one sequence of
+//! operations to the model and to systems under test and compares them after every step.
+//! `docs/testing.md` is the guide.
 //!
 //! - [`Op`]: one operation — blob writes, mounts, uploads, pushes (images, indexes, artifacts
 //!   with a subject), tags, pulls, deletes, policy changes, restores, reverts, purges by hand
@@ -9,16 +10,16 @@
 //!   name things by small pools and by selectors, so that sequences collide with themselves.
 //! - [`Model`]: a plain in-memory registry. [`Model::resolve`] turns an op into a concrete
 //!   [`Step`] against its state; [`Model::step`] predicts the step's [`Outcome`].
-//! - [`System`]: what a harness implements for its own registry; [`RegistrySystem`] is this
-//!   crate's [`Registry`](crate::Registry) as one, with a deep comparison of its state.
+//! - [`System`]: what a harness implements for its own registry; [`RegistrySystem`] is
+//!   `ocistore`'s [`Registry`](ocistore::Registry) as one, with a deep comparison of its state.
 //! - [`run`]: one sequence on the model and on every system, compared after each op and after
-//!   a final reopen; [`check_registry`] for the crate itself.
+//!   a final reopen; [`check_registry`] for `ocistore` itself.
 //! - Strategies: [`ops`] and [`op_mix`] for sequences (weighted by a [`Mix`]); for what a
 //!   client sends, [`repository_name`], [`tag_name`], [`digest`] and their invalid
 //!   counterparts, and [`image_content`], [`index_content`], [`artifact_content`].
 //!
 //! ```
-//! use ocistore::testkit::{Mix, RegistrySystem, config, op_mix, run};
+//! use ocistore_testkit::{Mix, RegistrySystem, config, op_mix, run};
 //! use proptest::prelude::*;
 //! use proptest::test_runner::TestRunner;
 //!
@@ -54,7 +55,8 @@ pub use strategies::*;
 pub(crate) const CONFIG_TYPE: &str = "application/vnd.oci.image.config.v1+json";
 pub(crate) const LAYER_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 /// When every model and [`RegistrySystem`] starts: 2026-01-01T00:00:00Z.
-pub const START: crate::Timestamp = crate::Timestamp::from_nanos(1_767_225_600 * 1_000_000_000);
+pub const START: ocistore::Timestamp =
+    ocistore::Timestamp::from_nanos(1_767_225_600 * 1_000_000_000);
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -98,7 +100,7 @@ pub fn label(op: &Op, outcome: &Outcome) -> String {
             repositories,
             ..
         }) => {
-            let did = |what: &str, any: fn(&crate::RepositoryPurge) -> bool| {
+            let did = |what: &str, any: fn(&ocistore::RepositoryPurge) -> bool| {
                 repositories.iter().any(any).then(|| format!(" {what}"))
             };
             let mut label = format!("PurgeReport {}", if *dry_run { "dry" } else { "real" });

@@ -10,7 +10,7 @@
 //!
 //! `cargo test --test testkit_guide -- --nocapture` prints the shrunk sequences.
 
-use ocistore::testkit::*;
+use ocistore_testkit::*;
 use proptest::prelude::*;
 use proptest::test_runner::{RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
 

@@ -29,8 +29,8 @@ use super::{
     BLOBS, ErrKind, Mix, Model, Op, Outcome, RegistrySystem, START, Step, System, UPLOADABLE,
     op_mix, snapshot,
 };
-use crate::manifest::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
-use crate::{
+use ocistore::manifest::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
+use ocistore::{
     Algorithm, Digest, Error, Filter, ManualClock, Page, Reference, Registry, Repository, parse_ago,
 };
 
@@ -218,7 +218,7 @@ fn independent_json(body: &[u8]) -> Option<Json> {
 /// one, which is one of the four accepted; it pulls back by digest (and by tag) with the same
 /// bytes, digest and media type, its metadata tells its size, and pushing it again gives the
 /// same digest. Returns the push's result (`None` for an empty input).
-pub fn manifest(data: &[u8]) -> Option<crate::Result<Digest>> {
+pub fn manifest(data: &[u8]) -> Option<ocistore::Result<Digest>> {
     let (&selector, body) = data.split_first()?;
     let json = independent_json(body);
     let own_type = json
@@ -359,7 +359,8 @@ pub fn names(data: &[u8]) {
             let (repo, tag) = s.split_once(':').expect("a filter has a ':'");
             assert!(!repo.is_empty() && !tag.is_empty(), "filter {s:?}");
             for (r, t) in [("team/app", "latest"), ("lib", "v1"), ("", ""), (s, s)] {
-                filter.matches(r, t);
+                // Only that it answers, without panicking.
+                let _ = filter.matches(r, t);
             }
         }
         Err(e) => assert!(

@@ -1,5 +1,5 @@
 //! SPEC P1–P8, N1–N3, C1, D1–D5, S1–S16, T1–T2, G1–G5, L1–L2, R1–R3 and U1–U6 as a
-//! model-based property test, through the public kit (`ocistore::testkit`, `docs/testing.md`):
+//! model-based property test, through the public kit (`ocistore_testkit`, `docs/testing.md`):
 //! one model, not two.
 //!
 //! Random sequences of `Op`s run against the kit's `Model` and against a real store on a manual
@@ -7,11 +7,10 @@
 //! the same error variant with the same names in it), and after every op the registry side reads
 //! the whole store through the public API and checks it against the model.
 //!
-//! To extend the model with a rule: add an `Op` (and its strategy, in
-//! `src/testkit/strategies.rs`), the `Step` it resolves to (`src/testkit/step.rs`), its arm in
-//! the model's and the registry's step functions (`src/testkit/model.rs`, `registry.rs`; the
-//! batch arm too if a batch can hold it), and the reads that show its effect to the registry's
-//! comparison.
+//! To extend the model with a rule (files of `crates/ocistore-testkit/src/`): add an `Op` (and
+//! its strategy, in `strategies.rs`), the `Step` it resolves to (`step.rs`), its arm in the
+//! model's and the registry's step functions (`model.rs`, `registry.rs`; the batch arm too if a
+//! batch can hold it), and the reads that show its effect to the registry's comparison.
 //!
 //! `MODEL_STATS=1 cargo test --test model -- --nocapture` prints how often each op had each
 //! outcome, to check that the strategies reach the success paths as well as the errors (a purge
@@ -19,8 +18,8 @@
 //! run's whether the retention policy deleted). A test run through [`check_model`] also fails
 //! when its cases stop reaching the outcomes it lists.
 
-use ocistore::testkit::*;
 use ocistore::{Algorithm, Locks};
+use ocistore_testkit::*;
 use proptest::prelude::*;
 use proptest::test_runner::{TestCaseError, TestRunner};
 

@@ -7,11 +7,11 @@ mod common;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::Store;
-use ocistore::testkit::{
+use ocistore::{Algorithm, Digest, Error, Reference, Repository};
+use ocistore_testkit::{
     Content, artifact_content, config, digest, image_content, index_content, invalid_digest,
     invalid_repository_name, invalid_tag_name, repository_name, tag_name,
 };
-use ocistore::{Algorithm, Digest, Error, Reference, Repository};
 use proptest::prelude::*;
 use proptest::test_runner::TestRunner;
 

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::manifest::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
-use crate::{Algorithm, Descriptor, Digest, Item, Locks, RetentionPolicy};
+use ocistore::manifest::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
+use ocistore::{Algorithm, Descriptor, Digest, Item, Locks, RetentionPolicy};
 use serde_json::json;
 
 use super::*;

@@ -7,8 +7,8 @@ use proptest::string::string_regex;
 use serde_json::json;
 
 use super::grammar::{hash, valid_digest, valid_repo_name, valid_tag};
-use crate::manifest::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
-use crate::{Algorithm, Digest, Repository, Result};
+use ocistore::manifest::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
+use ocistore::{Algorithm, Digest, Repository, Result};
 
 /// One path component of a repository name (N1): `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`.
 const COMPONENT: &str = "[a-z0-9]{1,8}((\\.|_|__|-{1,3})[a-z0-9]{1,8}){0,2}";
@@ -143,7 +143,7 @@ impl Content {
     ///
     /// ```
     /// # let dir = tempfile::tempdir()?;
-    /// use ocistore::testkit::index_content;
+    /// use ocistore_testkit::index_content;
     /// use proptest::strategy::{Strategy, ValueTree};
     /// use proptest::test_runner::TestRunner;
     /// let index = index_content().new_tree(&mut TestRunner::default()).unwrap().current();

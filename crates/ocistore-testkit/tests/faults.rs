@@ -1,5 +1,5 @@
 //! SPEC P1, C1, C2 under injected faults: a blob store whose writes fail on command
-//! (`ocistore::testkit::Faults`) refuses the call with an I/O error, stores nothing, panics
+//! (`ocistore_testkit::Faults`) refuses the call with an I/O error, stores nothing, panics
 //! nowhere, and works normally afterwards and after a reopen; a crash image taken in the middle
 //! of a batch reopens consistent.
 
@@ -7,12 +7,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use ocistore::manifest::OCI_MANIFEST;
-use ocistore::testkit::fuzz::{copy_dir, is_injected};
-use ocistore::testkit::{Faults, snapshot};
 use ocistore::{
     Algorithm, CollectOptions, Digest, Error, FsckOptions, ManualClock, Problem, Registry, Result,
     Timestamp,
 };
+use ocistore_testkit::fuzz::{copy_dir, is_injected};
+use ocistore_testkit::{Faults, snapshot};
 use tempfile::TempDir;
 
 const START: Timestamp = Timestamp::from_nanos(1_767_225_600 * 1_000_000_000);

@@ -1,6 +1,6 @@
 //! The fuzz targets of `fuzz/` on a stable toolchain: every file of their seed corpus
 //! (`fuzz/corpus/<target>/`) and every crash they found and that was kept
-//! (`fuzz/artifacts/<target>/`) replays through the same `ocistore::testkit::fuzz` function
+//! (`fuzz/artifacts/<target>/`) replays through the same `ocistore_testkit::fuzz` function
 //! as under `cargo fuzz`; and a few random plans of the `ops` target run here too.
 //!
 //! `cargo test --test fuzz_corpus -- --ignored write_ops_seeds` rewrites the `ops` seeds.
@@ -8,12 +8,13 @@
 use std::path::{Path, PathBuf};
 
 use ocistore::manifest::OCI_MANIFEST;
-use ocistore::testkit::fuzz::{self, Fault};
-use ocistore::testkit::{DigestChoice, FinishDigest, Op};
+use ocistore_testkit::fuzz::{self, Fault};
+use ocistore_testkit::{DigestChoice, FinishDigest, Op};
 use proptest::prelude::*;
 
+/// `fuzz/` at the root of the workspace.
 fn fuzz_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz")
 }
 
 /// Replays the corpus and the artifacts of `target`; the corpus must not be empty.
@@ -139,7 +140,7 @@ fn p3_n5_a_manifest_that_is_not_utf8_is_refused() {
 }
 
 proptest! {
-    #![proptest_config(ocistore::testkit::config(8))]
+    #![proptest_config(ocistore_testkit::config(8))]
 
     /// C1, C2: random plans of the `ops` target, with their injected failures and crashes.
     #[test]

@@ -4,22 +4,22 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::{BlobStore, Digest, DirectoryStore, Entry, Error, Result};
+use ocistore::{BlobStore, Digest, DirectoryStore, Entry, Error, Result};
 
 /// The message of every injected failure's [`std::io::Error`].
-pub const INJECTED: &str = "write failure injected by ocistore::testkit::Faults";
+pub const INJECTED: &str = "write failure injected by ocistore_testkit::Faults";
 
 /// A switch that makes a store's blob writes fail, or photographs the store as a crash would
 /// leave it, shared by a test and the [`FaultyStore`] it opens the registry with
-/// ([`Faults::directory_store`], [`RegistryBuilder::blob_store`](crate::RegistryBuilder::blob_store)).
+/// ([`Faults::directory_store`], [`RegistryBuilder::blob_store`](ocistore::RegistryBuilder::blob_store)).
 /// Clones share one state.
 ///
 /// A *write* is one call that would put bytes into the blob store's files: a blob put that
-/// writes a new file ([`Repository::put_blob`](crate::Repository::put_blob), the same in a
-/// [`Batch`](crate::Batch), [`Repository::put_blob_sha256`](crate::Repository::put_blob_sha256)),
-/// the creation of an upload session's file ([`Repository::start_upload`](crate::Repository::start_upload)),
-/// an append to it ([`Upload::append`](crate::Upload::append), `append_at`), and the move of a
-/// finished upload into the blob store ([`Upload::finish`](crate::Upload::finish)). A put of a
+/// writes a new file ([`Repository::put_blob`](ocistore::Repository::put_blob), the same in a
+/// [`Batch`](ocistore::Batch), [`Repository::put_blob_sha256`](ocistore::Repository::put_blob_sha256)),
+/// the creation of an upload session's file ([`Repository::start_upload`](ocistore::Repository::start_upload)),
+/// an append to it ([`Upload::append`](ocistore::Upload::append), `append_at`), and the move of a
+/// finished upload into the blob store ([`Upload::finish`](ocistore::Upload::finish)). A put of a
 /// blob the store holds already, or a finish whose blob exists, writes no file and is no write.
 ///
 /// An armed failure makes the write fail with [`Error::Io`] (its source's message is
@@ -28,7 +28,8 @@ pub const INJECTED: &str = "write failure injected by ocistore::testkit::Faults"
 ///
 /// ```
 /// # let dir = tempfile::tempdir()?;
-/// use ocistore::{Error, Registry, testkit::Faults};
+/// use ocistore::{Error, Registry};
+/// use ocistore_testkit::Faults;
 /// let faults = Faults::new();
 /// let registry = Registry::builder()
 ///     .blob_store(faults.directory_store(dir.path()))
@@ -67,7 +68,7 @@ impl Faults {
     }
 
     /// A [`DirectoryStore`] in `dir` whose writes obey this switch: give it to
-    /// [`RegistryBuilder::blob_store`](crate::RegistryBuilder::blob_store) with the same `dir`.
+    /// [`RegistryBuilder::blob_store`](ocistore::RegistryBuilder::blob_store) with the same `dir`.
     #[must_use]
     pub fn directory_store(&self, dir: impl Into<PathBuf>) -> FaultyStore {
         let root = dir.into();

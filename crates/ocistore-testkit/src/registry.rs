@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use crate::{
+use ocistore::{
     Algorithm, Batch, CollectOptions, DeletedManifest, DeletedRepository, DeletedTag, Descriptor,
     Digest, Error, FsckOptions, Item, Locks, ManifestQuery, ManualClock, Page, Problem,
     PurgeOptions, Registry, Restore, SoftDeletePolicy, Tag, TagEvent, Timestamp, Upload, parse_ago,

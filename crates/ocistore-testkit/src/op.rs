@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::{Algorithm, Locks};
+use ocistore::{Algorithm, Locks};
 
 use super::grammar::*;
 use super::*;

@@ -1,6 +1,6 @@
 //! What an operation returned, in a form the model and any system can be compared by.
 
-use crate::{Error, RepositoryPurge, Timestamp};
+use ocistore::{Error, RepositoryPurge, Timestamp};
 
 /// What an op returned, comparable between the model and the registry.
 pub type Outcome = Result<Value, ErrKind>;
@@ -58,10 +58,10 @@ pub enum Value {
     /// `run_due` before the interval has passed.
     NotDue,
     /// What `usage` reported.
-    Usage(crate::Usage),
+    Usage(ocistore::Usage),
     /// What `fsck` reported, without the stray blob files that failed batches leave for the
     /// collector (C2).
-    Fsck(crate::FsckReport),
+    Fsck(ocistore::FsckReport),
     /// What a collection reported, but its times.
     Collected(Collected),
 }
@@ -69,21 +69,21 @@ pub enum Value {
 /// What a collection reports, but its times.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Collected {
-    /// As in [`CollectReport`](crate::CollectReport).
+    /// As in [`CollectReport`](ocistore::CollectReport).
     pub marked: u64,
-    /// As in [`CollectReport`](crate::CollectReport).
+    /// As in [`CollectReport`](ocistore::CollectReport).
     pub bytes_marked: u64,
-    /// As in [`CollectReport`](crate::CollectReport).
+    /// As in [`CollectReport`](ocistore::CollectReport).
     pub swept: u64,
-    /// As in [`CollectReport`](crate::CollectReport).
+    /// As in [`CollectReport`](ocistore::CollectReport).
     pub bytes_swept: u64,
-    /// As in [`CollectReport`](crate::CollectReport).
+    /// As in [`CollectReport`](ocistore::CollectReport).
     pub kept: u64,
-    /// As in [`CollectReport`](crate::CollectReport).
+    /// As in [`CollectReport`](ocistore::CollectReport).
     pub bytes_kept: u64,
-    /// As in [`CollectReport`](crate::CollectReport).
+    /// As in [`CollectReport`](ocistore::CollectReport).
     pub links_removed: u64,
-    /// As in [`CollectReport`](crate::CollectReport).
+    /// As in [`CollectReport`](ocistore::CollectReport).
     pub uploads_removed: u64,
 }
 

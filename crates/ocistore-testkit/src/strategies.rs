@@ -1,6 +1,6 @@
 //! proptest strategies: names, digests, images, and sequences of operations.
 
-use crate::{Algorithm, Locks};
+use ocistore::{Algorithm, Locks};
 use proptest::prelude::*;
 use proptest::sample::select;
 use proptest::strategy::Union;
@@ -360,7 +360,7 @@ impl Mix {
 /// policy, a retention policy and a few tagged images: the strategy to start a harness with.
 ///
 /// ```
-/// use ocistore::testkit::{check_registry, ops};
+/// use ocistore_testkit::{check_registry, ops};
 /// use proptest::test_runner::TestRunner;
 /// let mut runner = TestRunner::default();
 /// runner.run(&ops(8), |ops| check_registry(&ops).map(drop)).unwrap();

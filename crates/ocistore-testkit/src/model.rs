@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use crate::{
+use ocistore::{
     Descriptor, Digest, FsckReport, Item, Locks, Manifest, RepositoryPurge, RepositoryUsage,
     RetentionPolicy, SoftDeletePolicy, TagCause, Timestamp, Usage,
 };

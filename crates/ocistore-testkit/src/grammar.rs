@@ -1,7 +1,7 @@
-//! The SPEC's grammars and digests, written again independently of the crate: the model
+//! The SPEC's grammars and digests, written again independently of `ocistore`: the model
 //! must not share the code it checks.
 
-use crate::Algorithm;
+use ocistore::Algorithm;
 
 use super::outcome::*;
 
