@@ -85,13 +85,14 @@ mod ops;
 mod store;
 
 pub use blobs::{BlobReader, BlobStore, DirectoryStore, Entry, EntryKind};
-pub use handles::{Batch, Registry, RegistryBuilder, Repository};
+pub use handles::{Batch, DEFAULT_SPACE_RESERVE, Registry, RegistryBuilder, Repository};
 pub use oci::{Descriptor, ManifestKind, Reference};
 pub use ops::collector::{CollectOptions, CollectReport, Phase, Progress};
 pub use ops::fsck::{FsckOptions, FsckReport, Problem};
 pub use ops::purge::{Filter, PurgeOptions, PurgeReport, RepositoryPurge, parse_ago};
 pub use ops::recycle_bin::Restore;
 pub use ops::retention::{AutopurgeReport, Maintenance};
+pub use ops::space::Health;
 pub use ops::upload::Upload;
 pub use ops::usage::{RepositoryUsage, Usage};
 pub use store::bin::{DeletedManifest, DeletedRepository, DeletedTag};

@@ -213,11 +213,12 @@ fn a2_a_clean_store_has_no_problems_and_repair_changes_nothing() {
         blobs_checked: 13,
         problems: vec![],
         repaired: 0,
+        too_recent: 0,
     };
     for verify_digests in [true, false] {
         let options = FsckOptions {
-            repair: false,
             verify_digests,
+            ..FsckOptions::default()
         };
         assert_eq!(s.registry.fsck(&options).unwrap(), clean);
     }
@@ -329,8 +330,8 @@ fn a2_each_kind_of_damage_on_disk_is_reported_exactly() {
     // manifest that references it); the one of the wrong length is a size mismatch.
     let quick = registry
         .fsck(&FsckOptions {
-            repair: false,
             verify_digests: false,
+            ..FsckOptions::default()
         })
         .unwrap();
     let expected: Vec<Problem> = t
@@ -489,6 +490,7 @@ fn a2_a_blob_record_lost_leaves_dangling_links_repaired_and_its_file_kept_to_be_
             blobs_checked: 2,
             problems: vec![],
             repaired: 0,
+            too_recent: 0,
         }
     );
 }

@@ -6,5 +6,5 @@ mod registry;
 mod repository;
 
 pub use batch::Batch;
-pub use registry::{Registry, RegistryBuilder};
+pub use registry::{DEFAULT_SPACE_RESERVE, Registry, RegistryBuilder};
 pub use repository::Repository;

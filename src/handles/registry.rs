@@ -11,6 +11,7 @@ use crate::ops::collector::{CollectOptions, CollectReport, Progress};
 use crate::ops::fsck::{FsckOptions, FsckReport};
 use crate::ops::purge::{PurgeOptions, PurgeReport};
 use crate::ops::retention::{AutopurgeReport, Maintenance};
+use crate::ops::space::{Health, Space};
 use crate::ops::usage::Usage;
 use crate::ops::{self, Core, OpenMark};
 use crate::store::bin::{self, DeletedRepository};
@@ -62,7 +63,12 @@ pub struct RegistryBuilder {
     autopurge_interval: Duration,
     grace_period: Duration,
     blob_store: Option<Box<dyn BlobStore>>,
+    space_reserve: u64,
 }
+
+/// The default reserve: room for thousands of the transactions that free space (a delete
+/// rewrites a few dozen 4 KiB pages; a sweep transaction of the collector a few hundred).
+pub const DEFAULT_SPACE_RESERVE: u64 = 16 << 20;
 
 impl Default for RegistryBuilder {
     fn default() -> Self {
@@ -73,6 +79,7 @@ impl Default for RegistryBuilder {
             autopurge_interval: Duration::from_secs(24 * 3600),
             grace_period: Duration::from_secs(3600),
             blob_store: None,
+            space_reserve: DEFAULT_SPACE_RESERVE,
         }
     }
 }
@@ -117,6 +124,15 @@ impl RegistryBuilder {
         self
     }
 
+    /// How many bytes of disk the store keeps in reserve, in a preallocated file in its
+    /// directory, so that deletes, purges of the recycle bin and the collector can still commit
+    /// when the disk is full (C4); default [`DEFAULT_SPACE_RESERVE`], 0 for none.
+    #[must_use]
+    pub fn space_reserve(mut self, bytes: u64) -> Self {
+        self.space_reserve = bytes;
+        self
+    }
+
     /// Where the blob bytes live (O1): any [`BlobStore`], such as one that fails or crashes on
     /// command in tests. The default is a [`DirectoryStore`] in the store's own directory.
     #[must_use]
@@ -147,7 +163,13 @@ impl RegistryBuilder {
             path: dir.clone(),
             source,
         })?;
-        let db = Db::open(&dir.join(DATABASE_FILE), self.cache_size, &dir)?;
+        let space = Space::open(&dir, self.space_reserve)?;
+        let open_db = || Db::open(&dir.join(DATABASE_FILE), self.cache_size, &dir);
+        // On a disk full to the last byte, the reserve gives opening the room it needs.
+        let db = match space.watch(open_db()) {
+            Err(Error::StorageFull { .. }) => open_db()?,
+            opened => opened?,
+        };
         // Only the holder of the database gets here, so no other writer uses the blob store.
         let blobs = self
             .blob_store
@@ -163,6 +185,7 @@ impl RegistryBuilder {
             grace_period: self.grace_period,
             collector: Mutex::default(),
             uploads: Mutex::default(),
+            space,
         });
         ops::upload::reconcile(&core)?;
         Ok(Registry { core })
@@ -213,7 +236,7 @@ impl Registry {
     /// are gone, tombstones included.
     pub fn delete_repository(&self, name: &str) -> Result<()> {
         validate_name(name)?;
-        self.batch(|b| b.tx().delete_repository(name))
+        self.core.write(true, |tx| tx.delete_repository(name))
     }
 
     /// The soft delete policy in force.
@@ -225,7 +248,8 @@ impl Registry {
     /// Turning it off leaves the tombstones in the bin restorable until they expire (S15).
     pub fn set_soft_delete_policy(&self, policy: SoftDeletePolicy) -> Result<()> {
         policy.validate()?;
-        self.batch(|b| b.tx().set_soft_delete_policy(policy))
+        self.core
+            .write(true, |tx| tx.set_soft_delete_policy(policy))
     }
 
     /// Soft-deleted repositories, most recently deleted first (S5).
@@ -237,7 +261,8 @@ impl Registry {
     /// expires (S16).
     pub fn purge_deleted_repository(&self, name: &str) -> Result<()> {
         validate_name(name)?;
-        self.batch(|b| b.tx().purge_deleted_repository(name))
+        self.core
+            .write(true, |tx| tx.purge_deleted_repository(name))
     }
 
     /// The retention policy for untagged manifests in force (R1).
@@ -273,7 +298,9 @@ impl Registry {
 
     /// Runs autopurge now, whether due or not (S4).
     pub fn run_now(&self) -> Result<AutopurgeReport> {
-        self.batch(|b| b.tx().autopurge())
+        #[allow(clippy::redundant_closure_for_method_calls)]
+        // `Tx::autopurge` is not general enough over `Tx`'s lifetime
+        self.core.write(true, |tx| tx.autopurge())
     }
 
     /// Starts a background thread that calls [`run_due`](Registry::run_due) every `poll`
@@ -390,6 +417,22 @@ impl Registry {
         ops::fsck::fsck(&self.core, options)
     }
 
+    /// Whether the store can take writes, and if not why (C4, C5), after trying what recovers
+    /// it: a database closed by an I/O error is reopened, and a reserve released on a full disk
+    /// is taken back if there is room again. Cheap enough for a health check to call often.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let registry = ocistore::Registry::open(dir.path())?;
+    /// let health = registry.health();
+    /// assert!(health.writable && !health.storage_full && health.problem.is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn health(&self) -> Health {
+        ops::space::health(&self.core)
+    }
+
     /// Runs `f` in one write transaction: every call made on the [`Batch`] commits together
     /// with one fsync, or not at all if `f` or any call fails (C1).
     ///
@@ -413,15 +456,17 @@ impl Registry {
     pub fn batch<T>(&self, f: impl FnOnce(&mut Batch<'_>) -> Result<T>) -> Result<T> {
         let core = &*self.core;
         let _open = OpenMark::new(core)?;
+        // A batch may add anything: refused on a full disk, where the single calls that free
+        // space still run.
+        core.space.check()?;
         let txn = core.db.begin()?;
-        let out = {
-            let mut batch = Batch::new(txn.tx(core.now())?, core);
+        let out = txn.tx(core.now()).and_then(|tx| {
+            let mut batch = Batch::new(tx, core);
             let out = f(&mut batch)?;
             batch.tx().finish()?;
-            out
-        };
-        txn.end(true)?;
-        Ok(out)
+            Ok(out)
+        });
+        core.space.watch(txn.end(true, out))
     }
 }
 

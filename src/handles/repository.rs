@@ -58,8 +58,15 @@ impl Repository {
         self.core().snapshot()
     }
 
-    fn batch<T>(&self, f: impl FnOnce(&mut Tx<'_>, &str) -> Result<T>) -> Result<T> {
-        self.registry.batch(|b| f(b.tx(), &self.name))
+    /// Runs `f` in a transaction of its own: a write that frees space or keeps the store,
+    /// allowed on a full disk (C4).
+    fn write<T>(&self, f: impl FnOnce(&mut Tx<'_>, &str) -> Result<T>) -> Result<T> {
+        self.core().write(true, |tx| f(tx, &self.name))
+    }
+
+    /// Runs `f` in a transaction of its own: a write that adds to the store.
+    fn write_adding<T>(&self, f: impl FnOnce(&mut Tx<'_>, &str) -> Result<T>) -> Result<T> {
+        self.core().write_adding(|tx| f(tx, &self.name))
     }
 
     /// Stores `bytes` as blob `digest` in this repository after checking that they hash to
@@ -82,7 +89,7 @@ impl Repository {
     /// The blob must be linked to `from`.
     pub fn mount_blob(&self, from: &str, digest: &Digest) -> Result<()> {
         validate_name(from)?;
-        self.batch(|tx, name| tx.mount_blob(name, from, digest))
+        self.write_adding(|tx, name| tx.mount_blob(name, from, digest))
     }
 
     /// The size of blob `digest`, if it is linked into this repository.
@@ -182,7 +189,7 @@ impl Repository {
 
     /// Points `tag` at the manifest `digest`, which must already be in this repository (P5).
     pub fn tag(&self, tag: &str, digest: &Digest) -> Result<()> {
-        self.batch(|tx, name| tx.tag(name, tag, digest))
+        self.write_adding(|tx, name| tx.tag(name, tag, digest))
     }
 
     /// The manifest digest `tag` points at.
@@ -227,7 +234,7 @@ impl Repository {
     /// Removes `tag`; the manifest and its blobs stay (D1). With the soft delete policy on,
     /// the tag goes to the recycle bin.
     pub fn untag(&self, tag: &str) -> Result<()> {
-        self.batch(|tx, name| tx.untag(name, tag))
+        self.write(|tx, name| tx.untag(name, tag))
     }
 
     /// Deletes the manifest `reference` names — a tag (D2) or a digest (D3) — with every tag
@@ -237,7 +244,7 @@ impl Repository {
     /// the manifest, and with [`Error::Locked`] if a lock protects the repository, one of the
     /// manifests or one of their tags (L1). With the soft delete policy on, all of it goes to the recycle bin.
     pub fn delete_manifest(&self, reference: &str) -> Result<Vec<Digest>> {
-        self.batch(|tx, name| tx.delete_manifest(name, reference))
+        self.write(|tx, name| tx.delete_manifest(name, reference))
     }
 
     /// The manifests of this repository in the recycle bin, most recently deleted first (S5).
@@ -262,19 +269,19 @@ impl Repository {
     /// Restoring into a soft-deleted repository brings the repository back, holding only what
     /// was restored. A manifest that is live is only tagged.
     pub fn restore(&self, what: Restore<'_>, force: bool) -> Result<Digest> {
-        self.batch(|tx, name| tx.restore(name, what, force))
+        self.write_adding(|tx, name| tx.restore(name, what, force))
     }
 
     /// Permanently removes manifest `digest` from the recycle bin before it expires, with its
     /// tags in the bin and its history (S16).
     pub fn purge_deleted_manifest(&self, digest: &Digest) -> Result<()> {
-        self.batch(|tx, name| tx.purge_deleted_manifest(name, digest))
+        self.write(|tx, name| tx.purge_deleted_manifest(name, digest))
     }
 
     /// Permanently removes every deletion of `tag` from the recycle bin before it expires
     /// (S16), and returns how many there were.
     pub fn purge_deleted_tags(&self, tag: &str) -> Result<usize> {
-        self.batch(|tx, name| tx.purge_deleted_tags(name, tag))
+        self.write(|tx, name| tx.purge_deleted_tags(name, tag))
     }
 
     /// The locks of an item of this repository, which must be live (L1).
@@ -300,7 +307,7 @@ impl Repository {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn set_locks(&self, item: &Item, locks: Locks) -> Result<()> {
-        self.batch(|tx, name| tx.set_locks(name, item, locks))
+        self.write(|tx, name| tx.set_locks(name, item, locks))
     }
 
     /// Every locked item of this repository with its locks, the repository first, then

@@ -44,7 +44,7 @@ pub(crate) fn put_in(
     bytes: &[u8],
 ) -> Result<()> {
     tx.check_lock(repo, &Item::Repository, Need::Write)?;
-    core.blobs.put(digest, bytes)?;
+    core.space.watch(core.blobs.put(digest, bytes))?;
     tx.link_blob(repo, digest, bytes.len() as u64, || {
         ensure(core, digest, bytes)
     })
@@ -57,7 +57,8 @@ pub(crate) fn put(core: &Core, repo: &str, digest: &Digest, bytes: &[u8]) -> Res
     core.check_no_batch()?;
     // Refused before the bytes are written, so a refusal leaves none behind.
     check_writable(&core.snapshot()?, repo)?;
-    core.blobs.put(digest, bytes)?;
+    core.space.check()?;
+    core.space.watch(core.blobs.put(digest, bytes))?;
     core.write(true, |tx| {
         tx.link_blob(repo, digest, bytes.len() as u64, || {
             ensure(core, digest, bytes)

@@ -48,12 +48,16 @@ const REPAIR_BATCH: usize = 256;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FsckOptions {
     /// Remove stray blob files, temporary files, stray upload files and dangling links (A2).
-    /// Files go only once modified at least the registry's grace period ago
-    /// ([`RegistryBuilder::grace_period`](crate::RegistryBuilder::grace_period)).
+    /// Files go only once modified at least the grace period ago.
     pub repair: bool,
     /// Hash every blob file to check its digest (reads every byte of the store). Without it,
     /// only presence and size are checked.
     pub verify_digests: bool,
+    /// How old a stray file must be before the repair removes it; `None` for the registry's
+    /// ([`RegistryBuilder::grace_period`](crate::RegistryBuilder::grace_period), one hour by
+    /// default). Zero removes them all — right after a crash, say — at the risk of taking the
+    /// file of a write in flight, which then fails and is retried.
+    pub grace_period: Option<std::time::Duration>,
 }
 
 impl Default for FsckOptions {
@@ -61,6 +65,7 @@ impl Default for FsckOptions {
         FsckOptions {
             repair: false,
             verify_digests: true,
+            grace_period: None,
         }
     }
 }
@@ -77,6 +82,10 @@ pub struct FsckReport {
     pub problems: Vec<Problem>,
     /// Files and links the repair removed.
     pub repaired: u64,
+    /// Stray files the repair left because they were modified within the grace period: a
+    /// write may still be about to commit a row naming them. Check again later, or with a
+    /// shorter [`FsckOptions::grace_period`].
+    pub too_recent: u64,
 }
 
 /// Something wrong in a store. Paths are under the store's directory.
@@ -156,7 +165,7 @@ pub(crate) fn fsck(core: &Core, options: &FsckOptions) -> Result<FsckReport> {
         core,
         options,
         // File ages are the file system's: it stamped them with its own clock.
-        cutoff: SystemTime::now().checked_sub(core.grace_period),
+        cutoff: SystemTime::now().checked_sub(options.grace_period.unwrap_or(core.grace_period)),
         report: FsckReport::default(),
         broken: FingerprintSet::default(),
         wanted: FingerprintSet::default(),
@@ -361,8 +370,12 @@ impl Check<'_> {
     /// Reports a stray file, and dooms it if it may go.
     fn stray(&mut self, problem: Problem, modified: SystemTime, file: Option<Unnamed>) {
         let old = self.cutoff.is_some_and(|cutoff| modified <= cutoff);
-        if let Some(file) = file.filter(|_| self.options.repair && old) {
-            self.doomed.push(file);
+        if let Some(file) = file.filter(|_| self.options.repair) {
+            if old {
+                self.doomed.push(file);
+            } else {
+                self.report.too_recent += 1;
+            }
         }
         self.report.problems.push(problem);
     }

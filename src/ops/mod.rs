@@ -11,6 +11,7 @@ pub(crate) mod purge;
 pub(crate) mod push;
 pub(crate) mod recycle_bin;
 pub(crate) mod retention;
+pub(crate) mod space;
 pub(crate) mod upload;
 pub(crate) mod usage;
 
@@ -34,6 +35,8 @@ pub(crate) struct Core {
     pub(crate) upload_timeout: Duration,
     pub(crate) autopurge_interval: Duration,
     pub(crate) grace_period: Duration,
+    /// The reserve that keeps the calls that free space able to commit on a full disk (C4).
+    pub(crate) space: space::Space,
     /// Held by the collection running, so that two never overlap.
     pub(crate) collector: Mutex<()>,
     /// Upload sessions touched since open, with their running hash; others are rebuilt from
@@ -90,13 +93,21 @@ impl Core {
     }
 
     /// Runs `f` in one write transaction at the clock's now, committed if `commit` and `f`
-    /// succeeded (a dry run is the real run, aborted).
+    /// succeeded (a dry run is the real run, aborted). For the writes that free space or keep
+    /// the store: they run on a full disk too (C4).
     pub(crate) fn write<T>(
         &self,
         commit: bool,
         f: impl FnOnce(&mut Tx<'_>) -> Result<T>,
     ) -> Result<T> {
         let _open = OpenMark::new(self)?;
-        self.db.write(self.now(), commit, f)
+        self.space.watch(self.db.write(self.now(), commit, f))
+    }
+
+    /// [`write`](Core::write) for a write that adds to the store: refused with
+    /// [`Error::StorageFull`](crate::Error::StorageFull) while the disk is full.
+    pub(crate) fn write_adding<T>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
+        self.space.check()?;
+        self.write(true, f)
     }
 }

@@ -76,5 +76,5 @@ pub(crate) fn push(
     body: &[u8],
 ) -> Result<Digest> {
     let prepared = crate::oci::prepare(reference, media_type, body)?;
-    core.write(true, |tx| tx.push_manifest(repo, prepared))
+    core.write_adding(|tx| tx.push_manifest(repo, prepared))
 }

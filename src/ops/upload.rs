@@ -53,8 +53,9 @@ impl std::fmt::Debug for Upload {
 pub(crate) fn start(core: &Arc<Core>, repo: &str) -> Result<Upload> {
     core.check_no_batch()?;
     check_writable(&core.snapshot()?, repo)?;
+    core.space.check()?;
     let id = uuid::Uuid::new_v4().simple().to_string();
-    core.blobs.create_upload(&id)?;
+    core.space.watch(core.blobs.create_upload(&id))?;
     let started = core.now();
     let recorded = core.write(true, |tx| {
         tx.check_lock(repo, &Item::Repository, Need::Write)?;
@@ -167,9 +168,10 @@ impl Upload {
     /// Appends a chunk, makes it durable and returns the new offset.
     pub fn append(&self, chunk: &[u8]) -> Result<u64> {
         let mut state = self.open_state()?;
-        self.core
-            .blobs
-            .append_upload(&self.id, state.offset, chunk)?;
+        let core = &*self.core;
+        core.space.check()?;
+        core.space
+            .watch(core.blobs.append_upload(&self.id, state.offset, chunk))?;
         state.hasher.update(chunk);
         state.offset += chunk.len() as u64;
         Ok(state.offset)
@@ -221,8 +223,10 @@ impl Upload {
         // Refused before the bytes move into the blob store, so a refusal leaves the session
         // open and writes nothing (L2). The commit below checks again.
         check_writable(&core.snapshot()?, &state.repository)?;
+        core.space.check()?;
         if !core.blobs.contains(digest)? {
-            core.blobs.finish_upload(&self.id, digest)?;
+            core.space
+                .watch(core.blobs.finish_upload(&self.id, digest))?;
         }
         let size = state.offset;
         let repository = state.repository.clone();

@@ -16,7 +16,9 @@ pub(crate) mod tags;
 pub(crate) mod uploads;
 
 use std::cell::Cell;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use redb::{Database, ReadableDatabase};
 
@@ -24,39 +26,100 @@ pub(crate) use tables::{Snapshot, Tables};
 
 use crate::values::{Error, Result, SoftDeletePolicy, Timestamp};
 
-/// The metadata database of one store.
+/// How long a reopen waits for the other users of the failed database to let go of it.
+const REOPEN_WAIT: Duration = Duration::from_secs(5);
+
+/// The metadata database of one store. After an I/O error redb refuses every further
+/// transaction until the database is reopened; this reopens it, inside the handle, for the next
+/// call (C5), so no user of the store has to.
 pub(crate) struct Db {
-    db: Database,
+    path: PathBuf,
+    store: PathBuf,
+    cache_size: usize,
+    /// `None` once an I/O error closed the database and no reopen has succeeded since.
+    current: RwLock<Option<Arc<Database>>>,
 }
 
 impl Db {
     /// Opens (creating if needed) the database file `path`, checks its format and upgrades an
     /// older one; [`Error::AlreadyOpen`] if another handle or process holds it.
     pub(crate) fn open(path: &Path, cache_size: usize, store: &Path) -> Result<Db> {
-        let db = redb::Builder::new()
-            .set_cache_size(cache_size)
-            .create(path)
-            .map_err(|e| match e {
-                redb::DatabaseError::DatabaseAlreadyOpen => Error::AlreadyOpen {
-                    path: store.to_path_buf(),
-                },
-                e => e.into(),
-            })?;
-        let db = Db { db };
+        let db = Db {
+            current: RwLock::new(Some(Arc::new(create(path, cache_size, store)?))),
+            path: path.to_path_buf(),
+            store: store.to_path_buf(),
+            cache_size,
+        };
         db.write(Timestamp::default(), true, |tx| {
             format::check(&mut tx.t, store)
         })?;
         Ok(db)
     }
 
+    /// The open database, reopened first if an I/O error closed it.
+    fn database(&self) -> Result<Arc<Database>> {
+        if let Some(db) = &*self.current.read().unwrap_or_else(PoisonError::into_inner) {
+            return Ok(db.clone());
+        }
+        let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(db) = &*current {
+            return Ok(db.clone());
+        }
+        // Transactions begun on the failed database hold its file lock until they end.
+        let deadline = Instant::now() + REOPEN_WAIT;
+        let db = loop {
+            match create(&self.path, self.cache_size, &self.store) {
+                Err(Error::AlreadyOpen { .. }) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                opened => break Arc::new(opened?),
+            }
+        };
+        *current = Some(db.clone());
+        Ok(db)
+    }
+
+    /// Classifies the outcome of a use of `db`: after an I/O error the database is closed, to
+    /// be reopened by the next call, and a lack of space is [`Error::StorageFull`].
+    fn checked<T>(&self, db: &Arc<Database>, outcome: Result<T>) -> Result<T> {
+        let Err(e) = outcome else { return outcome };
+        let Some(full) = e.database_io() else {
+            return Err(e);
+        };
+        let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
+        if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, db)) {
+            *current = None;
+        }
+        if full {
+            return Err(Error::StorageFull {
+                path: self.path.clone(),
+            });
+        }
+        Err(e)
+    }
+
+    /// Whether the database is open: false after an I/O error it could not be reopened from.
+    pub(crate) fn reopen(&self) -> Result<()> {
+        self.database().map(drop)
+    }
+
     /// A consistent read of the store as it is now.
     pub(crate) fn snapshot(&self) -> Result<Snapshot> {
-        Ok(Snapshot::new(self.db.begin_read()?))
+        let db = self.database()?;
+        let txn = db.begin_read().map_err(Error::from);
+        self.checked(&db, txn).map(Snapshot::new)
     }
 
     /// Begins a write transaction; redb runs one at a time.
-    pub(crate) fn begin(&self) -> Result<WriteTxn> {
-        Ok(WriteTxn(self.db.begin_write()?))
+    pub(crate) fn begin(&self) -> Result<WriteTxn<'_>> {
+        let db = self.database()?;
+        let txn = db.begin_write().map_err(Error::from);
+        let txn = self.checked(&db, txn)?;
+        Ok(WriteTxn {
+            txn,
+            db,
+            owner: self,
+        })
     }
 
     /// Runs `f` in one write transaction at time `now`, and commits it if `commit` and `f`
@@ -68,24 +131,45 @@ impl Db {
         f: impl FnOnce(&mut Tx<'_>) -> Result<T>,
     ) -> Result<T> {
         let txn = self.begin()?;
-        let out = {
-            let mut tx = txn.tx(now)?;
+        let out = txn.tx(now).and_then(|mut tx| {
             let out = f(&mut tx)?;
             tx.finish()?;
-            out
-        };
-        txn.end(commit)?;
-        Ok(out)
+            Ok(out)
+        });
+        txn.end(commit, out)
     }
 }
 
-/// A write transaction begun, before its [`Tx`] opens its tables and after it finished.
-pub(crate) struct WriteTxn(redb::WriteTransaction);
+fn create(path: &Path, cache_size: usize, store: &Path) -> Result<Database> {
+    redb::Builder::new()
+        .set_cache_size(cache_size)
+        .create(path)
+        .map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => Error::AlreadyOpen {
+                path: store.to_path_buf(),
+            },
+            redb::DatabaseError::Storage(redb::StorageError::Io(e))
+                if crate::values::is_out_of_space(&e) =>
+            {
+                Error::StorageFull {
+                    path: path.to_path_buf(),
+                }
+            }
+            e => e.into(),
+        })
+}
 
-impl WriteTxn {
+/// A write transaction begun, before its [`Tx`] opens its tables and after it finished.
+pub(crate) struct WriteTxn<'d> {
+    txn: redb::WriteTransaction,
+    db: Arc<Database>,
+    owner: &'d Db,
+}
+
+impl WriteTxn<'_> {
     /// The transaction's tables and state, every change at time `now`.
     pub(crate) fn tx(&self, now: Timestamp) -> Result<Tx<'_>> {
-        let t = Tables::open(&self.0)?;
+        let t = Tables::open(&self.txn)?;
         let collecting = meta::collecting(&t)?;
         Ok(Tx {
             t,
@@ -96,14 +180,16 @@ impl WriteTxn {
         })
     }
 
-    /// Commits, or aborts if not `commit`. The [`Tx`] must be [finished](Tx::finish).
-    pub(crate) fn end(self, commit: bool) -> Result<()> {
-        if commit {
-            self.0.commit()?;
-        } else {
-            self.0.abort()?;
-        }
-        Ok(())
+    /// Ends the transaction with the outcome of the work done in it: commits if the work
+    /// succeeded and `commit`, aborts otherwise. The [`Tx`] must be [finished](Tx::finish).
+    pub(crate) fn end<T>(self, commit: bool, out: Result<T>) -> Result<T> {
+        let WriteTxn { txn, db, owner } = self;
+        let out = match out {
+            Ok(value) if commit => txn.commit().map(|()| value).map_err(Error::from),
+            Ok(value) => txn.abort().map(|()| value).map_err(Error::from),
+            Err(e) => Err(e),
+        };
+        owner.checked(&db, out)
     }
 }
 

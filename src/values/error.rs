@@ -270,6 +270,15 @@ pub enum Error {
     /// The metadata database failed.
     #[error("database error: {0}")]
     Database(#[from] redb::Error),
+    /// The disk has no space left for a write: the write was refused and changed nothing
+    /// (C4). Reads go on, and so do the calls that free space — deletes, purges of the recycle
+    /// bin, autopurge and the collector; other writes are refused with this error until there
+    /// is space again, which they notice by themselves ([`Registry::health`](crate::Registry::health)).
+    #[error("no space left on the storage of {path}")]
+    StorageFull {
+        /// The file, directory or store that could not grow.
+        path: PathBuf,
+    },
 }
 
 /// The crate's result type.
@@ -299,9 +308,35 @@ pub(crate) trait IoContext<T> {
 
 impl<T> IoContext<T> for std::io::Result<T> {
     fn at(self, path: impl Into<PathBuf>) -> Result<T> {
-        self.map_err(|source| Error::Io {
-            path: path.into(),
-            source,
-        })
+        self.map_err(|source| Error::from_io(path.into(), source))
+    }
+}
+
+/// `ENOSPC` and `EDQUOT`: the file system, or the user's quota on it, is full.
+pub(crate) fn is_out_of_space(e: &std::io::Error) -> bool {
+    const EDQUOT: i32 = 122;
+    e.kind() == std::io::ErrorKind::StorageFull
+        || (cfg!(target_os = "linux") && e.raw_os_error() == Some(EDQUOT))
+}
+
+impl Error {
+    /// The error for I/O error `source` on `path`: [`Error::StorageFull`] when the disk is
+    /// full, else [`Error::Io`].
+    pub(crate) fn from_io(path: PathBuf, source: std::io::Error) -> Error {
+        if is_out_of_space(&source) {
+            Error::StorageFull { path }
+        } else {
+            Error::Io { path, source }
+        }
+    }
+
+    /// Whether the metadata database failed on I/O (and must be reopened before it works
+    /// again), and whether for lack of space.
+    pub(crate) fn database_io(&self) -> Option<bool> {
+        match self {
+            Error::Database(redb::Error::Io(e)) => Some(is_out_of_space(e)),
+            Error::Database(redb::Error::PreviousIo) => Some(false),
+            _ => None,
+        }
     }
 }

@@ -1120,6 +1120,7 @@ fn fsck(registry: &Registry, out: &Out, repair: bool, no_verify: bool) -> Result
     let report = registry.fsck(&FsckOptions {
         repair,
         verify_digests: !no_verify,
+        grace_period: None,
     });
     bar.finish_and_clear();
     let r = report?;

@@ -1411,6 +1411,7 @@ async fn admin(
             let options = FsckOptions {
                 repair: request.repair,
                 verify_digests: request.verify_digests.unwrap_or(true),
+                grace_period: None,
             };
             let report = blocking(move || registry.fsck(&options)).await?;
             ok(fsck_json(&report))

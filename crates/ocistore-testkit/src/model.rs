@@ -1130,6 +1130,7 @@ fn model_step(m: &mut Model, step: &Step) -> Outcome {
             blobs_checked: m.blob_records.len() as u64,
             problems: Vec::new(),
             repaired: 0,
+            too_recent: 0,
         })),
         Step::Reopen => Ok(Value::Unit),
         Step::NoSession => Ok(Value::NoSession),
