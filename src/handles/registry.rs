@@ -458,7 +458,7 @@ impl Registry {
         let _open = OpenMark::new(core)?;
         // A batch may add anything: refused on a full disk, where the single calls that free
         // space still run.
-        core.space.check()?;
+        core.room()?;
         let txn = core.db.begin()?;
         let out = txn.tx(core.now()).and_then(|tx| {
             let mut batch = Batch::new(tx, core);

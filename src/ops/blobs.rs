@@ -57,7 +57,7 @@ pub(crate) fn put(core: &Core, repo: &str, digest: &Digest, bytes: &[u8]) -> Res
     core.check_no_batch()?;
     // Refused before the bytes are written, so a refusal leaves none behind.
     check_writable(&core.snapshot()?, repo)?;
-    core.space.check()?;
+    core.room()?;
     core.space.watch(core.blobs.put(digest, bytes))?;
     core.write(true, |tx| {
         tx.link_blob(repo, digest, bytes.len() as u64, || {

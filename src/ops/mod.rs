@@ -104,10 +104,16 @@ impl Core {
         self.space.watch(self.db.write(self.now(), commit, f))
     }
 
+    /// `Ok` if a write that adds to the store may go; [`Error::StorageFull`](crate::Error::StorageFull)
+    /// while the disk is full (C4).
+    pub(crate) fn room(&self) -> Result<()> {
+        self.space.check(|| self.db.compact())
+    }
+
     /// [`write`](Core::write) for a write that adds to the store: refused with
     /// [`Error::StorageFull`](crate::Error::StorageFull) while the disk is full.
     pub(crate) fn write_adding<T>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
-        self.space.check()?;
+        self.room()?;
         self.write(true, f)
     }
 }

@@ -47,9 +47,11 @@ impl Space {
         self.full.load(Ordering::Acquire)
     }
 
-    /// `Ok` if a write that adds to the store may go: the disk is not full, or has room for the
-    /// reserve again (which it then takes back). [`Error::StorageFull`] otherwise.
-    pub(crate) fn check(&self) -> Result<()> {
+    /// `Ok` if a write that adds to the store may go: the disk is not full, or has room again
+    /// for the reserve and as much besides (the reserve is then taken back), if need be after
+    /// `compact` gave the database's free pages back to the file system. [`Error::StorageFull`]
+    /// otherwise.
+    pub(crate) fn check(&self, compact: impl FnOnce() -> Result<bool>) -> Result<()> {
         if !self.is_full() {
             return Ok(());
         }
@@ -57,9 +59,32 @@ impl Space {
         if !self.is_full() {
             return Ok(());
         }
-        self.take_reserve()?;
+        if self.take_back().is_err() {
+            // Deletes free pages inside the database file, which only a compaction returns.
+            if !compact().unwrap_or(false) {
+                return Err(self.full_error());
+            }
+            self.take_back()?;
+        }
         self.full.store(false, Ordering::Release);
         Ok(())
+    }
+
+    /// Takes the reserve back if the disk then still has as much free: writes resume only
+    /// once real room was made, not at the first byte freed.
+    fn take_back(&self) -> Result<()> {
+        self.take_reserve()?;
+        if free_bytes(&self.dir).at(&self.dir)? < self.size {
+            let _ = fs::remove_file(self.dir.join(RESERVE));
+            return Err(self.full_error());
+        }
+        Ok(())
+    }
+
+    fn full_error(&self) -> Error {
+        Error::StorageFull {
+            path: self.dir.clone(),
+        }
     }
 
     /// Passes `outcome` on; on [`Error::StorageFull`] releases the reserve, so that the calls
@@ -94,6 +119,29 @@ impl Space {
         }
         taken
     }
+}
+
+/// The bytes an unprivileged user may still write on the file system of `dir`.
+#[cfg(target_os = "linux")]
+fn free_bytes(dir: &Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
+    let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `path` is a NUL-terminated string and `stat` is written by the call before it is
+    // read, which happens only when the call succeeded.
+    let stat = unsafe {
+        if libc::statvfs(path.as_ptr(), stat.as_mut_ptr()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        stat.assume_init()
+    };
+    Ok(u64::from(stat.f_bavail).saturating_mul(u64::from(stat.f_frsize)))
+}
+
+/// Without `statvfs`, the reserve taken back is the only sign of room.
+#[cfg(not(target_os = "linux"))]
+fn free_bytes(_: &Path) -> std::io::Result<u64> {
+    Ok(u64::MAX)
 }
 
 /// Allocates `size` bytes of `file` on disk (not a sparse length).
@@ -147,7 +195,7 @@ pub(crate) fn health(core: &super::Core) -> Health {
             problem: Some(format!("the database cannot be opened: {e}")),
         };
     }
-    match core.space.check() {
+    match core.room() {
         Ok(()) => Health {
             writable: true,
             storage_full: false,

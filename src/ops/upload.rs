@@ -53,7 +53,7 @@ impl std::fmt::Debug for Upload {
 pub(crate) fn start(core: &Arc<Core>, repo: &str) -> Result<Upload> {
     core.check_no_batch()?;
     check_writable(&core.snapshot()?, repo)?;
-    core.space.check()?;
+    core.room()?;
     let id = uuid::Uuid::new_v4().simple().to_string();
     core.space.watch(core.blobs.create_upload(&id))?;
     let started = core.now();
@@ -169,7 +169,7 @@ impl Upload {
     pub fn append(&self, chunk: &[u8]) -> Result<u64> {
         let mut state = self.open_state()?;
         let core = &*self.core;
-        core.space.check()?;
+        core.room()?;
         core.space
             .watch(core.blobs.append_upload(&self.id, state.offset, chunk))?;
         state.hasher.update(chunk);
@@ -223,7 +223,7 @@ impl Upload {
         // Refused before the bytes move into the blob store, so a refusal leaves the session
         // open and writes nothing (L2). The commit below checks again.
         check_writable(&core.snapshot()?, &state.repository)?;
-        core.space.check()?;
+        core.room()?;
         if !core.blobs.contains(digest)? {
             core.space
                 .watch(core.blobs.finish_upload(&self.id, digest))?;

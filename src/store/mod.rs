@@ -98,7 +98,25 @@ impl Db {
         Err(e)
     }
 
-    /// Whether the database is open: false after an I/O error it could not be reopened from.
+    /// Gives the pages that deletes freed inside the database file back to the file system;
+    /// false if it could not run now (a transaction is open) or had nothing to give.
+    pub(crate) fn compact(&self) -> Result<bool> {
+        let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
+        let Some(db) = current.as_mut().and_then(Arc::get_mut) else {
+            return Ok(false);
+        };
+        let e: Error = match db.compact() {
+            Ok(compacted) => return Ok(compacted),
+            Err(redb::CompactionError::TransactionInProgress) => return Ok(false),
+            Err(e) => redb::Error::from(e).into(),
+        };
+        if e.database_io().is_some() {
+            *current = None;
+        }
+        Err(e)
+    }
+
+    /// Opens the database again if an I/O error closed it; the error if it cannot.
     pub(crate) fn reopen(&self) -> Result<()> {
         self.database().map(drop)
     }

@@ -985,7 +985,11 @@ fn list_files(root: &std::path::Path, dir: &std::path::Path, out: &mut Vec<Strin
         let path = entry.unwrap().path();
         if path.is_dir() {
             list_files(root, &path, out);
-        } else if path.file_name().unwrap() != "metadata.redb" {
+        } else if !["metadata.redb", "space-reserve"]
+            .iter()
+            .any(|f| path.file_name().unwrap() == *f)
+        {
+            // The database is read through the API; the space reserve is no content (C4).
             let size = path.metadata().unwrap().len();
             out.push(format!(
                 "{} {size}",

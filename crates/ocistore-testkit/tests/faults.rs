@@ -308,3 +308,56 @@ fn assert_fsck_clean(registry: &Registry) {
     let problems = registry.fsck(&FsckOptions::default()).unwrap().problems;
     assert!(problems.is_empty(), "{problems:?}");
 }
+
+#[test]
+fn c4_a_blob_store_that_is_full_refuses_every_write_of_bytes_and_the_rest_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Faults::new();
+    let registry = open(dir.path(), &faults);
+    let repo = registry.repository("team/app").unwrap();
+    let config = repo.put_blob_sha256(b"{}").unwrap();
+    let layer = repo.put_blob_sha256(b"layer").unwrap();
+    let v1 = repo
+        .push_manifest("v1", OCI_MANIFEST, &image(&config, &layer))
+        .unwrap();
+    let upload = repo.start_upload().unwrap();
+    upload.append(b"half").unwrap();
+
+    faults.set_disk_full(true);
+    let full = |result: Result<()>| match result {
+        Err(Error::StorageFull { .. }) => {}
+        other => panic!("expected StorageFull, got {other:?}"),
+    };
+    // Every call that writes bytes is refused, writes nothing and leaves the session as it was.
+    let before = snapshot(&registry);
+    full(repo.put_blob_sha256(b"new layer").map(drop));
+    full(repo.start_upload().map(drop));
+    full(upload.append(b" more").map(drop));
+    full(upload.finish(&Algorithm::Sha256.digest(b"half")));
+    full(registry.batch(|b| b.put_blob_sha256(&repo, b"in a batch").map(drop)));
+    assert_eq!(
+        snapshot(&registry),
+        before,
+        "a refused write wrote something"
+    );
+    assert_eq!(upload.offset(), 4);
+    assert!(faults.injected() >= 5);
+
+    // Reads, and the calls that write no bytes, go on; so do deletes and the collector.
+    assert_eq!(repo.blob(&layer).unwrap(), &b"layer"[..]);
+    repo.put_blob_sha256(b"layer").unwrap(); // held already: no bytes to write
+    repo.tag("latest", &v1).unwrap();
+    repo.untag("v1").unwrap();
+    registry.collect(&CollectOptions::default()).unwrap();
+
+    // Room again: the same calls succeed, without a reopen.
+    faults.set_disk_full(false);
+    assert!(registry.health().writable);
+    upload.append(b" more").unwrap();
+    upload
+        .finish(&Algorithm::Sha256.digest(b"half more"))
+        .unwrap();
+    repo.put_blob_sha256(b"new layer").unwrap();
+    assert_eq!(repo.resolve("latest").unwrap(), v1);
+    assert_fsck_clean(&registry);
+}

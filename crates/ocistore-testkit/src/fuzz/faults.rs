@@ -58,6 +58,8 @@ struct State {
     image: Option<PathBuf>,
     writes: u64,
     injected: u64,
+    /// Every write fails as on a full disk.
+    disk_full: bool,
 }
 
 impl Faults {
@@ -121,6 +123,13 @@ impl Faults {
         s.fail = 0;
         s.image_at = None;
         s.image = None;
+        s.disk_full = false;
+    }
+
+    /// While `full`, every write fails as on a full disk, with [`Error::StorageFull`] (C4);
+    /// once off again, writes go through. [`clear`](Faults::clear) turns it off too.
+    pub fn set_disk_full(&self, full: bool) {
+        self.state().disk_full = full;
     }
 
     /// Whether a failure is still armed.
@@ -156,6 +165,12 @@ impl Faults {
             } else {
                 s.image_at = Some((skip - 1, into));
             }
+        }
+        if s.disk_full {
+            s.injected += 1;
+            return Err(Error::StorageFull {
+                path: path.to_owned(),
+            });
         }
         if s.fail == 0 {
             return Ok(());
