@@ -135,6 +135,8 @@ fn free_bytes(dir: &Path) -> std::io::Result<u64> {
         }
         stat.assume_init()
     };
+    // Narrower than u64 on some targets.
+    #[allow(clippy::useless_conversion)]
     Ok(u64::from(stat.f_bavail).saturating_mul(u64::from(stat.f_frsize)))
 }
 
