@@ -161,7 +161,8 @@ fn c4_a_full_disk_refuses_writes_then_frees_space_through_the_api_and_writes_res
     let config = repo.manifest(&first_tag).unwrap().references[0]
         .digest
         .clone();
-    let refusals: Vec<(&str, Box<dyn FnOnce() -> ocistore::Result<()>>)> = vec![
+    type Call<'a> = Box<dyn FnOnce() -> ocistore::Result<()> + 'a>;
+    let refusals: Vec<(&str, Call<'_>)> = vec![
         (
             "put_blob",
             Box::new(|| repo.put_blob_sha256(b"one byte more").map(drop)),
