@@ -21,6 +21,8 @@ pub(crate) struct Space {
     dir: PathBuf,
     size: u64,
     full: AtomicBool,
+    /// A write committed while full: it may have freed pages that a compaction can give back.
+    freed: AtomicBool,
     /// Held while the reserve is released or taken back.
     changing: Mutex<()>,
 }
@@ -33,6 +35,7 @@ impl Space {
             dir: dir.to_path_buf(),
             size,
             full: AtomicBool::new(false),
+            freed: AtomicBool::new(false),
             changing: Mutex::default(),
         };
         match space.take_reserve() {
@@ -60,8 +63,9 @@ impl Space {
             return Ok(());
         }
         if self.take_back().is_err() {
-            // Deletes free pages inside the database file, which only a compaction returns.
-            if !compact().unwrap_or(false) {
+            // Deletes free pages inside the database file, which only a compaction returns: worth
+            // its cost only once something was written since the last one.
+            if !self.freed.swap(false, Ordering::AcqRel) || !compact().unwrap_or(false) {
                 return Err(self.full_error());
             }
             self.take_back()?;
@@ -90,6 +94,9 @@ impl Space {
     /// Passes `outcome` on; on [`Error::StorageFull`] releases the reserve, so that the calls
     /// that free space can commit.
     pub(crate) fn watch<T>(&self, outcome: Result<T>) -> Result<T> {
+        if outcome.is_ok() && self.is_full() {
+            self.freed.store(true, Ordering::Release);
+        }
         if matches!(outcome, Err(Error::StorageFull { .. })) && !self.is_full() {
             let _changing = self.changing.lock().unwrap_or_else(PoisonError::into_inner);
             self.full.store(true, Ordering::Release);
