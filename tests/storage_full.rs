@@ -46,7 +46,35 @@ impl SmallDisk {
 
 impl Drop for SmallDisk {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
+        // Lazily if a failed test left the store open on it.
+        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
+    }
+}
+
+/// A store on a small disk of its own, on a manual clock.
+struct Full {
+    disk: SmallDisk,
+    clock: ManualClock,
+    registry: Registry,
+}
+
+impl Full {
+    /// A store on a `mib` MiB disk, with the soft delete policy on (retention one day) if
+    /// `soft_delete`.
+    fn new(mib: u32, soft_delete: bool) -> Full {
+        let disk = SmallDisk::new(mib);
+        let clock = ManualClock::new(START);
+        let registry = open(disk.path(), &clock);
+        if soft_delete {
+            registry
+                .set_soft_delete_policy(SoftDeletePolicy::enabled(1).unwrap())
+                .unwrap();
+        }
+        Full {
+            disk,
+            clock,
+            registry,
+        }
     }
 }
 
@@ -142,9 +170,11 @@ fn fsck_is_clean(registry: &Registry) {
 
 #[test]
 fn c4_a_full_disk_refuses_writes_then_frees_space_through_the_api_and_writes_resume() {
-    let disk = SmallDisk::new(24);
-    let clock = ManualClock::new(START);
-    let registry = open(disk.path(), &clock);
+    let Full {
+        disk: _disk,
+        clock,
+        registry,
+    } = Full::new(24, false);
     let repo = registry.repository("team/app").unwrap();
     let mut acknowledged = fill(&repo);
     let health = registry.health();
@@ -215,12 +245,11 @@ fn c4_a_full_disk_refuses_writes_then_frees_space_through_the_api_and_writes_res
 
 #[test]
 fn c4_with_soft_delete_on_the_bin_is_emptied_through_the_api_on_a_full_disk() {
-    let disk = SmallDisk::new(24);
-    let clock = ManualClock::new(START);
-    let registry = open(disk.path(), &clock);
-    registry
-        .set_soft_delete_policy(SoftDeletePolicy::enabled(1).unwrap())
-        .unwrap();
+    let Full {
+        disk: _disk,
+        clock,
+        registry,
+    } = Full::new(24, true);
     let repo = registry.repository("app").unwrap();
     let acknowledged = fill(&repo);
     // Deleting a repository into the bin, then purging the bin, and collecting, all commit.
@@ -242,12 +271,11 @@ fn c4_with_soft_delete_on_the_bin_is_emptied_through_the_api_on_a_full_disk() {
 
 #[test]
 fn c4_autopurge_runs_on_a_full_disk() {
-    let disk = SmallDisk::new(24);
-    let clock = ManualClock::new(START);
-    let registry = open(disk.path(), &clock);
-    registry
-        .set_soft_delete_policy(SoftDeletePolicy::enabled(1).unwrap())
-        .unwrap();
+    let Full {
+        disk: _disk,
+        clock,
+        registry,
+    } = Full::new(24, true);
     let repo = registry.repository("app").unwrap();
     let acknowledged = fill(&repo);
     for tag in acknowledged.keys() {
@@ -265,9 +293,11 @@ fn c4_autopurge_runs_on_a_full_disk() {
 /// for lack of space, after which redb refuses every call until the database is reopened.
 #[test]
 fn c5_after_a_failed_commit_the_store_reopens_itself_and_the_next_call_works() {
-    let disk = SmallDisk::new(16);
-    let clock = ManualClock::new(START);
-    let registry = open(disk.path(), &clock);
+    let Full {
+        disk,
+        clock,
+        registry,
+    } = Full::new(16, false);
     let repo = registry.repository("app").unwrap();
     let config = repo.put_blob_sha256(b"{}").unwrap();
     let mut acknowledged = BTreeMap::new();
