@@ -47,7 +47,10 @@ impl SmallDisk {
 impl Drop for SmallDisk {
     fn drop(&mut self) {
         // Lazily if a failed test left the store open on it.
-        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
     }
 }
 
@@ -388,4 +391,47 @@ fn c4_a_store_opens_on_a_disk_full_to_the_last_byte() {
     collect(&registry, &clock);
     assert!(registry.health().writable, "{:?}", registry.health());
     repo.put_blob_sha256(b"after").unwrap();
+}
+
+#[test]
+fn c4_binned_manifests_survive_a_full_disk_whole_and_restore_once_there_is_room() {
+    let Full {
+        disk: _disk,
+        clock,
+        registry,
+    } = Full::new(24, true);
+    let repo = registry.repository("app").unwrap();
+    let mut live = fill(&repo);
+    // Into the bin: half of them; they keep their layers (S14), so the disk stays full.
+    let mut binned = BTreeMap::new();
+    for tag in live.keys().step_by(2).cloned().collect::<Vec<_>>() {
+        repo.delete_manifest(&tag).unwrap();
+        binned.insert(tag.clone(), live.remove(&tag).unwrap());
+    }
+    assert!(!registry.health().writable);
+    // Restoring adds to the store: refused while full, and changes nothing.
+    let (tag, digest) = binned
+        .iter()
+        .next()
+        .map(|(t, d)| (t.clone(), d.clone()))
+        .unwrap();
+    let e = fails_writing_nothing(&registry, || {
+        repo.restore(ocistore::Restore::TagAndDigest(&tag, &digest), false)
+    });
+    assert!(is_full(&e), "{e}");
+    // Purge half of the bin by hand, collect: room again.
+    for (_, digest) in binned.iter().step_by(2) {
+        repo.purge_deleted_manifest(digest).unwrap();
+    }
+    binned = binned.into_iter().skip(1).step_by(2).collect();
+    collect(&registry, &clock);
+    assert!(registry.health().writable, "{:?}", registry.health());
+    // Every manifest still in the bin comes back whole.
+    for (tag, digest) in &binned {
+        repo.restore(ocistore::Restore::TagAndDigest(tag, digest), false)
+            .unwrap();
+    }
+    live.extend(binned);
+    all_read_back(&repo, &live);
+    fsck_is_clean(&registry);
 }
