@@ -78,7 +78,7 @@ pub mod manifest {
     };
     pub use crate::store::manifests::{Manifest, ManifestQuery, PulledManifest};
 }
-pub mod blobs;
+mod blobs;
 mod handles;
 mod oci;
 mod ops;

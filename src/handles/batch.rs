@@ -8,7 +8,7 @@ use crate::values::{Algorithm, Digest, Result};
 use super::Repository;
 
 /// Many mutating calls in one redb transaction: they commit together, with one fsync, when
-/// the closure given to [`Registry::batch`] returns `Ok`, and none of them does otherwise.
+/// the closure given to [`Registry::batch`](crate::Registry::batch) returns `Ok`, and none of them does otherwise.
 ///
 /// Blob bytes a batch writes are made durable and put in place as each call runs, before the
 /// transaction naming them commits (C2); if the batch fails they stay behind as unreferenced
@@ -90,7 +90,7 @@ impl<'t> Batch<'t> {
     }
 
     /// Deletes a repository with all its manifests and tags (D4); see
-    /// [`Registry::delete_repository`].
+    /// [`Registry::delete_repository`](crate::Registry::delete_repository).
     pub fn delete_repository(&mut self, repo: &Repository) -> Result<()> {
         self.tx.delete_repository(repo.name())
     }

@@ -229,7 +229,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The background maintenance thread started by [`Registry::start_maintenance`]. It holds a
+/// The background maintenance thread started by [`Registry::start_maintenance`](crate::Registry::start_maintenance). It holds a
 /// handle on the registry until it is shut down; dropping it shuts it down too.
 pub struct Maintenance {
     shared: Arc<Shared>,

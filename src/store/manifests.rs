@@ -125,7 +125,7 @@ pub struct PulledManifest {
     pub body: Bytes,
 }
 
-/// Which manifests [`Repository::manifests`] lists, and in what order (P7).
+/// Which manifests [`Repository::manifests`](crate::Repository::manifests) lists, and in what order (P7).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ManifestQuery {
     /// Newest first instead of oldest first (by last update).
