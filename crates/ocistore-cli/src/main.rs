@@ -14,9 +14,9 @@ use std::time::{Duration, SystemTime};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ocistore::{
-    CollectOptions, Digest, FsckOptions, Item, Locks, ManifestQuery, Page, Phase, Problem,
-    PurgeOptions, Registry, Repository, Restore, RetentionPolicy, SoftDeletePolicy, Timestamp,
-    parse_ago,
+    CollectOptions, Digest, FsckOptions, FsckReport, Item, Locks, ManifestQuery, Page, Phase,
+    Problem, PurgeOptions, Registry, Repository, Restore, RetentionPolicy, SoftDeletePolicy,
+    Timestamp, parse_ago,
 };
 use serde_json::{Value, json};
 
@@ -109,6 +109,10 @@ enum Command {
         /// Check sizes only, without hashing every blob.
         #[arg(long)]
         no_verify: bool,
+        /// Repair only stray files older than this (e.g. 0s after a crash, 30m); the store's
+        /// default (1h) otherwise. A file younger may belong to a write still in flight.
+        #[arg(long, value_parser = parse_duration)]
+        grace: Option<Duration>,
     },
     /// Run the retention clock: empty the expired recycle bin, apply the retention policy.
     #[command(subcommand)]
@@ -365,7 +369,11 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Purge(args) => purge(&registry, &out, args, &confirm)?,
         Command::Gc { dry_run, grace } => gc(&registry, &out, *dry_run, *grace)?,
         Command::Usage => usage(&registry, &out)?,
-        Command::Fsck { repair, no_verify } => return fsck(&registry, &out, *repair, *no_verify),
+        Command::Fsck {
+            repair,
+            no_verify,
+            grace,
+        } => return fsck(&registry, &out, *repair, *no_verify, *grace),
         Command::Maintenance(MaintenanceCommand::Run { due }) => {
             let report = if *due {
                 registry.run_due()?
@@ -1115,12 +1123,72 @@ fn problem(p: &Problem) -> (&'static str, String, String) {
     }
 }
 
-fn fsck(registry: &Registry, out: &Out, repair: bool, no_verify: bool) -> Result<ExitCode> {
+/// Whether `fsck --repair` fixes a problem of this kind.
+fn repairable(problem: &Problem) -> bool {
+    matches!(
+        problem,
+        Problem::DanglingLink { .. }
+            | Problem::StrayBlobFile { .. }
+            | Problem::TempFile { .. }
+            | Problem::StrayUpload { .. }
+    )
+}
+
+/// Why the problems a check leaves were not repaired, one line each.
+fn not_repaired_reasons(r: &FsckReport, repair: bool, grace: Option<Duration>) -> Vec<String> {
+    let fixable = r.problems.iter().filter(|p| repairable(p)).count() as u64;
+    let unfixable = r.problems.len() as u64 - fixable;
+    let mut reasons = Vec::new();
+    if !repair && fixable > 0 {
+        reasons.push(format!(
+            "{fixable} of them (stray files, dangling links) would be removed by fsck --repair"
+        ));
+    }
+    if r.too_recent > 0 {
+        let grace = grace.map_or_else(
+            || "the default, 1h".to_owned(),
+            |g| humantime::format_duration(g).to_string(),
+        );
+        reasons.push(format!(
+            "{} stray files kept: modified within the grace period ({grace}), a write may \
+             still be about to commit them; run again later, or with --grace 0s if nothing is \
+             writing to the store (as after a crash)",
+            r.too_recent
+        ));
+    }
+    if unfixable > 0 {
+        reasons.push(format!(
+            "{unfixable} of them cannot be repaired by fsck (missing or corrupt blob files, \
+             wrong sizes, missing references): push the blobs again, or delete the manifests \
+             naming them"
+        ));
+    }
+    let kept = if repair {
+        fixable.saturating_sub(r.repaired + r.too_recent)
+    } else {
+        0
+    };
+    if kept > 0 {
+        reasons.push(format!(
+            "{kept} stray blob files kept: a link or a manifest still names them, and they hold \
+             the only copy of those blobs; push them again"
+        ));
+    }
+    reasons
+}
+
+fn fsck(
+    registry: &Registry,
+    out: &Out,
+    repair: bool,
+    no_verify: bool,
+    grace: Option<Duration>,
+) -> Result<ExitCode> {
     let bar = spinner("checking");
     let report = registry.fsck(&FsckOptions {
         repair,
         verify_digests: !no_verify,
-        grace_period: None,
+        grace_period: grace,
     });
     bar.finish_and_clear();
     let r = report?;
@@ -1135,8 +1203,13 @@ fn fsck(registry: &Registry, out: &Out, repair: bool, no_verify: bool) -> Result
                     .collect::<Vec<_>>(),
             );
         }
+        let too_recent = if r.too_recent > 0 {
+            format!(", {} too recent to repair", r.too_recent)
+        } else {
+            String::new()
+        };
         println!(
-            "checked {} manifests and {} blobs: {} problems, {} repaired",
+            "checked {} manifests and {} blobs: {} problems, {} repaired{too_recent}",
             r.manifests_checked,
             r.blobs_checked,
             r.problems.len(),
@@ -1147,12 +1220,16 @@ fn fsck(registry: &Registry, out: &Out, repair: bool, no_verify: bool) -> Result
             "manifests_checked": r.manifests_checked,
             "blobs_checked": r.blobs_checked,
             "repaired": r.repaired,
+            "too_recent": r.too_recent,
             "problems": problems.iter().map(|(k, w, d)| json!({"kind": k, "where": w, "detail": d})).collect::<Vec<_>>(),
         }));
     }
     let left = (r.problems.len() as u64).saturating_sub(r.repaired);
     if left > 0 {
-        eprintln!("error: fsck found {left} problems not repaired");
+        eprintln!("error: fsck found {left} problems not repaired:");
+        for reason in not_repaired_reasons(&r, repair, grace) {
+            eprintln!("  {reason}");
+        }
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)

@@ -593,7 +593,8 @@ fn g5_gc_usage_fsck_and_maintenance() {
     assert_eq!(v["problems"][0]["kind"], "stray_blob_file");
     assert_eq!(
         String::from_utf8(out.stderr).unwrap(),
-        "error: fsck found 1 problems not repaired\n"
+        "error: fsck found 1 problems not repaired:\n  \
+         1 of them (stray files, dangling links) would be removed by fsck --repair\n"
     );
     std::fs::File::options()
         .write(true)
@@ -615,6 +616,50 @@ fn g5_gc_usage_fsck_and_maintenance() {
     let due = s.json(&["maintenance", "run", "--due"]);
     assert_eq!(due["ran"], false);
     assert!(s.ok(&["maintenance", "run"]).starts_with("ran "));
+}
+
+#[test]
+fn a2_fsck_repair_says_why_it_left_a_fresh_stray_file_and_takes_a_grace() {
+    let s = Store::new();
+    // A stray file just written, as a crash leaves one.
+    let stray = s.dir.path().join("blobs/stray");
+    std::fs::write(&stray, b"x").unwrap();
+    let out = s.run(&["fsck", "--repair"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.ends_with("1 problems, 0 repaired, 1 too recent to repair\n"),
+        "{stdout}"
+    );
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(
+        stderr,
+        "error: fsck found 1 problems not repaired:\n  1 stray files kept: modified within \
+         the grace period (the default, 1h), a write may still be about to commit them; run \
+         again later, or with --grace 0s if nothing is writing to the store (as after a \
+         crash)\n"
+    );
+    assert!(stray.exists());
+    let out = s.run(&["--output", "json", "fsck", "--repair", "--grace", "30m"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["repaired"].clone(), v["too_recent"].clone()),
+        (0.into(), 1.into())
+    );
+    assert!(
+        String::from_utf8(out.stderr)
+            .unwrap()
+            .contains("grace period (30m)")
+    );
+    // --grace 0s: repaired.
+    let v = s.json(&["fsck", "--repair", "--grace", "0s"]);
+    assert_eq!(
+        (v["repaired"].clone(), v["too_recent"].clone()),
+        (1.into(), 0.into())
+    );
+    assert!(!stray.exists());
+    s.err(&["fsck", "--grace", "soon"], 2);
 }
 
 #[test]

@@ -5,6 +5,15 @@
 //! Every route goes through one fallback handler that parses the path itself: repository names
 //! hold `/`, so `/v2/<name>/<kind>/<rest>` is read from the end (digests, tags and upload ids
 //! hold no `/`). Store calls block (redb, fsync), so each runs in `spawn_blocking`.
+//!
+//! The connections are hyper's HTTP/1, served by the accept loop of the `conn` module
+//! ([`serve_with`], [`Config`]): header, body and idle timeouts, a bound on open connections,
+//! `TCP_NODELAY`, and `Connection: close` on a response that leaves the request body unread.
+//! A body whose declared `Content-Length` is over its endpoint's limit (a manifest: 4 MiB; an
+//! administrative request: 1 MiB) is refused with 413 before any of it is read, so before hyper
+//! sends `100 Continue`, which it does only once a handler reads the body.
+
+mod conn;
 
 use std::future::{Future, poll_fn};
 use std::io::Read;
@@ -18,11 +27,14 @@ use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+pub use conn::{
+    BodyStalled, Config, default_max_connections, open_file_limit, raise_open_file_limit,
+};
 use http_body::Frame;
 use ocistore::manifest::{MAX_MANIFEST_SIZE, OCI_INDEX};
 use ocistore::{
-    BlobReader, CollectOptions, CollectReport, Digest, Error, FsckOptions, FsckReport, Item,
-    ManifestQuery, Page, Problem, PurgeOptions, PurgeReport, Reference, Registry, Repository,
+    BlobReader, CollectOptions, CollectReport, Digest, Error, FsckOptions, FsckReport, Health,
+    Item, ManifestQuery, Page, Problem, PurgeOptions, PurgeReport, Reference, Registry, Repository,
     Restore, SoftDeletePolicy, Timestamp, Upload, Usage, parse_ago,
 };
 use serde::Deserialize;
@@ -38,9 +50,17 @@ const READ_BUF: usize = 256 << 10;
 /// The largest JSON body the administrative API reads.
 const MAX_ADMIN_BODY: usize = 1 << 20;
 
-/// How much of a refused request body is read and dropped before the answer, so that a client
-/// still sending it gets the answer rather than a broken connection.
-const DRAIN_LIMIT: usize = 64 << 20;
+/// Blobs up to this size are read whole in the call that finds them, and sent with the response
+/// head in one write; larger ones are streamed.
+const SMALL_BLOB: u64 = 64 << 10;
+
+/// The prefix of the id of an upload session that is not started yet: the 202 of a mount that
+/// could not be done names one, and the first PATCH or PUT to it starts the session.
+const PENDING_UPLOAD: &str = "pending-";
+
+/// The header of `/v2/` that tells whether the store takes writes: `ok`, `storage-full` or
+/// `not-writable` (the reason is on `GET /health`).
+pub const HEALTH_HEADER: &str = "ocistore-health";
 
 #[derive(Clone)]
 struct App {
@@ -56,17 +76,31 @@ pub fn router(registry: Registry, log: bool) -> Router {
         .with_state(App { registry, log })
 }
 
-/// Serves `registry` on `listener` until `shutdown` completes, then lets the requests in flight
-/// finish.
+/// Serves `registry` on `listener` with the default [`Config`] (and `log`) until `shutdown`
+/// completes, then lets the requests in flight finish.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     registry: Registry,
     log: bool,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(registry, log))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let config = Config {
+        log,
+        ..Config::default()
+    };
+    serve_with(listener, registry, config, shutdown).await
+}
+
+/// Serves `registry` on `listener` with `config` until `shutdown` completes, then stops
+/// accepting, lets the requests in flight finish, and returns once every connection is closed.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    registry: Registry,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let router = router(registry, config.log);
+    conn::serve(listener, router, config, shutdown).await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -226,6 +260,16 @@ impl ApiError {
                 "SIZE_INVALID",
                 json!({ "size": size }),
             ),
+            // C4: the write changed nothing; reads, deletes and the collector go on.
+            Error::StorageFull { .. } => {
+                eprintln!("ocistore-server: write refused: {e}");
+                return ApiError::new(
+                    S::INSUFFICIENT_STORAGE,
+                    "STORAGE_FULL",
+                    "the registry's storage is full: the write was refused and changed \
+                     nothing; reads, deletes and garbage collection still work",
+                );
+            }
             // AlreadyOpen, NestedWrite, UnsupportedFormat, Corrupt, Io, Database, and whatever
             // a later version adds: the server's fault, not the client's.
             _ => (S::INTERNAL_SERVER_ERROR, "UNKNOWN", Value::Null),
@@ -393,6 +437,46 @@ fn v2_route(rest: &str) -> Result<Route> {
     })
 }
 
+fn manifest_too_large(size: u64) -> ApiError {
+    ApiError::store(
+        Error::ManifestTooLarge {
+            size,
+            limit: MAX_MANIFEST_SIZE,
+        },
+        true,
+    )
+}
+
+/// Refuses a request whose declared `Content-Length` is over the limit of its endpoint (a
+/// manifest push: 4 MiB, N4; the administrative API: 1 MiB) with 413, before a byte of the body
+/// is read: hyper sends `100 Continue` only once the body is read, so a client that asked for it
+/// gets the 413 instead. Blob uploads have no limit.
+fn check_declared_length(
+    admin: bool,
+    route: Option<&Route>,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<()> {
+    let Some(size) = content_length(headers) else {
+        return Ok(());
+    };
+    match route {
+        Some(Route::Manifest(..)) if *method == Method::PUT && size > MAX_MANIFEST_SIZE => {
+            Err(manifest_too_large(size))
+        }
+        None if admin && size > MAX_ADMIN_BODY as u64 => Err(admin_body_too_large()),
+        _ => Ok(()),
+    }
+}
+
+fn admin_body_too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "INVALID_REQUEST",
+        "request body over 1 MiB",
+    )
+}
+
 /// The one handler: routes by path and method.
 async fn dispatch(State(app): State<App>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
@@ -400,23 +484,21 @@ async fn dispatch(State(app): State<App>, request: Request) -> Response {
     let path = parts.uri.path().to_owned();
     let result = async {
         let query = Query::parse(parts.uri.query())?;
+        let (method, headers) = (&parts.method, &parts.headers);
         if path == "/v2" {
-            return v2(
-                &app,
-                Route::Base,
-                &parts.method,
-                &parts.headers,
-                &query,
-                body,
-            )
-            .await;
+            return v2(&app, Route::Base, method, headers, &query, body).await;
         }
         if let Some(rest) = path.strip_prefix("/v2/") {
             let route = v2_route(rest)?;
-            return v2(&app, route, &parts.method, &parts.headers, &query, body).await;
+            check_declared_length(false, Some(&route), method, headers)?;
+            return v2(&app, route, method, headers, &query, body).await;
         }
         if let Some(rest) = path.strip_prefix("/admin/") {
-            return admin(&app, rest, &parts.method, &query, body).await;
+            check_declared_length(true, None, method, headers)?;
+            return admin(&app, rest, method, &query, body).await;
+        }
+        if path == "/health" {
+            return health(&app, method).await;
         }
         Err(ApiError::no_route())
     }
@@ -442,8 +524,21 @@ async fn v2(
 ) -> Result<Response> {
     let head = method == Method::HEAD;
     match route {
+        // Reads work whatever the store's health: 200, with the health in a header.
         Route::Base => match *method {
-            Method::GET | Method::HEAD => Ok(json_response(StatusCode::OK, &json!({}))),
+            Method::GET | Method::HEAD => {
+                let health = store_health(app).await.ok();
+                let mut response = json_response(StatusCode::OK, &json!({}));
+                let state = match health {
+                    Some(h) if h.writable => "ok",
+                    Some(h) if h.storage_full => "storage-full",
+                    _ => "not-writable",
+                };
+                response
+                    .headers_mut()
+                    .insert(HEALTH_HEADER, HeaderValue::from_static(state));
+                Ok(response)
+            }
             _ => Err(ApiError::method("GET, HEAD")),
         },
         Route::Catalog => match *method {
@@ -487,6 +582,38 @@ async fn v2(
             _ => Err(ApiError::method("GET")),
         },
     }
+}
+
+/// The store's health, after what recovers it (C5): `Registry::health` reopens a database
+/// closed by an I/O error and takes the space reserve back once there is room (C4).
+async fn store_health(app: &App) -> Result<Health> {
+    let registry = app.registry.clone();
+    tokio::task::spawn_blocking(move || registry.health())
+        .await
+        .map_err(|e| {
+            eprintln!("ocistore-server: health check failed: {e}");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "UNKNOWN",
+                "the health check failed",
+            )
+        })
+}
+
+/// `GET /health`: the store's [`Health`] as JSON; 200 when it takes writes, 503 when not.
+async fn health(app: &App, method: &Method) -> Result<Response> {
+    if *method != Method::GET && *method != Method::HEAD {
+        return Err(ApiError::method("GET, HEAD"));
+    }
+    let health = store_health(app).await?;
+    let status = if health.writable {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let value =
+        serde_json::to_value(&health).unwrap_or_else(|e| json!({ "problem": e.to_string() }));
+    Ok(json_response(status, &value))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -547,34 +674,37 @@ fn upload_response(status: StatusCode, name: &str, id: &str, offset: u64) -> Res
 /// A request body read a chunk at a time.
 struct BodyReader {
     body: Body,
+    /// The body ended (not failed).
     done: bool,
+    /// The body failed after bytes that a read gave: the next read gives the error.
+    failed: Option<ApiError>,
 }
 
 impl BodyReader {
     fn new(body: Body) -> BodyReader {
-        BodyReader { body, done: false }
-    }
-
-    /// The next [`CHUNK`] bytes or so (fewer only at the end); empty once the body is over.
-    async fn chunk(&mut self) -> Result<Vec<u8>> {
-        self.read(CHUNK).await
-    }
-
-    /// Reads and drops up to `limit` bytes of what is left.
-    async fn discard(&mut self, limit: usize) {
-        let mut dropped = 0;
-        while !self.done && dropped < limit {
-            match poll_fn(|cx| Pin::new(&mut self.body).poll_frame(cx)).await {
-                Some(Ok(frame)) => {
-                    dropped += frame.data_ref().map_or(0, |d| d.len());
-                }
-                _ => self.done = true,
-            }
+        BodyReader {
+            body,
+            done: false,
+            failed: None,
         }
     }
 
-    /// Reads until `want` bytes or the end.
+    /// The next [`CHUNK`] bytes or so (fewer only at the end); empty once the body is over. If
+    /// the body fails part way (a stall, say), the bytes before come first, and the error with
+    /// the next call: a PATCH keeps what the client sent before it stalled.
+    async fn chunk(&mut self) -> Result<Vec<u8>> {
+        self.fill(CHUNK, true).await
+    }
+
+    /// Reads until `want` bytes or the end. A body that stalls for the body timeout is 408.
     async fn read(&mut self, want: usize) -> Result<Vec<u8>> {
+        self.fill(want, false).await
+    }
+
+    async fn fill(&mut self, want: usize, partial: bool) -> Result<Vec<u8>> {
+        if let Some(error) = self.failed.take() {
+            return Err(error);
+        }
         let mut buf = Vec::new();
         while !self.done && buf.len() < want {
             match poll_fn(|cx| Pin::new(&mut self.body).poll_frame(cx)).await {
@@ -585,11 +715,24 @@ impl BodyReader {
                     }
                 }
                 Some(Err(e)) => {
-                    return Err(ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        "BLOB_UPLOAD_INVALID",
-                        format!("reading the request body: {e}"),
-                    ));
+                    let e = e.into_inner();
+                    let error = match e.downcast_ref::<BodyStalled>() {
+                        Some(stalled) => ApiError::new(
+                            StatusCode::REQUEST_TIMEOUT,
+                            "REQUEST_TIMEOUT",
+                            stalled.to_string(),
+                        ),
+                        None => ApiError::new(
+                            StatusCode::BAD_REQUEST,
+                            "BLOB_UPLOAD_INVALID",
+                            format!("reading the request body: {e}"),
+                        ),
+                    };
+                    if partial && !buf.is_empty() {
+                        self.failed = Some(error);
+                        break;
+                    }
+                    return Err(error);
                 }
             }
         }
@@ -663,6 +806,25 @@ fn reader_body(mut reader: BlobReader) -> Body {
     Body::new(ReaderBody { rx, remaining })
 }
 
+/// The body of bytes `range` of a blob, in a blocking call: up to [`SMALL_BLOB`] read whole
+/// (hyper then writes it with the response head), larger ones streamed.
+fn open_blob(
+    repo: &Repository,
+    digest: &Digest,
+    range: std::ops::Range<u64>,
+) -> ocistore::Result<Body> {
+    let mut reader = repo.blob_reader(digest, range)?;
+    if reader.len() > SMALL_BLOB {
+        return Ok(reader_body(reader));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(reader.len()).unwrap_or(0));
+    reader.read_to_end(&mut bytes).map_err(|source| Error::Io {
+        path: Default::default(),
+        source,
+    })?;
+    Ok(Body::from(bytes))
+}
+
 fn repository(app: &App, name: &str) -> Result<Repository> {
     Ok(app.registry.repository(name)?)
 }
@@ -716,9 +878,20 @@ async fn blob_get(
 ) -> Result<Response> {
     let repo = repository(app, name)?;
     let digest = Digest::parse(digest)?;
-    let size = {
+    // Without a range, one call finds the blob and reads it (a small one whole).
+    let whole = !head && !headers.contains_key(header::RANGE);
+    let (size, content) = {
         let (repo, digest) = (repo.clone(), digest.clone());
-        blocking(move || repo.blob_size(&digest)).await?
+        blocking(move || {
+            let size = repo.blob_size(&digest)?;
+            let content = if whole {
+                Some(open_blob(&repo, &digest, 0..size)?)
+            } else {
+                None
+            };
+            Ok((size, content))
+        })
+        .await?
     };
     let range = match headers.get(header::RANGE) {
         Some(value) => parse_range(value, size)?,
@@ -737,16 +910,20 @@ async fn blob_get(
     if range.is_some() {
         response_headers.push(("content-range", format!("bytes {start}-{}/{size}", end - 1)));
     }
-    let body = if head {
-        Body::empty()
-    } else {
-        let reader = blocking(move || repo.blob_reader(&digest, start..end)).await?;
-        reader_body(reader)
+    let body = match content {
+        _ if head => Body::empty(),
+        Some(content) => content,
+        None => blocking(move || open_blob(&repo, &digest, start..end)).await?,
     };
     Ok(respond(status, &response_headers, body))
 }
 
 /// `POST /v2/<name>/blobs/uploads/`: a mount, a monolithic upload, or a new session.
+///
+/// A mount that cannot be done answers 202 with a *pending* session (`pending-<hex>`): the spec
+/// wants an upload URL, but the client may never use it (skopeo cancels it, as it uploads the
+/// blob its own way), so nothing is stored until its first PATCH or PUT starts a real session,
+/// whose own URL that answer gives.
 async fn upload_start(app: &App, name: &str, query: &Query, body: Body) -> Result<Response> {
     let repo = repository(app, name)?;
     if let Some(mount) = query.get("mount") {
@@ -765,6 +942,8 @@ async fn upload_start(app: &App, name: &str, query: &Query, body: Body) -> Resul
                 Err(e) => return Err(e.into()),
             }
         }
+        let id = format!("{PENDING_UPLOAD}{}", uuid::Uuid::new_v4().simple());
+        return Ok(upload_response(StatusCode::ACCEPTED, name, &id, 0));
     } else if let Some(digest) = query.get("digest") {
         let digest = Digest::parse(digest)?;
         return upload_monolithic(repo, name, digest, body).await;
@@ -782,7 +961,7 @@ async fn upload_monolithic(
     body: Body,
 ) -> Result<Response> {
     let mut reader = BodyReader::new(body);
-    let first = reader.chunk().await?;
+    let first = reader.read(CHUNK).await?;
     if reader.done {
         let d = digest.clone();
         blocking(move || repo.put_blob(&d, &first)).await?;
@@ -799,26 +978,74 @@ async fn upload_monolithic(
     }
     .await;
     if result.is_err() {
-        let up = upload.clone();
-        let _ = blocking(move || up.cancel()).await;
+        cancel(&upload).await;
     }
     result.map(|()| blob_created(name, &digest))
 }
 
-async fn resume(app: &App, name: &str, id: &str) -> Result<Arc<Upload>> {
+async fn cancel(upload: &Arc<Upload>) {
+    let up = upload.clone();
+    let _ = blocking(move || up.cancel()).await;
+}
+
+/// The upload session a request names.
+enum Session {
+    Started(Arc<Upload>),
+    /// Not started yet ([`PENDING_UPLOAD`]): empty, and nothing stored.
+    Pending(String),
+}
+
+impl Session {
+    fn id(&self) -> &str {
+        match self {
+            Session::Started(upload) => upload.id(),
+            Session::Pending(id) => id,
+        }
+    }
+
+    fn offset(&self) -> u64 {
+        match self {
+            Session::Started(upload) => upload.offset(),
+            Session::Pending(_) => 0,
+        }
+    }
+}
+
+async fn session(app: &App, name: &str, id: &str) -> Result<Session> {
     let repo = repository(app, name)?;
+    if id
+        .strip_prefix(PENDING_UPLOAD)
+        .is_some_and(|hex| hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return Ok(Session::Pending(id.to_owned()));
+    }
     let id = id.to_owned();
-    Ok(Arc::new(blocking(move || repo.resume_upload(&id)).await?))
+    Ok(Session::Started(Arc::new(
+        blocking(move || repo.resume_upload(&id)).await?,
+    )))
+}
+
+/// The session to append to, started now if it was pending (then `true`: a failure of this
+/// request cancels it, as its client never learns its id).
+async fn start(app: &App, name: &str, session: Session) -> Result<(Arc<Upload>, bool)> {
+    match session {
+        Session::Started(upload) => Ok((upload, false)),
+        Session::Pending(_) => {
+            let repo = repository(app, name)?;
+            let upload = blocking(move || repo.start_upload()).await?;
+            Ok((Arc::new(upload), true))
+        }
+    }
 }
 
 /// Checks a chunk's `Content-Range` (`a-b`, inclusive; `bytes a-b` and `bytes a-b/*` are
 /// taken too) against the session's offset and the `Content-Length`: 416 on a mismatch, with
 /// the session's headers so that the client can resume.
-fn check_content_range(headers: &HeaderMap, name: &str, upload: &Upload) -> Result<()> {
+fn check_content_range(headers: &HeaderMap, name: &str, session: &Session) -> Result<()> {
     let Some(value) = headers.get(header::CONTENT_RANGE) else {
         return Ok(());
     };
-    let offset = upload.offset();
+    let offset = session.offset();
     let refuse = |message: String| {
         let mut error = ApiError::new(
             StatusCode::RANGE_NOT_SATISFIABLE,
@@ -826,7 +1053,7 @@ fn check_content_range(headers: &HeaderMap, name: &str, upload: &Upload) -> Resu
             message,
         );
         error.detail = json!({ "offset": offset });
-        upload_headers(name, upload.id(), offset)
+        upload_headers(name, session.id(), offset)
             .into_iter()
             .fold(error, |e, (k, v)| e.header(k, v))
     };
@@ -846,11 +1073,7 @@ fn check_content_range(headers: &HeaderMap, name: &str, upload: &Upload) -> Resu
             "chunk starts at {start}; the upload is at offset {offset}"
         )));
     }
-    let length = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if let Some(length) = length {
+    if let Some(length) = content_length(headers) {
         if length != last - start + 1 {
             return Err(refuse(format!(
                 "Content-Range {start}-{last} is {} bytes; Content-Length is {length}",
@@ -861,27 +1084,15 @@ fn check_content_range(headers: &HeaderMap, name: &str, upload: &Upload) -> Resu
     Ok(())
 }
 
-/// The session a PATCH or PUT appends to, after the `Content-Range` check. On a refusal the
-/// body is read and dropped first.
-async fn checked_session(
-    app: &App,
-    name: &str,
-    id: &str,
-    headers: &HeaderMap,
-    reader: &mut BodyReader,
-) -> Result<Arc<Upload>> {
-    let checked = async {
-        let upload = resume(app, name, id).await?;
-        check_content_range(headers, name, &upload)?;
-        Ok(upload)
-    }
-    .await;
-    if checked.is_err() {
-        reader.discard(DRAIN_LIMIT).await;
-    }
-    checked
+/// The declared `Content-Length`, if there is a valid one.
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
 }
 
+/// `PATCH`: a chunk. A refusal leaves the body unread (the connection then closes).
 async fn upload_patch(
     app: &App,
     name: &str,
@@ -889,12 +1100,27 @@ async fn upload_patch(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response> {
+    let session = session(app, name, id).await?;
+    check_content_range(headers, name, &session)?;
+    let (upload, new) = start(app, name, session).await?;
     let mut reader = BodyReader::new(body);
-    let upload = checked_session(app, name, id, headers, &mut reader).await?;
-    let offset = stream_into(&upload, &mut reader).await?;
-    Ok(upload_response(StatusCode::ACCEPTED, name, id, offset))
+    match stream_into(&upload, &mut reader).await {
+        Ok(offset) => Ok(upload_response(
+            StatusCode::ACCEPTED,
+            name,
+            upload.id(),
+            offset,
+        )),
+        Err(e) => {
+            if new {
+                cancel(&upload).await;
+            }
+            Err(e)
+        }
+    }
 }
 
+/// The closing `PUT`, with an optional last chunk.
 async fn upload_put(
     app: &App,
     name: &str,
@@ -910,34 +1136,38 @@ async fn upload_put(
             "the closing PUT names the digest of the whole blob: ?digest=<digest>",
         ));
     };
+    let digest = Digest::parse(digest)?;
+    let session = session(app, name, id).await?;
+    check_content_range(headers, name, &session)?;
+    let (upload, new) = start(app, name, session).await?;
     let mut reader = BodyReader::new(body);
-    let digest = match Digest::parse(digest) {
-        Ok(digest) => digest,
-        Err(e) => {
-            reader.discard(DRAIN_LIMIT).await;
-            return Err(e.into());
-        }
-    };
-    let upload = checked_session(app, name, id, headers, &mut reader).await?;
-    stream_into(&upload, &mut reader).await?;
-    let d = digest.clone();
-    blocking(move || upload.finish(&d)).await?;
-    Ok(blob_created(name, &digest))
+    let result = async {
+        stream_into(&upload, &mut reader).await?;
+        let (up, d) = (upload.clone(), digest.clone());
+        blocking(move || up.finish(&d)).await?;
+        Ok(())
+    }
+    .await;
+    if result.is_err() && new {
+        cancel(&upload).await;
+    }
+    result.map(|()| blob_created(name, &digest))
 }
 
 async fn upload_status(app: &App, name: &str, id: &str) -> Result<Response> {
-    let upload = resume(app, name, id).await?;
+    let session = session(app, name, id).await?;
     Ok(upload_response(
         StatusCode::NO_CONTENT,
         name,
-        id,
-        upload.offset(),
+        session.id(),
+        session.offset(),
     ))
 }
 
 async fn upload_cancel(app: &App, name: &str, id: &str) -> Result<Response> {
-    let upload = resume(app, name, id).await?;
-    blocking(move || upload.cancel()).await?;
+    if let Session::Started(upload) = session(app, name, id).await? {
+        blocking(move || upload.cancel()).await?;
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -969,22 +1199,13 @@ async fn manifest_put(
     body: Body,
 ) -> Result<Response> {
     let repo = repository(app, name)?;
+    // A declared length over the limit was refused by `dispatch`, before the body was read.
+    // One byte past the limit is enough to know a body without one is too large; the rest is
+    // left unread, and the connection closes.
     let limit = MAX_MANIFEST_SIZE;
-    let too_large = |size: u64| ApiError::store(Error::ManifestTooLarge { size, limit }, true);
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let mut reader = BodyReader::new(body);
-    if let Some(size) = declared.filter(|&size| size > limit) {
-        reader.discard(DRAIN_LIMIT).await;
-        return Err(too_large(size));
-    }
-    // One byte past the limit is enough to know it is too large.
-    let body = reader.read(limit as usize + 1).await?;
+    let body = BodyReader::new(body).read(limit as usize + 1).await?;
     if body.len() as u64 > limit {
-        reader.discard(DRAIN_LIMIT).await;
-        return Err(too_large(body.len() as u64));
+        return Err(manifest_too_large(body.len() as u64));
     }
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -1220,13 +1441,39 @@ struct PurgeRequest {
     include_locked: bool,
 }
 
+/// A grace period in a request: a duration such as `"1h"`, `"30m"` or `"0s"` ([`parse_ago`]),
+/// or a whole number of seconds.
+struct Grace(Duration);
+
+impl<'de> Deserialize<'de> for Grace {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Grace, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Grace;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a duration such as \"1h\", \"30m\" or \"0s\", or a number of seconds")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Grace, E> {
+                parse_ago(v).map(Grace).map_err(E::custom)
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Grace, E> {
+                Ok(Grace(Duration::from_secs(v)))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct GcRequest {
     #[serde(default)]
     dry_run: bool,
     #[serde(default)]
-    grace: Option<String>,
+    grace: Option<Grace>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1236,24 +1483,37 @@ struct FsckRequest {
     repair: bool,
     #[serde(default)]
     verify_digests: Option<bool>,
+    #[serde(default)]
+    grace: Option<Grace>,
 }
 
 /// Reads a JSON request body; an empty body is `{}`.
 async fn json_request<T: for<'de> Deserialize<'de>>(body: Body) -> Result<T> {
     let bytes = BodyReader::new(body).read(MAX_ADMIN_BODY + 1).await?;
     if bytes.len() > MAX_ADMIN_BODY {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "INVALID_REQUEST",
-            "request body over 1 MiB",
-        ));
+        return Err(admin_body_too_large());
     }
-    let bytes = if bytes.iter().all(u8::is_ascii_whitespace) {
-        &b"{}"[..]
-    } else {
-        &bytes[..]
-    };
-    serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("request body: {e}")))
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return serde_json::from_value(json!({}))
+            .map_err(|e| ApiError::bad_request(format!("request body: {e}")));
+    }
+    let value: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("request body: {e}")))?;
+    // serde takes a JSON array for a struct, as its fields in order: refused here, so that
+    // `[true]` is not `{"repair": true}`.
+    if !value.is_object() {
+        let kind = match value {
+            Value::Array(_) => "an array",
+            Value::String(_) => "a string",
+            Value::Number(_) => "a number",
+            Value::Bool(_) => "a boolean",
+            _ => "null",
+        };
+        return Err(ApiError::bad_request(format!(
+            "request body: expected a JSON object, found {kind}"
+        )));
+    }
+    serde_json::from_value(value).map_err(|e| ApiError::bad_request(format!("request body: {e}")))
 }
 
 async fn admin(
@@ -1400,7 +1660,7 @@ async fn admin(
             let request: GcRequest = json_request(body).await?;
             let options = CollectOptions {
                 dry_run: request.dry_run,
-                grace_period: request.grace.as_deref().map(parse_ago).transpose()?,
+                grace_period: request.grace.map(|g| g.0),
             };
             let report = blocking(move || registry.collect(&options)).await?;
             ok(collect_json(&report))
@@ -1411,10 +1671,11 @@ async fn admin(
             let options = FsckOptions {
                 repair: request.repair,
                 verify_digests: request.verify_digests.unwrap_or(true),
-                grace_period: None,
+                grace_period: request.grace.map(|g| g.0),
             };
+            let grace = options.grace_period;
             let report = blocking(move || registry.fsck(&options)).await?;
-            ok(fsck_json(&report))
+            ok(fsck_json(&report, request.repair, grace))
         }
         ("autopurge", []) => {
             require(method, Method::POST)?;
@@ -1544,7 +1805,77 @@ fn collect_json(r: &CollectReport) -> Value {
     })
 }
 
-fn fsck_json(report: &FsckReport) -> Value {
+/// Whether the repair can fix a problem of this kind.
+fn repairable(problem: &Problem) -> bool {
+    matches!(
+        problem,
+        Problem::DanglingLink { .. }
+            | Problem::StrayBlobFile { .. }
+            | Problem::TempFile { .. }
+            | Problem::StrayUpload { .. }
+    )
+}
+
+/// Why the problems a check leaves were not repaired, one sentence each.
+fn fsck_notes(report: &FsckReport, repair: bool, grace: Option<Duration>) -> Vec<String> {
+    let left = (report.problems.len() as u64).saturating_sub(report.repaired);
+    let fixable = report.problems.iter().filter(|p| repairable(p)).count() as u64;
+    let unfixable = report.problems.len() as u64 - fixable;
+    let mut notes = Vec::new();
+    if left == 0 {
+        return notes;
+    }
+    if !repair && fixable > 0 {
+        notes.push(format!(
+            "{fixable} of them (stray files, dangling links) would be removed by a repair: \
+             {{\"repair\": true}}"
+        ));
+    }
+    if report.too_recent > 0 {
+        let grace = match grace {
+            Some(grace) => short_duration(grace),
+            None => "the store's default".to_owned(),
+        };
+        notes.push(format!(
+            "{} stray files kept: modified within the grace period ({grace}), a write may still \
+             be about to commit them; check again later, or repair with a shorter \"grace\" \
+             (\"0s\" when nothing is writing to the store, as after a crash)",
+            report.too_recent
+        ));
+    }
+    if unfixable > 0 {
+        notes.push(format!(
+            "{unfixable} of them cannot be repaired by fsck (missing or corrupt blob files, \
+             wrong sizes, missing references): push the blobs again, or delete the manifests \
+             naming them"
+        ));
+    }
+    let kept = if repair {
+        fixable.saturating_sub(report.repaired + report.too_recent)
+    } else {
+        0
+    };
+    if kept > 0 {
+        notes.push(format!(
+            "{kept} stray blob files kept: a link or a manifest still names them, and they hold \
+             the only copy of those blobs; push them again"
+        ));
+    }
+    notes
+}
+
+/// `1h`, `30m`, `90s`.
+fn short_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0 => "0s".to_owned(),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+fn fsck_json(report: &FsckReport, repair: bool, grace: Option<Duration>) -> Value {
     let problems: Vec<Value> = report
         .problems
         .iter()
@@ -1591,6 +1922,54 @@ fn fsck_json(report: &FsckReport) -> Value {
         "manifests_checked": report.manifests_checked,
         "blobs_checked": report.blobs_checked,
         "repaired": report.repaired,
+        "too_recent": report.too_recent,
         "problems": problems,
+        "notes": fsck_notes(report, repair, grace),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body_json(response: Response) -> Value {
+        let mut reader = BodyReader::new(response.into_body());
+        serde_json::from_slice(&reader.read(1 << 20).await.unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn c4_storage_full_is_507_storage_full_in_the_spec_error_format() {
+        let error = Error::StorageFull {
+            path: "/srv/registry/blobs".into(),
+        };
+        let response = ApiError::from(error).into_response();
+        assert_eq!(response.status(), StatusCode::INSUFFICIENT_STORAGE);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+        let body = body_json(response).await;
+        let errors = body["errors"].as_array().unwrap();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0]["code"], "STORAGE_FULL");
+        let message = errors[0]["message"].as_str().unwrap();
+        assert!(message.contains("storage is full"), "{message}");
+        // The server's paths stay on the server.
+        assert!(!message.contains("/srv/registry"), "{message}");
+        assert_eq!(errors[0]["detail"], Value::Null);
+        // A manifest push maps it the same.
+        let push = ApiError::store(Error::StorageFull { path: "x".into() }, true);
+        assert_eq!(
+            (push.status, push.code),
+            (StatusCode::INSUFFICIENT_STORAGE, "STORAGE_FULL")
+        );
+    }
+
+    #[test]
+    fn grace_is_a_duration_or_seconds() {
+        let grace = |json: &str| serde_json::from_str::<Grace>(json).map(|g| g.0);
+        assert_eq!(grace(r#""0s""#).unwrap(), Duration::ZERO);
+        assert_eq!(grace(r#""1h""#).unwrap(), Duration::from_secs(3600));
+        assert_eq!(grace("90").unwrap(), Duration::from_secs(90));
+        assert!(grace(r#""soon""#).is_err());
+        assert!(grace("-1").is_err());
+        assert!(grace("[1]").is_err());
+    }
 }

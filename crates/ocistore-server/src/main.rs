@@ -7,11 +7,15 @@
 //! interface unless told otherwise.
 //!
 //! ```text
-//! cargo run -p ocistore-server -- --store DIR [--listen ADDR] [--log]
+//! cargo run -p ocistore-server -- --store DIR [--listen ADDR] [--log] [limits]
 //!
-//!   --store DIR     the store's directory (created if missing)
-//!   --listen ADDR   address to listen on (default 127.0.0.1:5000; port 0 picks a free one)
-//!   --log           one line per request on stderr
+//!   --store DIR              the store's directory (created if missing)
+//!   --listen ADDR            address to listen on (default 127.0.0.1:5000; port 0 picks a free one)
+//!   --log                    one line per request on stderr
+//!   --header-timeout T       time to send a request head (default 10s)
+//!   --body-timeout T         longest pause in a request body or in reading a response (default 30s)
+//!   --idle-timeout T         how long a kept-alive connection may wait for a request (default 60s)
+//!   --max-connections N      connections served at once (default from the descriptor limit)
 //! ```
 //!
 //! On startup it prints one line on stdout, `listening on http://HOST:PORT`, with the address
@@ -24,6 +28,39 @@
 //! curl -s localhost:5000/admin/usage
 //! ```
 //!
+//! ## Limits and timeouts
+//!
+//! - A new connection has the **header timeout** (10 s) to send its first request head, and
+//!   any request head that long from its first byte; a kept-alive connection that sends no
+//!   next request for the **idle timeout** (60 s) is closed. Either closes without an answer.
+//! - A request body that sends nothing for the **body timeout** (30 s) fails with 408
+//!   `REQUEST_TIMEOUT` and the connection closes; what a PATCH appended before the stall stays
+//!   in the session. A response the client does not read for as long closes the connection.
+//! - At most **max connections** are served at once: by default, half the soft limit on open
+//!   descriptors less 64 (a connection may hold a socket and a blob file), between 8 and 1024;
+//!   the server raises its soft limit to the hard limit at start. With the bound reached, a new
+//!   connection evicts the connection that has waited longest for its client between requests
+//!   (idle, or still sending its request head), or else one whose body or response has been
+//!   stalled for a second; with none such, it waits until a connection ends. So stalled
+//!   clients cannot starve the others.
+//! - A declared `Content-Length` over an endpoint's limit (manifests 4 MiB, the administrative
+//!   API 1 MiB) is refused with 413 before the body is read, and before `100 Continue`.
+//! - A response that leaves the request body unread (any refusal of an upload, say) carries
+//!   `Connection: close`; the server then reads and drops what the client still sends for up to
+//!   2 s (a lingering close), so the client reads the answer rather than a reset.
+//! - Every accepted socket has `TCP_NODELAY`; blobs up to 64 KiB are read whole and sent with
+//!   the response head.
+//!
+//! ## Health
+//!
+//! `GET /health` answers the store's health as JSON, `{"writable","storage_full","problem"}`:
+//! 200 when it takes writes, 503 when it does not (a full disk, or a database that could not be
+//! reopened after an I/O error); each call also tries what recovers the store (C5). `GET /v2/`
+//! answers 200 whatever the health, since reads still work, with the header `OCIStore-Health:
+//! ok`, `storage-full` or `not-writable`. A write refused on a full disk (C4) is 507
+//! `STORAGE_FULL`; deletes, `POST /admin/purge`, `/admin/autopurge` and `/admin/gc` still work
+//! to free space, and writes succeed again once there is room, without a restart.
+//!
 //! ## The distribution API
 //!
 //! `<name>` is a repository name and may hold `/`; `<reference>` is a tag or a digest.
@@ -35,7 +72,7 @@
 //! | DELETE | `/v2/<name>/blobs/<digest>` | — | 405: blobs go through the collector (`POST /admin/gc`) |
 //! | POST | `/v2/<name>/blobs/uploads/` | 202 | starts an upload session: `Location`, `Range`, `Docker-Upload-UUID` |
 //! | POST | `/v2/<name>/blobs/uploads/?digest=<digest>` | 201 | monolithic upload, body streamed |
-//! | POST | `/v2/<name>/blobs/uploads/?mount=<digest>&from=<other>` | 201, 202 | cross-repository mount; 202 with a session if the blob cannot be mounted from there |
+//! | POST | `/v2/<name>/blobs/uploads/?mount=<digest>&from=<other>` | 201, 202 | cross-repository mount; 202 with a *pending* session if the blob cannot be mounted from there: its id is `pending-<hex>`, nothing is stored until its first PATCH or PUT starts a real session (that answer's `Location` names it), and a DELETE of it is a no-op |
 //! | GET | `/v2/<name>/blobs/uploads/<id>` | 204 | session status: `Range: 0-<offset-1>` (`0-0` while empty, as Docker Distribution answers) |
 //! | PATCH | `/v2/<name>/blobs/uploads/<id>` | 202 | a chunk, streamed; with `Content-Range: a-b`, `a` must be the session's offset and `b-a+1` the `Content-Length` (416 otherwise) |
 //! | PUT | `/v2/<name>/blobs/uploads/<id>?digest=<digest>` | 201 | closes the session, with an optional last chunk; the digest is verified |
@@ -69,6 +106,9 @@
 //! | `UploadUnknown` | 404 | `BLOB_UPLOAD_UNKNOWN` |
 //! | `UploadOffsetMismatch` (and a bad `Content-Range`) | 416 | `BLOB_UPLOAD_INVALID` |
 //! | `InvalidRange` | 416 | `SIZE_INVALID` |
+//! | `StorageFull` (C4) | 507 | `STORAGE_FULL` (not a code of the spec: none fits) |
+//! | a request body stalled for the body timeout | 408 | `REQUEST_TIMEOUT` |
+//! | a declared `Content-Length` over the endpoint's limit | 413 | `MANIFEST_INVALID`, `INVALID_REQUEST` (admin API) |
 //! | `Locked` | 403 | `DENIED` |
 //! | `ManifestReferenced`, `ManifestSoftDeleted` | 409 | `DENIED` |
 //! | `TagConflict` | 409 | `TAG_CONFLICT` (admin API) |
@@ -83,7 +123,8 @@
 //! ## The administrative API
 //!
 //! JSON in, JSON out (field names in snake_case, times in RFC 3339, unknown request fields
-//! refused). Deletes there follow the soft delete policy like any other.
+//! refused, a body that is not a JSON object refused with 400). Deletes there follow the soft
+//! delete policy like any other.
 //!
 //! | Method | Path | Body | Answer |
 //! |---|---|---|---|
@@ -94,13 +135,15 @@
 //! | PUT | `/admin/policy/soft-delete` | `{"enabled","days"?}` | the policy now (S1; days 1–90, kept if omitted) |
 //! | POST | `/admin/purge` | `{"filters":["repo-regex:tag-regex"],"ago":"1d","keep":0,"untagged":false,"dry_run":false,"include_locked":false}` | the report: `{"dry_run","ran_at","tags_untagged","manifests_deleted","locked","repositories":[{"repository","tags_untagged","manifests_deleted","locked"}]}` (U) |
 //! | GET | `/admin/usage` | | `{"blobs","bytes","soft_deleted_bytes","garbage_bytes","repositories":[{"name","deleted","blobs","bytes","unique_bytes","shared_bytes"}]}` (A1) |
+//! | GET, HEAD | `/health` | | `{"writable","storage_full","problem"}`: 200, or 503 when the store cannot write (C5) |
 //! | POST | `/admin/gc` | `{"dry_run":false,"grace":"1h"?}` | the collector's report: `{"dry_run","blobs_marked","bytes_marked","blobs_swept","bytes_swept","blobs_kept","bytes_kept","links_removed","uploads_removed","mark_ms","sweep_ms","longest_write_ms"}` (G) |
-//! | POST | `/admin/fsck` | `{"repair":false,"verify_digests":true}` (optional) | `{"manifests_checked","blobs_checked","repaired","problems":[{"kind",…}]}` (A2) |
+//! | POST | `/admin/fsck` | `{"repair":false,"verify_digests":true,"grace":"1h"?}` (optional) | `{"manifests_checked","blobs_checked","repaired","too_recent","problems":[{"kind",…}],"notes":[…]}` (A2): `too_recent` counts the stray files a repair kept for being younger than the grace period; `notes` say why what is left was not repaired |
 //! | POST | `/admin/autopurge` | | runs autopurge now: `{"ran_at","repositories","manifests","tags","untagged_deleted"}` (S4) |
 //! | DELETE | `/admin/repositories/<name>` | | 202: deletes the repository (D4) |
 //! | DELETE | `/admin/manifests/<name>/<reference>` | | 202 `{"deleted":[digests]}`: deletes the manifest a tag or digest names, with all its tags and referrers (D2, D3), as `az acr repository delete --image` does |
 //!
-//! `ago` and `grace` are durations such as `1d3h6m`, `30m` or `0`.
+//! `ago` and `grace` are durations such as `1d3h6m`, `30m` or `0`; `grace` may also be a
+//! number of seconds.
 
 use std::future::poll_fn;
 use std::net::SocketAddr;
@@ -111,23 +154,39 @@ use std::task::Poll;
 use std::time::Duration;
 
 use ocistore::Registry;
+use ocistore_server::Config;
 
-const USAGE: &str = "usage: ocistore-server --store DIR [--listen ADDR] [--log]
+const USAGE: &str = "usage: ocistore-server --store DIR [--listen ADDR] [--log] [limits]
 
-  --store DIR     the store's directory (created if missing)
-  --listen ADDR   address to listen on (default 127.0.0.1:5000; port 0 picks a free one)
-  --log           one line per request on stderr";
+  --store DIR              the store's directory (created if missing)
+  --listen ADDR            address to listen on (default 127.0.0.1:5000; port 0 picks a free one)
+  --log                    one line per request on stderr
+  --header-timeout T       time to send a request head (default 10s)
+  --body-timeout T         longest pause in a request body or in reading a response (default 30s)
+  --idle-timeout T         how long a kept-alive connection may wait for a request (default 60s)
+  --max-connections N      connections served at once (default: from the descriptor limit)
+
+  T is a duration such as 10s, 1m or 500ms.";
 
 struct Args {
     store: PathBuf,
     listen: String,
-    log: bool,
+    config: Config,
+}
+
+fn duration(flag: &str, value: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(value)
+        .map_err(|e| format!("{flag}: {e} (expected e.g. 10s, 1m, 500ms)"))?;
+    if d.is_zero() {
+        return Err(format!("{flag} must be more than 0"));
+    }
+    Ok(d)
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut store = None;
     let mut listen = "127.0.0.1:5000".to_owned();
-    let mut log = false;
+    let mut config = Config::default();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -145,7 +204,17 @@ fn parse_args() -> Result<Args, String> {
         match flag.as_str() {
             "--store" => store = Some(PathBuf::from(value()?)),
             "--listen" => listen = value()?,
-            "--log" => log = true,
+            "--log" => config.log = true,
+            "--header-timeout" => config.header_timeout = duration(&flag, &value()?)?,
+            "--body-timeout" => config.body_timeout = duration(&flag, &value()?)?,
+            "--idle-timeout" => config.idle_timeout = duration(&flag, &value()?)?,
+            "--max-connections" => {
+                config.max_connections = value()?
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or("--max-connections takes a number above 0")?;
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -154,7 +223,11 @@ fn parse_args() -> Result<Args, String> {
         }
     }
     let store = store.ok_or("--store DIR is required")?;
-    Ok(Args { store, listen, log })
+    Ok(Args {
+        store,
+        listen,
+        config,
+    })
 }
 
 /// Completes at Ctrl-C or SIGTERM.
@@ -179,6 +252,8 @@ async fn shutdown_signal() {
 }
 
 fn main() -> ExitCode {
+    // Before the defaults, which follow the limit on open descriptors.
+    ocistore_server::raise_open_file_limit();
     let args = match parse_args() {
         Ok(args) => args,
         Err(e) => {
@@ -205,8 +280,17 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         let listener = tokio::net::TcpListener::bind(&args.listen).await?;
         let addr: SocketAddr = listener.local_addr()?;
         println!("listening on http://{addr}");
-        eprintln!("ocistore-server: store {}", registry.path().display());
-        ocistore_server::serve(listener, registry.clone(), args.log, shutdown_signal()).await
+        let c = &args.config;
+        eprintln!(
+            "ocistore-server: store {}; at most {} connections; timeouts: header {:?}, body {:?}, idle {:?}",
+            registry.path().display(),
+            c.max_connections,
+            c.header_timeout,
+            c.body_timeout,
+            c.idle_timeout,
+        );
+        ocistore_server::serve_with(listener, registry.clone(), args.config, shutdown_signal())
+            .await
     });
     // Store calls still running finish before the store closes.
     runtime.shutdown_timeout(Duration::from_secs(30));

@@ -661,7 +661,7 @@ fn p2_mount_that_cannot_be_done_falls_back_to_an_upload_session_202() {
     // Not mounted.
     s.get(&format!("/v2/team/b/blobs/{}", blob.digest))
         .assert_error(404, "BLOB_UNKNOWN");
-    // The session is real: the client uploads instead.
+    // The session (pending until its first PATCH or PUT) takes the upload instead.
     let r = s.call(
         "POST",
         &format!("/v2/team/b/blobs/uploads/?mount={}", blob.digest),
@@ -1725,4 +1725,280 @@ fn a2_fsck_via_admin() {
         .assert_error(400, "INVALID_REQUEST");
     s.get("/admin/nothing-here")
         .assert_error(404, "UNSUPPORTED");
+}
+
+// ---------------------------------------------------------------------------------------------
+// A full disk, health, the administrative API's bodies, pending upload sessions
+
+/// The files of the store's upload sessions.
+fn upload_files(s: &Server) -> usize {
+    std::fs::read_dir(s.registry.path().join("uploads"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn c4_writes_on_a_full_disk_are_507_storage_full_while_reads_and_deletes_go_on() {
+    // A store whose space reserve cannot be had opens "full", as on a full disk: tmpfs refuses
+    // a 1 PiB fallocate at once with ENOSPC. (Elsewhere the mapping is checked by the library's
+    // unit test c4_storage_full_is_507_storage_full_in_the_spec_error_format only.)
+    if !std::path::Path::new("/dev/shm").is_dir() {
+        eprintln!("skipped: no /dev/shm to make a full disk on");
+        return;
+    }
+    let dir = serving::tempdir();
+    let (layer, manifest) = {
+        let registry = ocistore::Registry::open(dir.path()).unwrap();
+        let repo = registry.repository("team/app").unwrap();
+        let config = repo.put_blob_sha256(b"{}").unwrap();
+        let layer = repo.put_blob_sha256(b"a layer").unwrap();
+        let body = json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": { "mediaType": CONFIG_TYPE, "digest": config.to_string(), "size": 2 },
+            "layers": [{ "mediaType": LAYER_TYPE, "digest": layer.to_string(), "size": 7 }],
+        });
+        let manifest = repo
+            .push_manifest("v1", OCI_MANIFEST, &serde_json::to_vec(&body).unwrap())
+            .unwrap();
+        (layer.to_string(), manifest.to_string())
+    };
+    let s = serving::Served::start_on(dir, ocistore_server::Config::default(), |b| {
+        b.space_reserve(1 << 50)
+    });
+
+    // The API check answers, and says the store cannot write; the health check says why.
+    let base = s.get("/v2/");
+    assert_eq!(base.status, 200);
+    assert_eq!(base.header("ocistore-health"), Some("storage-full"));
+    let health = s.get("/health");
+    assert_eq!(health.status, 503);
+    let health = health.json();
+    assert_eq!(
+        (health["writable"].clone(), health["storage_full"].clone()),
+        (json!(false), json!(true))
+    );
+    assert!(
+        health["problem"].as_str().unwrap().contains("space"),
+        "{health}"
+    );
+
+    // Writes: 507 STORAGE_FULL, and nothing written.
+    let blob = Blob::new(&b"another layer"[..]);
+    s.call(
+        "POST",
+        &format!("/v2/team/app/blobs/uploads/?digest={}", blob.digest),
+        &[],
+        blob.bytes.clone(),
+    )
+    .assert_error(507, "STORAGE_FULL");
+    s.call("POST", "/v2/team/app/blobs/uploads/", &[], Vec::new())
+        .assert_error(507, "STORAGE_FULL");
+    assert_eq!(upload_files(&s), 0);
+    s.get(&format!("/v2/team/app/blobs/{}", blob.digest))
+        .assert_error(404, "BLOB_UNKNOWN");
+
+    // Reads go on; deletes and the collector free space.
+    assert_eq!(
+        s.get(&format!("/v2/team/app/blobs/{layer}")).body,
+        b"a layer"
+    );
+    assert_eq!(s.get("/v2/team/app/manifests/v1").status, 200);
+    assert_eq!(
+        s.delete(&format!("/v2/team/app/manifests/{manifest}"))
+            .status,
+        202
+    );
+    let gc = s.admin("POST", "/admin/gc", json!({ "grace": "0s" }));
+    assert_eq!(gc.status, 200, "{}", String::from_utf8_lossy(&gc.body));
+    assert_eq!(gc.json()["blobs_swept"], 2);
+}
+
+#[test]
+fn c5_the_health_endpoint_and_the_api_check_report_a_writable_store() {
+    let s = Server::start();
+    let r = s.get("/health");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(
+        r.json(),
+        json!({ "writable": true, "storage_full": false, "problem": null })
+    );
+    assert_eq!(s.head("/health").status, 200);
+    s.call("POST", "/health", &[], Vec::new())
+        .assert_error(405, "UNSUPPORTED");
+    let base = s.get("/v2/");
+    assert_eq!(base.header("ocistore-health"), Some("ok"));
+    assert_eq!(s.head("/v2/").header("ocistore-health"), Some("ok"));
+}
+
+#[test]
+fn a2_fsck_via_admin_takes_a_grace_period_and_says_why_files_were_left() {
+    let s = Server::start();
+    s.push_image("app", "v1", "one");
+    std::fs::write(s.registry.path().join("tmp/left-by-a-crash"), b"half").unwrap();
+    // A fresh file is younger than the default grace period (1 h): kept, and said so.
+    let r = s.admin("POST", "/admin/fsck", json!({ "repair": true }));
+    assert_eq!(r.status, 200);
+    let report = r.json();
+    assert_eq!(report["problems"][0]["kind"], "temp_file");
+    assert_eq!(
+        (report["repaired"].clone(), report["too_recent"].clone()),
+        (json!(0), json!(1))
+    );
+    let notes = report["notes"].as_array().unwrap();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    let note = notes[0].as_str().unwrap();
+    assert!(
+        note.contains("grace period") && note.contains("\"0s\""),
+        "{note}"
+    );
+    // Without repair, the note says a repair removes it.
+    let report = s.admin("POST", "/admin/fsck", json!({})).json();
+    assert_eq!(report["too_recent"], 0);
+    assert!(
+        report["notes"][0].as_str().unwrap().contains("repair"),
+        "{report}"
+    );
+    // With a zero grace, as after a crash, it goes; seconds are taken too.
+    for grace in [json!(3600), json!("1h")] {
+        let report = s
+            .admin(
+                "POST",
+                "/admin/fsck",
+                json!({ "repair": true, "grace": grace }),
+            )
+            .json();
+        assert_eq!(report["too_recent"], 1);
+        assert!(
+            report["notes"][0].as_str().unwrap().contains("(1h)"),
+            "{report}"
+        );
+    }
+    let report = s
+        .admin(
+            "POST",
+            "/admin/fsck",
+            json!({ "repair": true, "grace": "0s" }),
+        )
+        .json();
+    assert_eq!(
+        (report["repaired"].clone(), report["too_recent"].clone()),
+        (json!(1), json!(0))
+    );
+    assert_eq!(report["notes"], json!([]));
+    let report = s.admin("POST", "/admin/fsck", json!({ "grace": 0 })).json();
+    assert_eq!(report["problems"], json!([]));
+    s.admin("POST", "/admin/fsck", json!({ "grace": "soon" }))
+        .assert_error(400, "INVALID_REQUEST");
+    s.admin("POST", "/admin/gc", json!({ "grace": -5 }))
+        .assert_error(400, "INVALID_REQUEST");
+}
+
+#[test]
+fn admin_bodies_must_be_json_objects_not_arrays() {
+    let s = Server::start();
+    for (method, path, body) in [
+        ("POST", "/admin/fsck", json!([true, false])),
+        ("POST", "/admin/gc", json!([true])),
+        ("POST", "/admin/purge", json!([["app:.*"], "1d"])),
+        ("POST", "/admin/restore", json!(["app", "v1"])),
+        ("PUT", "/admin/policy/soft-delete", json!([true, 7])),
+        ("POST", "/admin/fsck", json!("repair")),
+        ("POST", "/admin/fsck", json!(1)),
+        ("POST", "/admin/fsck", json!(null)),
+    ] {
+        let r = s.admin(method, path, body.clone());
+        r.assert_error(400, "INVALID_REQUEST");
+        let message = r.json()["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            message.contains("expected a JSON object"),
+            "{path} {body}: {message}"
+        );
+    }
+    // The policy did not change; an empty body is still {}.
+    assert_eq!(s.get("/admin/policy/soft-delete").json()["enabled"], false);
+    assert_eq!(s.call("POST", "/admin/fsck", &[], Vec::new()).status, 200);
+}
+
+#[test]
+fn p2_a_mount_that_falls_back_to_202_stores_nothing_until_the_client_uploads() {
+    let s = Server::start();
+    let blob = Blob::new(&b"a layer to upload in chunks"[..]);
+    let mount = |s: &Server| {
+        let r = s.call(
+            "POST",
+            &format!(
+                "/v2/team/b/blobs/uploads/?mount={}&from=team/a",
+                blob.digest
+            ),
+            &[],
+            Vec::new(),
+        );
+        assert_eq!(r.status, 202);
+        r.header("location").unwrap().to_owned()
+    };
+    let location = mount(&s);
+    let id = location.rsplit('/').next().unwrap().to_owned();
+    assert!(id.starts_with("pending-"), "{id}");
+    // No session file, no session: nothing for the collector to time out in 24 h.
+    assert_eq!(upload_files(&s), 0);
+    let r = s.get(&location);
+    assert_eq!((r.status, r.header("range")), (204, Some("0-0")));
+    assert_eq!(r.header("location"), Some(location.as_str()));
+    // A client that gives up (skopeo deletes the session) leaves nothing.
+    assert_eq!(s.delete(&location).status, 204);
+    assert_eq!(upload_files(&s), 0);
+    // Another that uploads: its first PATCH starts a real session, which the answer names.
+    let location = mount(&s);
+    let (first, rest) = blob.bytes.split_at(10);
+    let r = s.call(
+        "PATCH",
+        &location,
+        &[
+            ("content-range", "0-9"),
+            ("content-type", "application/octet-stream"),
+        ],
+        first.to_vec(),
+    );
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    let started = r.header("location").unwrap().to_owned();
+    assert_ne!(started, location);
+    assert!(!started.contains("pending-"), "{started}");
+    assert_eq!(r.header("range"), Some("0-9"));
+    assert_eq!(upload_files(&s), 1);
+    let r = s.call(
+        "PUT",
+        &format!("{started}?digest={}", blob.digest),
+        &[],
+        rest.to_vec(),
+    );
+    assert_eq!(r.status, 201);
+    assert_eq!(
+        s.get(&format!("/v2/team/b/blobs/{}", blob.digest)).body,
+        blob.bytes
+    );
+    // A pending session whose closing PUT fails leaves nothing either; a wrong offset is 416.
+    let location = mount(&s);
+    let r = s.call(
+        "PUT",
+        &format!("{location}?digest={}", sha256(b"other")),
+        &[],
+        b"bytes".to_vec(),
+    );
+    r.assert_error(400, "DIGEST_INVALID");
+    let r = s.call(
+        "PATCH",
+        &location,
+        &[("content-range", "5-9")],
+        b"12345".to_vec(),
+    );
+    r.assert_error(416, "BLOB_UPLOAD_INVALID");
+    assert_eq!(upload_files(&s), 0);
+    // An id that merely looks pending in another shape is unknown.
+    s.get("/v2/team/b/blobs/uploads/pending-xyz")
+        .assert_error(404, "BLOB_UPLOAD_UNKNOWN");
 }

@@ -9,7 +9,8 @@ use std::path::Path;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
-use ocistore::{ManualClock, Registry, Timestamp};
+use ocistore::{ManualClock, Registry, RegistryBuilder, Timestamp};
+use ocistore_server::Config;
 use serde_json::Value;
 use ureq::http;
 
@@ -42,10 +43,26 @@ pub struct Served {
 
 impl Served {
     pub fn start() -> Served {
-        let dir = tempdir();
+        Served::start_with(Config::default(), |b| b)
+    }
+
+    /// A server with `config`, on a store opened with the builder `store` makes of one that
+    /// has the test's clock.
+    pub fn start_with(
+        config: Config,
+        store: impl FnOnce(RegistryBuilder) -> RegistryBuilder,
+    ) -> Served {
+        Served::start_on(tempdir(), config, store)
+    }
+
+    /// The same on the store in `dir`, which may hold one already.
+    pub fn start_on(
+        dir: tempfile::TempDir,
+        config: Config,
+        store: impl FnOnce(RegistryBuilder) -> RegistryBuilder,
+    ) -> Served {
         let clock = ManualClock::new(Timestamp::from(SystemTime::now()));
-        let registry = Registry::builder()
-            .clock(clock.clone())
+        let registry = store(Registry::builder().clock(clock.clone()))
             .open(dir.path())
             .unwrap();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel::<SocketAddr>();
@@ -62,7 +79,7 @@ impl Served {
                 let shutdown = async {
                     let _ = stopped.await;
                 };
-                ocistore_server::serve(listener, served, false, shutdown)
+                ocistore_server::serve_with(listener, served, config, shutdown)
                     .await
                     .unwrap();
             });
