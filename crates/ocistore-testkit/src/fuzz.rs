@@ -7,8 +7,8 @@
 //! - [`names`]: the bytes as a repository name, tag, reference, digest, filter or age (N1–N3,
 //!   N5, U1);
 //! - [`ops`]: the bytes as a sequence of operations with injected write failures and crashes
-//!   between and inside them, checked against the [`Model`] (C1, C2 and every rule the model
-//!   knows).
+//!   between and inside them, and a disk that fills up now and then, checked against the
+//!   [`Model`] (C1, C2, C4 and every rule the model knows).
 
 mod faults;
 
@@ -31,7 +31,8 @@ use super::{
 };
 use ocistore::manifest::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
 use ocistore::{
-    Algorithm, Digest, Error, Filter, ManualClock, Page, Reference, Registry, Repository, parse_ago,
+    Algorithm, BlobStore, Digest, EntryKind, Error, Filter, ManualClock, Page, Reference, Registry,
+    Repository, parse_ago,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -469,7 +470,8 @@ pub enum Fault {
     /// The op's write that follows `skip` of its writes fails ([`Faults::fail_writes_after`]).
     /// If the op comes that far, it must fail with the injected [`Error::Io`] and leave the store
     /// as it was, blob files of the same batch's earlier puts aside (strays the collector
-    /// reclaims); the model does not run it. An op that writes less runs as usual.
+    /// reclaims); the model does not run it. An op that writes less runs as usual, and so does
+    /// one on a full disk, which refuses the write before the failure comes.
     FailWrite {
         /// Writes of the op that go through first.
         skip: u64,
@@ -500,7 +502,7 @@ pub fn fault() -> BoxedStrategy<Fault> {
 }
 
 /// The weights of the [`ops`] target's op groups: every group, uploads and batches (the ops
-/// that write blobs) favoured.
+/// that write blobs) favoured. Its disk switches come from [`disk_switch`] instead.
 pub const MIX: Mix = Mix {
     batches: 3,
     reopens: 1,
@@ -514,12 +516,34 @@ pub const MIX: Mix = Mix {
     retention: 1,
     purge: 1,
     reports: 1,
+    disk_full: 0,
 };
 
-/// Up to 32 ops of [`MIX`], each with its [`Fault`]: the plans of [`plan_from`], for a
-/// property test.
+/// C4: now and then (one op in 25) the disk fills up ([`Op::DiskFull`]`(true)`), has room
+/// again (`DiskFull(false)`, twice as often), or `health` runs ([`Op::Health`]): the op that
+/// replaces the one drawn from [`MIX`]. Drawn after the op and its fault rather than weighed
+/// in [`MIX`], so that the chunks of the inputs written before it ([`step_from`]) still mean
+/// the ops they meant, but for the few it replaces.
+pub fn disk_switch() -> BoxedStrategy<Option<Op>> {
+    prop_oneof![
+        96 => Just(None),
+        1 => Just(Some(Op::DiskFull(true))),
+        2 => Just(Some(Op::DiskFull(false))),
+        1 => Just(Some(Op::Health)),
+    ]
+    .boxed()
+}
+
+/// One op of [`MIX`] with its [`Fault`], the op replaced by a [`disk_switch`] if one comes.
+fn planned() -> impl Strategy<Value = (Op, Fault)> {
+    (op_mix(MIX), fault(), disk_switch())
+        .prop_map(|(op, fault, switch)| (switch.unwrap_or(op), fault))
+}
+
+/// Up to 32 ops of [`MIX`] and [`disk_switch`]es, each with its [`Fault`]: the plans of
+/// [`plan_from`], for a property test.
 pub fn plan() -> BoxedStrategy<Vec<(Op, Fault)>> {
-    prop::collection::vec((op_mix(MIX), fault()), 0..32).boxed()
+    prop::collection::vec(planned(), 0..32).boxed()
 }
 
 /// How many input bytes make one op of [`plan_from`].
@@ -529,7 +553,8 @@ pub const CHUNK: usize = 16;
 pub const MAX_OPS: usize = 48;
 
 /// The op and fault that one chunk of [`CHUNK`] input bytes stands for: `(op_mix(MIX),
-/// fault())` drawn from a ChaCha RNG seeded with the chunk.
+/// fault(), disk_switch())` drawn from a ChaCha RNG seeded with the chunk, the switch, if any,
+/// in place of the op.
 pub fn step_from(chunk: &[u8; CHUNK]) -> (Op, Fault) {
     let mut seed = [0x5a; 32];
     seed[..CHUNK].copy_from_slice(chunk);
@@ -539,7 +564,7 @@ pub fn step_from(chunk: &[u8; CHUNK]) -> (Op, Fault) {
     };
     let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &seed);
     let mut runner = TestRunner::new_with_rng(config, rng);
-    (op_mix(MIX), fault())
+    planned()
         .new_tree(&mut runner)
         .expect("the op strategies always give an op")
         .current()
@@ -560,8 +585,8 @@ pub fn plan_from(data: &[u8]) -> Vec<(Op, Fault)> {
         .collect()
 }
 
-/// The `ops` target (C1, C2, and every rule of the model): `data` as a plan of ops with their
-/// faults ([`plan_from`]) run by [`run_with_faults`]; panics on the first difference.
+/// The `ops` target (C1, C2, C4, and every rule of the model): `data` as a plan of ops with
+/// their faults ([`plan_from`]) run by [`run_with_faults`]; panics on the first difference.
 pub fn ops(data: &[u8]) {
     let plan = plan_from(data);
     if let Err(e) = run_with_faults(&plan) {
@@ -569,21 +594,17 @@ pub fn ops(data: &[u8]) {
     }
 }
 
-/// A [`RegistrySystem`] whose store is opened with a [`Faults`] handle, also after reopens,
-/// and that can crash.
+/// A [`RegistrySystem`] (whose store is opened with a [`Faults`] handle, also after reopens)
+/// that can crash.
 struct FaultySystem {
     sut: RegistrySystem,
-    faults: Faults,
 }
 
 impl FaultySystem {
     fn new(faults: Faults) -> FaultySystem {
-        let mut system = FaultySystem {
-            sut: RegistrySystem::new(),
-            faults,
-        };
-        system.reopen(None);
-        system
+        FaultySystem {
+            sut: RegistrySystem::with_faults(faults),
+        }
     }
 
     fn registry(&self) -> &Registry {
@@ -593,20 +614,29 @@ impl FaultySystem {
     /// Drops every handle and the store, and opens the store again: in `dir` if given (a
     /// crash image), else where it was.
     fn reopen(&mut self, dir: Option<TempDir>) {
-        for u in &mut self.sut.uploads {
-            u.handle = None;
-        }
-        drop(self.sut.registry.take());
         if let Some(dir) = dir {
+            // The store goes before its directory does.
+            drop(self.sut.registry.take());
             self.sut.dir = dir;
         }
-        let registry = Registry::builder()
-            .clock(self.sut.clock.clone())
-            .cache_size(16 << 20)
-            .blob_store(self.faults.directory_store(self.sut.dir.path()))
-            .open(self.sut.dir.path())
-            .expect("reopen the store");
-        self.sut.registry = Some(registry);
+        self.sut.reopen();
+    }
+
+    /// The digests of the blobs whose bytes the blob store holds.
+    fn blob_files(&self) -> Vec<String> {
+        let mut digests = Vec::new();
+        let store = self.sut.faults().directory_store(self.sut.dir.path());
+        store
+            .entries(&mut |entries| {
+                for entry in entries {
+                    if let EntryKind::Blob(digest) = entry.kind {
+                        digests.push(digest.to_string());
+                    }
+                }
+                Ok(())
+            })
+            .expect("list the blob store");
+        digests
     }
 
     /// The process dies now: the store is reopened from a copy of its directory taken while it
@@ -679,9 +709,11 @@ pub struct Ran {
 }
 
 /// Runs `plan` on a fresh [`Model`] and a store opened with a [`Faults`] handle, op by op as
-/// [`run`](super::run) does, each op under its [`Fault`], and a final reopen; checks every
-/// outcome and, after each op, the whole store against the model. Returns what it saw, or the
-/// first difference.
+/// [`run`](super::run) does, each op under its [`Fault`] and on a disk as full as the model
+/// says ([`Op::DiskFull`]: it stays so across crashes), and a final reopen; checks every
+/// outcome and, after each op, the whole store against the model. After an injected failure
+/// or a crash at a write, the model learns the strays the op left in the blob store (C2),
+/// which a full disk does not refuse to reuse. Returns what it saw, or the first difference.
 pub fn run_with_faults(plan: &[(Op, Fault)]) -> Result<Ran, TestCaseError> {
     let faults = Faults::new();
     let mut system = FaultySystem::new(faults.clone());
@@ -690,7 +722,6 @@ pub fn run_with_faults(plan: &[(Op, Fault)]) -> Result<Ran, TestCaseError> {
     let last = (Op::Reopen, Fault::Clean);
     for (i, (op, fault)) in plan.iter().chain([&last]).enumerate() {
         let step = model.resolve(op);
-        let injected = faults.injected();
         let sent = system.sent();
         let before = model.clone();
         let snapshot_before = match fault {
@@ -711,8 +742,10 @@ pub fn run_with_faults(plan: &[(Op, Fault)]) -> Result<Ran, TestCaseError> {
         };
         let actual = system.step(&step);
         let crashed = faults.crash_image().is_some();
+        // Armed failures are spent only when reached: a full disk refuses a write before.
+        let failed = matches!(fault, Fault::FailWrite { .. }) && !faults.armed();
         faults.clear();
-        if faults.injected() > injected {
+        if failed {
             // The op reached the failing write: an I/O error, and nothing it did stays.
             prop_assert!(
                 matches!(&actual, Err(ErrKind::Other(e)) if e.contains(INJECTED)),
@@ -724,6 +757,8 @@ pub fn run_with_faults(plan: &[(Op, Fault)]) -> Result<Ran, TestCaseError> {
             );
             let before = snapshot_before.expect("taken for a failure");
             unchanged_but_strays(&before, &snapshot(system.registry()))?;
+            // The strays are bytes the blob store holds: a full disk does not refuse them.
+            model.files.extend(system.blob_files());
             ran.failed += 1;
         } else if crashed {
             // The process died at the write, before the op's commit: the op never happened.
@@ -731,6 +766,8 @@ pub fn run_with_faults(plan: &[(Op, Fault)]) -> Result<Ran, TestCaseError> {
             system.reopen(image);
             model = before;
             model.step(&Step::Reopen).expect("the model reopens");
+            // But for the bytes of its earlier writes, strays the blob store holds (C2).
+            model.files.extend(system.blob_files());
             ran.crashed_at_write += 1;
         } else {
             let expected = model.step(&step);
@@ -744,6 +781,8 @@ pub fn run_with_faults(plan: &[(Op, Fault)]) -> Result<Ran, TestCaseError> {
                 ran.outcomes.push(expected);
             }
         }
+        // `clear` emptied the disk too; it is as full as the model says (C4).
+        faults.set_disk_full(model.disk_full());
         system.check(&model).map_err(|e| {
             TestCaseError::fail(format!("after op #{i}: {op:?} under {fault:?}: {e}"))
         })?;

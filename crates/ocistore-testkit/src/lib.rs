@@ -6,8 +6,9 @@
 //!
 //! - [`Op`]: one operation — blob writes, mounts, uploads, pushes (images, indexes, artifacts
 //!   with a subject), tags, pulls, deletes, policy changes, restores, reverts, purges by hand
-//!   and by filter, autopurge runs, collections, locks, clock moves, batches and reopens. Ops
-//!   name things by small pools and by selectors, so that sequences collide with themselves.
+//!   and by filter, autopurge runs, collections, locks, clock moves, batches and reopens, and
+//!   the disk of the blob store filling up and getting room again. Ops name things by small
+//!   pools and by selectors, so that sequences collide with themselves.
 //! - [`Model`]: a plain in-memory registry. [`Model::resolve`] turns an op into a concrete
 //!   [`Step`] against its state; [`Model::step`] predicts the step's [`Outcome`].
 //! - [`System`]: what a harness implements for its own registry; [`RegistrySystem`] is
@@ -70,7 +71,8 @@ use proptest::test_runner::TestCaseError;
 /// registry of your own behind an adapter.
 pub trait System {
     /// Runs one step and returns its outcome. [`Step::Reopen`] drops every handle and opens
-    /// the store again; [`Step::Advance`] moves the system's clock forward.
+    /// the store again; [`Step::Advance`] moves the system's clock forward;
+    /// [`Step::DiskFull`] makes its blob store's disk full or gives it room again.
     fn step(&mut self, step: &Step) -> Outcome;
 
     /// Checks the whole state of the system against the model, after each step has run on

@@ -36,6 +36,14 @@ pub struct Model {
     pub(crate) retention_since: Option<Timestamp>,
     /// G1: every blob record, digest → (size, created); a swept one is gone.
     pub(crate) blob_records: BTreeMap<String, (u64, Timestamp)>,
+    /// C4: whether the blob store's disk is full. It is the disk's state, not the process's:
+    /// a reopen keeps it.
+    pub(crate) disk_full: bool,
+    /// C2, C4: the blobs whose bytes the blob store holds, by digest: every blob record's, and
+    /// those that the puts of a batch wrote before the batch failed (stray files no record
+    /// names, which only `fsck`'s repair removes). A sweep of the collector removes a record's
+    /// bytes. A write of bytes it holds writes nothing, so a full disk does not refuse it.
+    pub(crate) files: BTreeSet<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -134,12 +142,38 @@ impl Model {
             },
             retention_since: None,
             blob_records: BTreeMap::new(),
+            disk_full: false,
+            files: BTreeSet::new(),
         }
     }
 
     /// The model's clock: a [`System`] that runs the same steps keeps its own clock at it.
     pub fn now(&self) -> Timestamp {
         self.now
+    }
+
+    /// C4: whether the blob store's disk is full ([`Step::DiskFull`]): a [`System`] that runs
+    /// the same steps keeps its disk so.
+    pub fn disk_full(&self) -> bool {
+        self.disk_full
+    }
+
+    /// C4: `StorageFull` while the disk is full: a write of bytes (an upload's start or
+    /// append) is refused and changes nothing.
+    pub(crate) fn room(&self) -> Result<(), ErrKind> {
+        if self.disk_full {
+            return Err(ErrKind::StorageFull);
+        }
+        Ok(())
+    }
+
+    /// C4: [`room`](Model::room) for the bytes of blob `digest`: a blob store that holds them
+    /// already writes nothing, full disk or not.
+    pub(crate) fn room_for(&self, digest: &str) -> Result<(), ErrKind> {
+        if self.files.contains(digest) {
+            return Ok(());
+        }
+        self.room()
     }
 
     /// Resolves `op`'s selectors ("the 3rd manifest of the repository by digest", "the 2nd
@@ -264,6 +298,7 @@ impl Model {
         r.linked.insert(digest.to_owned(), now);
         let record = (bytes.len() as u64, now);
         self.blob_records.entry(digest.to_owned()).or_insert(record);
+        self.files.insert(digest.to_owned());
     }
 
     /// G1–G5: a collection with the default grace period.
@@ -321,6 +356,7 @@ impl Model {
             }
             for digest in swept {
                 self.blob_records.remove(&digest);
+                self.files.remove(&digest);
             }
         }
         Value::Collected(v)
@@ -772,6 +808,9 @@ fn model_step(m: &mut Model, step: &Step) -> Outcome {
             }
             // L2: refused before the bytes are looked at.
             m.check_lock(repo, "", Need::Write)?;
+            // C4: the bytes are verified as they are written, so a full disk refuses them
+            // first, mismatched or not.
+            m.room_for(digest)?;
             let actual = hash(algorithm_of(digest), bytes);
             if &actual != digest {
                 return Err(ErrKind::DigestMismatch {
@@ -786,6 +825,7 @@ fn model_step(m: &mut Model, step: &Step) -> Outcome {
             check_repo(repo)?;
             m.check_lock(repo, "", Need::Write)?;
             let digest = sha256(bytes);
+            m.room_for(&digest)?;
             m.link(repo, &digest, bytes);
             Ok(Value::Digest(digest))
         }
@@ -813,6 +853,8 @@ fn model_step(m: &mut Model, step: &Step) -> Outcome {
         Step::StartUpload { repo } => {
             check_repo(repo)?;
             m.check_lock(repo, "", Need::Write)?;
+            // C4: the session's file is created before its record: nothing is started.
+            m.room()?;
             m.uploads.push(UploadModel {
                 repo: repo.clone(),
                 started: m.now,
@@ -822,6 +864,7 @@ fn model_step(m: &mut Model, step: &Step) -> Outcome {
             Ok(Value::Started)
         }
         Step::Append { slot, chunk, at } => {
+            let room = m.room();
             let s = m.live_session(*slot)?;
             let actual = s.bytes.len() as u64;
             if let Some(expected) = *at {
@@ -829,6 +872,8 @@ fn model_step(m: &mut Model, step: &Step) -> Outcome {
                     return Err(ErrKind::UploadOffsetMismatch { expected, actual });
                 }
             }
+            // C4: refused, an empty chunk too; the session stays at its offset.
+            room?;
             s.bytes.extend_from_slice(chunk);
             Ok(Value::Offset(s.bytes.len() as u64))
         }
@@ -845,6 +890,9 @@ fn model_step(m: &mut Model, step: &Step) -> Outcome {
             let (repo, bytes) = (s.repo.clone(), s.bytes.clone());
             // L2: refused like a put; the session stays open, to finish once unlocked.
             m.check_lock(&repo, "", Need::Write)?;
+            // C4: moving the bytes into the blob store is a write, unless it holds the blob;
+            // refused, the session stays open, to finish once there is room.
+            m.room_for(digest)?;
             m.uploads[*slot].open = false;
             m.link(&repo, digest, &bytes);
             Ok(Value::Unit)
@@ -1113,7 +1161,14 @@ fn model_step(m: &mut Model, step: &Step) -> Outcome {
             let mut scratch = m.clone();
             let mut values = Vec::new();
             for step in steps {
-                values.push(model_step(&mut scratch, step)?);
+                match model_step(&mut scratch, step) {
+                    Ok(value) => values.push(value),
+                    Err(e) => {
+                        // C2: the bytes its puts wrote stay, strays that no record names.
+                        m.files = scratch.files;
+                        return Err(e);
+                    }
+                }
             }
             *m = scratch;
             Ok(Value::Batch(values))
@@ -1132,7 +1187,20 @@ fn model_step(m: &mut Model, step: &Step) -> Outcome {
             repaired: 0,
             too_recent: 0,
         })),
+        // The disk stays as full as it was.
         Step::Reopen => Ok(Value::Unit),
+        Step::DiskFull(full) => {
+            m.disk_full = *full;
+            Ok(Value::Unit)
+        }
+        // C4, C5: the store's own disk has room for its space reserve, and that is what
+        // `health` looks at: a refusal by the blob store makes the store release the reserve,
+        // and `health` takes it back. So it says writable even while the blob store is full;
+        // a disk that is really full is for the library's `tests/storage_full.rs` (tmpfs).
+        Step::Health => Ok(Value::Health {
+            writable: true,
+            storage_full: false,
+        }),
         Step::NoSession => Ok(Value::NoSession),
     }
 }

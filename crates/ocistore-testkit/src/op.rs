@@ -542,6 +542,14 @@ pub enum Op {
     Batch(Vec<Op>),
     /// Drops every handle and opens the store again.
     Reopen,
+    /// C4: the disk of the blob store fills up (`true`) or has room again (`false`). While it
+    /// is full, every write of blob bytes is refused with `StorageFull` and changes nothing: a
+    /// put of a blob the store does not hold (in a batch too), the start of an upload, an
+    /// append, and the finish of an upload whose blob the store does not hold. Everything else
+    /// goes on. It is the disk's state, not the process's: it survives a reopen.
+    DiskFull(bool),
+    /// C4, C5: `Registry::health`.
+    Health,
 }
 
 impl Op {
@@ -613,7 +621,9 @@ impl Op {
             | Op::Usage
             | Op::Fsck
             | Op::AdvanceClock(_)
-            | Op::Reopen => false,
+            | Op::Reopen
+            | Op::DiskFull(_)
+            | Op::Health => false,
         }
     }
 }

@@ -64,6 +64,14 @@ pub enum Value {
     Fsck(ocistore::FsckReport),
     /// What a collection reported, but its times.
     Collected(Collected),
+    /// What `Registry::health` reported (its `problem` is set exactly when it is not
+    /// writable).
+    Health {
+        /// Every call can write.
+        writable: bool,
+        /// The store found its disk full.
+        storage_full: bool,
+    },
 }
 
 /// What a collection reports, but its times.
@@ -210,6 +218,9 @@ pub enum ErrKind {
     },
     /// The error variant of the same name, with the fields the model predicts.
     InvalidFilter(String),
+    /// C4: a write of blob bytes refused for lack of space (the path it names is not
+    /// compared).
+    StorageFull,
     /// Anything the model never predicts.
     Other(String),
 }
@@ -314,6 +325,7 @@ pub(crate) fn kind(e: Error) -> ErrKind {
             lock: lock.to_owned(),
         },
         Error::InvalidFilter { filter, .. } => ErrKind::InvalidFilter(filter),
+        Error::StorageFull { .. } => ErrKind::StorageFull,
         other => ErrKind::Other(format!("{other:?}")),
     }
 }

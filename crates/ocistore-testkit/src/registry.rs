@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use ocistore::{
-    Algorithm, Batch, CollectOptions, DeletedManifest, DeletedRepository, DeletedTag, Descriptor,
-    Digest, Error, FsckOptions, Item, Locks, ManifestQuery, ManualClock, Page, Problem,
+    Algorithm, Batch, BlobStore, CollectOptions, DeletedManifest, DeletedRepository, DeletedTag,
+    Descriptor, Digest, Error, FsckOptions, Item, Locks, ManifestQuery, ManualClock, Page, Problem,
     PurgeOptions, Registry, Restore, SoftDeletePolicy, Tag, TagEvent, Timestamp, Upload, parse_ago,
 };
 use proptest::prelude::*;
@@ -19,12 +19,15 @@ use super::{grammar::*, model::*, op::*, outcome::*, step::*};
 /// A [`Registry`] under test: a store in a temporary directory (on tmpfs when the host has
 /// one), on a [`ManualClock`] that starts at 2026-01-01, with what a client knows of its
 /// upload sessions (their ids and the bytes it sent), which a `Registry` alone cannot tell.
+/// Its blobs go through a [`FaultyStore`](crate::FaultyStore) of a [`Faults`] handle (on every
+/// reopen too), which [`Step::DiskFull`] switches.
 ///
 /// As a [`System`] it runs every [`Step`] through the crate's public API, and checks its whole
 /// state, read back through the public API, against the model after each one.
 pub struct RegistrySystem {
     pub(crate) dir: TempDir,
     pub(crate) clock: ManualClock,
+    pub(crate) faults: Faults,
     /// `None` only while reopening.
     pub(crate) registry: Option<Registry>,
     pub(crate) uploads: Vec<ClientUpload>,
@@ -47,18 +50,24 @@ impl Default for RegistrySystem {
 }
 
 impl RegistrySystem {
-    /// A new, empty store.
+    /// A new, empty store, with nothing armed.
     pub fn new() -> RegistrySystem {
+        RegistrySystem::with_faults(Faults::new())
+    }
+
+    /// A new, empty store whose blob writes obey `faults`.
+    pub fn with_faults(faults: Faults) -> RegistrySystem {
         let dir = match tmpfs() {
             Some(tmpfs) => tempfile::tempdir_in(tmpfs),
             None => tempfile::tempdir(),
         }
         .expect("tempdir");
         let clock = ManualClock::new(START);
-        let registry = open(dir.path(), &clock);
+        let registry = open(dir.path(), &clock, &faults);
         RegistrySystem {
             dir,
             clock,
+            faults,
             registry: Some(registry),
             uploads: Vec::new(),
         }
@@ -69,12 +78,18 @@ impl RegistrySystem {
         self.registry.as_ref().expect("open")
     }
 
+    /// The handle the store's blob writes obey.
+    pub fn faults(&self) -> &Faults {
+        &self.faults
+    }
+
+    /// Drops every handle and opens the store again, with the same [`Faults`].
     pub(crate) fn reopen(&mut self) {
         for u in &mut self.uploads {
             u.handle = None;
         }
         drop(self.registry.take());
-        self.registry = Some(open(self.dir.path(), &self.clock));
+        self.registry = Some(open(self.dir.path(), &self.clock, &self.faults));
     }
 
     /// The session's handle, resumed through its repository after a reopen.
@@ -114,7 +129,8 @@ impl System for RegistrySystem {
     fn check(&mut self, model: &Model) -> Result<(), TestCaseError> {
         prop_assert_eq!(self.registry().now(), model.now);
         compare(model, self.registry())?;
-        compare_uploads(model, self)
+        compare_uploads(model, self)?;
+        compare_files(model, self)
     }
 }
 
@@ -304,6 +320,22 @@ fn registry_step(sut: &mut RegistrySystem, step: &Step) -> Outcome {
             Ok(Value::Unit)
         }
         Step::Batch(steps) => in_batch(&reg, steps).map(Value::Batch),
+        Step::DiskFull(full) => {
+            sut.faults.set_disk_full(*full);
+            Ok(Value::Unit)
+        }
+        Step::Health => {
+            let health = reg.health();
+            assert_eq!(
+                health.problem.is_none(),
+                health.writable,
+                "a store that cannot write says why: {health:?}"
+            );
+            Ok(Value::Health {
+                writable: health.writable,
+                storage_full: health.storage_full,
+            })
+        }
         Step::Reopen => unreachable!("handled above"),
         Step::NoSession => Ok(Value::NoSession),
     }
@@ -928,6 +960,28 @@ pub(crate) fn compare_uploads(model: &Model, sut: &RegistrySystem) -> Result<(),
     Ok(())
 }
 
+/// C2, C4: the blob store holds the bytes of exactly the blobs the model says (records' and
+/// failed batches' strays), among every blob of the pool under every algorithm and every blob
+/// the model knows (an upload's). What it holds decides what a full disk refuses.
+pub(crate) fn compare_files(model: &Model, sut: &RegistrySystem) -> Result<(), TestCaseError> {
+    let store = ocistore::DirectoryStore::new(sut.registry().path());
+    let mut digests: BTreeSet<String> = model.files.iter().cloned().collect();
+    digests.extend(model.blob_records.keys().cloned());
+    for content in BLOBS {
+        digests.extend(Algorithm::ALL.iter().map(|alg| hash(*alg, content)));
+    }
+    for digest in digests {
+        let held = store.contains(&Digest::parse(&digest).unwrap()).unwrap();
+        prop_assert_eq!(
+            held,
+            model.files.contains(&digest),
+            "the blob store holds {}",
+            digest
+        );
+    }
+    Ok(())
+}
+
 /// Where the stores go if the host has a tmpfs: a new store creates 768 blob directories, which
 /// takes a few milliseconds there and up to half a second on some disks, most of a case's time.
 pub(crate) fn tmpfs() -> Option<&'static std::path::Path> {
@@ -935,11 +989,13 @@ pub(crate) fn tmpfs() -> Option<&'static std::path::Path> {
     shm.is_dir().then_some(shm)
 }
 
-/// Opens the store in `path` on `clock`, with a small page cache: the kit opens many stores.
-fn open(path: &std::path::Path, clock: &ManualClock) -> Registry {
+/// Opens the store in `path` on `clock`, its blobs through a [`FaultyStore`](crate::FaultyStore)
+/// of `faults`, with a small page cache: the kit opens many stores.
+fn open(path: &std::path::Path, clock: &ManualClock, faults: &Faults) -> Registry {
     Registry::builder()
         .clock(clock.clone())
         .cache_size(16 << 20)
+        .blob_store(faults.directory_store(path))
         .open(path)
         .expect("open store")
 }

@@ -295,6 +295,10 @@ pub enum Step {
     Batch(Vec<Step>),
     /// Drops every handle and opens the store again.
     Reopen,
+    /// C4: the blob store's disk is full (`true`) or has room again (`false`) from now on.
+    DiskFull(bool),
+    /// `Registry::health`.
+    Health,
     /// An upload op before any session was started: nothing runs.
     NoSession,
 }
@@ -609,5 +613,7 @@ pub(crate) fn resolve(op: &Op, view: &impl View) -> Step {
         // Every op of a batch is resolved against the state before the batch.
         Op::Batch(ops) => Step::Batch(ops.iter().map(|o| resolve(o, view)).collect()),
         Op::Reopen => Step::Reopen,
+        Op::DiskFull(full) => Step::DiskFull(*full),
+        Op::Health => Step::Health,
     }
 }

@@ -320,6 +320,13 @@ pub struct Mix {
     pub purge: u32,
     /// `usage` and `fsck` runs.
     pub reports: u32,
+    /// C4: the blob store's disk filling up ([`Op::DiskFull`]`(true)`, this weight) and
+    /// getting room again (`DiskFull(false)`, twice this weight, so that runs spend most of
+    /// their ops writable), and `health` checks ([`Op::Health`], weight 1 if this is not 0).
+    /// 0 in [`Mix::P`] and [`Mix::ALL`]: only for systems that can fill their disk on
+    /// command, as a [`RegistrySystem`](crate::RegistrySystem) does through its
+    /// [`Faults`](crate::Faults).
+    pub disk_full: u32,
 }
 
 impl Mix {
@@ -337,6 +344,7 @@ impl Mix {
         retention: 0,
         purge: 0,
         reports: 1,
+        disk_full: 0,
     };
 
     /// Everything the public API can do, in proportions that reach the success paths of each.
@@ -353,6 +361,16 @@ impl Mix {
         retention: 2,
         purge: 2,
         reports: 1,
+        disk_full: 0,
+    };
+
+    /// [`Mix::ALL`] with the disk filling up and getting room again now and then (C4), and
+    /// more of the ops that write blob bytes (uploads and batches), which a full disk refuses.
+    pub const DISK_FULL: Mix = Mix {
+        batches: 6,
+        uploads: 4,
+        disk_full: 4,
+        ..Mix::ALL
     };
 }
 
@@ -572,6 +590,7 @@ pub fn op_mix(mix: Mix) -> BoxedStrategy<Op> {
         retention,
         purge: purges,
         reports,
+        disk_full,
     } = mix;
     let offset = prop_oneof![
         6 => Just(OffsetChoice::Right),
@@ -662,6 +681,10 @@ pub fn op_mix(mix: Mix) -> BoxedStrategy<Op> {
         ),
         (reports, Just(Op::Usage).boxed()),
         (reports, Just(Op::Fsck).boxed()),
+        // Last: with weight 0 the other ops are drawn as they were without them.
+        (disk_full, Just(Op::DiskFull(true)).boxed()),
+        (disk_full * 2, Just(Op::DiskFull(false)).boxed()),
+        (disk_full.min(1), Just(Op::Health).boxed()),
     ])
 }
 
@@ -694,6 +717,25 @@ pub fn seeded(ops: impl Strategy<Value = Vec<Op>> + 'static) -> BoxedStrategy<Ve
 pub fn with_policy(ops: impl Strategy<Value = Vec<Op>> + 'static) -> BoxedStrategy<Vec<Op>> {
     (initial_policy(), ops)
         .prop_map(|(policy, ops)| policy.into_iter().chain(ops).collect())
+        .boxed()
+}
+
+/// `ops` with a stretch of them on a full disk (C4): an [`Op::DiskFull`]`(true)` and, at or
+/// after it, a `DiskFull(false)`, inserted at random places (the end included), besides the
+/// switches the ops may hold. Every case then has a full period, and most of them ops after
+/// it.
+pub fn with_disk_full(ops: impl Strategy<Value = Vec<Op>> + 'static) -> BoxedStrategy<Vec<Op>> {
+    (
+        ops,
+        any::<prop::sample::Index>(),
+        any::<prop::sample::Index>(),
+    )
+        .prop_map(|(mut ops, a, b)| {
+            let (a, b) = (a.index(ops.len() + 1), b.index(ops.len() + 1));
+            ops.insert(a.max(b), Op::DiskFull(false));
+            ops.insert(a.min(b), Op::DiskFull(true));
+            ops
+        })
         .boxed()
 }
 

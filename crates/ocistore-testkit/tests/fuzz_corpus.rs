@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use ocistore::manifest::OCI_MANIFEST;
 use ocistore_testkit::fuzz::{self, Fault};
-use ocistore_testkit::{DigestChoice, FinishDigest, Op};
+use ocistore_testkit::{BLOBS, DigestChoice, ErrKind, FinishDigest, Op, Value};
 use proptest::prelude::*;
 
 /// `fuzz/` at the root of the workspace.
@@ -137,6 +137,57 @@ fn p3_n5_a_manifest_that_is_not_utf8_is_refused() {
     assert!(repo.tags(&ocistore::Page::all()).unwrap().is_empty());
     repo.push_manifest("v1", OCI_MANIFEST, &body("amd64 \u{e9}".as_bytes()))
         .unwrap();
+}
+
+/// C4 under the `ops` target's faults: a stray left by a failed batch is bytes the store
+/// holds, which a full disk lets a put reuse; a failure armed for a write that the full disk
+/// refuses first never comes; a crash at a refused write loses nothing; the disk stays full
+/// across the crash, and a crash after it has room again leaves it so.
+#[test]
+fn c4_ops_plans_on_a_full_disk_agree_with_the_model_under_faults() {
+    let put = |repo, content| Op::PutBlobSha256 { repo, content };
+    let finish = Op::FinishUpload {
+        slot: 0,
+        digest: FinishDigest::Right(ocistore::Algorithm::Sha256),
+    };
+    let plan = [
+        (put("team/app", 0), Fault::Clean),
+        (Op::StartUpload { repo: "team/app" }, Fault::Clean),
+        (Op::AppendChunk { slot: 0, chunk: 0 }, Fault::Clean),
+        // Its second put fails: the first one's bytes stay, a stray.
+        (
+            Op::Batch(vec![put("team/app", 1), put("team/app", 2)]),
+            Fault::FailWrite { skip: 1 },
+        ),
+        (Op::DiskFull(true), Fault::Clean),
+        (put("lib", 1), Fault::FailWrite { skip: 0 }),
+        (put("lib", 2), Fault::FailWrite { skip: 0 }),
+        (
+            Op::AppendChunk { slot: 0, chunk: 1 },
+            Fault::CrashAtWrite { skip: 0 },
+        ),
+        (finish.clone(), Fault::Clean),
+        (Op::Health, Fault::Clean),
+        (Op::DiskFull(false), Fault::CrashAfter),
+        (Op::AppendChunk { slot: 0, chunk: 1 }, Fault::Clean),
+        (finish, Fault::Clean),
+        (put("lib", 2), Fault::Clean),
+    ];
+    let ran = fuzz::run_with_faults(&plan).unwrap();
+    assert_eq!(
+        (ran.failed, ran.crashed_at_write, ran.crashed_after),
+        (1, 1, 1),
+        "{ran:?}"
+    );
+    let sha256 = |bytes: &[u8]| ocistore::Algorithm::Sha256.digest(bytes).to_string();
+    // The outcomes of every op but the failed batch and the op that died at its write.
+    let full = Err(ErrKind::StorageFull);
+    assert_eq!(ran.outcomes[4], Ok(Value::Digest(sha256(BLOBS[1]))));
+    assert_eq!(ran.outcomes[5], full);
+    assert_eq!(ran.outcomes[6], full, "the finish after the crash");
+    assert_eq!(ran.outcomes[9], Ok(Value::Offset(9)));
+    assert_eq!(ran.outcomes[10], Ok(Value::Unit));
+    assert_eq!(ran.outcomes[11], Ok(Value::Digest(sha256(BLOBS[2]))));
 }
 
 proptest! {

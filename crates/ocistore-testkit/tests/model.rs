@@ -114,11 +114,27 @@ proptest! {
 /// paths; the check is skipped when fewer cases run (`PROPTEST_CASES` below `cases`, or no
 /// tmpfs).
 fn check_model(cases: u32, ops: BoxedStrategy<Vec<Op>>, must_reach: &[(&[&str], &str)]) {
+    check_model_observing(cases, ops, must_reach, |_, _| {});
+}
+
+/// [`check_model`], which also shows `observe` every passing case's ops and their outcomes;
+/// returns whether enough cases ran for the reach check.
+fn check_model_observing(
+    cases: u32,
+    ops: BoxedStrategy<Vec<Op>>,
+    must_reach: &[(&[&str], &str)],
+    observe: impl Fn(&[Op], &[Outcome]),
+) -> bool {
     let config = config(cases);
     let enough = config.cases >= cases;
     take_reached();
     let mut runner = TestRunner::new(config);
-    if let Err(e) = runner.run(&ops, |ops| run(&ops).map(drop)) {
+    let result = runner.run(&ops, |ops| {
+        let outcomes = run(&ops)?;
+        observe(&ops, &outcomes);
+        Ok(())
+    });
+    if let Err(e) = result {
         panic!("{e}");
     }
     if enough {
@@ -135,6 +151,7 @@ fn check_model(cases: u32, ops: BoxedStrategy<Vec<Op>>, must_reach: &[(&[&str], 
             .collect();
         assert!(missed.is_empty(), "no case reached {missed:?}");
     }
+    enough
 }
 
 /// The ops that write into a repository (L2).
@@ -184,6 +201,226 @@ fn l1_l2_r1_r3_u1_u6_t1_model_matches_registry_under_locks_retention_and_purges(
             (WRITES, "Locked"),
         ],
     );
+}
+
+/// What the cases of the C4 test did while the disk was full, and after.
+#[derive(Debug, Default)]
+struct DiskFullStats {
+    /// Cases run, and those in which the disk filled up.
+    cases: usize,
+    cases_full: usize,
+    /// Ops run while the disk was full (but the switches), and of those: refused with
+    /// `StorageFull`, and successful (writing no bytes, or bytes the store held), with their
+    /// labels.
+    full: usize,
+    refused: usize,
+    went_on: usize,
+    went_on_as: std::collections::BTreeSet<String>,
+    /// Successful ops that a full disk would have refused (they wrote bytes), after a full
+    /// period ended and without a reopen since.
+    resumed: usize,
+}
+
+/// C4: the registry behaves as the model while the blob store's disk fills up and gets room
+/// again (`Op::DiskFull`, drawn by `Mix::DISK_FULL`), with every other op and reopens. Every
+/// write of blob bytes while it is full — puts of a blob the store does not hold, in batches
+/// too, upload starts, appends, finishes — is `StorageFull` and changes nothing (the store is
+/// compared whole after it, and an upload stays at its offset); reads, mounts, pushes, tags,
+/// deletes, purges, autopurge and the collector go on; the disk stays full across a reopen;
+/// `health` answers. The cases must reach a refusal of each kind of write, and writes of bytes
+/// that succeed once the disk has room again, without a reopen.
+#[test]
+fn c4_model_matches_registry_while_the_blob_store_disk_fills_up_and_gets_room_again() {
+    // An upload in progress first, so that full periods find sessions to append to and finish.
+    let upload = (0..CHUNKS.len()).prop_map(|chunk| {
+        vec![
+            Op::StartUpload { repo: REPOS[0] },
+            Op::AppendChunk { slot: 0, chunk },
+        ]
+    });
+    let ops = (
+        upload,
+        with_disk_full(prop::collection::vec(op_mix(Mix::DISK_FULL), 1..80)),
+    )
+        .prop_map(|(upload, ops)| [upload, ops].concat());
+    let ops = with_retention(ops);
+    let stats = std::cell::RefCell::new(DiskFullStats::default());
+    let enough = check_model_observing(
+        128,
+        ops,
+        &[
+            (&["PutBlob", "PutBlobSha256"], "StorageFull"),
+            (&["StartUpload"], "StorageFull"),
+            (&["AppendChunk", "AppendAt"], "StorageFull"),
+            (&["FinishUpload"], "StorageFull"),
+            (&["Batch"], "StorageFull"),
+            (&["Health"], "Health"),
+        ],
+        |ops, outcomes| {
+            let mut s = stats.borrow_mut();
+            s.cases += 1;
+            // The model again, to ask what a full disk would have said.
+            let mut model = Model::new();
+            // Whether a full period ended since the last reopen.
+            let mut room_again = false;
+            let mut was_full = false;
+            let mut filled = false;
+            for (op, outcome) in ops.iter().zip(outcomes) {
+                let step = model.resolve(op);
+                let full = model.disk_full();
+                let would_refuse = {
+                    let mut full_model = model.clone();
+                    full_model.step(&Step::DiskFull(true)).unwrap();
+                    full_model.step(&step) == Err(ErrKind::StorageFull)
+                };
+                assert_eq!(&model.step(&step), outcome, "the model replays");
+                match op {
+                    Op::DiskFull(_) | Op::Health => {}
+                    Op::Reopen => room_again = false,
+                    _ if full => {
+                        s.full += 1;
+                        match outcome {
+                            Err(ErrKind::StorageFull) => s.refused += 1,
+                            Ok(_) => {
+                                s.went_on += 1;
+                                s.went_on_as.insert(label(op, outcome));
+                            }
+                            Err(_) => {}
+                        }
+                    }
+                    _ if room_again && would_refuse && outcome.is_ok() => s.resumed += 1,
+                    _ => {}
+                }
+                if was_full && !model.disk_full() {
+                    room_again = true;
+                }
+                was_full = model.disk_full();
+                filled |= was_full;
+            }
+            s.cases_full += usize::from(filled);
+        },
+    );
+    let stats = stats.into_inner();
+    eprintln!(
+        "cases {} (with a full disk: {}); ops on a full disk {}: refused {}, went on {}; \
+         writes of bytes after a full period {}",
+        stats.cases, stats.cases_full, stats.full, stats.refused, stats.went_on, stats.resumed
+    );
+    if enough {
+        // What goes on while the disk is full, the writes of bytes the store holds included.
+        let went_on: &[&[&str]] = &[
+            &["PutBlob -> Unit", "PutBlobSha256 -> Digest"],
+            &["MountBlob -> Unit"],
+            &["PushImage -> Digest"],
+            &["Tag -> Unit"],
+            &["Batch -> Batch"],
+            &[
+                "Untag -> Unit",
+                "DeleteManifest -> Digests",
+                "DeleteRepository -> Unit",
+            ],
+            &["Autopurge -> Purged", "Autopurge -> Purged retention"],
+            &["Collect -> Collected"],
+        ];
+        let missed: Vec<_> = went_on
+            .iter()
+            .filter(|labels| !labels.iter().any(|l| stats.went_on_as.contains(*l)))
+            .collect();
+        assert!(
+            missed.is_empty(),
+            "nothing went on on a full disk as {missed:?}"
+        );
+        assert!(
+            stats.resumed > 0,
+            "no write of bytes succeeded after a full period: {stats:?}"
+        );
+    }
+}
+
+/// C4: a full disk refuses each kind of write of blob bytes, and nothing else: a put or a
+/// finish of a blob the store holds goes on; a batch whose put is refused writes nothing; a
+/// refused append leaves the session at its offset and a refused finish leaves it open; the
+/// disk stays full across a reopen, and `health` says writable (the store's own disk has room
+/// for its reserve); once there is room again, the same writes succeed, without a reopen.
+#[test]
+fn c4_a_full_disk_refuses_each_write_of_bytes_and_the_same_writes_succeed_once_there_is_room() {
+    let repo = REPOS[0];
+    let put = |content| Op::PutBlobSha256 { repo, content };
+    let finish = |slot| Op::FinishUpload {
+        slot,
+        digest: FinishDigest::Right(Algorithm::Sha256),
+    };
+    let append = |slot, chunk| Op::AppendChunk { slot, chunk };
+    let digest = |content: usize| Ok(Value::Digest(sha256(BLOBS[content])));
+    let (full, unit) = (Err(ErrKind::StorageFull), Ok(Value::Unit));
+    let mut ops: Vec<(Op, Option<Outcome>)> = untagged_image(repo)
+        .into_iter()
+        .map(|op| (op, None))
+        .collect();
+    ops.extend([
+        (put(1), None),
+        // Session 0 holds bytes no blob has; session 1 those of blob 1, which the store holds.
+        (Op::StartUpload { repo }, Some(Ok(Value::Started))),
+        (append(0, 4), Some(Ok(Value::Offset(2)))),
+        (Op::StartUpload { repo }, None),
+        (append(1, 2), None),
+        (Op::DiskFull(true), Some(unit.clone())),
+        (put(2), Some(full.clone())),
+        (put(0), Some(digest(0))),
+        (Op::StartUpload { repo }, Some(full.clone())),
+        (append(0, 0), Some(full.clone())),
+        (finish(0), Some(full.clone())),
+        (finish(1), Some(unit.clone())),
+        (Op::Batch(vec![put(0), put(2)]), Some(full.clone())),
+        (Op::Reopen, None),
+        (
+            Op::Health,
+            Some(Ok(Value::Health {
+                writable: true,
+                storage_full: false,
+            })),
+        ),
+        (put(2), Some(full.clone())),
+        (
+            Op::MountBlob {
+                from: repo,
+                to: "lib",
+                blob: BlobRef::Linked(0),
+            },
+            Some(unit.clone()),
+        ),
+        (
+            Op::Tag {
+                repo,
+                tag: "v1",
+                manifest: ManifestSel::Existing(0),
+            },
+            Some(unit.clone()),
+        ),
+        (Op::DiskFull(false), None),
+        (append(0, 0), Some(Ok(Value::Offset(2 + 6)))),
+        (finish(0), Some(unit.clone())),
+        (Op::StartUpload { repo }, Some(Ok(Value::Started))),
+        (
+            Op::Batch(vec![put(0), put(2)]),
+            Some(Ok(Value::Batch(vec![
+                digest(0).unwrap(),
+                digest(2).unwrap(),
+            ]))),
+        ),
+    ]);
+    let (ops, expected): (Vec<Op>, Vec<Option<Outcome>>) = ops.into_iter().unzip();
+    let outcomes = run(&ops).unwrap();
+    for (i, expected) in expected.iter().enumerate() {
+        if let Some(expected) = expected {
+            assert_eq!(&outcomes[i], expected, "op #{i}: {:?}", ops[i]);
+        }
+    }
+}
+
+/// The sha256 digest of `bytes`, as text.
+fn sha256(bytes: &[u8]) -> String {
+    Algorithm::Sha256.digest(bytes).to_string()
 }
 
 /// P1, P2: an upload session belongs to the repository it was started in; resuming it through
