@@ -214,6 +214,7 @@ fn a2_a_clean_store_has_no_problems_and_repair_changes_nothing() {
         problems: vec![],
         repaired: 0,
         too_recent: 0,
+        kept_named: 0,
     };
     for verify_digests in [true, false] {
         let options = FsckOptions {
@@ -370,16 +371,34 @@ fn a2_repair_removes_strays_only_once_older_than_the_grace_period_never_a_named_
 
     // Everything is younger than the grace period (one hour): reported, nothing removed.
     let young = fsck(registry, true);
-    assert_eq!(sorted(young.problems), sorted(t.problems.clone()));
+    assert_eq!(sorted(young.problems.clone()), sorted(t.problems.clone()));
     assert_eq!(young.repaired, 0);
+    assert_eq!(
+        young.too_recent,
+        t.strays.len() as u64,
+        "each kept stray is counted"
+    );
     assert!(t.strays.iter().all(|p| p.exists()));
+    // A grace period given to the call overrides the registry's: nothing is that young.
+    let none_younger = registry
+        .fsck(&FsckOptions {
+            repair: false,
+            grace_period: Some(Duration::ZERO),
+            ..FsckOptions::default()
+        })
+        .unwrap();
+    assert_eq!(
+        none_younger.too_recent, 0,
+        "without repair nothing is kept or counted"
+    );
 
     for path in t.strays.iter().chain(&named) {
         backdate(path);
     }
     let old = fsck(registry, true);
-    assert_eq!(sorted(old.problems), sorted(t.problems.clone()));
+    assert_eq!(sorted(old.problems.clone()), sorted(t.problems.clone()));
     assert_eq!(old.repaired, t.strays.len() as u64);
+    assert_eq!(old.too_recent, 0);
     for path in &t.strays {
         assert!(!path.exists(), "{} was not removed", path.display());
     }
@@ -479,6 +498,7 @@ fn a2_a_blob_record_lost_leaves_dangling_links_repaired_and_its_file_kept_to_be_
         ]
     );
     assert_eq!(report.repaired, 2, "the links go, the file stays");
+    assert_eq!((report.kept_named, report.too_recent), (1, 0));
     assert_eq!(fsck(&registry, true).problems, [unresolved, stray]);
     // The kept file lets the blob be put again from its own bytes.
     let app = registry.repository("app").unwrap();
@@ -491,6 +511,7 @@ fn a2_a_blob_record_lost_leaves_dangling_links_repaired_and_its_file_kept_to_be_
             problems: vec![],
             repaired: 0,
             too_recent: 0,
+            kept_named: 0,
         }
     );
 }
@@ -517,4 +538,29 @@ fn a2_an_index_restored_after_its_child_was_purged_is_reported() {
     app.restore(ocistore::Restore::Digest(&index), false)
         .unwrap();
     assert_eq!(fsck(&s.registry, false).problems, [missing]);
+}
+
+#[test]
+fn a2_a_grace_period_given_to_the_call_overrides_the_registrys() {
+    // The registry's grace period is the default hour: a fresh stray stays, and is counted.
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::open(dir.path()).unwrap();
+    let app = registry.repository("app").unwrap();
+    push_image(&app, "v1", "one");
+    let stray = blob_file(&registry, &sha256(b"stray"));
+    fs::write(&stray, b"stray").unwrap();
+    let kept = fsck(&registry, true);
+    assert_eq!((kept.repaired, kept.too_recent), (0, 1));
+    assert!(stray.exists());
+    // The same check with no grace period for this call removes it (after a crash, say).
+    let repaired = registry
+        .fsck(&FsckOptions {
+            repair: true,
+            grace_period: Some(Duration::ZERO),
+            ..FsckOptions::default()
+        })
+        .unwrap();
+    assert_eq!((repaired.repaired, repaired.too_recent), (1, 0));
+    assert!(!stray.exists());
+    assert!(fsck(&registry, false).problems.is_empty());
 }

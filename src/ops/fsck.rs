@@ -86,6 +86,9 @@ pub struct FsckReport {
     /// write may still be about to commit a row naming them. Check again later, or with a
     /// shorter [`FsckOptions::grace_period`].
     pub too_recent: u64,
+    /// Stray blob files the repair kept because a link or a manifest still names them: the only
+    /// copy of those bytes, whose record was lost. Put the blobs again.
+    pub kept_named: u64,
 }
 
 /// Something wrong in a store. Paths are under the store's directory.
@@ -152,6 +155,22 @@ pub enum Problem {
         /// The file.
         path: PathBuf,
     },
+}
+
+impl Problem {
+    /// Whether a repair removes it — a stray file or a dangling link — rather than only
+    /// reporting it (missing or corrupt blobs, wrong sizes, missing references: put the blobs
+    /// again, or delete the manifests naming them).
+    #[must_use]
+    pub fn is_repairable(&self) -> bool {
+        matches!(
+            self,
+            Problem::DanglingLink { .. }
+                | Problem::StrayBlobFile { .. }
+                | Problem::TempFile { .. }
+                | Problem::StrayUpload { .. }
+        )
+    }
 }
 
 /// Checks the store; see [`Registry::fsck`](crate::Registry::fsck).
@@ -370,11 +389,11 @@ impl Check<'_> {
     /// Reports a stray file, and dooms it if it may go.
     fn stray(&mut self, problem: Problem, modified: SystemTime, file: Option<Unnamed>) {
         let old = self.cutoff.is_some_and(|cutoff| modified <= cutoff);
-        if let Some(file) = file.filter(|_| self.options.repair) {
-            if old {
-                self.doomed.push(file);
-            } else {
-                self.report.too_recent += 1;
+        if self.options.repair {
+            match file {
+                None => self.report.kept_named += 1,
+                Some(file) if old => self.doomed.push(file),
+                Some(_) => self.report.too_recent += 1,
             }
         }
         self.report.problems.push(problem);

@@ -1123,20 +1123,9 @@ fn problem(p: &Problem) -> (&'static str, String, String) {
     }
 }
 
-/// Whether `fsck --repair` fixes a problem of this kind.
-fn repairable(problem: &Problem) -> bool {
-    matches!(
-        problem,
-        Problem::DanglingLink { .. }
-            | Problem::StrayBlobFile { .. }
-            | Problem::TempFile { .. }
-            | Problem::StrayUpload { .. }
-    )
-}
-
 /// Why the problems a check leaves were not repaired, one line each.
 fn not_repaired_reasons(r: &FsckReport, repair: bool, grace: Option<Duration>) -> Vec<String> {
-    let fixable = r.problems.iter().filter(|p| repairable(p)).count() as u64;
+    let fixable = r.problems.iter().filter(|p| p.is_repairable()).count() as u64;
     let unfixable = r.problems.len() as u64 - fixable;
     let mut reasons = Vec::new();
     if !repair && fixable > 0 {
@@ -1163,11 +1152,7 @@ fn not_repaired_reasons(r: &FsckReport, repair: bool, grace: Option<Duration>) -
              naming them"
         ));
     }
-    let kept = if repair {
-        fixable.saturating_sub(r.repaired + r.too_recent)
-    } else {
-        0
-    };
+    let kept = r.kept_named;
     if kept > 0 {
         reasons.push(format!(
             "{kept} stray blob files kept: a link or a manifest still names them, and they hold \

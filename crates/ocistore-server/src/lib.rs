@@ -1805,21 +1805,10 @@ fn collect_json(r: &CollectReport) -> Value {
     })
 }
 
-/// Whether the repair can fix a problem of this kind.
-fn repairable(problem: &Problem) -> bool {
-    matches!(
-        problem,
-        Problem::DanglingLink { .. }
-            | Problem::StrayBlobFile { .. }
-            | Problem::TempFile { .. }
-            | Problem::StrayUpload { .. }
-    )
-}
-
 /// Why the problems a check leaves were not repaired, one sentence each.
 fn fsck_notes(report: &FsckReport, repair: bool, grace: Option<Duration>) -> Vec<String> {
     let left = (report.problems.len() as u64).saturating_sub(report.repaired);
-    let fixable = report.problems.iter().filter(|p| repairable(p)).count() as u64;
+    let fixable = report.problems.iter().filter(|p| p.is_repairable()).count() as u64;
     let unfixable = report.problems.len() as u64 - fixable;
     let mut notes = Vec::new();
     if left == 0 {
@@ -1850,11 +1839,7 @@ fn fsck_notes(report: &FsckReport, repair: bool, grace: Option<Duration>) -> Vec
              naming them"
         ));
     }
-    let kept = if repair {
-        fixable.saturating_sub(report.repaired + report.too_recent)
-    } else {
-        0
-    };
+    let kept = report.kept_named;
     if kept > 0 {
         notes.push(format!(
             "{kept} stray blob files kept: a link or a manifest still names them, and they hold \

@@ -1186,6 +1186,7 @@ fn model_step(m: &mut Model, step: &Step) -> Outcome {
             problems: Vec::new(),
             repaired: 0,
             too_recent: 0,
+            kept_named: 0,
         })),
         // The disk stays as full as it was.
         Step::Reopen => Ok(Value::Unit),
