@@ -1183,7 +1183,7 @@ fn model_step(m: &mut Model, step: &Step) -> Outcome {
                 .map(|r| r.manifests.len() as u64)
                 .sum(),
             blobs_checked: m.blob_records.len() as u64,
-            problems: Vec::new(),
+            problems: missing_children(m),
             repaired: 0,
             too_recent: 0,
             kept_named: 0,
@@ -1204,6 +1204,31 @@ fn model_step(m: &mut Model, step: &Step) -> Outcome {
         }),
         Step::NoSession => Ok(Value::NoSession),
     }
+}
+
+/// A2: fsck's `MissingReference` for every child an index (live or in the bin) lists that is
+/// gone, in fsck's order (repository, index digest, child). Only a child purged by hand from
+/// the bin while its binned index stays can be missing: S9 lets that index be restored without
+/// it, the gap rule S17 closes.
+fn missing_children(m: &Model) -> Vec<ocistore::Problem> {
+    let mut out = Vec::new();
+    for (name, repo) in &m.repositories {
+        for (digest, manifest) in &repo.manifests {
+            if !manifest.spec.index {
+                continue;
+            }
+            for child in &manifest.spec.items {
+                if !repo.manifests.contains_key(child.digest.as_str()) {
+                    out.push(ocistore::Problem::MissingReference {
+                        repository: name.clone(),
+                        manifest: Digest::parse(digest).expect("stored digests parse"),
+                        reference: child.digest.clone(),
+                    });
+                }
+            }
+        }
+    }
+    out
 }
 
 /// D2, D3, D5: the manifest and its live referrers, recursively; refused while a live index

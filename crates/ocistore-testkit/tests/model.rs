@@ -574,3 +574,84 @@ fn u3_u4_purge_reports_no_lock_on_what_it_would_not_delete() {
         assert_eq!(repositories, &[], "nothing to do, nothing skipped");
     }
 }
+
+/// A2 and S9, found by the model test: an index and then its child deleted into the bin, the
+/// child purged by hand while the index stays in the bin. `fsck` reports the index's child
+/// missing (a restore of the index would bring it back without it, the gap rule S17 closes),
+/// and the model predicts exactly that report.
+#[test]
+fn a2_fsck_reports_the_child_a_binned_index_lost_to_a_purge_by_hand() {
+    let (app, lib) = ("team/app", "lib");
+    let config = BlobSel {
+        content: 0,
+        alg: Algorithm::Sha256,
+    };
+    let image_in = |repo| {
+        Op::Batch(vec![
+            Op::PutBlobSha256 { repo, content: 0 },
+            Op::PushImage {
+                repo,
+                image: Image {
+                    docker: false,
+                    mismatch: false,
+                    config: BlobRef::Pool(config),
+                    layers: vec![],
+                },
+                reference: RefChoice::Tag("latest"),
+            },
+        ])
+    };
+    let ops = [
+        Op::SetPolicy {
+            enabled: true,
+            days: 1,
+        },
+        image_in(lib),
+        image_in(lib),
+        Op::PutBlob {
+            repo: app,
+            blob: config,
+            digest: DigestChoice::Right,
+        },
+        Op::PushReferrer {
+            repo: app,
+            subject: ManifestSel::Existing(0),
+            config: BlobRef::Linked(0),
+            config_type: "application/vnd.oci.empty.v1+json",
+            artifact_type: None,
+            annotated: false,
+            layers: vec![],
+            reference: RefChoice::Tag("latest"),
+        },
+        Op::PushIndex {
+            repo: app,
+            docker: false,
+            children: vec![ManifestSel::Existing(0)],
+            reference: RefChoice::Tag("latest"),
+        },
+        Op::DeleteManifest {
+            repo: app,
+            reference: ManifestRef::Digest(AnySel::Live(2)),
+        },
+        Op::DeleteManifest {
+            repo: app,
+            reference: ManifestRef::Digest(AnySel::Live(0)),
+        },
+        Op::PurgeManifest {
+            repo: app,
+            manifest: AnySel::Binned(1),
+        },
+        Op::Fsck,
+    ];
+    let outcomes = run(&ops).unwrap();
+    match outcomes.last() {
+        Some(Ok(Value::Fsck(report))) => assert!(
+            report
+                .problems
+                .iter()
+                .any(|p| matches!(p, ocistore::Problem::MissingReference { .. })),
+            "{report:?}"
+        ),
+        other => panic!("{other:?}"),
+    }
+}
