@@ -38,6 +38,29 @@ impl Timestamp {
         self.0
     }
 
+    /// A timestamp from whole seconds since the epoch, saturating at the far future.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ocistore::Timestamp;
+    /// let t = Timestamp::from_secs(1_767_225_600);
+    /// assert_eq!(t.to_string(), "2026-01-01T00:00:00Z");
+    /// assert_eq!((t + Duration::from_secs(86_400)).to_string(), "2026-01-02T00:00:00Z");
+    /// assert_eq!(t - Duration::from_secs(1_767_225_601), Timestamp::EPOCH);
+    /// assert_eq!((t + Duration::from_millis(1500)).as_secs(), 1_767_225_601);
+    /// assert_eq!(Timestamp::from_secs(u64::MAX), Timestamp::from_nanos(u64::MAX));
+    /// ```
+    #[must_use]
+    pub const fn from_secs(secs: u64) -> Timestamp {
+        Timestamp(secs.saturating_mul(1_000_000_000))
+    }
+
+    /// Whole seconds since the epoch.
+    #[must_use]
+    pub const fn as_secs(self) -> u64 {
+        self.0 / 1_000_000_000
+    }
+
     /// This time plus `d`, saturating at the far future.
     #[must_use]
     pub fn saturating_add(self, d: Duration) -> Timestamp {
@@ -54,6 +77,22 @@ impl Timestamp {
     #[must_use]
     pub fn since(self, earlier: Timestamp) -> Duration {
         Duration::from_nanos(self.0.saturating_sub(earlier.0))
+    }
+}
+
+/// `t + d`: [`Timestamp::saturating_add`].
+impl std::ops::Add<Duration> for Timestamp {
+    type Output = Timestamp;
+    fn add(self, d: Duration) -> Timestamp {
+        self.saturating_add(d)
+    }
+}
+
+/// `t - d`: [`Timestamp::saturating_sub`].
+impl std::ops::Sub<Duration> for Timestamp {
+    type Output = Timestamp;
+    fn sub(self, d: Duration) -> Timestamp {
+        self.saturating_sub(d)
     }
 }
 
