@@ -52,8 +52,6 @@
 )]
 // Pedantic lints the crate does not follow, each for a reason:
 #![allow(
-    // Every public fn returns the one `Result`; its variants are documented on `Error`.
-    clippy::missing_errors_doc,
     // Names say what a thing is in its module (`ops::collector::collect`).
     clippy::module_name_repetitions,
     // Sizes and counts are u64 on disk and usize in memory; the conversions are checked

@@ -29,53 +29,122 @@ use crate::values::{Digest, Result};
 pub trait BlobStore: Send + Sync + fmt::Debug + 'static {
     /// Called once when a registry opens on the store, after it holds its database: creates
     /// what the store needs and discards temporary bytes of writes that never finished.
+    ///
+    /// # Errors
+    ///
+    /// An implementation returns [`Error::StorageFull`](crate::Error::StorageFull) when the storage
+    /// has no room left, [`Error::Io`](crate::Error::Io) when it fails otherwise.
     fn open(&self) -> Result<()>;
 
     /// Stores `bytes` as blob `digest`, after checking that they hash to it
     /// ([`Error::DigestMismatch`](crate::Error::DigestMismatch) otherwise, and nothing stays).
     /// A blob already stored is left as it is.
+    ///
+    /// # Errors
+    ///
+    /// An implementation returns [`Error::DigestMismatch`](crate::Error::DigestMismatch) if `bytes`
+    /// do not hash to `digest`, [`Error::StorageFull`](crate::Error::StorageFull) when the storage
+    /// has no room left, [`Error::Io`](crate::Error::Io) when it fails otherwise.
     fn put(&self, digest: &Digest, bytes: &[u8]) -> Result<()>;
 
     /// Whether blob `digest` is stored.
+    ///
+    /// # Errors
+    ///
+    /// An implementation returns [`Error::Io`](crate::Error::Io) when the storage fails.
     fn contains(&self, digest: &Digest) -> Result<bool>;
 
     /// The stored length of blob `digest`, or `None` if it is not stored.
+    ///
+    /// # Errors
+    ///
+    /// An implementation returns [`Error::Io`](crate::Error::Io) when the storage fails; a blob not
+    /// stored is `Ok(None)`.
     fn size(&self, digest: &Digest) -> Result<Option<u64>>;
 
     /// The bytes `start..end` of blob `digest`, or `None` if it is not stored. The caller
     /// checked the range against the recorded size.
+    ///
+    /// # Errors
+    ///
+    /// An implementation returns [`Error::Io`](crate::Error::Io) when the storage fails; a blob not
+    /// stored is `Ok(None)`.
     fn read(&self, digest: &Digest, start: u64, end: u64) -> Result<Option<Box<dyn Read + Send>>>;
 
     /// Removes blob `digest`; returns whether it was there.
+    ///
+    /// # Errors
+    ///
+    /// An implementation returns [`Error::Io`](crate::Error::Io) when the storage fails; a blob not
+    /// stored is `Ok(false)`.
     fn delete(&self, digest: &Digest) -> Result<bool>;
 
     /// Creates the empty bytes of upload session `id`.
+    ///
+    /// # Errors
+    ///
+    /// An implementation returns [`Error::StorageFull`](crate::Error::StorageFull) when the storage
+    /// has no room left, [`Error::Io`](crate::Error::Io) when it fails otherwise.
     fn create_upload(&self, id: &str) -> Result<()>;
 
     /// Writes `chunk` at `offset` of session `id`, durably, and drops whatever the session held
     /// past `offset` (the torn end of an append that failed part way).
+    ///
+    /// # Errors
+    ///
+    /// An implementation returns [`Error::StorageFull`](crate::Error::StorageFull) when the storage
+    /// has no room left, [`Error::Io`](crate::Error::Io) when it fails otherwise.
     fn append_upload(&self, id: &str, offset: u64, chunk: &[u8]) -> Result<()>;
 
     /// The bytes session `id` holds, from the start, or `None` if it has none.
+    ///
+    /// # Errors
+    ///
+    /// An implementation returns [`Error::Io`](crate::Error::Io) when the storage fails; a session
+    /// without bytes is `Ok(None)`.
     fn read_upload(&self, id: &str) -> Result<Option<Box<dyn Read + Send>>>;
 
     /// Makes the bytes of session `id` blob `digest`, which the caller verified they hash to.
     /// The session's bytes are gone afterwards.
+    ///
+    /// # Errors
+    ///
+    /// An implementation returns [`Error::StorageFull`](crate::Error::StorageFull) when the storage
+    /// has no room left, [`Error::Io`](crate::Error::Io) when it fails otherwise.
     fn finish_upload(&self, id: &str, digest: &Digest) -> Result<()>;
 
     /// Removes the bytes of session `id`; returns whether they were there.
+    ///
+    /// # Errors
+    ///
+    /// An implementation returns [`Error::Io`](crate::Error::Io) when the storage fails; a session
+    /// without bytes is `Ok(false)`.
     fn delete_upload(&self, id: &str) -> Result<bool>;
 
     /// The ids of the sessions whose bytes the store holds: at open, the registry reconciles
     /// them with its session rows after a crash.
+    ///
+    /// # Errors
+    ///
+    /// An implementation returns [`Error::Io`](crate::Error::Io) when the storage fails.
     fn uploads(&self) -> Result<Vec<String>>;
 
     /// Calls `visit` with everything the store holds, some entries at a time, each read once:
     /// for the consistency check (A2) and the reconciliation of sessions after a crash.
+    ///
+    /// # Errors
+    ///
+    /// An implementation returns [`Error::Io`](crate::Error::Io) when the storage fails, and passes
+    /// on any error `visit` returns, stopping there.
     fn entries(&self, visit: &mut dyn FnMut(Vec<Entry>) -> Result<()>) -> Result<()>;
 
     /// Removes an entry of kind [`EntryKind::Temporary`] or [`EntryKind::Unknown`] that
     /// [`entries`](BlobStore::entries) found; returns whether it was there.
+    ///
+    /// # Errors
+    ///
+    /// An implementation returns [`Error::Io`](crate::Error::Io) when the storage fails; an entry
+    /// already gone is `Ok(false)`.
     fn remove_entry(&self, location: &std::path::Path) -> Result<bool>;
 }
 

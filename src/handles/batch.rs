@@ -30,6 +30,14 @@ impl<'t> Batch<'t> {
 
     /// Stores `bytes` as blob `digest` and links it into `repo`, after checking that they hash
     /// to `digest` (P1). A blob already in the registry is not written again.
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`Error::DigestMismatch`](crate::Error::DigestMismatch) if `bytes` do not hash to
+    /// `digest`, [`Error::Locked`](crate::Error::Locked) if `repo` is write-locked,
+    /// [`Error::StorageFull`](crate::Error::StorageFull) if the disk fills while the bytes are
+    /// written, and [`Error::Io`](crate::Error::Io), [`Error::Database`](crate::Error::Database) or
+    /// [`Error::Corrupt`](crate::Error::Corrupt) when the disk or the database fails.
     pub fn put_blob(
         &mut self,
         repo: &Repository,
@@ -41,6 +49,10 @@ impl<'t> Batch<'t> {
 
     /// Stores `bytes` as a blob under their sha256 digest, links it into `repo` and returns
     /// the digest.
+    ///
+    /// # Errors
+    ///
+    /// As [`put_blob`](Batch::put_blob), without a mismatch.
     pub fn put_blob_sha256(
         &mut self,
         repo: &Repository,
@@ -52,6 +64,11 @@ impl<'t> Batch<'t> {
     }
 
     /// Links blob `digest` of repository `from` into `repo` without copying it (P2).
+    ///
+    /// # Errors
+    ///
+    /// As [`Repository::mount_blob`](crate::Repository::mount_blob); a full disk and a nested write
+    /// are refused once for the whole batch, by [`Registry::batch`](crate::Registry::batch).
     pub fn mount_blob(
         &mut self,
         repo: &Repository,
@@ -62,6 +79,11 @@ impl<'t> Batch<'t> {
     }
 
     /// Pushes a manifest by tag or digest; see [`Repository::push_manifest`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Repository::push_manifest`](crate::Repository::push_manifest); a full disk and a nested
+    /// write are refused once for the whole batch, by [`Registry::batch`](crate::Registry::batch).
     pub fn push_manifest(
         &mut self,
         repo: &Repository,
@@ -75,32 +97,64 @@ impl<'t> Batch<'t> {
 
     /// Points `tag` at manifest `digest` of `repo`, which must be live. A manifest the tag
     /// leaves stays, untagged if no other tag points at it (P5).
+    ///
+    /// # Errors
+    ///
+    /// As [`Repository::tag`](crate::Repository::tag); a full disk and a nested write are refused
+    /// once for the whole batch, by [`Registry::batch`](crate::Registry::batch).
     pub fn tag(&mut self, repo: &Repository, tag: &str, digest: &Digest) -> Result<()> {
         self.tx.tag(repo.name(), tag, digest)
     }
 
     /// Removes a tag; the manifest stays (D1). See [`Repository::untag`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Repository::untag`](crate::Repository::untag); a full disk and a nested write are
+    /// refused once for the whole batch, by [`Registry::batch`](crate::Registry::batch).
     pub fn untag(&mut self, repo: &Repository, tag: &str) -> Result<()> {
         self.tx.untag(repo.name(), tag)
     }
 
     /// Deletes a manifest by tag or digest; see [`Repository::delete_manifest`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Repository::delete_manifest`](crate::Repository::delete_manifest); a full disk and a
+    /// nested write are refused once for the whole batch, by
+    /// [`Registry::batch`](crate::Registry::batch).
     pub fn delete_manifest(&mut self, repo: &Repository, reference: &str) -> Result<Vec<Digest>> {
         self.tx.delete_manifest(repo.name(), reference)
     }
 
     /// Deletes a repository with all its manifests and tags (D4); see
     /// [`Registry::delete_repository`](crate::Registry::delete_repository).
+    ///
+    /// # Errors
+    ///
+    /// As [`Registry::delete_repository`](crate::Registry::delete_repository); a full disk and a
+    /// nested write are refused once for the whole batch, by
+    /// [`Registry::batch`](crate::Registry::batch).
     pub fn delete_repository(&mut self, repo: &Repository) -> Result<()> {
         self.tx.delete_repository(repo.name())
     }
 
     /// Restores a manifest; see [`Repository::restore`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Repository::restore`](crate::Repository::restore); a full disk and a nested write are
+    /// refused once for the whole batch, by [`Registry::batch`](crate::Registry::batch).
     pub fn restore(&mut self, repo: &Repository, what: Restore<'_>, force: bool) -> Result<Digest> {
         self.tx.restore(repo.name(), what, force)
     }
 
     /// Sets the locks of a live item; see [`Repository::set_locks`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Repository::set_locks`](crate::Repository::set_locks); a full disk and a nested write
+    /// are refused once for the whole batch, by [`Registry::batch`](crate::Registry::batch).
     pub fn set_locks(&mut self, repo: &Repository, item: &Item, locks: Locks) -> Result<()> {
         self.tx.set_locks(repo.name(), item, locks)
     }

@@ -145,6 +145,14 @@ impl RegistryBuilder {
     ///
     /// Fails with [`Error::AlreadyOpen`] if another handle or process has it open, and with
     /// [`Error::UnsupportedFormat`] if it was written in another on-disk format.
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`Error::InvalidSetting`] if the upload timeout or the autopurge interval is
+    /// under one second, [`Error::AlreadyOpen`] if another handle or process has the store open,
+    /// [`Error::UnsupportedFormat`] if it is in an on-disk format this build does not read,
+    /// [`Error::StorageFull`] if the disk has no room to create it, and [`Error::Io`],
+    /// [`Error::Database`] or [`Error::Corrupt`] when the disk or the database fails.
     pub fn open(self, dir: impl AsRef<Path>) -> Result<Registry> {
         for (setting, value) in [
             ("upload_timeout", self.upload_timeout),
@@ -194,6 +202,10 @@ impl RegistryBuilder {
 
 impl Registry {
     /// Opens the store in `dir` with default settings, creating it if needed.
+    ///
+    /// # Errors
+    ///
+    /// As [`RegistryBuilder::open`], whose default settings are valid.
     pub fn open(dir: impl AsRef<Path>) -> Result<Registry> {
         RegistryBuilder::default().open(dir)
     }
@@ -218,12 +230,23 @@ impl Registry {
 
     /// A handle on the repository `name` (N1). The repository comes into being with the first
     /// blob or manifest pushed or mounted into it.
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`Error::InvalidRepositoryName`] if `name` breaks the OCI grammar or is over 255
+    /// bytes.
     pub fn repository(&self, name: &str) -> Result<Repository> {
         validate_name(name)?;
         Ok(Repository::new(self.clone(), name.to_owned()))
     }
 
     /// Repository names in lexical order, paginated the OCI way (P7).
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`Error::InvalidRepositoryName`] if `page.last` is not a repository name, and
+    /// [`Error::Io`], [`Error::Database`] or [`Error::Corrupt`] when the disk or the database
+    /// fails.
     pub fn repositories(&self, page: &Page) -> Result<Vec<String>> {
         if let Some(last) = &page.last {
             validate_name(last)?;
@@ -234,18 +257,37 @@ impl Registry {
     /// Deletes repository `name` with all its manifests and tags (D4). With the soft delete
     /// policy on, the repository and everything in it go to the recycle bin; with it off, they
     /// are gone, tombstones included.
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`Error::InvalidRepositoryName`] if `name` is invalid,
+    /// [`Error::RepositoryUnknown`] if no live repository has that name, [`Error::Locked`] if the
+    /// repository or anything in it has `delete_enabled` false, [`Error::NestedWrite`] inside a
+    /// [`Batch`](crate::Batch) of this store, and [`Error::Io`], [`Error::Database`] or
+    /// [`Error::Corrupt`] when the disk or the database fails.
     pub fn delete_repository(&self, name: &str) -> Result<()> {
         validate_name(name)?;
         self.core.write(true, |tx| tx.delete_repository(name))
     }
 
     /// The soft delete policy in force.
+    ///
+    /// # Errors
+    ///
+    /// Fails only with [`Error::Io`], [`Error::Database`] or [`Error::Corrupt`], when the disk or
+    /// the database fails.
     pub fn soft_delete_policy(&self) -> Result<SoftDeletePolicy> {
         meta::soft_delete(&self.core.snapshot()?)
     }
 
     /// Sets the soft delete policy; it is persisted and applies from the next call (S1).
     /// Turning it off leaves the tombstones in the bin restorable until they expire (S15).
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`Error::InvalidSetting`] unless the policy's `retention_days` is 1 to 90,
+    /// [`Error::NestedWrite`] inside a [`Batch`](crate::Batch) of this store, and [`Error::Io`],
+    /// [`Error::Database`] or [`Error::Corrupt`] when the disk or the database fails.
     pub fn set_soft_delete_policy(&self, policy: SoftDeletePolicy) -> Result<()> {
         policy.validate()?;
         self.core
@@ -253,12 +295,24 @@ impl Registry {
     }
 
     /// Soft-deleted repositories, most recently deleted first (S5).
+    ///
+    /// # Errors
+    ///
+    /// Fails only with [`Error::Io`], [`Error::Database`] or [`Error::Corrupt`], when the disk or
+    /// the database fails.
     pub fn deleted_repositories(&self) -> Result<Vec<DeletedRepository>> {
         bin::deleted_repositories(&self.core.snapshot()?)
     }
 
     /// Permanently removes soft-deleted repository `name` with everything in it, before it
     /// expires (S16).
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`Error::InvalidRepositoryName`] if `name` is invalid, [`Error::NotDeleted`] if
+    /// the repository is not in the recycle bin, [`Error::NestedWrite`] inside a
+    /// [`Batch`](crate::Batch) of this store, and [`Error::Io`], [`Error::Database`] or
+    /// [`Error::Corrupt`] when the disk or the database fails.
     pub fn purge_deleted_repository(&self, name: &str) -> Result<()> {
         validate_name(name)?;
         self.core
@@ -266,12 +320,22 @@ impl Registry {
     }
 
     /// The retention policy for untagged manifests in force (R1).
+    ///
+    /// # Errors
+    ///
+    /// Fails only with [`Error::Io`], [`Error::Database`] or [`Error::Corrupt`], when the disk or
+    /// the database fails.
     pub fn retention_policy(&self) -> Result<RetentionPolicy> {
         Ok(meta::retention(&self.core.snapshot()?)?.policy)
     }
 
     /// When the retention policy took effect, if it is enabled: manifests untagged before
     /// then are not affected (R1).
+    ///
+    /// # Errors
+    ///
+    /// Fails only with [`Error::Io`], [`Error::Database`] or [`Error::Corrupt`], when the disk or
+    /// the database fails.
     pub fn retention_enabled_at(&self) -> Result<Option<Timestamp>> {
         Ok(meta::retention(&self.core.snapshot()?)?.since)
     }
@@ -280,11 +344,22 @@ impl Registry {
     /// clock applies it ([`run_due`](Registry::run_due), [`run_now`](Registry::run_now)).
     /// Enabling it starts its clock now: manifests untagged before are not affected (R1).
     /// Changing the days of an enabled policy keeps its start; disabling it forgets it.
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`Error::InvalidSetting`] if the policy's `days` is over 365,
+    /// [`Error::NestedWrite`] inside a [`Batch`](crate::Batch) of this store, and [`Error::Io`],
+    /// [`Error::Database`] or [`Error::Corrupt`] when the disk or the database fails.
     pub fn set_retention_policy(&self, policy: RetentionPolicy) -> Result<()> {
         ops::retention::set_policy(&self.core, policy)
     }
 
     /// When autopurge last ran; persisted, so a restart keeps the cadence (S4).
+    ///
+    /// # Errors
+    ///
+    /// Fails only with [`Error::Io`], [`Error::Database`] or [`Error::Corrupt`], when the disk or
+    /// the database fails.
     pub fn autopurge_last_run(&self) -> Result<Option<Timestamp>> {
         meta::autopurge_last_run(&self.core.snapshot()?)
     }
@@ -292,11 +367,23 @@ impl Registry {
     /// Runs autopurge if the autopurge interval has passed since its last run (or it never
     /// ran), and returns its report; `None` if it was not due. A host calls this on a timer,
     /// or lets [`Registry::start_maintenance`] do it.
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`Error::NestedWrite`] inside a [`Batch`](crate::Batch) of this store, and
+    /// [`Error::Io`], [`Error::Database`] or [`Error::Corrupt`] when the disk or the database
+    /// fails.
     pub fn run_due(&self) -> Result<Option<AutopurgeReport>> {
         ops::retention::run_due(&self.core)
     }
 
     /// Runs autopurge now, whether due or not (S4).
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`Error::NestedWrite`] inside a [`Batch`](crate::Batch) of this store, and
+    /// [`Error::Io`], [`Error::Database`] or [`Error::Corrupt`] when the disk or the database
+    /// fails.
     pub fn run_now(&self) -> Result<AutopurgeReport> {
         #[allow(clippy::redundant_closure_for_method_calls)]
         // `Tx::autopurge` is not general enough over `Tx`'s lifetime
@@ -319,6 +406,13 @@ impl Registry {
     /// A manifest this purge untags is judged by when it was last updated before the purge,
     /// so one run removes old tags and the images they held.
     ///
+    /// # Errors
+    ///
+    /// Fails with [`Error::InvalidFilter`] if `options` has no filter, [`Error::NestedWrite`]
+    /// inside a [`Batch`](crate::Batch) of this store, and [`Error::Io`], [`Error::Database`] or
+    /// [`Error::Corrupt`] when the disk or the database fails. Locked items are skipped and
+    /// reported, not an error.
+    ///
     /// ```
     /// # let dir = tempfile::tempdir()?;
     /// use ocistore::{PurgeOptions, Registry};
@@ -339,6 +433,12 @@ impl Registry {
     /// go on while it runs; a blob that a manifest committed before or during the run
     /// references is never removed.
     ///
+    /// # Errors
+    ///
+    /// Fails with [`Error::NestedWrite`] inside a [`Batch`](crate::Batch) of this store, and
+    /// [`Error::Io`], [`Error::Database`] or [`Error::Corrupt`] when the disk or the database
+    /// fails.
+    ///
     /// ```
     /// # let dir = tempfile::tempdir()?;
     /// use std::time::Duration;
@@ -358,6 +458,10 @@ impl Registry {
     }
 
     /// [`collect`](Registry::collect), telling `progress` where it is every so often.
+    ///
+    /// # Errors
+    ///
+    /// As [`collect`](Registry::collect).
     pub fn collect_with_progress(
         &self,
         options: &CollectOptions,
@@ -369,6 +473,11 @@ impl Registry {
     /// Storage usage (A1), from one read snapshot: it never waits for writers nor they for it.
     ///
     /// Memory grows with the number of blobs (a few dozen bytes each), not with manifests.
+    ///
+    /// # Errors
+    ///
+    /// Fails only with [`Error::Io`], [`Error::Database`] or [`Error::Corrupt`], when the disk or
+    /// the database fails.
     ///
     /// ```
     /// # let dir = tempfile::tempdir()?;
@@ -397,6 +506,12 @@ impl Registry {
     /// only reported.
     ///
     /// Pushes, pulls and deletes go on while it runs; a collection waits for it to finish.
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`Error::NestedWrite`] inside a [`Batch`](crate::Batch) of this store, and
+    /// [`Error::Io`], [`Error::Database`] or [`Error::Corrupt`] when the disk or the database
+    /// fails. Problems found are in the report, not errors.
     ///
     /// ```
     /// # let dir = tempfile::tempdir()?;
@@ -440,6 +555,13 @@ impl Registry {
     /// fails with [`Error::NestedWrite`](crate::Error::NestedWrite) (it would otherwise wait
     /// for this batch forever). Reads through a `Repository` see the store as it was before
     /// the batch.
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`Error::NestedWrite`] if this thread already has a batch open on this store,
+    /// [`Error::StorageFull`] while the disk is full, any error `f` returns (such as one of a call
+    /// on the batch), and [`Error::Io`], [`Error::Database`] or [`Error::Corrupt`] when the disk or
+    /// the database fails.
     ///
     /// ```
     /// # let dir = tempfile::tempdir()?;

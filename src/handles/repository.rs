@@ -74,11 +74,22 @@ impl Repository {
     ///
     /// The bytes are written and fsynced before the write transaction begins, so other
     /// writers do not wait for the disk.
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`Error::DigestMismatch`] if `bytes` do not hash to `digest`, [`Error::Locked`]
+    /// if the repository is write-locked, [`Error::StorageFull`] while the disk is full,
+    /// [`Error::NestedWrite`] inside a [`Batch`](crate::Batch) of this store, and [`Error::Io`],
+    /// [`Error::Database`] or [`Error::Corrupt`] when the disk or the database fails.
     pub fn put_blob(&self, digest: &Digest, bytes: impl AsRef<[u8]>) -> Result<()> {
         ops::blobs::put(self.core(), &self.name, digest, bytes.as_ref())
     }
 
     /// Stores `bytes` under their sha256 digest and returns it.
+    ///
+    /// # Errors
+    ///
+    /// As [`put_blob`](Repository::put_blob), without a mismatch.
     pub fn put_blob_sha256(&self, bytes: impl AsRef<[u8]>) -> Result<Digest> {
         let digest = Algorithm::Sha256.digest(bytes.as_ref());
         self.put_blob(&digest, bytes)?;
@@ -87,32 +98,71 @@ impl Repository {
 
     /// Links blob `digest` of repository `from` into this one (a cross-repository mount, P2).
     /// The blob must be linked to `from`.
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`Error::InvalidRepositoryName`] if `from` is invalid,
+    /// [`Error::RepositorySoftDeleted`] if `from` is in the recycle bin, [`Error::BlobUnknown`] if
+    /// the blob is not linked to `from`, [`Error::Locked`] if this repository is write-locked,
+    /// [`Error::StorageFull`] while the disk is full, [`Error::NestedWrite`] inside a
+    /// [`Batch`](crate::Batch) of this store, and [`Error::Io`], [`Error::Database`] or
+    /// [`Error::Corrupt`] when the disk or the database fails.
     pub fn mount_blob(&self, from: &str, digest: &Digest) -> Result<()> {
         validate_name(from)?;
         self.write_adding(|tx, name| tx.mount_blob(name, from, digest))
     }
 
     /// The size of blob `digest`, if it is linked into this repository.
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`Error::BlobUnknown`] if the blob is not linked into this repository or the
+    /// repository is not live, and [`Error::Io`], [`Error::Database`] or [`Error::Corrupt`] when
+    /// the disk or the database fails.
     pub fn blob_size(&self, digest: &Digest) -> Result<u64> {
         ops::blobs::size(self.core(), &self.name, digest)
     }
 
     /// Digests of the blobs linked into this repository, in lexical order, paginated.
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`Error::InvalidDigest`] if `page.last` is not a digest, and [`Error::Io`],
+    /// [`Error::Database`] or [`Error::Corrupt`] when the disk or the database fails.
     pub fn blobs(&self, page: &Page) -> Result<Vec<Digest>> {
         ops::blobs::list(self.core(), &self.name, page)
     }
 
     /// The bytes of blob `digest`.
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`Error::BlobUnknown`] if the blob is not linked into this live repository (or a
+    /// collection removed its bytes meanwhile), and [`Error::Io`], [`Error::Database`] or
+    /// [`Error::Corrupt`] when the disk or the database fails.
     pub fn blob(&self, digest: &Digest) -> Result<Bytes> {
         ops::blobs::bytes(self.core(), &self.name, digest)
     }
 
     /// A reader over `range` of blob `digest` (`..` for all of it).
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`Error::BlobUnknown`] as for [`blob`](Repository::blob), [`Error::InvalidRange`]
+    /// if `range` does not fit inside the blob, and [`Error::Io`], [`Error::Database`] or
+    /// [`Error::Corrupt`] when the disk or the database fails.
     pub fn blob_reader(&self, digest: &Digest, range: impl RangeBounds<u64>) -> Result<BlobReader> {
         ops::blobs::reader(self.core(), &self.name, digest, range)
     }
 
     /// Starts an upload session into this repository.
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`Error::Locked`] if the repository is write-locked, [`Error::StorageFull`] while
+    /// the disk is full, [`Error::NestedWrite`] inside a [`Batch`](crate::Batch) of this store, and
+    /// [`Error::Io`], [`Error::Database`] or [`Error::Corrupt`] when the disk or the database
+    /// fails.
     pub fn start_upload(&self) -> Result<Upload> {
         ops::upload::start(self.core(), &self.name)
     }
@@ -121,6 +171,12 @@ impl Repository {
     /// restart; its [`offset`](Upload::offset) tells where the next chunk goes.
     ///
     /// Sessions older than the registry's upload timeout are gone ([`Error::UploadUnknown`]).
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`Error::UploadUnknown`] if no open session `id` of this repository exists: never
+    /// started, started in another repository, finished, cancelled or expired; and [`Error::Io`],
+    /// [`Error::Database`] or [`Error::Corrupt`] when the disk or the database fails.
     pub fn resume_upload(&self, id: &str) -> Result<Upload> {
         ops::upload::resume(self.core(), &self.name, id)
     }
@@ -132,6 +188,20 @@ impl Repository {
     /// of the digest pushed by) and must equal the digest pushed by. Every config and layer
     /// must be linked to this repository and every child of an index must be a manifest of it;
     /// the `subject` need not exist. Pushing by tag moves the tag.
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`Error::InvalidTag`] or [`Error::InvalidDigest`] if `reference` is neither a tag
+    /// nor a digest; [`Error::ManifestTooLarge`], [`Error::UnsupportedMediaType`],
+    /// [`Error::MediaTypeMismatch`] or [`Error::InvalidManifest`] if the body is refused (a
+    /// descriptor that misstates the size of what it names is invalid); [`Error::DigestMismatch`]
+    /// if the body does not hash to the digest pushed by; [`Error::Locked`] if the repository is
+    /// write-locked, or the tag is and points elsewhere; [`Error::ManifestSoftDeleted`] if the
+    /// manifest is in the recycle bin; [`Error::BlobUnknown`] if a config or layer is not linked to
+    /// this repository; [`Error::ManifestUnknown`] if a child of an index is not a live manifest of
+    /// it; [`Error::StorageFull`] while the disk is full; [`Error::NestedWrite`] inside a
+    /// [`Batch`](crate::Batch) of this store; and [`Error::Io`], [`Error::Database`] or
+    /// [`Error::Corrupt`] when the disk or the database fails.
     ///
     /// ```
     /// # let dir = tempfile::tempdir()?;
@@ -151,6 +221,13 @@ impl Repository {
     }
 
     /// Pulls a manifest by tag or digest: its exact bytes, media type and digest (P6).
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`Error::InvalidTag`] or [`Error::InvalidDigest`] if `reference` is neither a tag
+    /// nor a digest, [`Error::ManifestUnknown`] if no live manifest answers to it, and
+    /// [`Error::Io`], [`Error::Database`] or [`Error::Corrupt`] when the disk or the database
+    /// fails.
     pub fn pull(&self, reference: &str) -> Result<PulledManifest> {
         let reference = Reference::parse(reference)?;
         let snapshot = self.snapshot()?;
@@ -165,6 +242,10 @@ impl Repository {
     }
 
     /// The metadata of a manifest, by tag or digest.
+    ///
+    /// # Errors
+    ///
+    /// As [`pull`](Repository::pull).
     pub fn manifest(&self, reference: &str) -> Result<Manifest> {
         let reference = Reference::parse(reference)?;
         let snapshot = self.snapshot()?;
@@ -173,12 +254,22 @@ impl Repository {
     }
 
     /// Manifest metadata ordered by last update, filtered by `query` (P7).
+    ///
+    /// # Errors
+    ///
+    /// Fails only with [`Error::Io`], [`Error::Database`] or [`Error::Corrupt`], when the disk or
+    /// the database fails.
     pub fn manifests(&self, query: &ManifestQuery) -> Result<Vec<Manifest>> {
         manifests::list(&self.snapshot()?, &self.name, query)
     }
 
     /// Descriptors of the manifests whose `subject` is `digest`, optionally only those of one
     /// artifact type (P8). The subject itself need not exist.
+    ///
+    /// # Errors
+    ///
+    /// Fails only with [`Error::Io`], [`Error::Database`] or [`Error::Corrupt`], when the disk or
+    /// the database fails.
     pub fn referrers(
         &self,
         digest: &Digest,
@@ -188,17 +279,37 @@ impl Repository {
     }
 
     /// Points `tag` at the manifest `digest`, which must already be in this repository (P5).
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`Error::InvalidTag`] if `tag` is invalid, [`Error::ManifestUnknown`] if `digest`
+    /// is not a live manifest of this repository, [`Error::Locked`] if the repository is
+    /// write-locked, or the tag is and points elsewhere; [`Error::StorageFull`] while the disk is
+    /// full, [`Error::NestedWrite`] inside a [`Batch`](crate::Batch) of this store, and
+    /// [`Error::Io`], [`Error::Database`] or [`Error::Corrupt`] when the disk or the database
+    /// fails.
     pub fn tag(&self, tag: &str, digest: &Digest) -> Result<()> {
         self.write_adding(|tx, name| tx.tag(name, tag, digest))
     }
 
     /// The manifest digest `tag` points at.
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`Error::InvalidTag`] if `tag` is invalid, [`Error::ManifestUnknown`] if no live
+    /// tag has that name, and [`Error::Io`], [`Error::Database`] or [`Error::Corrupt`] when the
+    /// disk or the database fails.
     pub fn resolve(&self, tag: &str) -> Result<Digest> {
         validate_tag(tag)?;
         tags::resolve(&self.snapshot()?, &self.name, tag)
     }
 
     /// Live tags in lexical order, paginated the OCI way (P7).
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`Error::InvalidTag`] if `page.last` is not a tag, and [`Error::Io`],
+    /// [`Error::Database`] or [`Error::Corrupt`] when the disk or the database fails.
     pub fn tags(&self, page: &Page) -> Result<Vec<Tag>> {
         if let Some(last) = &page.last {
             validate_tag(last)?;
@@ -207,6 +318,11 @@ impl Repository {
     }
 
     /// The history of `tag`, newest first (T1).
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`Error::InvalidTag`] if `tag` is invalid, and [`Error::Io`], [`Error::Database`]
+    /// or [`Error::Corrupt`] when the disk or the database fails.
     pub fn tag_history(&self, tag: &str) -> Result<Vec<TagEvent>> {
         validate_tag(tag)?;
         tags::history(&self.snapshot()?, &self.name, tag)
@@ -215,6 +331,11 @@ impl Repository {
     /// Points `tag` back at `digest`, a manifest its history names that is live or in the
     /// recycle bin (T2). This is a restore of `tag` with `digest`: it follows S6–S11, so a
     /// tag now on another manifest moves only when `force` is set.
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`Error::NotInHistory`] if the history of `tag` does not name `digest`; otherwise
+    /// as [`restore`](Repository::restore) of `tag` with `digest`.
     pub fn revert_tag(&self, tag: &str, digest: &Digest, force: bool) -> Result<()> {
         let held = self
             .tag_history(tag)?
@@ -233,6 +354,13 @@ impl Repository {
 
     /// Removes `tag`; the manifest and its blobs stay (D1). With the soft delete policy on,
     /// the tag goes to the recycle bin.
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`Error::InvalidTag`] if `tag` is invalid, [`Error::TagUnknown`] if no live tag
+    /// has that name, [`Error::Locked`] if the tag or the repository is delete-locked,
+    /// [`Error::NestedWrite`] inside a [`Batch`](crate::Batch) of this store, and [`Error::Io`],
+    /// [`Error::Database`] or [`Error::Corrupt`] when the disk or the database fails.
     pub fn untag(&self, tag: &str) -> Result<()> {
         self.write(|tx, name| tx.untag(name, tag))
     }
@@ -243,18 +371,36 @@ impl Repository {
     /// Refused with [`Error::ManifestReferenced`] while a live index of this repository lists
     /// the manifest, and with [`Error::Locked`] if a lock protects the repository, one of the
     /// manifests or one of their tags (L1). With the soft delete policy on, all of it goes to the recycle bin.
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`Error::InvalidTag`] or [`Error::InvalidDigest`] if `reference` is neither a tag
+    /// nor a digest, [`Error::ManifestUnknown`] if no live manifest answers to it,
+    /// [`Error::ManifestReferenced`] and [`Error::Locked`] as above, [`Error::NestedWrite`] inside
+    /// a [`Batch`](crate::Batch) of this store, and [`Error::Io`], [`Error::Database`] or
+    /// [`Error::Corrupt`] when the disk or the database fails.
     pub fn delete_manifest(&self, reference: &str) -> Result<Vec<Digest>> {
         self.write(|tx, name| tx.delete_manifest(name, reference))
     }
 
     /// The manifests of this repository in the recycle bin, most recently deleted first (S5).
     /// Works inside a soft-deleted repository too.
+    ///
+    /// # Errors
+    ///
+    /// Fails only with [`Error::Io`], [`Error::Database`] or [`Error::Corrupt`], when the disk or
+    /// the database fails.
     pub fn deleted_manifests(&self) -> Result<Vec<DeletedManifest>> {
         bin::deleted_manifests(&self.snapshot()?, &self.name)
     }
 
     /// The tags of this repository in the recycle bin, or only those named `tag`, most
     /// recently deleted first (S5).
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`Error::InvalidTag`] if `tag` is invalid, and [`Error::Io`], [`Error::Database`]
+    /// or [`Error::Corrupt`] when the disk or the database fails.
     pub fn deleted_tags(&self, tag: Option<&str>) -> Result<Vec<DeletedTag>> {
         if let Some(tag) = tag {
             validate_tag(tag)?;
@@ -268,23 +414,55 @@ impl Repository {
     ///
     /// Restoring into a soft-deleted repository brings the repository back, holding only what
     /// was restored. A manifest that is live is only tagged.
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`Error::InvalidTag`] if the tag in `what` is invalid; [`Error::NotDeleted`] if
+    /// [`Restore::Tag`](crate::Restore::Tag) names a tag with no deletion in the bin;
+    /// [`Error::ManifestUnknown`] if the manifest is neither live nor in the bin;
+    /// [`Error::SubjectDeleted`] if it is a referrer whose subject is in the bin; [`Error::Locked`]
+    /// if the repository is write-locked, or the tag is and would move; [`Error::TagConflict`] if
+    /// the tag is live on another manifest and `force` is not set; [`Error::StorageFull`] while the
+    /// disk is full; [`Error::NestedWrite`] inside a [`Batch`](crate::Batch) of this store; and
+    /// [`Error::Io`], [`Error::Database`] or [`Error::Corrupt`] when the disk or the database
+    /// fails.
     pub fn restore(&self, what: Restore<'_>, force: bool) -> Result<Digest> {
         self.write_adding(|tx, name| tx.restore(name, what, force))
     }
 
     /// Permanently removes manifest `digest` from the recycle bin before it expires, with its
     /// tags in the bin and its history (S16).
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`Error::NotDeleted`] if the manifest is not in the recycle bin,
+    /// [`Error::NestedWrite`] inside a [`Batch`](crate::Batch) of this store, and [`Error::Io`],
+    /// [`Error::Database`] or [`Error::Corrupt`] when the disk or the database fails.
     pub fn purge_deleted_manifest(&self, digest: &Digest) -> Result<()> {
         self.write(|tx, name| tx.purge_deleted_manifest(name, digest))
     }
 
     /// Permanently removes every deletion of `tag` from the recycle bin before it expires
     /// (S16), and returns how many there were.
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`Error::InvalidTag`] if `tag` is invalid, [`Error::NotDeleted`] if the bin holds
+    /// no deletion of it, [`Error::NestedWrite`] inside a [`Batch`](crate::Batch) of this store,
+    /// and [`Error::Io`], [`Error::Database`] or [`Error::Corrupt`] when the disk or the database
+    /// fails.
     pub fn purge_deleted_tags(&self, tag: &str) -> Result<usize> {
         self.write(|tx, name| tx.purge_deleted_tags(name, tag))
     }
 
     /// The locks of an item of this repository, which must be live (L1).
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`Error::RepositoryUnknown`] if the item is the repository and it is not live,
+    /// [`Error::ManifestUnknown`] if it is a manifest that is not live, [`Error::InvalidTag`] or
+    /// [`Error::TagUnknown`] if it is a tag that is invalid or not live; and [`Error::Io`],
+    /// [`Error::Database`] or [`Error::Corrupt`] when the disk or the database fails.
     pub fn locks(&self, item: &Item) -> Result<Locks> {
         let snapshot = self.snapshot()?;
         locks::check_live(&snapshot, &self.name, item)?;
@@ -294,6 +472,13 @@ impl Repository {
     /// Sets the locks of a live item of this repository: the repository itself, a live
     /// manifest or a live tag (L1, L2). Locks are persisted; [`Locks::UNLOCKED`] removes
     /// them.
+    ///
+    /// # Errors
+    ///
+    /// Fails as [`locks`](Repository::locks) does for an item that is not live, with
+    /// [`Error::NestedWrite`] inside a [`Batch`](crate::Batch) of this store, and with
+    /// [`Error::Io`], [`Error::Database`] or [`Error::Corrupt`] when the disk or the database
+    /// fails.
     ///
     /// ```
     /// # let dir = tempfile::tempdir()?;
@@ -312,6 +497,11 @@ impl Repository {
 
     /// Every locked item of this repository with its locks, the repository first, then
     /// manifests and tags in key order.
+    ///
+    /// # Errors
+    ///
+    /// Fails only with [`Error::Io`], [`Error::Database`] or [`Error::Corrupt`], when the disk or
+    /// the database fails.
     pub fn locked_items(&self) -> Result<Vec<(Item, Locks)>> {
         locks::locked_items(&self.snapshot()?, &self.name)
     }

@@ -37,6 +37,11 @@ pub enum ManifestKind {
 
 impl ManifestKind {
     /// The kind of an accepted manifest media type; schema 1 and unknown types are refused.
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`Error::UnsupportedMediaType`] for Docker schema 1 and for any type other than
+    /// an OCI image manifest or index or a Docker schema 2 manifest or manifest list.
     pub fn of_media_type(media_type: &str) -> Result<ManifestKind> {
         match media_type {
             OCI_MANIFEST | DOCKER_MANIFEST => Ok(ManifestKind::Image),
@@ -185,6 +190,11 @@ pub enum Reference {
 impl Reference {
     /// Parses a reference: anything with a `:` is a digest, anything else a tag. Tags cannot
     /// hold a `:`, so the two never clash.
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`Error::InvalidDigest`] if `s` holds a `:` and is not a valid digest,
+    /// [`Error::InvalidTag`] if it holds none and is not a valid tag.
     pub fn parse(s: &str) -> Result<Reference> {
         if s.contains(':') {
             Digest::parse(s).map(Reference::Digest)

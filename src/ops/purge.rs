@@ -60,6 +60,11 @@ pub struct Filter {
 
 impl Filter {
     /// Parses and compiles `repository-regex:tag-regex`.
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`Error::InvalidFilter`] if `filter` has no `:`, or either regular expression is
+    /// empty, does not compile on its own or compiles too large.
     pub fn parse(filter: &str) -> Result<Filter> {
         let invalid = |reason: String| Error::InvalidFilter {
             filter: filter.to_owned(),
@@ -126,6 +131,11 @@ impl Eq for Filter {}
 
 /// Parses an age in the form `acr purge --ago` takes: a sequence of whole numbers, each with a
 /// unit `d`, `h`, `m`, `s`, `ms`, `us` (or `µs`) or `ns`, such as `1d3h6m` or `30m`; or `0`.
+///
+/// # Errors
+///
+/// Fails with [`Error::InvalidSetting`] if `ago` is not of that form, or is too long for a
+/// [`Duration`].
 ///
 /// ```
 /// use std::time::Duration;
@@ -203,6 +213,10 @@ pub struct PurgeOptions {
 
 impl PurgeOptions {
     /// Options with `filters` parsed, and the defaults for the rest.
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`Error::InvalidFilter`] if a filter does not parse ([`Filter::parse`]).
     pub fn new<S: AsRef<str>>(filters: impl IntoIterator<Item = S>) -> Result<PurgeOptions> {
         Ok(PurgeOptions {
             filters: filters

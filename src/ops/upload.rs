@@ -166,6 +166,11 @@ impl Upload {
     }
 
     /// Appends a chunk, makes it durable and returns the new offset.
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`Error::UploadUnknown`] if the session is finished, cancelled or expired,
+    /// [`Error::StorageFull`] while the disk is full, and [`Error::Io`] when the disk fails.
     pub fn append(&self, chunk: &[u8]) -> Result<u64> {
         let mut state = self.open_state()?;
         let core = &*self.core;
@@ -179,6 +184,11 @@ impl Upload {
 
     /// Appends a chunk that the caller sends for `offset`, refused unless the session is
     /// exactly there ([`Error::UploadOffsetMismatch`] tells the real offset).
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`Error::UploadOffsetMismatch`] if the session is not at `offset`; otherwise as
+    /// [`append`](Upload::append).
     pub fn append_at(&self, offset: u64, chunk: &[u8]) -> Result<u64> {
         let actual = self.open_state()?.offset;
         if actual != offset {
@@ -196,6 +206,14 @@ impl Upload {
     /// write-locked ([`Error::Locked`]), nothing is stored and the session stays open; once
     /// the digest matched and the lock let it through, the session is over even if the commit
     /// fails (the caller puts the blob again).
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`Error::UploadUnknown`] if the session is finished, cancelled or expired, or its
+    /// bytes are gone; [`Error::DigestMismatch`] if they do not hash to `digest`; [`Error::Locked`]
+    /// if the repository is write-locked; [`Error::StorageFull`] while the disk is full;
+    /// [`Error::NestedWrite`] inside a [`Batch`](crate::Batch) of this store; and [`Error::Io`],
+    /// [`Error::Database`] or [`Error::Corrupt`] when the disk or the database fails.
     pub fn finish(&self, digest: &Digest) -> Result<()> {
         let mut state = self.open_state()?;
         let core = &*self.core;
@@ -250,6 +268,12 @@ impl Upload {
     }
 
     /// Abandons the session and deletes what it received.
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`Error::UploadUnknown`] if the session is finished, cancelled or expired,
+    /// [`Error::NestedWrite`] inside a [`Batch`](crate::Batch) of this store, and [`Error::Io`],
+    /// [`Error::Database`] or [`Error::Corrupt`] when the disk or the database fails.
     pub fn cancel(&self) -> Result<()> {
         let mut state = self.open_state()?;
         self.core.write(true, |tx| tx.close_upload(&self.id))?;

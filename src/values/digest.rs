@@ -84,6 +84,11 @@ pub struct Digest {
 
 impl Digest {
     /// Parses and validates `algorithm:hex` (N3).
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`Error::InvalidDigest`] if `s` is not `algorithm:hex` with a supported algorithm
+    /// (sha256, sha512, blake3) and lower-case hex of that algorithm's length.
     pub fn parse(s: &str) -> Result<Digest> {
         let invalid = |reason| Error::InvalidDigest {
             digest: s.to_owned(),

@@ -37,6 +37,10 @@ impl Default for SoftDeletePolicy {
 
 impl SoftDeletePolicy {
     /// The policy switched on with a retention of `retention_days` (1 to 90).
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`Error::InvalidSetting`] unless `retention_days` is 1 to 90.
     pub fn enabled(retention_days: u32) -> Result<SoftDeletePolicy> {
         let policy = SoftDeletePolicy {
             enabled: true,
@@ -106,6 +110,10 @@ impl Default for RetentionPolicy {
 
 impl RetentionPolicy {
     /// The policy switched on with `days` (0 to 365).
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`Error::InvalidSetting`] if `days` is over 365.
     pub fn enabled(days: u32) -> Result<RetentionPolicy> {
         let policy = RetentionPolicy {
             enabled: true,
