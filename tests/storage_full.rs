@@ -54,31 +54,19 @@ impl Drop for SmallDisk {
     }
 }
 
-/// A store on a small disk of its own, on a manual clock.
-struct Full {
-    disk: SmallDisk,
-    clock: ManualClock,
-    registry: Registry,
-}
-
-impl Full {
-    /// A store on a `mib` MiB disk, with the soft delete policy on (retention one day) if
-    /// `soft_delete`.
-    fn new(mib: u32, soft_delete: bool) -> Full {
-        let disk = SmallDisk::new(mib);
-        let clock = ManualClock::new(START);
-        let registry = open(disk.path(), &clock);
-        if soft_delete {
-            registry
-                .set_soft_delete_policy(SoftDeletePolicy::enabled(1).unwrap())
-                .unwrap();
-        }
-        Full {
-            disk,
-            clock,
-            registry,
-        }
+/// A store on a small disk of its own of `mib` MiB, on a manual clock, with the soft delete
+/// policy on (retention one day) if `soft_delete`. The disk is unmounted when dropped: keep it
+/// until the store is closed.
+fn full_store(mib: u32, soft_delete: bool) -> (SmallDisk, ManualClock, Registry) {
+    let disk = SmallDisk::new(mib);
+    let clock = ManualClock::new(START);
+    let registry = open(disk.path(), &clock);
+    if soft_delete {
+        registry
+            .set_soft_delete_policy(SoftDeletePolicy::enabled(1).unwrap())
+            .unwrap();
     }
+    (disk, clock, registry)
 }
 
 fn open(dir: &Path, clock: &ManualClock) -> Registry {
@@ -173,11 +161,7 @@ fn fsck_is_clean(registry: &Registry) {
 
 #[test]
 fn c4_a_full_disk_refuses_writes_then_frees_space_through_the_api_and_writes_resume() {
-    let Full {
-        disk: _disk,
-        clock,
-        registry,
-    } = Full::new(24, false);
+    let (_disk, clock, registry) = full_store(24, false);
     let repo = registry.repository("team/app").unwrap();
     let mut acknowledged = fill(&repo);
     let health = registry.health();
@@ -248,11 +232,7 @@ fn c4_a_full_disk_refuses_writes_then_frees_space_through_the_api_and_writes_res
 
 #[test]
 fn c4_with_soft_delete_on_the_bin_is_emptied_through_the_api_on_a_full_disk() {
-    let Full {
-        disk: _disk,
-        clock,
-        registry,
-    } = Full::new(24, true);
+    let (_disk, clock, registry) = full_store(24, true);
     let repo = registry.repository("app").unwrap();
     let acknowledged = fill(&repo);
     // Deleting a repository into the bin, then purging the bin, and collecting, all commit.
@@ -274,11 +254,7 @@ fn c4_with_soft_delete_on_the_bin_is_emptied_through_the_api_on_a_full_disk() {
 
 #[test]
 fn c4_autopurge_runs_on_a_full_disk() {
-    let Full {
-        disk: _disk,
-        clock,
-        registry,
-    } = Full::new(24, true);
+    let (_disk, clock, registry) = full_store(24, true);
     let repo = registry.repository("app").unwrap();
     let acknowledged = fill(&repo);
     for tag in acknowledged.keys() {
@@ -296,11 +272,7 @@ fn c4_autopurge_runs_on_a_full_disk() {
 /// for lack of space, after which redb refuses every call until the database is reopened.
 #[test]
 fn c5_after_a_failed_commit_the_store_reopens_itself_and_the_next_call_works() {
-    let Full {
-        disk,
-        clock,
-        registry,
-    } = Full::new(16, false);
+    let (disk, clock, registry) = full_store(16, false);
     let repo = registry.repository("app").unwrap();
     let config = repo.put_blob_sha256(b"{}").unwrap();
     let mut acknowledged = BTreeMap::new();
@@ -395,11 +367,7 @@ fn c4_a_store_opens_on_a_disk_full_to_the_last_byte() {
 
 #[test]
 fn c4_binned_manifests_survive_a_full_disk_whole_and_restore_once_there_is_room() {
-    let Full {
-        disk: _disk,
-        clock,
-        registry,
-    } = Full::new(24, true);
+    let (_disk, clock, registry) = full_store(24, true);
     let repo = registry.repository("app").unwrap();
     let mut live = fill(&repo);
     // Into the bin: half of them; they keep their layers (S14), so the disk stays full.

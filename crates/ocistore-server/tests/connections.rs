@@ -147,6 +147,19 @@ fn get(path: &str) -> String {
 }
 
 #[track_caller]
+/// A body that stalls is answered 408 `REQUEST_TIMEOUT` after the body timeout (1 s in
+/// these tests), with `Connection: close`, and the connection is closed right after (the
+/// lingering close ends once the client stays quiet).
+fn assert_cut_off_with_408(c: &mut Raw) {
+    let start = Instant::now();
+    let answer = c.answer().expect("an answer");
+    assert_about(start.elapsed(), Duration::from_secs(1));
+    assert_eq!(answer.status, 408, "{answer:?}");
+    assert_eq!(answer.code(), "REQUEST_TIMEOUT");
+    assert_eq!(answer.header("connection"), Some("close"));
+    assert!(c.closed_after() < Duration::from_secs(2));
+}
+
 fn assert_about(elapsed: Duration, expected: Duration) {
     assert!(
         elapsed >= expected.mul_f64(0.8) && elapsed <= expected + Duration::from_millis(1500),
@@ -210,14 +223,7 @@ fn a_stalled_manifest_body_is_cut_off_with_408() {
          Content-Type: application/vnd.oci.image.manifest.v1+json\r\n\
          Content-Length: 100\r\n\r\n{\"schemaVersion\":",
     );
-    let start = Instant::now();
-    let answer = c.answer().expect("an answer");
-    assert_about(start.elapsed(), Duration::from_secs(1));
-    assert_eq!(answer.status, 408, "{answer:?}");
-    assert_eq!(answer.code(), "REQUEST_TIMEOUT");
-    assert_eq!(answer.header("connection"), Some("close"));
-    // Closed right after (the lingering close ends once the client stays quiet).
-    assert!(c.closed_after() < Duration::from_secs(2));
+    assert_cut_off_with_408(&mut c);
     assert!(
         s.registry
             .repository("team/app")
@@ -245,13 +251,7 @@ fn a_stalled_patch_body_is_cut_off_with_408_and_the_session_keeps_what_came() {
          Content-Type: application/octet-stream\r\nContent-Length: 1000\r\n\r\n"
     ));
     c.send([7u8; 100]);
-    let start = Instant::now();
-    let answer = c.answer().expect("an answer");
-    assert_about(start.elapsed(), Duration::from_secs(1));
-    assert_eq!(answer.status, 408, "{answer:?}");
-    assert_eq!(answer.code(), "REQUEST_TIMEOUT");
-    assert_eq!(answer.header("connection"), Some("close"));
-    assert!(c.closed_after() < Duration::from_secs(2));
+    assert_cut_off_with_408(&mut c);
     // The 100 bytes that came are in the session: the client can resume after them.
     let status = read(s.agent.get(format!("{}{location}", s.base)).call().unwrap());
     assert_eq!(status.status, 204);
