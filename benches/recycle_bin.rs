@@ -80,6 +80,7 @@ fn prepare() -> TempDir {
                         .iter()
                         .map(|(reference, body)| {
                             b.push_manifest(&repo, reference, OCI_MANIFEST, body)
+                                .map(|pushed| pushed.digest)
                         })
                         .collect::<ocistore::Result<Vec<_>>>()
                 })

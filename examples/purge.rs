@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use ocistore::manifest::{OCI_INDEX, OCI_MANIFEST};
 use ocistore::{
-    Algorithm, Batch, Digest, Item, Locks, ManualClock, Page, PurgeOptions, PurgeReport, Registry,
-    Repository, Restore, SoftDeletePolicy, Timestamp, parse_ago,
+    Algorithm, Batch, Digest, Item, Locks, ManualClock, OnConflict, Page, PurgeOptions,
+    PurgeReport, Registry, Repository, Restore, SoftDeletePolicy, Timestamp, parse_ago,
 };
 
 const HOUR: Duration = Duration::from_secs(3_600);
@@ -221,7 +221,7 @@ fn main() -> Res<()> {
     if web.resolve(tag).is_ok() {
         return Err("build-100 was purged".into());
     }
-    let restored = web.restore(Restore::Tag(tag), false)?;
+    let restored = web.restore(Restore::Tag(tag), OnConflict::Refuse)?;
     let pulled = web.pull(tag)?;
     check(&restored, &pulled.body)?;
     assert_eq!((&restored, &pulled.digest), (&was, &was));
@@ -287,7 +287,7 @@ impl Pipeline {
                     r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{}]}}"#,
                     children.join(",")
                 );
-                let digest = b.push_manifest(repo, &tag, OCI_INDEX, body.as_bytes())?;
+                let digest = b.push_manifest(repo, &tag, OCI_INDEX, body.as_bytes())?.digest;
                 (digest, OCI_INDEX, body.len())
             };
             b.tag(repo, "latest", &digest)?;

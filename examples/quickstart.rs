@@ -94,7 +94,9 @@ fn push_image(
         descriptor(LAYER, base)?,
         descriptor(LAYER, app)?,
     );
-    Ok(repo.push_manifest(tag, OCI_MANIFEST, body.as_bytes())?)
+    Ok(repo
+        .push_manifest(tag, OCI_MANIFEST, body.as_bytes())?
+        .digest)
 }
 
 fn check(digest: &Digest, bytes: &[u8]) -> Result<(), Box<dyn Error>> {

@@ -11,7 +11,9 @@ use std::error::Error;
 use std::time::Duration;
 
 use ocistore::manifest::OCI_MANIFEST;
-use ocistore::{Digest, ManualClock, Registry, Repository, Restore, SoftDeletePolicy, Timestamp};
+use ocistore::{
+    Digest, ManualClock, OnConflict, Registry, Repository, Restore, SoftDeletePolicy, Timestamp,
+};
 
 const DAY: Duration = Duration::from_secs(86_400);
 
@@ -48,7 +50,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     println!(
         "\nday 1: restore hello-world:latest (tag alone: the most recently deleted manifest with it)"
     );
-    let restored = hello.restore(Restore::Tag("latest"), false)?;
+    let restored = hello.restore(Restore::Tag("latest"), OnConflict::Refuse)?;
     println!(
         "  restored {} as latest; pull: {}",
         short(&restored),
@@ -61,11 +63,11 @@ fn main() -> Result<(), Box<dyn Error>> {
         short(&v3),
         short(&v1)
     );
-    match hello.restore(Restore::TagAndDigest("latest", &v1), false) {
+    match hello.restore(Restore::TagAndDigest("latest", &v1), OnConflict::Refuse) {
         Err(e) => println!("  plain restore refused: {e}"),
         Ok(_) => return Err("a restore over a live tag must be refused".into()),
     }
-    hello.restore(Restore::TagAndDigest("latest", &v1), true)?;
+    hello.restore(Restore::TagAndDigest("latest", &v1), OnConflict::MoveTag)?;
     println!(
         "  forced: latest = {}; the overwritten latest (on {}) went to the bin",
         short(&hello.resolve("latest")?),
@@ -136,6 +138,7 @@ fn push(repo: &Repository, tag: &str, seed: &str) -> Result<Digest, ocistore::Er
         seed.len() + 9,
     );
     repo.push_manifest(tag, OCI_MANIFEST, body.as_bytes())
+        .map(|pushed| pushed.digest)
 }
 
 fn short(d: &Digest) -> String {

@@ -30,7 +30,7 @@
 //!     "config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":37}},
 //!     "layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{layer}","size":11}}]}}"#
 //! );
-//! let digest = repo.push_manifest("latest", OCI_MANIFEST, body.as_bytes())?;
+//! let digest = repo.push_manifest("latest", OCI_MANIFEST, body.as_bytes())?.digest;
 //! assert_eq!(repo.resolve("latest")?, digest);
 //! assert_eq!(registry.repositories(&Page::all())?, ["team/app"]);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -88,19 +88,21 @@ pub use oci::{Descriptor, ManifestKind, Reference};
 pub use ops::collector::{CollectOptions, CollectReport, Phase, Progress};
 pub use ops::fsck::{FsckOptions, FsckReport, Problem};
 pub use ops::purge::{Filter, PurgeOptions, PurgeReport, RepositoryPurge, parse_ago};
-pub use ops::recycle_bin::Restore;
+pub use ops::push::Pushed;
+pub use ops::recycle_bin::{OnConflict, Restore};
 pub use ops::retention::{AutopurgeReport, Maintenance};
 pub use ops::space::Health;
 pub use ops::upload::Upload;
 pub use ops::usage::{RepositoryUsage, Usage};
 pub use store::bin::{DeletedManifest, DeletedRepository, DeletedTag};
 pub use store::format::FORMAT_VERSION;
-pub use store::locks::{Item, Locks};
+pub use store::locks::Locks;
 pub use store::manifests::{Manifest, ManifestQuery, PulledManifest};
+pub use store::repositories::RepositoryState;
 pub use store::tags::{Tag, TagCause, TagEvent};
 pub use values::{
-    Algorithm, Clock, Digest, Error, Hasher, MAX_NAME_LEN, ManualClock, Page, Result,
-    RetentionPolicy, SoftDeletePolicy, SystemClock, Timestamp,
+    Algorithm, Clock, DatabaseError, Digest, Error, Hasher, Item, MAX_NAME_LEN, ManualClock, Page,
+    Result, RetentionPolicy, SoftDeletePolicy, SystemClock, Timestamp,
 };
 
 /// The README's examples, run as doctests.

@@ -13,8 +13,8 @@ use common::{
 };
 use ocistore::manifest::OCI_MANIFEST;
 use ocistore::{
-    Algorithm, CollectOptions, Digest, FsckOptions, FsckReport, Problem, Registry, Repository,
-    RepositoryUsage, Usage,
+    Algorithm, CollectOptions, Digest, FsckOptions, FsckReport, OnConflict, Problem, Registry,
+    Repository, RepositoryUsage, Usage,
 };
 
 fn sha256(bytes: &[u8]) -> Digest {
@@ -29,7 +29,7 @@ fn put(repo: &Repository, bytes: &[u8]) -> (Digest, u64) {
 /// Pushes an image of `config` and `layers` by `tag`.
 fn push(repo: &Repository, tag: &str, config: &(Digest, u64), layers: &[(Digest, u64)]) -> Digest {
     let body = serde_json::to_vec(&image_body(config, layers)).unwrap();
-    repo.push_manifest(tag, OCI_MANIFEST, &body).unwrap()
+    repo.push_manifest(tag, OCI_MANIFEST, &body).unwrap().digest
 }
 
 fn fsck(registry: &Registry, repair: bool) -> FsckReport {
@@ -535,7 +535,7 @@ fn a2_an_index_restored_after_its_child_was_purged_is_reported() {
         fsck(&s.registry, false).problems,
         std::slice::from_ref(&missing)
     );
-    app.restore(ocistore::Restore::Digest(&index), false)
+    app.restore(ocistore::Restore::Digest(&index), OnConflict::Refuse)
         .unwrap();
     assert_eq!(fsck(&s.registry, false).problems, [missing]);
 }

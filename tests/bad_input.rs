@@ -106,7 +106,7 @@ fn fixture() -> Fixture {
         layer_bytes.len() as u64,
     );
     let body = serde_json::to_vec(&image_body(&config, std::slice::from_ref(&layer))).unwrap();
-    let image = app.push_manifest("v1", OCI_MANIFEST, &body).unwrap();
+    let image = app.push_manifest("v1", OCI_MANIFEST, &body).unwrap().digest;
     let index = serde_json::to_vec(&index_body(&[(image.clone(), body.len() as u64)])).unwrap();
     app.push_manifest("multi", OCI_INDEX, &index).unwrap();
     let referrer = json!({
@@ -398,14 +398,14 @@ fn n5_digest_and_reference_parsing_name_what_is_wrong() {
         refused!(
             reg,
             Reference::parse(bad),
-            ocistore::Error::InvalidDigest { digest, .. } if &digest == bad
+            ocistore::Error::InvalidReference { reference, .. } if &reference == bad
         );
     }
     for bad in ["", "-v1", ".v1", "v 1", "v1/x", "ü", &"a".repeat(129)] {
         refused!(
             reg,
             Reference::parse(bad),
-            ocistore::Error::InvalidTag { tag } if tag == bad
+            ocistore::Error::InvalidReference { reference, .. } if reference == bad
         );
     }
     for bad in ["application/json", "text/plain", ""] {
@@ -852,7 +852,7 @@ fn n5_push_manifest_refuses_bad_references() {
         refused!(
             reg,
             fx.app.push_manifest(bad, OCI_MANIFEST, &body),
-            ocistore::Error::InvalidTag { tag } if tag == bad
+            ocistore::Error::InvalidReference { reference, .. } if reference == bad
         );
     }
     for bad in [
@@ -866,14 +866,14 @@ fn n5_push_manifest_refuses_bad_references() {
         refused!(
             reg,
             fx.fresh.push_manifest(bad, OCI_MANIFEST, &body),
-            ocistore::Error::InvalidDigest { digest, .. } if digest == bad
+            ocistore::Error::InvalidReference { reference, .. } if reference == bad
         );
     }
     // The reference is checked before the body.
     refused!(
         reg,
         fx.app.push_manifest("bad tag", "text/plain", b"not json"),
-        ocistore::Error::InvalidTag { .. }
+        ocistore::Error::InvalidReference { .. }
     );
     // A 128-character tag is the longest accepted.
     harmless!(reg, Reference::parse(&"a".repeat(128)));
@@ -1178,16 +1178,16 @@ fn n5_pull_and_manifest_refuse_bad_and_unknown_references() {
     let unknown = sha256(b"no such manifest").to_string();
     for repo in [&fx.app, &fx.fresh] {
         for bad in ["", "-v1", "v 1", "ü", &"a".repeat(129)] {
-            refused!(reg, repo.pull(bad), ocistore::Error::InvalidTag { tag } if tag == bad);
-            refused!(reg, repo.manifest(bad), ocistore::Error::InvalidTag { tag } if tag == bad);
+            refused!(reg, repo.pull(bad), ocistore::Error::InvalidReference { reference, .. } if reference == bad);
+            refused!(reg, repo.manifest(bad), ocistore::Error::InvalidReference { reference, .. } if reference == bad);
         }
         for bad in [
             "sha256:abc",
             "v1:latest",
             &format!("sha256:{}", "A".repeat(64)),
         ] {
-            refused!(reg, repo.pull(bad), ocistore::Error::InvalidDigest { digest, .. } if digest == bad);
-            refused!(reg, repo.manifest(bad), ocistore::Error::InvalidDigest { digest, .. } if digest == bad);
+            refused!(reg, repo.pull(bad), ocistore::Error::InvalidReference { reference, .. } if reference == bad);
+            refused!(reg, repo.manifest(bad), ocistore::Error::InvalidReference { reference, .. } if reference == bad);
         }
         for missing in [
             "nope",
@@ -1345,9 +1345,9 @@ fn n5_batch_calls_with_bad_input_write_nothing_even_when_the_batch_commits() {
         assert!(matches!(e, ocistore::Error::BlobUnknown { ref repository, .. } if repository == "fresh/repo"), "{e:?}");
 
         let e = b.push_manifest(&fx.app, "bad tag", OCI_MANIFEST, &good_body).unwrap_err();
-        assert!(matches!(e, ocistore::Error::InvalidTag { .. }), "{e:?}");
+        assert!(matches!(e, ocistore::Error::InvalidReference { .. }), "{e:?}");
         let e = b.push_manifest(&fx.app, "sha256:abc", OCI_MANIFEST, &good_body).unwrap_err();
-        assert!(matches!(e, ocistore::Error::InvalidDigest { .. }), "{e:?}");
+        assert!(matches!(e, ocistore::Error::InvalidReference { .. }), "{e:?}");
         let e = b.push_manifest(&fx.app, "v2", "application/json", &good_body).unwrap_err();
         assert!(matches!(e, ocistore::Error::UnsupportedMediaType { .. }), "{e:?}");
         let e = b.push_manifest(&fx.app, "v2", OCI_INDEX, &good_body).unwrap_err();
@@ -1389,7 +1389,9 @@ fn n5_a_failed_call_inside_a_batch_does_not_undo_or_leak_into_the_good_ones() {
     let bad_body = to_vec(&image_body(&fx.config, &[(fx.foreign_blob.clone(), 13)]));
     let pushed = reg
         .batch(|b| {
-            let d = b.push_manifest(&fx.app, "good", OCI_MANIFEST, &body)?;
+            let d = b
+                .push_manifest(&fx.app, "good", OCI_MANIFEST, &body)?
+                .digest;
             assert!(
                 b.push_manifest(&fx.app, "bad", OCI_MANIFEST, &bad_body)
                     .is_err()
@@ -1506,7 +1508,7 @@ fn c1_a_batch_whose_third_of_four_calls_fails_leaves_nothing() {
             ran.push(1);
             b.mount_blob(&fx.fresh, &fx.other, &fx.foreign_blob)?;
             ran.push(2);
-            let d = b.push_manifest(&fx.app, "v2", OCI_MANIFEST, &body)?;
+            let d = b.push_manifest(&fx.app, "v2", OCI_MANIFEST, &body)?.digest;
             ran.push(3);
             b.push_manifest(&fx.app, "broken", OCI_MANIFEST, &bad)?;
             ran.push(4);
@@ -1531,7 +1533,7 @@ fn c1_a_batch_whose_third_of_four_calls_fails_leaves_nothing() {
     let good = to_vec(&image_body(&fx.config, &[]));
     reg.batch(|b| {
         b.mount_blob(&fx.fresh, &fx.other, &fx.foreign_blob)?;
-        let d = b.push_manifest(&fx.app, "v2", OCI_MANIFEST, &body)?;
+        let d = b.push_manifest(&fx.app, "v2", OCI_MANIFEST, &body)?.digest;
         b.push_manifest(&fx.app, "broken", OCI_MANIFEST, &good)?;
         b.tag(&fx.app, "v3", &d)
     })

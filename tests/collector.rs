@@ -19,7 +19,7 @@ use common::*;
 use ocistore::manifest::OCI_MANIFEST;
 use ocistore::{
     Algorithm, Clock, CollectOptions, CollectReport, Digest, Error, ManifestQuery, ManualClock,
-    Page, Phase, Progress, Registry, Repository, Restore, SoftDeletePolicy, Timestamp,
+    OnConflict, Page, Phase, Progress, Registry, Repository, Restore, SoftDeletePolicy, Timestamp,
 };
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -291,9 +291,12 @@ fn g1_roots_are_live_and_soft_deleted_manifests_with_their_configs_and_layers() 
     for d in seed_blobs("in a deleted repository") {
         assert!(blob_file(&s.registry, &d).exists());
     }
-    repo.restore(Restore::Tag("binned"), false).unwrap();
+    repo.restore(Restore::Tag("binned"), OnConflict::Refuse)
+        .unwrap();
     assert_eq!(untagged_manifests(&repo)[0].digest, untagged);
-    let restored = gone.restore(Restore::Tag("v1"), false).unwrap();
+    let restored = gone
+        .restore(Restore::Tag("v1"), OnConflict::Refuse)
+        .unwrap();
     assert_eq!(gone.pull("v1").unwrap().digest, restored);
     for d in seed_blobs("in a deleted repository") {
         assert_readable(&gone, &d);
@@ -503,7 +506,11 @@ fn g2_a_manifest_pushed_while_links_are_swept_keeps_its_link_and_blob() {
                 done: 256,
             }) {
                 // The mark doomed zz's link; its turn in the sweep has not come.
-                pushed = Some(repo.push_manifest("v1", OCI_MANIFEST, &body).unwrap());
+                pushed = Some(
+                    repo.push_manifest("v1", OCI_MANIFEST, &body)
+                        .unwrap()
+                        .digest,
+                );
             }
         })
         .unwrap();
@@ -534,7 +541,11 @@ fn g2_a_manifest_pushed_during_the_mark_keeps_its_link_and_blob() {
         .registry
         .collect_with_progress(&CollectOptions::default(), |p| {
             if p.phase == Phase::Mark && pushed.is_none() {
-                pushed = Some(repo.push_manifest("v1", OCI_MANIFEST, &body).unwrap());
+                pushed = Some(
+                    repo.push_manifest("v1", OCI_MANIFEST, &body)
+                        .unwrap()
+                        .digest,
+                );
             }
         })
         .unwrap();
@@ -753,9 +764,9 @@ fn client(registry: &Registry, id: usize, deadline: Instant, counts: &Counts) {
                     let body = serde_json::to_vec(&image_body(&descriptors[0], &descriptors[1..]))
                         .unwrap();
                     match repo.push_manifest(&tag, OCI_MANIFEST, &body) {
-                        Ok(d) => {
+                        Ok(pushed) => {
                             bump(&counts.pushes);
-                            assert_complete(repo, &d, "just pushed");
+                            assert_complete(repo, &pushed.digest, "just pushed");
                             break;
                         }
                         // Swept between the put and the push: the client uploads again (G2).
@@ -763,7 +774,9 @@ fn client(registry: &Registry, id: usize, deadline: Instant, counts: &Counts) {
                         // It is in the bin: the client restores it instead (S13).
                         Err(Error::ManifestSoftDeleted { digest, .. }) => {
                             bump(&counts.refused_binned);
-                            match repo.restore(Restore::TagAndDigest(&tag, &digest), false) {
+                            match repo
+                                .restore(Restore::TagAndDigest(&tag, &digest), OnConflict::Refuse)
+                            {
                                 Ok(d) => {
                                     bump(&counts.restores);
                                     assert_complete(repo, &d, "restored instead of pushed");
@@ -788,7 +801,7 @@ fn client(registry: &Registry, id: usize, deadline: Instant, counts: &Counts) {
                 Err(Error::TagUnknown { .. } | Error::ManifestUnknown { .. }) => {}
                 Err(e) => panic!("delete: {e}"),
             },
-            8 | 9 => match repo.restore(Restore::Tag(&tag), false) {
+            8 | 9 => match repo.restore(Restore::Tag(&tag), OnConflict::Refuse) {
                 Ok(d) => {
                     bump(&counts.restores);
                     assert_complete(repo, &d, "just restored");
@@ -879,7 +892,8 @@ fn g2_stress_clients_racing_collections_with_no_grace_never_lose_a_layer() {
     for name in STRESS_REPOS {
         let repo = registry.repository(name).unwrap();
         for m in repo.deleted_manifests().unwrap() {
-            repo.restore(Restore::Digest(&m.digest), false).unwrap();
+            repo.restore(Restore::Digest(&m.digest), OnConflict::Refuse)
+                .unwrap();
             binned += 1;
         }
     }

@@ -22,7 +22,7 @@ use common::{
 use ocistore::manifest::{OCI_INDEX, OCI_MANIFEST};
 use ocistore::{
     Algorithm, CollectOptions, Digest, Error, FORMAT_VERSION, FsckOptions, ManifestQuery,
-    ManualClock, Page, Problem, Registry, Repository, Restore, SoftDeletePolicy,
+    ManualClock, OnConflict, Page, Problem, Registry, Repository, Restore, SoftDeletePolicy,
 };
 use serde_json::json;
 
@@ -163,7 +163,9 @@ fn c1_a_batch_of_many_pushes_commits_together() {
             for i in 0..N {
                 let mut body = image_body(&config, &[]);
                 body["annotations"] = json!({"i": i.to_string()});
-                let d = b.push_manifest(&app, &format!("t{i}"), OCI_MANIFEST, &to_vec(&body))?;
+                let d = b
+                    .push_manifest(&app, &format!("t{i}"), OCI_MANIFEST, &to_vec(&body))?
+                    .digest;
                 b.tag(&app, "latest", &d)?;
                 digests.push(d);
                 if i == N / 2 {
@@ -220,7 +222,9 @@ fn c1_a_failing_batch_leaves_nothing_even_after_reopen() {
                 // The blob is in the registry already after the first round: only linked.
                 b.put_blob(&fresh, &config.0, bytes.as_bytes())?;
                 let body = to_vec(&image_body(&config, &[]));
-                let d = b.push_manifest(&fresh, &format!("t{i}"), OCI_MANIFEST, &body)?;
+                let d = b
+                    .push_manifest(&fresh, &format!("t{i}"), OCI_MANIFEST, &body)?
+                    .digest;
                 b.tag(&app, "v1", &v1)?;
                 b.tag(&fresh, "latest", &d)?;
             }
@@ -464,7 +468,10 @@ fn c2_child_crash_worker() {
         // The image, by a tag of its own, then `latest` moved onto it.
         let body = to_vec(&image_body(&(config, config_bytes.len() as u64), &layers));
         let tag = format!("r{round}-{i}");
-        let digest = repo.push_manifest(&tag, OCI_MANIFEST, &body).unwrap();
+        let digest = repo
+            .push_manifest(&tag, OCI_MANIFEST, &body)
+            .unwrap()
+            .digest;
         ack(format_args!("manifest {name} {digest}"));
         ack(format_args!("tag {name} {tag} {digest}"));
         repo.tag("latest", &digest).unwrap();
@@ -476,7 +483,8 @@ fn c2_child_crash_worker() {
             let index = to_vec(&index_body(&children));
             let d = repo
                 .push_manifest(sha256(&index).as_str(), OCI_INDEX, &index)
-                .unwrap();
+                .unwrap()
+                .digest;
             ack(format_args!("manifest {name} {d}"));
             repo.tag("index", &d).unwrap();
             ack(format_args!("tag {name} index {d}"));
@@ -489,7 +497,7 @@ fn c2_child_crash_worker() {
                 .batch(|b| {
                     let c = b.put_blob_sha256(repo, &bytes)?;
                     let body = to_vec(&image_body(&(c.clone(), bytes.len() as u64), &[]));
-                    let d = b.push_manifest(repo, &tag, OCI_MANIFEST, &body)?;
+                    let d = b.push_manifest(repo, &tag, OCI_MANIFEST, &body)?.digest;
                     b.tag(repo, "latest", &d)?;
                     Ok((c, d))
                 })
@@ -798,7 +806,8 @@ fn c2_child_collecting_worker() {
         let body = to_vec(&image_body(&blobs[0], &blobs[1..]));
         let digest = repo
             .push_manifest(&format!("t{round}-{i}"), OCI_MANIFEST, &body)
-            .unwrap();
+            .unwrap()
+            .digest;
         let refs: Vec<String> = blobs.iter().map(|(d, _)| d.to_string()).collect();
         ack(format_args!("manifest {digest} {}", refs.join(",")));
         live.push(digest);
@@ -812,7 +821,8 @@ fn c2_child_collecting_worker() {
         if i % 4 == 3 && !binned.is_empty() {
             let d = binned.remove(0);
             ack(format_args!("try-restore {d}"));
-            repo.restore(Restore::Digest(&d), false).unwrap();
+            repo.restore(Restore::Digest(&d), OnConflict::Refuse)
+                .unwrap();
             ack(format_args!("restored {d}"));
             live.push(d);
         }
@@ -1135,7 +1145,8 @@ fn c3_readers_see_consistent_snapshots_while_a_writer_pushes() {
     let config = (repo.put_blob_sha256(b"config").unwrap(), 6);
     let first = repo
         .push_manifest("latest", OCI_MANIFEST, &to_vec(&image_body(&config, &[])))
-        .unwrap();
+        .unwrap()
+        .digest;
     repo.tag("a-0", &first).unwrap();
     repo.tag("b-0", &first).unwrap();
     let done = AtomicBool::new(false);
@@ -1150,12 +1161,9 @@ fn c3_readers_see_consistent_snapshots_while_a_writer_pushes() {
                     .batch(|b| {
                         let l = b.put_blob_sha256(&repo, &layer)?;
                         let body = image_body(&config, &[(l, layer.len() as u64)]);
-                        let d = b.push_manifest(
-                            &repo,
-                            &format!("a-{i}"),
-                            OCI_MANIFEST,
-                            &to_vec(&body),
-                        )?;
+                        let d = b
+                            .push_manifest(&repo, &format!("a-{i}"), OCI_MANIFEST, &to_vec(&body))?
+                            .digest;
                         b.tag(&repo, &format!("b-{i}"), &d)?;
                         b.tag(&repo, "latest", &d)
                     })
@@ -1295,6 +1303,7 @@ fn push_image_in(b: &mut ocistore::Batch<'_>, repo: &Repository, tag: &str) -> D
     let body = image_body(&(c, config.len() as u64), &[(l, layer.len() as u64)]);
     b.push_manifest(repo, tag, OCI_MANIFEST, &to_vec(&body))
         .unwrap()
+        .digest
 }
 
 #[test]

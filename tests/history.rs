@@ -7,7 +7,8 @@ mod common;
 use common::{START, Store, push_image};
 use ocistore::manifest::OCI_MANIFEST;
 use ocistore::{
-    Digest, Error, Page, Repository, Restore, SoftDeletePolicy, TagCause, TagEvent, Timestamp,
+    Digest, Error, OnConflict, Page, Repository, Restore, SoftDeletePolicy, TagCause, TagEvent,
+    Timestamp,
 };
 use serde_json::json;
 
@@ -62,6 +63,7 @@ fn push_referrer(repo: &Repository, reference: &str, subject: &Digest, seed: &st
     });
     repo.push_manifest(reference, OCI_MANIFEST, &serde_json::to_vec(&body).unwrap())
         .unwrap()
+        .digest
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -240,11 +242,12 @@ fn t1_restore_with_a_tag_records_restore() {
     repo.delete_manifest("v2").unwrap();
     s.advance(60);
     let t1 = now(&s);
-    repo.restore(Restore::Tag("v1"), false).unwrap();
+    repo.restore(Restore::Tag("v1"), OnConflict::Refuse)
+        .unwrap();
     s.advance(60);
     let t2 = now(&s);
     // Restore of a digest under a tag it never carried.
-    repo.restore(Restore::TagAndDigest("renamed", &b), false)
+    repo.restore(Restore::TagAndDigest("renamed", &b), OnConflict::Refuse)
         .unwrap();
     assert_eq!(
         repo.tag_history("v1").unwrap()[0],
@@ -258,7 +261,8 @@ fn t1_restore_with_a_tag_records_restore() {
     let c = push_image(&repo, "v3", "c");
     repo.delete_manifest("v3").unwrap();
     let before = repo.tag_history("v3").unwrap();
-    repo.restore(Restore::Digest(&c), false).unwrap();
+    repo.restore(Restore::Digest(&c), OnConflict::Refuse)
+        .unwrap();
     assert_eq!(repo.tag_history("v3").unwrap(), before);
 }
 
@@ -279,7 +283,7 @@ fn t1_forced_restore_records_the_overwritten_tag_as_restore_to_nothing() {
         let b = push_image(&repo, "latest", "b");
         s.advance(60);
         let at = now(&s);
-        repo.restore(Restore::TagAndDigest("latest", &a), true)
+        repo.restore(Restore::TagAndDigest("latest", &a), OnConflict::MoveTag)
             .unwrap();
         let history = repo.tag_history("latest").unwrap();
         assert_eq!(
@@ -367,7 +371,7 @@ fn t1_an_invalid_tag_is_invalid_tag() {
             Err(Error::InvalidTag { tag }) => assert_eq!(tag, bad),
             other => panic!("tag_history({bad:?}): {other:?}"),
         }
-        match repo.revert_tag(bad, &a, true) {
+        match repo.revert_tag(bad, &a, OnConflict::MoveTag) {
             Err(Error::InvalidTag { tag }) => assert_eq!(tag, bad),
             other => panic!("revert_tag({bad:?}): {other:?}"),
         }
@@ -388,7 +392,7 @@ fn t2_revert_to_a_live_manifest() {
     repo.untag("v1").unwrap();
     s.advance(60);
     let at = now(&s);
-    repo.revert_tag("v1", &a, false).unwrap();
+    repo.revert_tag("v1", &a, OnConflict::Refuse).unwrap();
     assert_eq!(repo.resolve("v1").unwrap(), a);
     assert_eq!(
         repo.tag_history("v1").unwrap()[0],
@@ -396,7 +400,7 @@ fn t2_revert_to_a_live_manifest() {
     );
     // Reverting to where it points already changes nothing.
     let before = repo.tag_history("v1").unwrap();
-    repo.revert_tag("v1", &a, false).unwrap();
+    repo.revert_tag("v1", &a, OnConflict::Refuse).unwrap();
     assert_eq!(repo.tag_history("v1").unwrap(), before);
 }
 
@@ -410,7 +414,7 @@ fn t2_revert_to_a_manifest_in_the_recycle_bin_restores_it() {
     repo.delete_manifest("v1").unwrap();
     assert_eq!(repo.deleted_manifests().unwrap().len(), 1);
     s.advance(DAY);
-    repo.revert_tag("v1", &a, false).unwrap();
+    repo.revert_tag("v1", &a, OnConflict::Refuse).unwrap();
     assert_eq!(repo.resolve("v1").unwrap(), a);
     assert_eq!(repo.pull("v1").unwrap().digest, a);
     assert!(repo.deleted_manifests().unwrap().is_empty());
@@ -433,7 +437,7 @@ fn t2_revert_to_a_digest_the_tag_never_held_is_not_in_history() {
     let b = push_image(&repo, "v2", "b");
     let nowhere = Digest::parse(&format!("sha256:{}", "0".repeat(64))).unwrap();
     for (tag, digest) in [("v1", &b), ("v1", &nowhere), ("never", &a)] {
-        match repo.revert_tag(tag, digest, true) {
+        match repo.revert_tag(tag, digest, OnConflict::MoveTag) {
             Err(Error::NotInHistory {
                 repository,
                 tag: t,
@@ -458,7 +462,7 @@ fn t2_revert_onto_a_tag_live_elsewhere_is_a_conflict_without_force() {
     let a = push_image(&repo, "v1", "a");
     let b = push_image(&repo, "v1", "b");
     let before = repo.tag_history("v1").unwrap();
-    match repo.revert_tag("v1", &a, false) {
+    match repo.revert_tag("v1", &a, OnConflict::Refuse) {
         Err(Error::TagConflict { tag, digest, .. }) => {
             assert_eq!((tag.as_str(), &digest), ("v1", &b));
         }
@@ -471,7 +475,7 @@ fn t2_revert_onto_a_tag_live_elsewhere_is_a_conflict_without_force() {
     // Also when the manifest to revert to is in the bin: it stays there.
     repo.delete_manifest(a.as_str()).unwrap();
     assert!(matches!(
-        repo.revert_tag("v1", &a, false),
+        repo.revert_tag("v1", &a, OnConflict::Refuse),
         Err(Error::TagConflict { .. })
     ));
     assert_eq!(repo.deleted_manifests().unwrap()[0].digest, a);
@@ -486,7 +490,7 @@ fn t2_forced_revert_moves_the_tag_and_bins_the_overwritten_one() {
     let b = push_image(&repo, "v1", "b");
     s.advance(60);
     let at = now(&s);
-    repo.revert_tag("v1", &a, true).unwrap();
+    repo.revert_tag("v1", &a, OnConflict::MoveTag).unwrap();
     assert_eq!(repo.resolve("v1").unwrap(), a);
     // b stays live, untagged; the tag it lost is in the bin.
     assert!(repo.manifest(b.as_str()).unwrap().tags.is_empty());
@@ -501,7 +505,7 @@ fn t2_forced_revert_moves_the_tag_and_bins_the_overwritten_one() {
         ]
     );
     // And back again, out of the recycle bin's point of view the same.
-    repo.revert_tag("v1", &b, true).unwrap();
+    repo.revert_tag("v1", &b, OnConflict::MoveTag).unwrap();
     assert_eq!(repo.resolve("v1").unwrap(), b);
 }
 
@@ -513,7 +517,7 @@ fn t2_forced_revert_to_a_manifest_in_the_bin_over_a_live_tag() {
     let a = push_image(&repo, "v1", "a");
     repo.delete_manifest("v1").unwrap();
     let b = push_image(&repo, "v1", "b");
-    repo.revert_tag("v1", &a, true).unwrap();
+    repo.revert_tag("v1", &a, OnConflict::MoveTag).unwrap();
     assert_eq!(repo.resolve("v1").unwrap(), a);
     assert!(repo.deleted_manifests().unwrap().is_empty());
     let binned = repo.deleted_tags(Some("v1")).unwrap();
@@ -529,13 +533,13 @@ fn t2_revert_follows_the_restore_rules_for_referrers() {
     let subject = push_image(&repo, "v1", "a");
     let sig = push_referrer(&repo, "v1-sig", &subject, "a");
     repo.delete_manifest("v1").unwrap(); // takes the referrer along (D5)
-    match repo.revert_tag("v1-sig", &sig, false) {
+    match repo.revert_tag("v1-sig", &sig, OnConflict::Refuse) {
         Err(Error::SubjectDeleted { subject: d, .. }) => assert_eq!(d, subject),
         other => panic!("{other:?}"),
     }
     assert_eq!(repo.deleted_manifests().unwrap().len(), 2);
-    repo.revert_tag("v1", &subject, false).unwrap();
-    repo.revert_tag("v1-sig", &sig, false).unwrap();
+    repo.revert_tag("v1", &subject, OnConflict::Refuse).unwrap();
+    repo.revert_tag("v1-sig", &sig, OnConflict::Refuse).unwrap();
     assert_eq!(repo.resolve("v1-sig").unwrap(), sig);
 }
 
@@ -548,7 +552,7 @@ fn t2_revert_inside_a_deleted_repository_brings_it_back() {
     push_image(&repo, "v2", "b");
     s.registry.delete_repository("app").unwrap();
     assert!(s.registry.repositories(&Page::all()).unwrap().is_empty());
-    repo.revert_tag("v1", &a, false).unwrap();
+    repo.revert_tag("v1", &a, OnConflict::Refuse).unwrap();
     assert_eq!(s.registry.repositories(&Page::all()).unwrap(), ["app"]);
     let tags: Vec<_> = repo
         .tags(&Page::all())
@@ -581,7 +585,7 @@ fn assert_history_forgets(repo: &Repository, gone: &Digest, kept: (&Digest, &Dig
         (history[0].from.as_ref(), history[0].to.as_ref()),
         (Some(kept.0), Some(kept.1))
     );
-    match repo.revert_tag("v1", gone, true) {
+    match repo.revert_tag("v1", gone, OnConflict::MoveTag) {
         Err(Error::NotInHistory { digest, .. }) => assert_eq!(&digest, gone),
         other => panic!("{other:?}"),
     }
@@ -623,7 +627,7 @@ fn t2_a_delete_with_the_policy_off_takes_the_history_of_the_manifest() {
     repo.delete_manifest("v1").unwrap();
     assert!(repo.tag_history("v1").unwrap().is_empty());
     assert!(matches!(
-        repo.revert_tag("v1", &c, true),
+        repo.revert_tag("v1", &c, OnConflict::MoveTag),
         Err(Error::NotInHistory { .. })
     ));
 }
@@ -648,7 +652,7 @@ fn t2_purging_a_repository_takes_its_history() {
         }
         assert!(repo.tag_history("v1").unwrap().is_empty(), "{enabled}");
         assert!(matches!(
-            repo.revert_tag("v1", &a, true),
+            repo.revert_tag("v1", &a, OnConflict::MoveTag),
             Err(Error::NotInHistory { .. })
         ));
         // Another repository's history of the same tag name stays.
@@ -666,7 +670,7 @@ fn t2_purging_bin_tags_keeps_the_history() {
     assert_eq!(repo.purge_deleted_tags("v1").unwrap(), 1);
     // The manifest is live, so its history stays and the tag can be reverted to it.
     assert_eq!(repo.tag_history("v1").unwrap().len(), 2);
-    repo.revert_tag("v1", &a, false).unwrap();
+    repo.revert_tag("v1", &a, OnConflict::Refuse).unwrap();
     assert_eq!(repo.resolve("v1").unwrap(), a);
 }
 
@@ -688,7 +692,7 @@ fn t2_history_survives_reopen() {
     let repo = s.repo("app");
     assert_eq!(repo.tag_history("v1").unwrap(), history);
     s.advance(10);
-    repo.revert_tag("v1", &a, false).unwrap();
+    repo.revert_tag("v1", &a, OnConflict::Refuse).unwrap();
     assert_eq!(repo.resolve("v1").unwrap(), a);
     assert_eq!(repo.tag_history("v1").unwrap().len(), 4);
     // The event sequence carries on after a reopen: newest is still first.

@@ -12,7 +12,9 @@ use common::{
     push_image, push_referrer, push_untagged, state, tag_names, upload_image,
 };
 use ocistore::manifest::OCI_MANIFEST;
-use ocistore::{Algorithm, Digest, Error, Item, Locks, Page, Repository, Restore, Result};
+use ocistore::{
+    Algorithm, Digest, Error, Item, Locks, OnConflict, Page, Repository, Restore, Result,
+};
 
 /// `write_enabled` false only: the item cannot change (nor go), whatever `delete_enabled`.
 const WRITE_LOCKED: Locks = Locks {
@@ -58,7 +60,7 @@ fn refused_by_lock<T: Debug>(s: &Store, item: &str, lock: &str, call: impl FnOnc
     let err = fails_writing_nothing(&s.registry, call);
     assert!(
         matches!(&err, Error::Locked { repository, item: i, lock: l }
-            if repository == "app" && i == item && *l == lock),
+            if repository == "app" && i.to_string() == item && *l == lock),
         "expected {item} locked by {lock}, got {err:?}"
     );
     assert_eq!(
@@ -414,14 +416,14 @@ fn l2_a_write_locked_tag_cannot_be_moved_by_a_forced_restore_or_a_revert() {
     repo.set_locks(&tag("v1"), WRITE_LOCKED).unwrap();
 
     refused_by_lock(&s, "tag v1", "write_enabled", || {
-        repo.restore(Restore::TagAndDigest("v1", &old), true)
+        repo.restore(Restore::TagAndDigest("v1", &old), OnConflict::MoveTag)
     });
     refused_by_lock(&s, "tag v1", "write_enabled", || {
-        repo.revert_tag("v1", &old, true)
+        repo.revert_tag("v1", &old, OnConflict::MoveTag)
     });
     assert_eq!(repo.resolve("v1").unwrap(), new);
     // Restoring it under another tag is not refused.
-    repo.restore(Restore::TagAndDigest("old", &old), false)
+    repo.restore(Restore::TagAndDigest("old", &old), OnConflict::Refuse)
         .unwrap();
 }
 
@@ -446,7 +448,12 @@ fn l2_pushing_the_same_manifest_under_a_write_locked_tag_is_allowed() {
     let body = repo.pull("v1").unwrap().body;
     s.advance(60);
 
-    assert_eq!(repo.push_manifest("v1", OCI_MANIFEST, &body).unwrap(), a);
+    assert_eq!(
+        repo.push_manifest("v1", OCI_MANIFEST, &body)
+            .unwrap()
+            .digest,
+        a
+    );
     repo.tag("v1", &a).unwrap();
 
     assert_eq!(repo.resolve("v1").unwrap(), a);
@@ -575,7 +582,7 @@ fn l2_restore_into_a_write_locked_repository_is_refused() {
     ];
     for what in restores {
         refused_by_lock(&s, "the repository", "write_enabled", || {
-            repo.restore(what, true)
+            repo.restore(what, OnConflict::MoveTag)
         });
     }
     assert_eq!(deleted_manifest_digests(&repo).len(), 1);
@@ -634,7 +641,7 @@ fn l2_a_refused_call_inside_a_batch_lets_the_batch_go_on() {
     for err in refused {
         assert!(
             matches!(&err, Err(Error::Locked { item, lock, .. })
-                if item == "tag v1" && *lock == "write_enabled"),
+                if *item == Item::Tag("v1".into()) && *lock == "write_enabled"),
             "{err:?}"
         );
     }

@@ -30,6 +30,15 @@ fn invalid_digest(err: &Error, expected: &str) -> bool {
     matches!(err, Error::InvalidDigest { digest, .. } if digest == expected)
 }
 
+/// A reference of a push, pull or delete that is neither a tag nor a digest: the error names
+/// both possibilities.
+fn invalid_reference(err: &Error, expected: &str) -> bool {
+    matches!(err, Error::InvalidReference { reference, digest_reason }
+        if reference == expected && !digest_reason.is_empty())
+        && err.to_string().contains("not a tag")
+        && err.to_string().contains("not a digest")
+}
+
 // ---------------------------------------------------------------------------------------------
 // N1 — repository names
 // ---------------------------------------------------------------------------------------------
@@ -241,13 +250,16 @@ fn n2_invalid_tags_are_refused_by_every_call_taking_a_tag() {
         let err = fails_writing_nothing(&store.registry, || repo.resolve(tag));
         assert!(invalid_tag(&err, tag), "resolve({tag:?}): {err:?}");
         let err = fails_writing_nothing(&store.registry, || repo.pull(tag));
-        assert!(invalid_tag(&err, tag), "pull({tag:?}): {err:?}");
+        assert!(invalid_reference(&err, tag), "pull({tag:?}): {err:?}");
         let err = fails_writing_nothing(&store.registry, || repo.manifest(tag));
-        assert!(invalid_tag(&err, tag), "manifest({tag:?}): {err:?}");
+        assert!(invalid_reference(&err, tag), "manifest({tag:?}): {err:?}");
         let err = fails_writing_nothing(&store.registry, || {
             repo.push_manifest(tag, OCI_MANIFEST, &body)
         });
-        assert!(invalid_tag(&err, tag), "push_manifest({tag:?}): {err:?}");
+        assert!(
+            invalid_reference(&err, tag),
+            "push_manifest({tag:?}): {err:?}"
+        );
         if !tag.is_empty() {
             let err = fails_writing_nothing(&store.registry, || repo.tags(&Page::after(*tag, 5)));
             assert!(invalid_tag(&err, tag), "tags(after {tag:?}): {err:?}");
@@ -257,20 +269,25 @@ fn n2_invalid_tags_are_refused_by_every_call_taking_a_tag() {
 }
 
 #[test]
-fn n2_a_colon_makes_a_reference_a_digest() {
+fn n2_n3_a_reference_neither_tag_nor_digest_names_both() {
     let (store, digest) = populated();
     let repo = store.repo("team/app");
     // As a tag, `v1:x` breaks the grammar.
     let err = fails_writing_nothing(&store.registry, || repo.tag("v1:x", &digest));
     assert!(invalid_tag(&err, "v1:x"), "{err:?}");
-    // As a push or pull reference it is read as a digest, and is not a valid one.
+    // As a push or pull reference it is neither a tag nor a valid digest, and the error says
+    // why it is neither.
     let body = upload_image(&repo, b"config colon", &[]);
     let err = fails_writing_nothing(&store.registry, || {
         repo.push_manifest("v1:x", OCI_MANIFEST, &body)
     });
-    assert!(invalid_digest(&err, "v1:x"), "{err:?}");
+    assert!(invalid_reference(&err, "v1:x"), "{err:?}");
+    assert!(
+        matches!(&err, Error::InvalidReference { digest_reason, .. } if digest_reason.contains("algorithm")),
+        "{err:?}"
+    );
     let err = fails_writing_nothing(&store.registry, || repo.pull("v1:x"));
-    assert!(invalid_digest(&err, "v1:x"), "{err:?}");
+    assert!(invalid_reference(&err, "v1:x"), "{err:?}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -393,13 +410,13 @@ fn n3_calls_taking_a_digest_as_text_refuse_invalid_ones() {
     let body = upload_image(&repo, b"config n3", &[]);
 
     let err = fails_writing_nothing(&store.registry, || repo.pull(&upper));
-    assert!(invalid_digest(&err, &upper), "{err:?}");
+    assert!(invalid_reference(&err, &upper), "{err:?}");
     let err = fails_writing_nothing(&store.registry, || repo.manifest(&upper));
-    assert!(invalid_digest(&err, &upper), "{err:?}");
+    assert!(invalid_reference(&err, &upper), "{err:?}");
     let err = fails_writing_nothing(&store.registry, || {
         repo.push_manifest(&upper, OCI_MANIFEST, &body)
     });
-    assert!(invalid_digest(&err, &upper), "{err:?}");
+    assert!(invalid_reference(&err, &upper), "{err:?}");
     let err = fails_writing_nothing(&store.registry, || repo.blobs(&Page::after("md5:00", 3)));
     assert!(invalid_digest(&err, "md5:00"), "{err:?}");
 }
@@ -448,7 +465,10 @@ fn n4_a_body_of_exactly_4_mib_is_accepted() {
     let store = Store::new();
     let repo = store.repo("app");
     let body = padded_manifest(&repo, 4 * MIB);
-    let digest = repo.push_manifest("big", OCI_MANIFEST, &body).unwrap();
+    let digest = repo
+        .push_manifest("big", OCI_MANIFEST, &body)
+        .unwrap()
+        .digest;
     assert_eq!(digest, Algorithm::Sha256.digest(&body));
     let pulled = repo.pull("big").unwrap();
     assert_eq!(pulled.body, body);
@@ -527,7 +547,7 @@ fn n5_invalid_names_tags_and_digests_write_nothing() {
     let err = fails_writing_nothing(&store.registry, || repo.tag("-bad", &digest));
     assert!(invalid_tag(&err, "-bad"));
     let err = fails_writing_nothing(&store.registry, || repo.pull("sha256:00"));
-    assert!(invalid_digest(&err, "sha256:00"));
+    assert!(invalid_reference(&err, "sha256:00"));
     let err = fails_writing_nothing(&store.registry, || repo.mount_blob("a___b", &digest));
     assert!(invalid_name(&err, "a___b"));
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use common::*;
 use ocistore::{
-    Digest, Error, Filter, Item, Locks, PurgeOptions, PurgeReport, RepositoryPurge, Restore,
-    TagCause, parse_ago,
+    Digest, Error, Filter, Item, Locks, OnConflict, PurgeOptions, PurgeReport, RepositoryPurge,
+    Restore, TagCause, parse_ago,
 };
 
 const HOUR: u64 = 3600;
@@ -501,7 +501,8 @@ fn u4_include_locked_unlocks_and_deletes_tags_and_manifests() {
     assert!(purged.locked.is_empty());
     assert!(r.locked_items().unwrap().is_empty());
     // Restored from the bin, they come back unlocked.
-    r.restore(Restore::Tag("frozen"), false).unwrap();
+    r.restore(Restore::Tag("frozen"), OnConflict::Refuse)
+        .unwrap();
     assert!(r.locks(&Item::Tag("frozen".into())).unwrap().is_unlocked());
     r.untag("frozen").unwrap();
 }
@@ -600,7 +601,10 @@ fn u6_with_soft_delete_a_purge_can_be_undone_from_the_bin() {
         deleted_tag_pairs(&r),
         pairs([("v1", &digests[0]), ("v2", &digests[1])])
     );
-    assert_eq!(r.restore(Restore::Tag("v2"), false).unwrap(), digests[1]);
+    assert_eq!(
+        r.restore(Restore::Tag("v2"), OnConflict::Refuse).unwrap(),
+        digests[1]
+    );
     assert_eq!(r.pull("v2").unwrap().digest, digests[1]);
     let events = r.tag_history("v1").unwrap();
     assert_eq!(events[0].cause, TagCause::Purge);
@@ -617,7 +621,7 @@ fn u6_with_soft_delete_off_a_purge_is_final() {
     assert!(deleted_manifest_digests(&r).is_empty());
     assert!(r.deleted_tags(None).unwrap().is_empty());
     assert!(matches!(
-        r.restore(Restore::Digest(&digests[0]), false),
+        r.restore(Restore::Digest(&digests[0]), OnConflict::Refuse),
         Err(Error::ManifestUnknown { .. })
     ));
     // Its history went with the manifest (T2).

@@ -60,7 +60,8 @@ fn push_untagged(repo: &Repository, seed: &str) -> Digest {
     let digest = sha256(&body);
     assert_eq!(
         repo.push_manifest(digest.as_str(), OCI_MANIFEST, &body)
-            .unwrap(),
+            .unwrap()
+            .digest,
         digest
     );
     digest
@@ -714,7 +715,10 @@ fn p3_a_push_stores_the_exact_bytes() {
         layer.1, layer.0, config.0, config.1,
     );
     let body = body.as_bytes();
-    let digest = repo.push_manifest("odd", OCI_MANIFEST, body).unwrap();
+    let digest = repo
+        .push_manifest("odd", OCI_MANIFEST, body)
+        .unwrap()
+        .digest;
     assert_eq!(digest, sha256(body));
     let canonical = to_bytes(&serde_json::from_slice::<Value>(body).unwrap());
     assert_ne!(
@@ -754,7 +758,8 @@ fn p3_a_push_by_digest_must_name_the_digest_of_the_body() {
     let digest = sha256(&body);
     assert_eq!(
         repo.push_manifest(digest.as_str(), OCI_MANIFEST, &body)
-            .unwrap(),
+            .unwrap()
+            .digest,
         digest
     );
     assert_eq!(repo.pull(digest.as_str()).unwrap().body, body);
@@ -797,7 +802,10 @@ fn p3_a_body_without_a_media_type_is_taken_as_declared() {
     let mut image = image_body(&config, &[]);
     image.as_object_mut().unwrap().remove("mediaType");
     let image = to_bytes(&image);
-    let digest = repo.push_manifest("oci", OCI_MANIFEST, &image).unwrap();
+    let digest = repo
+        .push_manifest("oci", OCI_MANIFEST, &image)
+        .unwrap()
+        .digest;
     let pulled = repo.pull("oci").unwrap();
     assert_eq!(
         (pulled.media_type.as_str(), &pulled.body[..]),
@@ -1012,10 +1020,14 @@ fn p3_all_four_accepted_media_types_push_and_pull() {
 
     let oci = to_bytes(&image_body(&oci_config, std::slice::from_ref(&layer)));
     let docker = to_bytes(&docker_image_body(&docker_config, &[layer]));
-    let oci_digest = repo.push_manifest("oci", OCI_MANIFEST, &oci).unwrap();
+    let oci_digest = repo
+        .push_manifest("oci", OCI_MANIFEST, &oci)
+        .unwrap()
+        .digest;
     let docker_digest = repo
         .push_manifest("docker", DOCKER_MANIFEST, &docker)
-        .unwrap();
+        .unwrap()
+        .digest;
     let oci_index = to_bytes(&index_body(&[
         (oci_digest.clone(), oci.len() as u64),
         (docker_digest.clone(), docker.len() as u64),
@@ -1072,7 +1084,9 @@ fn p4_a_missing_layer_is_blob_unknown_naming_it() {
     // Once the layer is uploaded the same push goes through.
     repo.put_blob_sha256(b"second layer").unwrap();
     assert_eq!(
-        repo.push_manifest("v1", OCI_MANIFEST, &body).unwrap(),
+        repo.push_manifest("v1", OCI_MANIFEST, &body)
+            .unwrap()
+            .digest,
         sha256(&body)
     );
 }
@@ -1147,7 +1161,10 @@ fn p4_an_index_over_children_of_the_repository_is_accepted() {
         (amd.clone(), amd_size),
         (arm.clone(), arm_size),
     ]));
-    let digest = repo.push_manifest("multi", OCI_INDEX, &body).unwrap();
+    let digest = repo
+        .push_manifest("multi", OCI_INDEX, &body)
+        .unwrap()
+        .digest;
     let m = repo.manifest(digest.as_str()).unwrap();
     let children: Vec<Digest> = m.references.iter().map(|d| d.digest.clone()).collect();
     assert_eq!(children, [amd.clone(), arm]);
@@ -1181,7 +1198,8 @@ fn p4_a_descriptor_must_state_the_size_of_what_it_names() {
             OCI_MANIFEST,
             &to_bytes(&image_body(&(config, 2), &[(layer, 5)])),
         )
-        .unwrap();
+        .unwrap()
+        .digest;
     let size = repo.manifest(child.as_str()).unwrap().size;
     let body = to_bytes(&index_body(&[(child.clone(), size + 1)]));
     let err = fails_writing_nothing(&store.registry, || {
@@ -1209,7 +1227,8 @@ fn p4_the_subject_need_not_exist() {
     );
     let digest = repo
         .push_manifest(sha256(&body).as_str(), OCI_MANIFEST, &body)
-        .unwrap();
+        .unwrap()
+        .digest;
     assert_eq!(
         repo.manifest(digest.as_str()).unwrap().subject,
         Some(subject.clone())
@@ -1315,9 +1334,9 @@ fn p5_pushing_the_same_bytes_under_a_second_tag_adds_the_tag() {
     let store = Store::new();
     let repo = store.repo("app");
     let body = upload_image(&repo, b"config", &[b"layer"]);
-    let first = repo.push_manifest("a", OCI_MANIFEST, &body).unwrap();
+    let first = repo.push_manifest("a", OCI_MANIFEST, &body).unwrap().digest;
     store.advance(60);
-    let second = repo.push_manifest("b", OCI_MANIFEST, &body).unwrap();
+    let second = repo.push_manifest("b", OCI_MANIFEST, &body).unwrap().digest;
     assert_eq!(first, second);
     let all = repo.manifests(&ManifestQuery::default()).unwrap();
     assert_eq!(all.len(), 1);
@@ -1335,7 +1354,10 @@ fn p6_pull_by_tag_and_by_digest_returns_bytes_media_type_and_digest() {
     let repo = store.repo("team/app");
     let config = put(&repo, b"docker config");
     let body = to_bytes(&docker_image_body(&config, &[put(&repo, b"layer")]));
-    let digest = repo.push_manifest("1.0", DOCKER_MANIFEST, &body).unwrap();
+    let digest = repo
+        .push_manifest("1.0", DOCKER_MANIFEST, &body)
+        .unwrap()
+        .digest;
     let by_tag = repo.pull("1.0").unwrap();
     let by_digest = repo.pull(digest.as_str()).unwrap();
     for pulled in [&by_tag, &by_digest] {
@@ -1356,7 +1378,8 @@ fn p6_a_manifest_pushed_by_sha512_pulls_by_its_sha512_digest() {
         let digest = alg.digest(&body);
         assert_eq!(
             repo.push_manifest(digest.as_str(), OCI_MANIFEST, &body)
-                .unwrap(),
+                .unwrap()
+                .digest,
             digest
         );
         let pulled = repo.pull(digest.as_str()).unwrap();
@@ -1725,7 +1748,7 @@ fn p7_manifest_metadata_carries_digest_type_size_tags_and_times() {
     body["artifactType"] = json!("application/vnd.example.thing");
     let body = to_bytes(&body);
     store.advance(3);
-    let digest = repo.push_manifest("b", OCI_MANIFEST, &body).unwrap();
+    let digest = repo.push_manifest("b", OCI_MANIFEST, &body).unwrap().digest;
     store.advance(4);
     repo.tag("a", &digest).unwrap();
     let listed = repo.manifests(&ManifestQuery::default()).unwrap();
@@ -1800,7 +1823,8 @@ fn referrers_fixture(store: &Store) -> Referrers {
         media_type: OCI_MANIFEST.into(),
         digest: repo
             .push_manifest(sha256(&body).as_str(), OCI_MANIFEST, &body)
-            .unwrap(),
+            .unwrap()
+            .digest,
         size: body.len() as u64,
         artifact_type: Some(SBOM.into()),
         annotations: annotations("sbom"),
@@ -1810,7 +1834,8 @@ fn referrers_fixture(store: &Store) -> Referrers {
         media_type: OCI_MANIFEST.into(),
         digest: repo
             .push_manifest(sha256(&body).as_str(), OCI_MANIFEST, &body)
-            .unwrap(),
+            .unwrap()
+            .digest,
         size: body.len() as u64,
         artifact_type: Some(SIG_CONFIG.into()),
         annotations: annotations("signature"),
@@ -1826,7 +1851,8 @@ fn referrers_fixture(store: &Store) -> Referrers {
         media_type: OCI_INDEX.into(),
         digest: repo
             .push_manifest(sha256(&body).as_str(), OCI_INDEX, &body)
-            .unwrap(),
+            .unwrap()
+            .digest,
         size: body.len() as u64,
         artifact_type: Some(BUNDLE.into()),
         annotations: BTreeMap::new(),
@@ -1924,7 +1950,10 @@ fn p8_referrers_are_listed_per_repository() {
     let r = referrers_fixture(&store);
     let other = store.repo("other");
     let body = referrer_body(&other, &r.subject, Some(SBOM), EMPTY_CONFIG, "other");
-    let digest = other.push_manifest("sbom", OCI_MANIFEST, &body).unwrap();
+    let digest = other
+        .push_manifest("sbom", OCI_MANIFEST, &body)
+        .unwrap()
+        .digest;
     let in_other: Vec<Digest> = other
         .referrers(&r.subject, None)
         .unwrap()

@@ -16,8 +16,8 @@ use common::{
 };
 use ocistore::manifest::{OCI_INDEX, OCI_MANIFEST};
 use ocistore::{
-    Algorithm, Digest, Error, ManifestQuery, ManualClock, Page, Registry, Repository, Restore,
-    SoftDeletePolicy, TagCause, Timestamp,
+    Algorithm, Digest, Error, ManifestQuery, ManualClock, OnConflict, Page, Registry, Repository,
+    Restore, SoftDeletePolicy, TagCause, Timestamp,
 };
 use serde_json::json;
 
@@ -99,7 +99,7 @@ fn is_manifest_soft_deleted(err: &Error, repo: &str, manifest: &Digest) -> bool 
 }
 
 fn is_not_deleted(err: &Error, repo: &str, what: &str) -> bool {
-    matches!(err, Error::NotDeleted { repository, item } if repository == repo && item == what)
+    matches!(err, Error::NotDeleted { repository, item } if repository == repo && item.to_string() == what)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -203,7 +203,9 @@ fn s1_the_policy_can_be_changed_at_any_time_and_applies_from_the_next_delete() {
 
     assert_eq!(deleted_manifest_digests(&repo), set([&b]));
     for d in [&a, &c] {
-        let err = repo.restore(Restore::Digest(d), false).unwrap_err();
+        let err = repo
+            .restore(Restore::Digest(d), OnConflict::Refuse)
+            .unwrap_err();
         assert!(is_manifest_unknown(&err, "app", d.as_str()), "{err:?}");
     }
 }
@@ -551,7 +553,7 @@ fn s3_retention_raised_from_7_to_14_days_on_day_5_expires_on_day_14() {
     assert_eq!(deleted_manifest_digests(&hello), set([&latest, &v2]));
     assert_eq!(
         hello
-            .restore(Restore::TagAndDigest("latest", &latest), false)
+            .restore(Restore::TagAndDigest("latest", &latest), OnConflict::Refuse)
             .unwrap(),
         latest
     );
@@ -566,12 +568,16 @@ fn s3_retention_raised_from_7_to_14_days_on_day_5_expires_on_day_14() {
     assert!(hello.deleted_manifests().unwrap().is_empty());
     assert!(hello.deleted_tags(None).unwrap().is_empty());
     assert!(scratch.deleted_manifests().unwrap().is_empty());
-    let err = hello.restore(Restore::Digest(&v2), false).unwrap_err();
+    let err = hello
+        .restore(Restore::Digest(&v2), OnConflict::Refuse)
+        .unwrap_err();
     assert!(
         is_manifest_unknown(&err, "hello-world", v2.as_str()),
         "{err:?}"
     );
-    let err = hello.restore(Restore::Tag("stable"), false).unwrap_err();
+    let err = hello
+        .restore(Restore::Tag("stable"), OnConflict::Refuse)
+        .unwrap_err();
     assert!(is_not_deleted(&err, "hello-world", "tag stable"), "{err:?}");
     // The untagged manifest of `stable` was never deleted: it stays.
     assert_eq!(hello.pull(stable.as_str()).unwrap().digest, stable);
@@ -594,7 +600,9 @@ fn s3_retention_lowered_expires_items_by_the_new_retention() {
 
     assert_eq!(s.registry.run_now().unwrap(), report(day(3.0), 0, 1, 1));
     assert!(repo.deleted_manifests().unwrap().is_empty());
-    let err = repo.restore(Restore::Digest(&a), false).unwrap_err();
+    let err = repo
+        .restore(Restore::Digest(&a), OnConflict::Refuse)
+        .unwrap_err();
     assert!(is_manifest_unknown(&err, "app", a.as_str()), "{err:?}");
 }
 
@@ -647,7 +655,9 @@ fn s3_items_deleted_at_different_times_expire_each_on_its_own_day() {
     s.clock.set(day(9.0));
     assert_eq!(s.registry.run_now().unwrap(), report(day(9.0), 0, 1, 1));
     assert!(repo.deleted_manifests().unwrap().is_empty());
-    let err = repo.restore(Restore::Digest(&a), false).unwrap_err();
+    let err = repo
+        .restore(Restore::Digest(&a), OnConflict::Refuse)
+        .unwrap_err();
     assert!(is_manifest_unknown(&err, "app", a.as_str()), "{err:?}");
 }
 
@@ -674,10 +684,14 @@ fn s4_autopurge_removes_expired_tag_and_manifest_tombstones() {
     assert!(repo.deleted_tags(None).unwrap().is_empty());
     // The untagged manifest was never deleted: it stays, untagged.
     assert_eq!(manifest_digests(&repo), set([&x]));
-    let err = repo.restore(Restore::Tag("x"), false).unwrap_err();
+    let err = repo
+        .restore(Restore::Tag("x"), OnConflict::Refuse)
+        .unwrap_err();
     assert!(is_not_deleted(&err, "app", "tag x"), "{err:?}");
     for d in [&m, &sig] {
-        let err = repo.restore(Restore::Digest(d), false).unwrap_err();
+        let err = repo
+            .restore(Restore::Digest(d), OnConflict::Refuse)
+            .unwrap_err();
         assert!(is_manifest_unknown(&err, "app", d.as_str()), "{err:?}");
     }
     // Purged manifests can be pushed again (they are no longer in the bin).
@@ -703,9 +717,13 @@ fn s4_autopurge_removes_an_expired_repository_with_everything_in_it() {
         repo.blobs(&Page::all()).unwrap().is_empty(),
         "blob links go"
     );
-    let err = repo.restore(Restore::Tag("latest"), false).unwrap_err();
+    let err = repo
+        .restore(Restore::Tag("latest"), OnConflict::Refuse)
+        .unwrap_err();
     assert!(is_not_deleted(&err, "scratch", "tag latest"), "{err:?}");
-    let err = repo.restore(Restore::Digest(&a), false).unwrap_err();
+    let err = repo
+        .restore(Restore::Digest(&a), OnConflict::Refuse)
+        .unwrap_err();
     assert!(is_manifest_unknown(&err, "scratch", a.as_str()), "{err:?}");
     let err = s.registry.purge_deleted_repository("scratch").unwrap_err();
     assert!(is_not_deleted(&err, "scratch", "the repository"), "{err:?}");
@@ -753,7 +771,11 @@ fn s4_autopurge_keeps_tombstones_that_have_not_expired() {
         before.replace("last run None", "last run X"),
         "only the last run changed"
     );
-    assert_eq!(repo.restore(Restore::Tag("latest"), false).unwrap(), a);
+    assert_eq!(
+        repo.restore(Restore::Tag("latest"), OnConflict::Refuse)
+            .unwrap(),
+        a
+    );
 }
 
 #[test]
@@ -1062,7 +1084,8 @@ fn s5_the_same_tag_deleted_twice_from_one_manifest_is_listed_twice() {
         .collect();
     assert_eq!(times, [(a.clone(), day(1.0)), (a.clone(), day(0.0))]);
     // Restoring the tag takes both entries out of the bin: it is live again.
-    repo.restore(Restore::Tag("latest"), false).unwrap();
+    repo.restore(Restore::Tag("latest"), OnConflict::Refuse)
+        .unwrap();
     assert!(repo.deleted_tags(None).unwrap().is_empty());
 }
 
@@ -1153,11 +1176,19 @@ fn s5_the_bin_survives_reopen() {
     assert_eq!(state(&s.registry, &["app", "scratch"]), before);
     assert_eq!(s.registry.autopurge_last_run().unwrap(), Some(START));
     let repo = s.repo("app");
-    assert_eq!(repo.restore(Restore::Tag("latest"), false).unwrap(), a);
-    assert_eq!(repo.restore(Restore::Tag("v2"), false).unwrap(), b);
+    assert_eq!(
+        repo.restore(Restore::Tag("latest"), OnConflict::Refuse)
+            .unwrap(),
+        a
+    );
+    assert_eq!(
+        repo.restore(Restore::Tag("v2"), OnConflict::Refuse)
+            .unwrap(),
+        b
+    );
     assert_eq!(
         s.repo("scratch")
-            .restore(Restore::Tag("latest"), false)
+            .restore(Restore::Tag("latest"), OnConflict::Refuse)
             .unwrap(),
         Algorithm::Sha256.digest(&s.repo("scratch").pull("latest").unwrap().body)
     );
@@ -1187,7 +1218,7 @@ fn s6_restore_by_tag_and_digest_brings_back_the_manifest_with_the_tag() {
     repo.delete_manifest("latest").unwrap();
 
     assert_eq!(
-        repo.restore(Restore::TagAndDigest("latest", &a), false)
+        repo.restore(Restore::TagAndDigest("latest", &a), OnConflict::Refuse)
             .unwrap(),
         a
     );
@@ -1214,7 +1245,9 @@ fn s6_restore_over_a_tag_live_on_another_manifest_is_tag_conflict_and_changes_no
     let b = push_image(&repo, "latest", "b");
 
     for what in [Restore::TagAndDigest("latest", &a), Restore::Tag("latest")] {
-        let err = refused(&s, &["hello-world"], || repo.restore(what, false));
+        let err = refused(&s, &["hello-world"], || {
+            repo.restore(what, OnConflict::Refuse)
+        });
         assert!(
             matches!(&err, Error::TagConflict { repository, tag, digest }
                 if repository == "hello-world" && tag == "latest" && digest == &b),
@@ -1236,7 +1269,7 @@ fn s6_force_restore_moves_the_tag_and_soft_deletes_the_overwritten_tag() {
     s.clock.set(day(2.0));
 
     assert_eq!(
-        repo.restore(Restore::TagAndDigest("latest", &a), true)
+        repo.restore(Restore::TagAndDigest("latest", &a), OnConflict::MoveTag)
             .unwrap(),
         a
     );
@@ -1262,7 +1295,11 @@ fn s6_force_restore_moves_the_tag_and_soft_deletes_the_overwritten_tag() {
         ]
     );
     // The overwritten tag can be force-restored back the same way.
-    assert_eq!(repo.restore(Restore::Tag("latest"), true).unwrap(), b);
+    assert_eq!(
+        repo.restore(Restore::Tag("latest"), OnConflict::MoveTag)
+            .unwrap(),
+        b
+    );
     assert_eq!(repo.resolve("latest").unwrap(), b);
     assert_eq!(deleted_tag_pairs(&repo), pairs([("latest", &a)]));
 }
@@ -1276,13 +1313,15 @@ fn s6_force_restore_with_the_policy_off_drops_the_overwritten_tag() {
     policy_off(&s, 7);
     let b = push_image(&repo, "latest", "b");
 
-    repo.restore(Restore::TagAndDigest("latest", &a), true)
+    repo.restore(Restore::TagAndDigest("latest", &a), OnConflict::MoveTag)
         .unwrap();
 
     assert_eq!(repo.resolve("latest").unwrap(), a);
     assert!(repo.deleted_tags(None).unwrap().is_empty());
     assert!(repo.manifest(b.as_str()).unwrap().tags.is_empty());
-    let err = repo.restore(Restore::Tag("latest"), true).unwrap_err();
+    let err = repo
+        .restore(Restore::Tag("latest"), OnConflict::MoveTag)
+        .unwrap_err();
     assert!(is_not_deleted(&err, "hello-world", "tag latest"), "{err:?}");
 }
 
@@ -1292,7 +1331,7 @@ fn s6_force_without_a_conflict_is_a_plain_restore() {
     let repo = s.repo("app");
     let a = push_image(&repo, "latest", "a");
     repo.delete_manifest("latest").unwrap();
-    repo.restore(Restore::TagAndDigest("latest", &a), true)
+    repo.restore(Restore::TagAndDigest("latest", &a), OnConflict::MoveTag)
         .unwrap();
     assert_eq!(repo.resolve("latest").unwrap(), a);
     assert!(repo.deleted_tags(None).unwrap().is_empty());
@@ -1305,7 +1344,11 @@ fn s6_restore_with_a_digest_and_no_tag_brings_the_manifest_back_untagged() {
     let a = push_image(&repo, "latest", "a");
     repo.delete_manifest("latest").unwrap();
 
-    assert_eq!(repo.restore(Restore::Digest(&a), false).unwrap(), a);
+    assert_eq!(
+        repo.restore(Restore::Digest(&a), OnConflict::Refuse)
+            .unwrap(),
+        a
+    );
 
     assert!(tag_names(&repo).is_empty());
     let untagged = untagged_manifests(&repo);
@@ -1319,7 +1362,11 @@ fn s6_restore_with_a_digest_and_no_tag_brings_the_manifest_back_untagged() {
         is_manifest_unknown(&err, "hello-world", "latest"),
         "{err:?}"
     );
-    assert_eq!(repo.restore(Restore::Tag("latest"), false).unwrap(), a);
+    assert_eq!(
+        repo.restore(Restore::Tag("latest"), OnConflict::Refuse)
+            .unwrap(),
+        a
+    );
     assert_eq!(repo.resolve("latest").unwrap(), a);
 }
 
@@ -1330,7 +1377,7 @@ fn s6_restore_may_name_a_tag_the_manifest_never_had() {
     let a = push_image(&repo, "latest", "a");
     repo.delete_manifest("latest").unwrap();
 
-    repo.restore(Restore::TagAndDigest("recovered", &a), false)
+    repo.restore(Restore::TagAndDigest("recovered", &a), OnConflict::Refuse)
         .unwrap();
 
     assert_eq!(tag_names(&repo), ["recovered"]);
@@ -1350,7 +1397,16 @@ fn s6_restore_of_a_manifest_not_in_the_repository_is_manifest_unknown_and_change
     for d in [&never, &o] {
         for what in [Restore::Digest(d), Restore::TagAndDigest("latest", d)] {
             for force in [false, true] {
-                let err = refused(&s, &["app", "other"], || repo.restore(what, force));
+                let err = refused(&s, &["app", "other"], || {
+                    repo.restore(
+                        what,
+                        if force {
+                            OnConflict::MoveTag
+                        } else {
+                            OnConflict::Refuse
+                        },
+                    )
+                });
                 assert!(
                     is_manifest_unknown(&err, "app", d.as_str()),
                     "{what:?}: {err:?}"
@@ -1368,7 +1424,7 @@ fn s6_restore_with_an_invalid_tag_is_invalid_tag_and_changes_nothing() {
     repo.delete_manifest("latest").unwrap();
     for bad in ["", ".x", "a:b", "sp ace", &"t".repeat(129)] {
         for what in [Restore::TagAndDigest(bad, &a), Restore::Tag(bad)] {
-            let err = refused(&s, &["app"], || repo.restore(what, true));
+            let err = refused(&s, &["app"], || repo.restore(what, OnConflict::MoveTag));
             assert!(is_invalid_tag(&err, bad), "{bad:?}: {err:?}");
         }
     }
@@ -1383,14 +1439,18 @@ fn s6_restoring_a_live_manifest_only_tags_it() {
 
     // A digest alone: nothing to do.
     let before = state(&s.registry, &["app"]);
-    assert_eq!(repo.restore(Restore::Digest(&a), false).unwrap(), a);
+    assert_eq!(
+        repo.restore(Restore::Digest(&a), OnConflict::Refuse)
+            .unwrap(),
+        a
+    );
     assert_eq!(state(&s.registry, &["app"]), before);
     // A tag and a digest: the tag arrives; a tag live elsewhere is still a conflict.
-    repo.restore(Restore::TagAndDigest("v1", &a), false)
+    repo.restore(Restore::TagAndDigest("v1", &a), OnConflict::Refuse)
         .unwrap();
     assert_eq!(repo.resolve("v1").unwrap(), a);
     let err = refused(&s, &["app"], || {
-        repo.restore(Restore::TagAndDigest("other", &a), false)
+        repo.restore(Restore::TagAndDigest("other", &a), OnConflict::Refuse)
     });
     assert!(
         matches!(&err, Error::TagConflict { tag, digest, .. } if tag == "other" && digest == &b),
@@ -1408,7 +1468,8 @@ fn s6_a_restored_manifest_counts_as_updated_at_the_restore() {
     repo.delete_manifest("a").unwrap();
     s.clock.set(day(3.0));
 
-    repo.restore(Restore::Digest(&a), false).unwrap();
+    repo.restore(Restore::Digest(&a), OnConflict::Refuse)
+        .unwrap();
 
     let m = repo.manifest(a.as_str()).unwrap();
     assert_eq!((m.created, m.updated), (START, day(3.0)));
@@ -1449,20 +1510,28 @@ fn s7_restore_by_tag_alone_brings_back_the_most_recently_deleted_manifest_with_t
     repo.delete_manifest("latest").unwrap();
     s.clock.set(day(2.0));
 
-    assert_eq!(repo.restore(Restore::Tag("latest"), false).unwrap(), b);
+    assert_eq!(
+        repo.restore(Restore::Tag("latest"), OnConflict::Refuse)
+            .unwrap(),
+        b
+    );
 
     assert_eq!(repo.resolve("latest").unwrap(), b);
     assert_eq!(deleted_manifest_digests(&repo), set([&a]));
     assert_eq!(deleted_tag_pairs(&repo), pairs([("latest", &a)]));
     // The next one by that tag is the older manifest, but the tag is live now.
     let err = refused(&s, &["hello-world"], || {
-        repo.restore(Restore::Tag("latest"), false)
+        repo.restore(Restore::Tag("latest"), OnConflict::Refuse)
     });
     assert!(
         matches!(&err, Error::TagConflict { tag, digest, .. } if tag == "latest" && digest == &b),
         "{err:?}"
     );
-    assert_eq!(repo.restore(Restore::Tag("latest"), true).unwrap(), a);
+    assert_eq!(
+        repo.restore(Restore::Tag("latest"), OnConflict::MoveTag)
+            .unwrap(),
+        a
+    );
     assert_eq!(repo.resolve("latest").unwrap(), a);
     assert_eq!(deleted_tag_pairs(&repo), pairs([("latest", &b)]));
 }
@@ -1480,7 +1549,11 @@ fn s7_deletions_at_the_same_clock_time_keep_their_order() {
 
     let a = repo.deleted_tags(Some("latest")).unwrap()[2].digest.clone();
 
-    assert_eq!(repo.restore(Restore::Tag("latest"), false).unwrap(), c);
+    assert_eq!(
+        repo.restore(Restore::Tag("latest"), OnConflict::Refuse)
+            .unwrap(),
+        c
+    );
     let binned = |repo: &Repository| -> Vec<Digest> {
         repo.deleted_tags(Some("latest"))
             .unwrap()
@@ -1490,9 +1563,17 @@ fn s7_deletions_at_the_same_clock_time_keep_their_order() {
     };
     assert_eq!(binned(&repo), [b.clone(), a.clone()]);
     // Forced, the next one is b; c's overwritten tag is now the newest entry.
-    assert_eq!(repo.restore(Restore::Tag("latest"), true).unwrap(), b);
+    assert_eq!(
+        repo.restore(Restore::Tag("latest"), OnConflict::MoveTag)
+            .unwrap(),
+        b
+    );
     assert_eq!(binned(&repo), [c.clone(), a.clone()]);
-    assert_eq!(repo.restore(Restore::Tag("latest"), true).unwrap(), c);
+    assert_eq!(
+        repo.restore(Restore::Tag("latest"), OnConflict::MoveTag)
+            .unwrap(),
+        c
+    );
     assert_eq!(binned(&repo), [b, a]);
 }
 
@@ -1503,7 +1584,11 @@ fn s7_restore_by_tag_alone_of_a_manifest_that_is_still_live_retags_it() {
     let a = push_image(&repo, "latest", "a");
     repo.untag("latest").unwrap();
 
-    assert_eq!(repo.restore(Restore::Tag("latest"), false).unwrap(), a);
+    assert_eq!(
+        repo.restore(Restore::Tag("latest"), OnConflict::Refuse)
+            .unwrap(),
+        a
+    );
 
     assert_eq!(repo.resolve("latest").unwrap(), a);
     assert!(repo.deleted_tags(None).unwrap().is_empty());
@@ -1521,7 +1606,14 @@ fn s7_restore_by_a_tag_not_in_the_bin_is_not_deleted_and_changes_nothing() {
     for tag in ["never", "latest", "gone"] {
         for force in [false, true] {
             let err = refused(&s, &["app", "other"], || {
-                repo.restore(Restore::Tag(tag), force)
+                repo.restore(
+                    Restore::Tag(tag),
+                    if force {
+                        OnConflict::MoveTag
+                    } else {
+                        OnConflict::Refuse
+                    },
+                )
             });
             assert!(
                 is_not_deleted(&err, "app", &format!("tag {tag}")),
@@ -1543,7 +1635,7 @@ fn s8_a_restore_brings_back_exactly_one_tag_and_leaves_the_others_in_the_bin() {
     repo.tag("stable", &a).unwrap();
     repo.delete_manifest("latest").unwrap();
 
-    repo.restore(Restore::TagAndDigest("v1", &a), false)
+    repo.restore(Restore::TagAndDigest("v1", &a), OnConflict::Refuse)
         .unwrap();
     assert_eq!(tag_names(&repo), ["v1"]);
     assert_eq!(
@@ -1553,10 +1645,11 @@ fn s8_a_restore_brings_back_exactly_one_tag_and_leaves_the_others_in_the_bin() {
     assert!(repo.deleted_manifests().unwrap().is_empty());
 
     // The others come back one restore at a time.
-    repo.restore(Restore::Tag("stable"), false).unwrap();
+    repo.restore(Restore::Tag("stable"), OnConflict::Refuse)
+        .unwrap();
     assert_eq!(tag_names(&repo), ["stable", "v1"]);
     assert_eq!(deleted_tag_pairs(&repo), pairs([("latest", &a)]));
-    repo.restore(Restore::TagAndDigest("latest", &a), false)
+    repo.restore(Restore::TagAndDigest("latest", &a), OnConflict::Refuse)
         .unwrap();
     assert_eq!(tag_names(&repo), ["latest", "stable", "v1"]);
     assert!(repo.deleted_tags(None).unwrap().is_empty());
@@ -1570,7 +1663,11 @@ fn s8_restore_by_tag_alone_brings_back_only_that_tag() {
     repo.tag("v1", &a).unwrap();
     s.registry.delete_repository("app").unwrap();
 
-    assert_eq!(repo.restore(Restore::Tag("v1"), false).unwrap(), a);
+    assert_eq!(
+        repo.restore(Restore::Tag("v1"), OnConflict::Refuse)
+            .unwrap(),
+        a
+    );
 
     assert_eq!(tag_names(&repo), ["v1"]);
     assert_eq!(deleted_tag_pairs(&repo), pairs([("latest", &a)]));
@@ -1589,14 +1686,19 @@ fn s9_restoring_an_index_does_not_restore_its_soft_deleted_children() {
     repo.delete_manifest("latest").unwrap();
     repo.delete_manifest("amd64").unwrap();
 
-    assert_eq!(repo.restore(Restore::Tag("latest"), false).unwrap(), index);
+    assert_eq!(
+        repo.restore(Restore::Tag("latest"), OnConflict::Refuse)
+            .unwrap(),
+        index
+    );
 
     assert_eq!(manifest_digests(&repo), set([&index, &arm64]));
     assert_eq!(deleted_manifest_digests(&repo), set([&amd64]));
     assert_eq!(deleted_tag_pairs(&repo), pairs([("amd64", &amd64)]));
     assert_eq!(tag_names(&repo), ["arm64", "latest"]);
     // The child comes back on its own restore, and the index blocks its delete again (D5).
-    repo.restore(Restore::Tag("amd64"), false).unwrap();
+    repo.restore(Restore::Tag("amd64"), OnConflict::Refuse)
+        .unwrap();
     assert_eq!(manifest_digests(&repo), set([&index, &arm64, &amd64]));
     let err = refused(&s, &["app"], || repo.delete_manifest("amd64"));
     assert!(
@@ -1614,7 +1716,7 @@ fn s9_restoring_an_index_out_of_a_soft_deleted_repository_brings_back_only_the_i
     let index = push_index(&repo, Some("latest"), &[&amd64, &arm64]);
     s.registry.delete_repository("app").unwrap();
 
-    repo.restore(Restore::TagAndDigest("latest", &index), false)
+    repo.restore(Restore::TagAndDigest("latest", &index), OnConflict::Refuse)
         .unwrap();
 
     assert_eq!(manifest_digests(&repo), set([&index]));
@@ -1640,7 +1742,16 @@ fn s10_restoring_a_referrer_whose_subject_is_soft_deleted_is_subject_deleted() {
         Restore::TagAndDigest("new", &sig),
     ] {
         for force in [false, true] {
-            let err = refused(&s, &["app"], || repo.restore(what, force));
+            let err = refused(&s, &["app"], || {
+                repo.restore(
+                    what,
+                    if force {
+                        OnConflict::MoveTag
+                    } else {
+                        OnConflict::Refuse
+                    },
+                )
+            });
             assert!(
                 matches!(&err, Error::SubjectDeleted { repository, subject: d }
                     if repository == "app" && d == &subject),
@@ -1660,7 +1771,8 @@ fn s10_restoring_a_subject_does_not_restore_its_referrers() {
     repo.delete_manifest("latest").unwrap();
 
     assert_eq!(
-        repo.restore(Restore::Tag("latest"), false).unwrap(),
+        repo.restore(Restore::Tag("latest"), OnConflict::Refuse)
+            .unwrap(),
         subject
     );
 
@@ -1668,9 +1780,11 @@ fn s10_restoring_a_subject_does_not_restore_its_referrers() {
     assert_eq!(manifest_digests(&repo), set([&subject]));
     assert_eq!(deleted_manifest_digests(&repo), set([&sig, &sbom]));
     // Now the referrers can be restored, one by one.
-    repo.restore(Restore::Tag("sig"), false).unwrap();
+    repo.restore(Restore::Tag("sig"), OnConflict::Refuse)
+        .unwrap();
     assert_eq!(referrer_digests(&repo, &subject), vec![sig.clone()]);
-    repo.restore(Restore::Digest(&sbom), false).unwrap();
+    repo.restore(Restore::Digest(&sbom), OnConflict::Refuse)
+        .unwrap();
     let referrers: BTreeSet<Digest> = referrer_digests(&repo, &subject).into_iter().collect();
     assert_eq!(referrers, set([&sig, &sbom]));
 }
@@ -1683,17 +1797,20 @@ fn s10_a_chain_of_referrers_is_restored_from_the_subject_down() {
     let sig = push_referrer(&repo, None, &subject, "sig");
     let sig_of_sig = push_referrer(&repo, None, &sig, "sig of sig");
     repo.delete_manifest("latest").unwrap();
-    repo.restore(Restore::Tag("latest"), false).unwrap();
+    repo.restore(Restore::Tag("latest"), OnConflict::Refuse)
+        .unwrap();
 
     let err = refused(&s, &["app"], || {
-        repo.restore(Restore::Digest(&sig_of_sig), false)
+        repo.restore(Restore::Digest(&sig_of_sig), OnConflict::Refuse)
     });
     assert!(
         matches!(&err, Error::SubjectDeleted { subject: d, .. } if d == &sig),
         "{err:?}"
     );
-    repo.restore(Restore::Digest(&sig), false).unwrap();
-    repo.restore(Restore::Digest(&sig_of_sig), false).unwrap();
+    repo.restore(Restore::Digest(&sig), OnConflict::Refuse)
+        .unwrap();
+    repo.restore(Restore::Digest(&sig_of_sig), OnConflict::Refuse)
+        .unwrap();
     assert_eq!(referrer_digests(&repo, &sig), [sig_of_sig]);
 }
 
@@ -1707,7 +1824,11 @@ fn s10_a_referrer_whose_subject_was_purged_can_be_restored() {
     repo.delete_manifest("latest").unwrap();
     repo.purge_deleted_manifest(&subject).unwrap();
 
-    assert_eq!(repo.restore(Restore::Digest(&sig), false).unwrap(), sig);
+    assert_eq!(
+        repo.restore(Restore::Digest(&sig), OnConflict::Refuse)
+            .unwrap(),
+        sig
+    );
     assert_eq!(referrer_digests(&repo, &subject), [sig]);
 }
 
@@ -1732,7 +1853,7 @@ fn s11_restoring_inside_a_soft_deleted_repository_brings_it_back_holding_only_th
             "digest" => Restore::Digest(&a),
             _ => Restore::TagAndDigest("latest", &a),
         };
-        assert_eq!(repo.restore(what, false).unwrap(), a);
+        assert_eq!(repo.restore(what, OnConflict::Refuse).unwrap(), a);
 
         assert_eq!(repositories(&s.registry), ["app", "other"], "{by}");
         assert!(s.registry.deleted_repositories().unwrap().is_empty());
@@ -1760,7 +1881,8 @@ fn s11_restoring_inside_a_soft_deleted_repository_brings_it_back_holding_only_th
                 .iter()
                 .all(|m| m.deleted_at == day(1.0))
         );
-        repo.restore(Restore::Tag("v2"), false).unwrap();
+        repo.restore(Restore::Tag("v2"), OnConflict::Refuse)
+            .unwrap();
         assert_eq!(manifest_digests(&repo), set([&a, &b]));
     }
 }
@@ -1773,7 +1895,9 @@ fn s11_a_refused_restore_leaves_the_repository_in_the_bin() {
     let sig = push_referrer(&repo, None, &subject, "sig");
     s.registry.delete_repository("app").unwrap();
 
-    let err = refused(&s, &["app"], || repo.restore(Restore::Digest(&sig), false));
+    let err = refused(&s, &["app"], || {
+        repo.restore(Restore::Digest(&sig), OnConflict::Refuse)
+    });
     assert!(matches!(err, Error::SubjectDeleted { .. }), "{err:?}");
     assert_eq!(deleted_repository_names(&s.registry), ["app"]);
     assert!(repositories(&s.registry).is_empty());
@@ -1786,7 +1910,8 @@ fn s11_the_restored_repository_can_be_deleted_again_and_expires_from_then() {
     let a = push_image(&repo, "latest", "a");
     s.registry.delete_repository("app").unwrap();
     s.clock.set(day(3.0));
-    repo.restore(Restore::Tag("latest"), false).unwrap();
+    repo.restore(Restore::Tag("latest"), OnConflict::Refuse)
+        .unwrap();
     s.clock.set(day(4.0));
     s.registry.delete_repository("app").unwrap();
 
@@ -1799,7 +1924,11 @@ fn s11_the_restored_repository_can_be_deleted_again_and_expires_from_then() {
     // The first deletion's tombstone went with the restore: nothing expires on day 7.
     s.clock.set(day(7.0));
     assert_eq!(s.registry.run_now().unwrap(), report(day(7.0), 0, 0, 0));
-    assert_eq!(repo.restore(Restore::Tag("latest"), false).unwrap(), a);
+    assert_eq!(
+        repo.restore(Restore::Tag("latest"), OnConflict::Refuse)
+            .unwrap(),
+        a
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1823,7 +1952,7 @@ fn s12_pushing_to_a_soft_deleted_repository_brings_it_back_and_its_tombstones_st
     assert_eq!(deleted_manifest_digests(&repo), set([&a, &old]));
     assert_eq!(deleted_tag_pairs(&repo), pairs([("latest", &a)]));
     // The tombstones are still restorable, and still expire on their own day.
-    repo.restore(Restore::TagAndDigest("old", &a), false)
+    repo.restore(Restore::TagAndDigest("old", &a), OnConflict::Refuse)
         .unwrap();
     assert_eq!(manifest_digests(&repo), set([&a, &b]));
     s.clock.set(day(7.0));
@@ -1916,7 +2045,8 @@ fn s13_pushing_a_soft_deleted_digest_is_manifest_soft_deleted_and_changes_nothin
         );
     }
     // Restore it instead.
-    repo.restore(Restore::Tag("latest"), false).unwrap();
+    repo.restore(Restore::Tag("latest"), OnConflict::Refuse)
+        .unwrap();
     assert_eq!(push(&repo, Some("v2"), OCI_MANIFEST, &body), a);
 }
 
@@ -2034,7 +2164,8 @@ fn s13_mounting_out_of_a_soft_deleted_repository_is_repository_soft_deleted() {
         "{err:?}"
     );
     // Once the repository is back, the mount works.
-    base.restore(Restore::Tag("latest"), false).unwrap();
+    base.restore(Restore::Tag("latest"), OnConflict::Refuse)
+        .unwrap();
     app.mount_blob("base", &layer).unwrap();
     assert_eq!(app.blob(&layer).unwrap(), &b"layer base"[..]);
 }
@@ -2057,7 +2188,8 @@ fn s14_a_soft_deleted_manifest_keeps_its_blobs_and_they_are_readable_after_resto
             "the repository is live: its links stay"
         );
     }
-    repo.restore(Restore::Tag("latest"), false).unwrap();
+    repo.restore(Restore::Tag("latest"), OnConflict::Refuse)
+        .unwrap();
     assert_eq!(repo.pull("latest").unwrap().body, body);
     for (blob, bytes) in seed_blobs("a").iter().zip(["config a", "layer a"]) {
         assert_eq!(repo.blob(blob).unwrap(), bytes.as_bytes());
@@ -2078,7 +2210,8 @@ fn s14_a_soft_deleted_repository_keeps_its_blobs_and_they_are_readable_after_res
     }
     s.clock.set(day(6.0));
     assert_eq!(s.registry.run_now().unwrap(), report(day(6.0), 0, 0, 0));
-    repo.restore(Restore::Tag("latest"), false).unwrap();
+    repo.restore(Restore::Tag("latest"), OnConflict::Refuse)
+        .unwrap();
     for (blob, bytes) in seed_blobs("a").iter().zip(["config a", "layer a"]) {
         assert_eq!(repo.blob(blob).unwrap(), bytes.as_bytes());
         assert_eq!(repo.blob_size(blob).unwrap(), bytes.len() as u64);
@@ -2106,9 +2239,22 @@ fn s15_turning_the_policy_off_leaves_tombstones_restorable() {
     let with_policy = |text: &str| text.replace("enabled: true", "enabled: false");
     assert_eq!(state(&s.registry, &["app", "scratch"]), with_policy(&bin));
     s.clock.set(day(6.0));
-    assert_eq!(repo.restore(Restore::Tag("latest"), false).unwrap(), a);
-    assert_eq!(repo.restore(Restore::Tag("v2"), false).unwrap(), b);
-    assert_eq!(scratch.restore(Restore::Tag("latest"), false).unwrap(), sc);
+    assert_eq!(
+        repo.restore(Restore::Tag("latest"), OnConflict::Refuse)
+            .unwrap(),
+        a
+    );
+    assert_eq!(
+        repo.restore(Restore::Tag("v2"), OnConflict::Refuse)
+            .unwrap(),
+        b
+    );
+    assert_eq!(
+        scratch
+            .restore(Restore::Tag("latest"), OnConflict::Refuse)
+            .unwrap(),
+        sc
+    );
     assert_eq!(repositories(&s.registry), ["app", "scratch"]);
 }
 
@@ -2146,7 +2292,9 @@ fn s15_deletes_after_the_policy_is_off_are_permanent() {
 
     assert_eq!(deleted_manifest_digests(&repo), set([&a]));
     assert_eq!(deleted_tag_pairs(&repo), pairs([("a", &a)]));
-    let err = repo.restore(Restore::Digest(&b), false).unwrap_err();
+    let err = repo
+        .restore(Restore::Digest(&b), OnConflict::Refuse)
+        .unwrap_err();
     assert!(is_manifest_unknown(&err, "app", b.as_str()), "{err:?}");
 }
 
@@ -2170,7 +2318,9 @@ fn s16_purge_deleted_repository_removes_it_with_everything_in_it() {
     assert!(repo.deleted_manifests().unwrap().is_empty());
     assert!(repo.deleted_tags(None).unwrap().is_empty());
     assert!(repo.blobs(&Page::all()).unwrap().is_empty());
-    let err = repo.restore(Restore::Digest(&a), false).unwrap_err();
+    let err = repo
+        .restore(Restore::Digest(&a), OnConflict::Refuse)
+        .unwrap_err();
     assert!(is_manifest_unknown(&err, "scratch", a.as_str()), "{err:?}");
     for blob in seed_blobs("a") {
         assert!(
@@ -2206,13 +2356,17 @@ fn s16_purge_deleted_manifest_removes_it_with_its_bin_tags_and_history() {
                 .all(|e| e.from.as_ref() != Some(&a) && e.to.as_ref() != Some(&a)),
             "{tag}: {history:?}"
         );
-        let err = repo.restore(Restore::Tag(tag), false).unwrap_err();
+        let err = repo
+            .restore(Restore::Tag(tag), OnConflict::Refuse)
+            .unwrap_err();
         assert!(
             is_not_deleted(&err, "app", &format!("tag {tag}")),
             "{err:?}"
         );
     }
-    let err = repo.restore(Restore::Digest(&a), false).unwrap_err();
+    let err = repo
+        .restore(Restore::Digest(&a), OnConflict::Refuse)
+        .unwrap_err();
     assert!(is_manifest_unknown(&err, "app", a.as_str()), "{err:?}");
     // Purging it again: it is no longer in the bin.
     let err = refused(&s, &["app"], || repo.purge_deleted_manifest(&a));
@@ -2234,7 +2388,11 @@ fn s16_purge_deleted_manifest_works_inside_a_soft_deleted_repository() {
 
     assert_eq!(deleted_repository_names(&s.registry), ["app"]);
     assert_eq!(deleted_manifest_digests(&repo), set([&b]));
-    assert_eq!(repo.restore(Restore::Tag("v2"), false).unwrap(), b);
+    assert_eq!(
+        repo.restore(Restore::Tag("v2"), OnConflict::Refuse)
+            .unwrap(),
+        b
+    );
     assert_eq!(manifest_digests(&repo), set([&b]));
 }
 
@@ -2258,9 +2416,15 @@ fn s16_purge_deleted_tags_removes_every_deletion_of_that_tag() {
     assert_eq!(deleted_manifest_digests(&repo), set([&b]));
     assert_eq!(other.deleted_tags(None).unwrap().len(), 1);
     assert_eq!(repo.resolve("v1").unwrap(), a);
-    let err = repo.restore(Restore::Tag("latest"), false).unwrap_err();
+    let err = repo
+        .restore(Restore::Tag("latest"), OnConflict::Refuse)
+        .unwrap_err();
     assert!(is_not_deleted(&err, "app", "tag latest"), "{err:?}");
-    assert_eq!(repo.restore(Restore::Digest(&b), false).unwrap(), b);
+    assert_eq!(
+        repo.restore(Restore::Digest(&b), OnConflict::Refuse)
+            .unwrap(),
+        b
+    );
 }
 
 #[test]

@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{START, Store, push_image, report, snapshot};
-use ocistore::{Clock, Error, ManualClock, Registry, Restore, SoftDeletePolicy, Timestamp};
+use ocistore::{
+    Clock, Error, ManualClock, OnConflict, Registry, Restore, SoftDeletePolicy, Timestamp,
+};
 
 const HOUR: u64 = 3_600;
 const DAY: u64 = 86_400;
@@ -303,12 +305,14 @@ fn s4_autopurge_touches_nothing_live_and_nothing_unexpired() {
     assert!(!app.tag_history("second").unwrap().is_empty());
 
     // What is left can still be restored.
-    app.restore(Restore::Tag("second"), false).unwrap();
+    app.restore(Restore::Tag("second"), OnConflict::Refuse)
+        .unwrap();
     assert_eq!(app.resolve("second").unwrap(), second);
-    app.restore(Restore::Tag("untagged-later"), false).unwrap();
+    app.restore(Restore::Tag("untagged-later"), OnConflict::Refuse)
+        .unwrap();
     assert_eq!(app.resolve("untagged-later").unwrap(), live);
     assert!(matches!(
-        app.restore(Restore::Digest(&first), false),
+        app.restore(Restore::Digest(&first), OnConflict::Refuse),
         Err(Error::ManifestUnknown { .. })
     ));
 
@@ -340,7 +344,7 @@ fn s4_a_purged_repository_takes_everything_in_it_and_can_be_pushed_again() {
     // Its blob links went with it: the same image must be uploaded again.
     assert!(gone.blobs(&ocistore::Page::all()).unwrap().is_empty());
     assert!(matches!(
-        gone.restore(Restore::Digest(&x), false),
+        gone.restore(Restore::Digest(&x), OnConflict::Refuse),
         Err(Error::ManifestUnknown { .. })
     ));
     assert_eq!(push_image(&gone, "x", "x"), x);

@@ -16,8 +16,8 @@ use common::{
 };
 use ocistore::manifest::OCI_MANIFEST;
 use ocistore::{
-    Algorithm, AutopurgeReport, Digest, Error, FORMAT_VERSION, Item, Locks, Repository, Restore,
-    RetentionPolicy, TagCause, TagEvent,
+    Algorithm, AutopurgeReport, Digest, Error, FORMAT_VERSION, Item, Locks, OnConflict, Repository,
+    Restore, RetentionPolicy, TagCause, TagEvent,
 };
 use redb::{ReadableDatabase, ReadableTableMetadata, TableDefinition};
 use serde_json::json;
@@ -540,7 +540,11 @@ fn r3_with_soft_delete_on_its_deletes_go_to_the_bin_and_can_be_restored() {
     assert_eq!(binned[0].digest, a);
     assert_eq!(binned[0].deleted_at, s.registry.now());
     assert!(!is_live(&repo, &a));
-    assert_eq!(repo.restore(Restore::Digest(&a), false).unwrap(), a);
+    assert_eq!(
+        repo.restore(Restore::Digest(&a), OnConflict::Refuse)
+            .unwrap(),
+        a
+    );
     // Restored untagged, it is untagged from now on.
     assert_eq!(untagged_manifests(&repo)[0].digest, a);
     run_deletes(&s, 0);

@@ -13,7 +13,8 @@ use std::time::Duration;
 use common::{START, fails_writing_nothing, upload_image};
 use ocistore::manifest::OCI_MANIFEST;
 use ocistore::{
-    CollectOptions, Digest, Error, FsckOptions, ManualClock, Registry, Repository, SoftDeletePolicy,
+    CollectOptions, Digest, Error, FsckOptions, ManualClock, OnConflict, Registry, Repository,
+    SoftDeletePolicy,
 };
 use tempfile::TempDir;
 
@@ -114,6 +115,7 @@ fn fill(repo: &Repository) -> BTreeMap<String, Digest> {
                 OCI_MANIFEST,
                 &serde_json::to_vec(&body).unwrap(),
             )
+            .map(|pushed| pushed.digest)
         };
         match push() {
             Ok(digest) => {
@@ -224,7 +226,10 @@ fn c4_a_full_disk_refuses_writes_then_frees_space_through_the_api_and_writes_res
     // Writes resume without a reopen.
     assert!(registry.health().writable, "{:?}", registry.health());
     let body = upload_image(&repo, b"{\"after\":1}", &[&layer(1 << 40, 256 << 10)]);
-    let digest = repo.push_manifest("after", OCI_MANIFEST, &body).unwrap();
+    let digest = repo
+        .push_manifest("after", OCI_MANIFEST, &body)
+        .unwrap()
+        .digest;
     acknowledged.insert("after".into(), digest);
     all_read_back(&repo, &acknowledged);
     fsck_is_clean(&registry);
@@ -295,8 +300,8 @@ fn c5_after_a_failed_commit_the_store_reopens_itself_and_the_next_call_works() {
             OCI_MANIFEST,
             &serde_json::to_vec(&body).unwrap(),
         ) {
-            Ok(digest) => {
-                acknowledged.insert(format!("m{n}"), digest);
+            Ok(pushed) => {
+                acknowledged.insert(format!("m{n}"), pushed.digest);
             }
             Err(e) => break e,
         }
@@ -384,7 +389,10 @@ fn c4_binned_manifests_survive_a_full_disk_whole_and_restore_once_there_is_room(
         .map(|(t, d)| (t.clone(), d.clone()))
         .unwrap();
     let e = fails_writing_nothing(&registry, || {
-        repo.restore(ocistore::Restore::TagAndDigest(&tag, &digest), false)
+        repo.restore(
+            ocistore::Restore::TagAndDigest(&tag, &digest),
+            OnConflict::Refuse,
+        )
     });
     assert!(is_full(&e), "{e}");
     // Purge half of the bin by hand, collect: room again.
@@ -396,8 +404,11 @@ fn c4_binned_manifests_survive_a_full_disk_whole_and_restore_once_there_is_room(
     assert!(registry.health().writable, "{:?}", registry.health());
     // Every manifest still in the bin comes back whole.
     for (tag, digest) in &binned {
-        repo.restore(ocistore::Restore::TagAndDigest(tag, digest), false)
-            .unwrap();
+        repo.restore(
+            ocistore::Restore::TagAndDigest(tag, digest),
+            OnConflict::Refuse,
+        )
+        .unwrap();
     }
     live.extend(binned);
     all_read_back(&repo, &live);

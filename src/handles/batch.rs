@@ -1,9 +1,11 @@
 //! [`Batch`]: many mutating calls in one write transaction (docs/spec.md: C1).
 
-use crate::ops::{self, Core, recycle_bin::Restore};
+use crate::ops::push::Pushed;
+use crate::ops::recycle_bin::{OnConflict, Restore};
+use crate::ops::{self, Core};
 use crate::store::Tx;
-use crate::store::locks::{Item, Locks};
-use crate::values::{Algorithm, Digest, Result};
+use crate::store::locks::Locks;
+use crate::values::{Algorithm, Digest, Item, Result};
 
 use super::Repository;
 
@@ -90,7 +92,7 @@ impl<'t> Batch<'t> {
         reference: &str,
         media_type: &str,
         body: &[u8],
-    ) -> Result<Digest> {
+    ) -> Result<Pushed> {
         let prepared = crate::oci::prepare(reference, media_type, body)?;
         self.tx.push_manifest(repo.name(), prepared)
     }
@@ -145,8 +147,13 @@ impl<'t> Batch<'t> {
     ///
     /// As [`Repository::restore`](crate::Repository::restore); a full disk and a nested write are
     /// refused once for the whole batch, by [`Registry::batch`](crate::Registry::batch).
-    pub fn restore(&mut self, repo: &Repository, what: Restore<'_>, force: bool) -> Result<Digest> {
-        self.tx.restore(repo.name(), what, force)
+    pub fn restore(
+        &mut self,
+        repo: &Repository,
+        what: Restore<'_>,
+        on_conflict: OnConflict,
+    ) -> Result<Digest> {
+        self.tx.restore(repo.name(), what, on_conflict)
     }
 
     /// Sets the locks of a live item; see [`Repository::set_locks`].

@@ -10,15 +10,17 @@ use bytes::Bytes;
 use super::Registry;
 use crate::blobs::BlobReader;
 use crate::oci::{Descriptor, Reference};
-use crate::ops::recycle_bin::Restore;
+use crate::ops::push::Pushed;
+use crate::ops::recycle_bin::{OnConflict, Restore};
 use crate::ops::upload::Upload;
 use crate::ops::{self, Core};
 use crate::store::bin::{self, DeletedManifest, DeletedTag};
-use crate::store::locks::{self, Item, Locks};
+use crate::store::locks::{self, Locks};
 use crate::store::manifests::{self, Manifest, ManifestQuery, PulledManifest};
+use crate::store::repositories::{self, RepositoryState};
 use crate::store::tags::{self, Tag, TagEvent};
 use crate::store::{Snapshot, Tx};
-use crate::values::{Algorithm, Digest, Error, Page, Result, validate_name, validate_tag};
+use crate::values::{Algorithm, Digest, Error, Item, Page, Result, validate_name, validate_tag};
 
 /// A handle on one repository of a [`Registry`], by name. Cheap to clone.
 ///
@@ -42,6 +44,27 @@ impl Repository {
     #[must_use]
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Whether the repository is live, in the recycle bin (until its tombstone expires) or
+    /// unknown, in one read.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// use ocistore::{Registry, RepositoryState};
+    /// let repo = Registry::open(dir.path())?.repository("app")?;
+    /// assert_eq!(repo.state()?, RepositoryState::Unknown);
+    /// repo.put_blob_sha256(b"bytes")?;
+    /// assert!(matches!(repo.state()?, RepositoryState::Live { .. }));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// Fails only with [`Error::Io`], [`Error::Database`] or [`Error::Corrupt`], when the disk or
+    /// the database fails.
+    pub fn state(&self) -> Result<RepositoryState> {
+        repositories::state(&self.snapshot()?, &self.name, self.registry.now())
     }
 
     /// The registry holding it.
@@ -191,7 +214,7 @@ impl Repository {
     ///
     /// # Errors
     ///
-    /// Fails with [`Error::InvalidTag`] or [`Error::InvalidDigest`] if `reference` is neither a tag
+    /// Fails with [`Error::InvalidReference`] if `reference` is neither a tag
     /// nor a digest; [`Error::ManifestTooLarge`], [`Error::UnsupportedMediaType`],
     /// [`Error::MediaTypeMismatch`] or [`Error::InvalidManifest`] if the body is refused (a
     /// descriptor that misstates the size of what it names is invalid); [`Error::DigestMismatch`]
@@ -211,12 +234,13 @@ impl Repository {
     /// let body = format!(
     ///     r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":2}},"layers":[]}}"#
     /// );
-    /// let digest = repo.push_manifest("v1", OCI_MANIFEST, body.as_bytes())?;
+    /// let pushed = repo.push_manifest("v1", OCI_MANIFEST, body.as_bytes())?;
+    /// assert!(pushed.created && pushed.previous.is_none());
     /// let pulled = repo.pull("v1")?;
-    /// assert_eq!((pulled.digest, &pulled.body[..]), (digest, body.as_bytes()));
+    /// assert_eq!((pulled.digest, &pulled.body[..]), (pushed.digest, body.as_bytes()));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn push_manifest(&self, reference: &str, media_type: &str, body: &[u8]) -> Result<Digest> {
+    pub fn push_manifest(&self, reference: &str, media_type: &str, body: &[u8]) -> Result<Pushed> {
         ops::push::push(self.core(), &self.name, reference, media_type, body)
     }
 
@@ -224,7 +248,7 @@ impl Repository {
     ///
     /// # Errors
     ///
-    /// Fails with [`Error::InvalidTag`] or [`Error::InvalidDigest`] if `reference` is neither a tag
+    /// Fails with [`Error::InvalidReference`] if `reference` is neither a tag
     /// nor a digest, [`Error::ManifestUnknown`] if no live manifest answers to it, and
     /// [`Error::Io`], [`Error::Database`] or [`Error::Corrupt`] when the disk or the database
     /// fails.
@@ -330,13 +354,13 @@ impl Repository {
 
     /// Points `tag` back at `digest`, a manifest its history names that is live or in the
     /// recycle bin (T2). This is a restore of `tag` with `digest`: it follows S6–S11, so a
-    /// tag now on another manifest moves only when `force` is set.
+    /// tag now on another manifest moves only with [`OnConflict::MoveTag`].
     ///
     /// # Errors
     ///
     /// Fails with [`Error::NotInHistory`] if the history of `tag` does not name `digest`; otherwise
     /// as [`restore`](Repository::restore) of `tag` with `digest`.
-    pub fn revert_tag(&self, tag: &str, digest: &Digest, force: bool) -> Result<()> {
+    pub fn revert_tag(&self, tag: &str, digest: &Digest, on_conflict: OnConflict) -> Result<()> {
         let held = self
             .tag_history(tag)?
             .iter()
@@ -348,7 +372,7 @@ impl Repository {
                 digest: digest.clone(),
             });
         }
-        self.restore(Restore::TagAndDigest(tag, digest), force)
+        self.restore(Restore::TagAndDigest(tag, digest), on_conflict)
             .map(drop)
     }
 
@@ -374,7 +398,7 @@ impl Repository {
     ///
     /// # Errors
     ///
-    /// Fails with [`Error::InvalidTag`] or [`Error::InvalidDigest`] if `reference` is neither a tag
+    /// Fails with [`Error::InvalidReference`] if `reference` is neither a tag
     /// nor a digest, [`Error::ManifestUnknown`] if no live manifest answers to it,
     /// [`Error::ManifestReferenced`] and [`Error::Locked`] as above, [`Error::NestedWrite`] inside
     /// a [`Batch`](crate::Batch) of this store, and [`Error::Io`], [`Error::Database`] or
@@ -409,8 +433,8 @@ impl Repository {
     }
 
     /// Brings a manifest back out of the recycle bin, with at most one tag (S6–S11), and
-    /// returns its digest. `force` lets a restore move a tag that is live on another
-    /// manifest; the overwritten tag goes to the bin.
+    /// returns its digest. [`OnConflict::MoveTag`] lets a restore move a tag that is live on
+    /// another manifest; the overwritten tag goes to the bin.
     ///
     /// Restoring into a soft-deleted repository brings the repository back, holding only what
     /// was restored. A manifest that is live is only tagged.
@@ -422,12 +446,12 @@ impl Repository {
     /// [`Error::ManifestUnknown`] if the manifest is neither live nor in the bin;
     /// [`Error::SubjectDeleted`] if it is a referrer whose subject is in the bin; [`Error::Locked`]
     /// if the repository is write-locked, or the tag is and would move; [`Error::TagConflict`] if
-    /// the tag is live on another manifest and `force` is not set; [`Error::StorageFull`] while the
+    /// the tag is live on another manifest and `on_conflict` is [`OnConflict::Refuse`]; [`Error::StorageFull`] while the
     /// disk is full; [`Error::NestedWrite`] inside a [`Batch`](crate::Batch) of this store; and
     /// [`Error::Io`], [`Error::Database`] or [`Error::Corrupt`] when the disk or the database
     /// fails.
-    pub fn restore(&self, what: Restore<'_>, force: bool) -> Result<Digest> {
-        self.write_adding(|tx, name| tx.restore(name, what, force))
+    pub fn restore(&self, what: Restore<'_>, on_conflict: OnConflict) -> Result<Digest> {
+        self.write_adding(|tx, name| tx.restore(name, what, on_conflict))
     }
 
     /// Permanently removes manifest `digest` from the recycle bin before it expires, with its

@@ -188,20 +188,33 @@ pub enum Reference {
 }
 
 impl Reference {
-    /// Parses a reference: anything with a `:` is a digest, anything else a tag. Tags cannot
-    /// hold a `:`, so the two never clash.
+    /// Parses a reference: a valid tag is a tag, anything else must be a digest. Tags cannot
+    /// hold a `:` and digests always do, so the two never clash.
+    ///
+    /// ```
+    /// use ocistore::{Error, Reference};
+    /// assert!(matches!(Reference::parse("v1")?, Reference::Tag(_)));
+    /// assert!(matches!(Reference::parse("v1:beta"), Err(Error::InvalidReference { .. })));
+    /// # Ok::<(), Error>(())
+    /// ```
     ///
     /// # Errors
     ///
-    /// Fails with [`Error::InvalidDigest`] if `s` holds a `:` and is not a valid digest,
-    /// [`Error::InvalidTag`] if it holds none and is not a valid tag.
+    /// Fails with [`Error::InvalidReference`], which says why `s` is neither, if it is neither
+    /// a valid tag nor a valid digest.
     pub fn parse(s: &str) -> Result<Reference> {
-        if s.contains(':') {
-            Digest::parse(s).map(Reference::Digest)
-        } else {
-            validate_tag(s)?;
-            Ok(Reference::Tag(s.to_owned()))
+        if validate_tag(s).is_ok() {
+            return Ok(Reference::Tag(s.to_owned()));
         }
+        Digest::parse(s)
+            .map(Reference::Digest)
+            .map_err(|e| match e {
+                Error::InvalidDigest { reason, .. } => Error::InvalidReference {
+                    reference: s.to_owned(),
+                    digest_reason: reason,
+                },
+                e => e,
+            })
     }
 }
 

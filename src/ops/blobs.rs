@@ -12,10 +12,10 @@ use super::Core;
 use crate::blobs::BlobReader;
 use crate::store::Tx;
 use crate::store::links::{is_recorded, linked, linked_size};
-use crate::store::locks::{Item, Need, check_writable};
+use crate::store::locks::{Need, check_writable};
 use crate::store::repositories::is_live;
 use crate::store::uploads;
-use crate::values::{Digest, Error, IoContext, Page, Result};
+use crate::values::{Digest, Error, IoContext, Item, Page, Result};
 
 /// Bytes in the blob store that no row named when they were found.
 pub(crate) enum Unnamed {

@@ -8,11 +8,11 @@ use redb::ReadableTable;
 
 use crate::oci::Reference;
 use crate::store::Tx;
-use crate::store::locks::{Item, Need, locked, locks_of};
+use crate::store::locks::{Need, locked, locks_of};
 use crate::store::repositories::repository_record;
 use crate::store::tables::keys_under2;
 use crate::store::tags::{TagCause, current, resolve};
-use crate::values::{Digest, Error, Result, validate_tag};
+use crate::values::{Digest, Error, Item, Result, validate_tag};
 
 impl Tx<'_> {
     /// Removes a tag; the manifest stays (D1). See [`Repository::untag`](crate::Repository::untag).

@@ -17,12 +17,12 @@ use regex::{Regex, RegexBuilder};
 
 use super::Core;
 use crate::store::Tx;
-use crate::store::locks::{Item, Need, locks_of};
+use crate::store::locks::{Need, locks_of};
 use crate::store::manifests::has_tags;
 use crate::store::repositories::{RepositoryRecord, is_live};
 use crate::store::tables::{Readable, decode, keys_under2};
 use crate::store::tags::TagCause;
-use crate::values::{Digest, Error, Result, Timestamp};
+use crate::values::{Digest, Error, Item, Result, Timestamp};
 
 /// Changes (tags untagged, manifests deleted) after which a purge commits and starts a new
 /// transaction; a repository always stays within one.

@@ -5,10 +5,10 @@ use super::Core;
 use crate::oci::{Descriptor, ManifestKind, Prepared};
 use crate::store::Tx;
 use crate::store::links::linked_size;
-use crate::store::locks::{Item, Need};
+use crate::store::locks::Need;
 use crate::store::manifests::Record;
 use crate::store::tags::TagCause;
-use crate::values::{Digest, Error, Result};
+use crate::values::{Digest, Error, Item, Result};
 
 /// A descriptor must state the size of what it names (OCI image spec, "Descriptor").
 fn check_size(descriptor: &Descriptor, stored: u64) -> Result<()> {
@@ -23,9 +23,26 @@ fn check_size(descriptor: &Descriptor, stored: u64) -> Result<()> {
     })
 }
 
+/// What a manifest push did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct Pushed {
+    /// The manifest's digest.
+    pub digest: Digest,
+    /// Whether the manifest was new to the repository; false when it was stored already (a
+    /// push is idempotent).
+    pub created: bool,
+    /// The manifest it refers to, its `subject` (P8): a registry answers with it in the
+    /// `OCI-Subject` header.
+    pub subject: Option<Digest>,
+    /// For a push by tag, the manifest the tag pointed at before (the pushed one itself when
+    /// the tag was already there); none for a new tag or a push by digest.
+    pub previous: Option<Digest>,
+}
+
 impl Tx<'_> {
     /// Stores a prepared push into `repo` (P3–P5, S13), checking its references and locks.
-    pub(crate) fn push_manifest(&mut self, repo: &str, p: Prepared<'_>) -> Result<Digest> {
+    pub(crate) fn push_manifest(&mut self, repo: &str, p: Prepared<'_>) -> Result<Pushed> {
         let digest = p.digest.as_str();
         match &p.tag {
             Some(tag) => self.check_tag_move(repo, tag, &p.digest)?,
@@ -53,6 +70,7 @@ impl Tx<'_> {
                 }
             }
         }
+        let subject = p.parsed.subject.as_ref().map(|s| s.digest.clone());
         if existing.is_some() {
             self.touch(repo, digest)?;
         } else {
@@ -60,10 +78,16 @@ impl Tx<'_> {
             self.insert_manifest(repo, digest, p.body, &record)?;
         }
         self.ensure_repository(repo)?;
-        if let Some(tag) = &p.tag {
-            self.move_tag(repo, tag, &p.digest, TagCause::Push)?;
-        }
-        Ok(p.digest)
+        let previous = match &p.tag {
+            Some(tag) => self.move_tag(repo, tag, &p.digest, TagCause::Push)?,
+            None => None,
+        };
+        Ok(Pushed {
+            digest: p.digest,
+            created: existing.is_none(),
+            subject,
+            previous,
+        })
     }
 }
 
@@ -74,7 +98,7 @@ pub(crate) fn push(
     reference: &str,
     media_type: &str,
     body: &[u8],
-) -> Result<Digest> {
+) -> Result<Pushed> {
     let prepared = crate::oci::prepare(reference, media_type, body)?;
     core.write_adding(|tx| tx.push_manifest(repo, prepared))
 }

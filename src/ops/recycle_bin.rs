@@ -3,10 +3,10 @@
 
 use crate::store::Tx;
 use crate::store::bin::{deleted_tag_keys, is_binned};
-use crate::store::locks::{Item, Need};
+use crate::store::locks::Need;
 use crate::store::repositories::repository_record;
 use crate::store::tags::{TagCause, current};
-use crate::values::{Digest, Error, Result, validate_tag};
+use crate::values::{Digest, Error, Item, Result, validate_tag};
 
 /// What a restore brings back (S6, S7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,16 +19,34 @@ pub enum Restore<'a> {
     TagAndDigest(&'a str, &'a Digest),
 }
 
+/// What a restore or a revert does when its tag is live on another manifest (S6).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum OnConflict {
+    /// Refuse with [`Error::TagConflict`](crate::Error::TagConflict); nothing changes.
+    #[default]
+    Refuse,
+    /// Move the tag; the manifest it leaves keeps its other tags, and the overwritten tag goes
+    /// to the recycle bin (with the soft delete policy off it is dropped).
+    MoveTag,
+}
+
 impl Tx<'_> {
     /// Restores a manifest; see [`Repository::restore`](crate::Repository::restore).
-    pub(crate) fn restore(&mut self, name: &str, what: Restore<'_>, force: bool) -> Result<Digest> {
+    pub(crate) fn restore(
+        &mut self,
+        name: &str,
+        what: Restore<'_>,
+        on_conflict: OnConflict,
+    ) -> Result<Digest> {
         let (tag, digest) = match what {
             Restore::Tag(tag) => {
                 validate_tag(tag)?;
                 let newest = deleted_tag_keys(&self.t, name, tag)?;
                 let (digest, _) = newest.into_iter().next().ok_or_else(|| Error::NotDeleted {
                     repository: name.to_owned(),
-                    item: format!("tag {tag}"),
+                    item: Item::Tag(tag.to_owned()),
                 })?;
                 (Some(tag), digest)
             }
@@ -64,7 +82,7 @@ impl Tx<'_> {
         if let Some(tag) = tag {
             let current = current(&self.t, name, tag)?;
             if let Some(current) = current.filter(|c| c != digest.as_str()) {
-                if !force {
+                if on_conflict == OnConflict::Refuse {
                     return Err(Error::TagConflict {
                         repository: name.to_owned(),
                         tag: tag.to_owned(),
@@ -98,7 +116,7 @@ impl Tx<'_> {
         if deleted.is_none() {
             return Err(Error::NotDeleted {
                 repository: name.to_owned(),
-                item: "the repository".into(),
+                item: Item::Repository,
             });
         }
         self.purge_repository(name)
@@ -110,7 +128,7 @@ impl Tx<'_> {
         if !is_binned(&self.t, name, digest.as_str())? {
             return Err(Error::NotDeleted {
                 repository: name.to_owned(),
-                item: format!("manifest {digest}"),
+                item: Item::Manifest(digest.clone()),
             });
         }
         self.purge_manifest(name, digest.as_str())
@@ -124,7 +142,7 @@ impl Tx<'_> {
         if doomed.is_empty() {
             return Err(Error::NotDeleted {
                 repository: name.to_owned(),
-                item: format!("tag {tag}"),
+                item: Item::Tag(tag.to_owned()),
             });
         }
         for (digest, seq) in &doomed {

@@ -4,9 +4,11 @@
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use super::Core;
-use crate::store::locks::{Item, Need, check_writable};
+use crate::store::locks::{Need, check_writable};
 use crate::store::uploads;
-use crate::values::{Algorithm, Digest, Error, Hasher, IoContext, Result, Timestamp, hash_reader};
+use crate::values::{
+    Algorithm, Digest, Error, Hasher, IoContext, Item, Result, Timestamp, hash_reader,
+};
 
 /// The in-process state of a session: where it is and the running hash of what it holds.
 pub(crate) struct UploadState {

@@ -4,9 +4,9 @@
 use redb::ReadableTable;
 
 use super::Tx;
-use super::locks::{Item, Need};
+use super::locks::Need;
 use super::tables::{Readable, page_under};
-use crate::values::{Digest, Error, Page, Result};
+use crate::values::{Digest, Error, Item, Page, Result};
 
 /// The size of blob `digest` if it is linked into `repo`, else [`Error::BlobUnknown`].
 pub(crate) fn linked_size(r: &impl Readable, repo: &str, digest: &Digest) -> Result<u64> {

@@ -13,8 +13,6 @@
 //! `locks` table names a live item. Tombstones in the recycle bin carry none: purging them,
 //! by hand or by autopurge, is never refused.
 
-use std::fmt;
-
 use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
@@ -22,7 +20,7 @@ use super::Tx;
 use super::manifests::record;
 use super::repositories::is_live;
 use super::tables::Readable;
-use crate::values::{Digest, Error, Result, validate_tag};
+use crate::values::{Digest, Error, Item, Result, validate_tag};
 
 const DELETE_DISABLED: u8 = 1;
 const WRITE_DISABLED: u8 = 2;
@@ -96,48 +94,24 @@ impl Locks {
     }
 }
 
-/// Something in a repository that carries locks: the repository itself, a manifest or a tag.
-/// Purge reports name the locked items it skipped with it too.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Item {
-    /// The repository.
-    Repository,
-    /// A manifest, by digest.
-    Manifest(Digest),
-    /// A tag, by name.
-    Tag(String),
-}
-
-impl Item {
-    /// The second part of the item's key in the `locks` table: tags hold no `:` and digests
-    /// always do, so the two never clash, and the repository's own row sorts first.
-    fn key(&self) -> &str {
-        match self {
-            Item::Repository => "",
-            Item::Manifest(digest) => digest.as_str(),
-            Item::Tag(tag) => tag,
-        }
-    }
-
-    fn from_key(key: &str) -> Result<Item> {
-        Ok(if key.is_empty() {
-            Item::Repository
-        } else if key.contains(':') {
-            Item::Manifest(Digest::stored(key)?)
-        } else {
-            Item::Tag(key.to_owned())
-        })
+/// The second part of an item's key in the `locks` table: tags hold no `:` and digests always
+/// do, so the two never clash, and the repository's own row sorts first.
+fn key(item: &Item) -> &str {
+    match item {
+        Item::Repository => "",
+        Item::Manifest(digest) => digest.as_str(),
+        Item::Tag(tag) => tag,
     }
 }
 
-impl fmt::Display for Item {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Item::Repository => f.write_str("the repository"),
-            Item::Manifest(digest) => write!(f, "manifest {digest}"),
-            Item::Tag(tag) => write!(f, "tag {tag}"),
-        }
-    }
+fn from_key(key: &str) -> Result<Item> {
+    Ok(if key.is_empty() {
+        Item::Repository
+    } else if key.contains(':') {
+        Item::Manifest(Digest::stored(key)?)
+    } else {
+        Item::Tag(key.to_owned())
+    })
 }
 
 /// What an operation needs of an item's locks.
@@ -177,7 +151,7 @@ pub(crate) fn check_live(r: &impl Readable, repo: &str, item: &Item) -> Result<(
         }),
         _ => Err(Error::ManifestUnknown {
             repository: repo.to_owned(),
-            reference: item.key().to_owned(),
+            reference: key(item).to_owned(),
         }),
     }
 }
@@ -185,7 +159,7 @@ pub(crate) fn check_live(r: &impl Readable, repo: &str, item: &Item) -> Result<(
 /// The locks of `item` of `repo`.
 pub(crate) fn locks_of(r: &impl Readable, repo: &str, item: &Item) -> Result<Locks> {
     Ok(r.locks()?
-        .get((repo, item.key()))?
+        .get((repo, key(item)))?
         .map_or(Locks::UNLOCKED, |v| Locks::from_bits(v.value())))
 }
 
@@ -198,9 +172,9 @@ impl Tx<'_> {
 
     fn write_locks(&mut self, repo: &str, item: &Item, locks: Locks) -> Result<()> {
         if locks.is_unlocked() {
-            self.t.locks.remove((repo, item.key()))?;
+            self.t.locks.remove((repo, key(item)))?;
         } else {
-            self.t.locks.insert((repo, item.key()), locks.bits())?;
+            self.t.locks.insert((repo, key(item)), locks.bits())?;
         }
         Ok(())
     }
@@ -266,7 +240,7 @@ impl Tx<'_> {
             return Ok(None);
         }
         match Locks::from_bits(bits.value()).refuses(Need::Delete) {
-            Some(flag) => Ok(Some((Item::from_key(item)?, flag))),
+            Some(flag) => Ok(Some((from_key(item)?, flag))),
             None => Ok(None),
         }
     }
@@ -276,7 +250,7 @@ impl Tx<'_> {
 pub(crate) fn locked(repo: &str, item: &Item, lock: &'static str) -> Error {
     Error::Locked {
         repository: repo.to_owned(),
-        item: item.to_string(),
+        item: item.clone(),
         lock,
     }
 }
@@ -299,7 +273,7 @@ pub(crate) fn locked_items(r: &impl Readable, name: &str) -> Result<Vec<(Item, L
         if repo != name {
             break;
         }
-        out.push((Item::from_key(item)?, Locks::from_bits(bits.value())));
+        out.push((from_key(item)?, Locks::from_bits(bits.value())));
     }
     Ok(out)
 }

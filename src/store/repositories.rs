@@ -2,8 +2,8 @@
 
 use redb::ReadableTable;
 
-use super::Tx;
 use super::tables::{Readable, decode, encode, repository_tombstone};
+use super::{Tx, meta};
 use crate::values::{Page, Result, Timestamp};
 
 /// What is kept of a repository.
@@ -26,6 +26,56 @@ pub(crate) fn repository_record(r: &impl Readable, name: &str) -> Result<Option<
 /// Whether repository `name` exists and is not in the recycle bin.
 pub(crate) fn is_live(r: &impl Readable, name: &str) -> Result<bool> {
     Ok(repository_record(r, name)?.is_some_and(|r| r.deleted.is_none()))
+}
+
+/// Whether a repository exists, and where (S5, S11): see
+/// [`Repository::state`](crate::Repository::state).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RepositoryState {
+    /// The repository is live: pulls and listings see it.
+    Live {
+        /// When it was created.
+        created: Timestamp,
+    },
+    /// The repository is in the recycle bin: a restore or a push brings it back.
+    Deleted {
+        /// When it was created.
+        created: Timestamp,
+        /// When it was deleted.
+        deleted_at: Timestamp,
+        /// When it expires, by the soft delete policy in force now (S3).
+        expires_at: Timestamp,
+    },
+    /// No repository has this name, or its tombstone has expired.
+    Unknown,
+}
+
+/// The state of repository `name` at time `now` (an expired tombstone is gone, S3).
+pub(crate) fn state(r: &impl Readable, name: &str, now: Timestamp) -> Result<RepositoryState> {
+    Ok(match repository_record(r, name)? {
+        None => RepositoryState::Unknown,
+        Some(RepositoryRecord {
+            created,
+            deleted: None,
+        }) => RepositoryState::Live { created },
+        Some(RepositoryRecord {
+            created,
+            deleted: Some(deleted_at),
+        }) => {
+            let expires_at = meta::soft_delete(r)?.expires_at(deleted_at);
+            if expires_at <= now {
+                RepositoryState::Unknown
+            } else {
+                RepositoryState::Deleted {
+                    created,
+                    deleted_at,
+                    expires_at,
+                }
+            }
+        }
+    })
 }
 
 /// Live repository names in lexical order, paginated (P7).

@@ -114,23 +114,23 @@ impl Tx<'_> {
         validate_tag(tag)?;
         self.live_record(repo, digest)?;
         self.check_tag_move(repo, tag, digest)?;
-        self.move_tag(repo, tag, digest, TagCause::Push)
+        self.move_tag(repo, tag, digest, TagCause::Push).map(drop)
     }
 
     /// Moves a validated tag onto a live manifest; both manifests count as updated. The caller
-    /// has checked the locks.
+    /// has checked the locks. Returns the manifest the tag pointed at before, if any.
     pub(crate) fn move_tag(
         &mut self,
         repo: &str,
         tag: &str,
         digest: &Digest,
         cause: TagCause,
-    ) -> Result<()> {
+    ) -> Result<Option<Digest>> {
         let previous = {
             let tags = &mut self.t.tags;
             let previous = tags.get((repo, tag))?.map(|v| v.value().0.to_owned());
             if previous.as_deref() == Some(digest.as_str()) {
-                return Ok(());
+                return Ok(Some(digest.clone()));
             }
             tags.insert((repo, tag), (digest.as_str(), self.now.as_nanos()))?;
             previous
@@ -145,8 +145,8 @@ impl Tx<'_> {
             self.touch(repo, old.as_str())?;
         }
         self.touch(repo, digest.as_str())?;
-        self.record_event(repo, tag, previous.as_ref(), Some(digest), cause)
-            .map(drop)
+        self.record_event(repo, tag, previous.as_ref(), Some(digest), cause)?;
+        Ok(previous)
     }
 
     /// Removes live tag `tag` and returns the manifest it pointed at. With the soft delete

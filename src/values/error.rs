@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::Digest;
+use super::{Digest, Item};
 
 /// What went wrong. Every variant carries what the caller needs to act on it: the name, the
 /// digest, the expected and the actual value.
@@ -25,6 +25,18 @@ pub enum Error {
     InvalidTag {
         /// The tag as given.
         tag: String,
+    },
+    /// A reference (of a push, a pull or a delete) is neither a valid tag nor a valid digest
+    /// (N2, N3): the error says why it is neither.
+    #[error(
+        "invalid reference {reference:?}: not a tag (must match [a-zA-Z0-9_][a-zA-Z0-9._-]{{0,127}}) \
+         and not a digest ({digest_reason})"
+    )]
+    InvalidReference {
+        /// The reference as given.
+        reference: String,
+        /// Why it is not a digest.
+        digest_reason: &'static str,
     },
     /// A digest is not `algorithm:hex` with a supported algorithm and lower-case hex of the
     /// right length (N3).
@@ -150,13 +162,14 @@ pub enum Error {
         /// The referrer's subject.
         subject: Digest,
     },
-    /// The item is not in the recycle bin, so it cannot be restored or purged from it (S6, S16).
+    /// The recycle bin holds nothing for this restore or purge (S6, S16): the item is live,
+    /// was never deleted, or has expired.
     #[error("{item} is not in the recycle bin of repository {repository}")]
     NotDeleted {
         /// The repository.
         repository: String,
         /// What was asked for: the repository, a manifest or a tag.
-        item: String,
+        item: Item,
     },
     /// A lock refuses the operation (L1, L2): the item, or the repository holding it, has
     /// `delete_enabled` or `write_enabled` set to false. Unlock it with
@@ -166,7 +179,7 @@ pub enum Error {
         /// The repository.
         repository: String,
         /// The locked item: the repository itself, a manifest or a tag.
-        item: String,
+        item: Item,
         /// The lock that refuses it: `delete_enabled` or `write_enabled`.
         lock: &'static str,
     },
@@ -260,16 +273,16 @@ pub enum Error {
         reason: String,
     },
     /// A file of the blob store could not be read or written.
-    #[error("I/O error on {path}: {source}")]
+    #[error("I/O error on {path}")]
     Io {
         /// The file or directory.
         path: PathBuf,
         /// The operating system's error.
         source: std::io::Error,
     },
-    /// The metadata database failed.
-    #[error("database error: {0}")]
-    Database(#[from] redb::Error),
+    /// The metadata database failed; the source says how.
+    #[error("metadata database error")]
+    Database(#[source] DatabaseError),
     /// The disk has no space left for a write: the write was refused and changed nothing
     /// (C4). Reads go on, and so do the calls that free space — deletes, purges of the recycle
     /// bin, autopurge and the collector; other writes are refused with this error until there
@@ -281,6 +294,31 @@ pub enum Error {
     },
 }
 
+/// How the metadata database failed: its message, and the operating system's error beneath it
+/// when there is one. Opaque, so that the database's own error types stay out of this crate's
+/// API.
+#[derive(Debug)]
+pub struct DatabaseError(redb::Error);
+
+impl std::fmt::Display for DatabaseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            // The I/O error is the source: printing it here too would show it twice.
+            redb::Error::Io(_) => f.write_str("I/O error"),
+            e => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for DatabaseError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.0 {
+            redb::Error::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -288,12 +326,13 @@ macro_rules! from_redb {
     ($($t:ty),*) => {$(
         impl From<$t> for Error {
             fn from(e: $t) -> Self {
-                Error::Database(e.into())
+                Error::Database(DatabaseError(e.into()))
             }
         }
     )*};
 }
 from_redb!(
+    redb::Error,
     redb::DatabaseError,
     redb::TransactionError,
     redb::TableError,
@@ -334,8 +373,8 @@ impl Error {
     /// again), and whether for lack of space.
     pub(crate) fn database_io(&self) -> Option<bool> {
         match self {
-            Error::Database(redb::Error::Io(e)) => Some(is_out_of_space(e)),
-            Error::Database(redb::Error::PreviousIo) => Some(false),
+            Error::Database(DatabaseError(redb::Error::Io(e))) => Some(is_out_of_space(e)),
+            Error::Database(DatabaseError(redb::Error::PreviousIo)) => Some(false),
             _ => None,
         }
     }

@@ -4,6 +4,7 @@
 mod clock;
 mod digest;
 mod error;
+mod item;
 mod names;
 mod page;
 mod policy;
@@ -11,8 +12,9 @@ mod policy;
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use digest::{Algorithm, Digest, Hasher};
 pub(crate) use digest::{hash_reader, verify};
-pub use error::{Error, Result};
+pub use error::{DatabaseError, Error, Result};
 pub(crate) use error::{IoContext, is_out_of_space};
+pub use item::Item;
 pub use names::MAX_NAME_LEN;
 pub(crate) use names::{validate_name, validate_tag};
 pub use page::Page;

@@ -117,6 +117,7 @@ pub fn push_image(repo: &Repository, reference: &str, seed: &str) -> Digest {
     );
     repo.push_manifest(reference, OCI_MANIFEST, &body)
         .expect("push image")
+        .digest
 }
 
 pub use ocistore_testkit::snapshot;
@@ -139,6 +140,7 @@ pub fn push(repo: &Repository, tag: Option<&str>, media_type: &str, body: &[u8])
     };
     repo.push_manifest(&reference, media_type, body)
         .expect("push manifest")
+        .digest
 }
 
 /// Pushes an image of fresh blobs, untagged.

@@ -14,8 +14,8 @@ use std::time::{Duration, SystemTime};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ocistore::{
-    CollectOptions, Digest, FsckOptions, FsckReport, Item, Locks, ManifestQuery, Page, Phase,
-    Problem, PurgeOptions, Registry, Repository, Restore, RetentionPolicy, SoftDeletePolicy,
+    CollectOptions, Digest, FsckOptions, FsckReport, Item, Locks, ManifestQuery, OnConflict, Page,
+    Phase, Problem, PurgeOptions, Registry, Repository, Restore, RetentionPolicy, SoftDeletePolicy,
     Timestamp, parse_ago,
 };
 use serde_json::{Value, json};
@@ -773,7 +773,12 @@ fn manifest(
                 (Some(t), Some(d)) => Restore::TagAndDigest(t, d),
                 (None, None) => return fail("restore needs REPO:TAG, or -d DIGEST"),
             };
-            let restored = registry.repository(&name)?.restore(what, *force)?;
+            let on_conflict = if *force {
+                OnConflict::MoveTag
+            } else {
+                OnConflict::Refuse
+            };
+            let restored = registry.repository(&name)?.restore(what, on_conflict)?;
             out.pairs(vec![
                 ("repository", json!(name)),
                 ("tag", json!(tag)),

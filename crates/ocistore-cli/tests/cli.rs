@@ -33,6 +33,7 @@ fn push_image(repo: &ocistore::Repository, reference: &str, seed: &str) -> Diges
     );
     repo.push_manifest(reference, OCI_MANIFEST, body.as_bytes())
         .unwrap()
+        .digest
 }
 
 impl Store {

@@ -34,8 +34,8 @@ use http_body::Frame;
 use ocistore::manifest::{MAX_MANIFEST_SIZE, OCI_INDEX};
 use ocistore::{
     BlobReader, CollectOptions, CollectReport, Digest, Error, FsckOptions, FsckReport, Health,
-    Item, ManifestQuery, Page, Problem, PurgeOptions, PurgeReport, Reference, Registry, Repository,
-    Restore, SoftDeletePolicy, Timestamp, Upload, Usage, parse_ago,
+    Item, ManifestQuery, OnConflict, Page, Problem, PurgeOptions, PurgeReport, Reference, Registry,
+    Repository, Restore, SoftDeletePolicy, Timestamp, Upload, Usage, parse_ago,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -164,6 +164,15 @@ impl ApiError {
                 "DIGEST_INVALID",
                 json!({ "digest": digest }),
             ),
+            // A reference with a `:` was meant as a digest: tags never hold one.
+            Error::InvalidReference { reference, .. } if reference.contains(':') => (
+                S::BAD_REQUEST,
+                "DIGEST_INVALID",
+                json!({ "digest": reference }),
+            ),
+            Error::InvalidReference { reference, .. } => {
+                (S::BAD_REQUEST, "TAG_INVALID", json!({ "tag": reference }))
+            }
             Error::ManifestTooLarge { size, limit } => (
                 S::PAYLOAD_TOO_LARGE,
                 "MANIFEST_INVALID",
@@ -1214,11 +1223,11 @@ async fn manifest_put(
         .map(str::trim)
         .filter(|v| !v.is_empty())
         .map(str::to_owned);
-    let parsed: Option<Value> = serde_json::from_slice(&body).ok();
     let media_type = match content_type {
         Some(t) => t,
         // No Content-Type: the body's own mediaType, as clients are to send the same.
-        None => parsed
+        None => serde_json::from_slice::<Value>(&body)
+            .ok()
             .as_ref()
             .and_then(|v| v["mediaType"].as_str())
             .map(str::to_owned)
@@ -1231,20 +1240,17 @@ async fn manifest_put(
                 )
             })?,
     };
-    let subject = parsed
-        .as_ref()
-        .and_then(|v| v["subject"]["digest"].as_str())
-        .map(str::to_owned);
     let reference = reference.to_owned();
-    let digest = blocking(move || repo.push_manifest(&reference, &media_type, &body))
+    let pushed = blocking(move || repo.push_manifest(&reference, &media_type, &body))
         .await
         .map_err(|e| ApiError::store(e, true))?;
+    let digest = &pushed.digest;
     let mut response_headers = vec![
         ("location", format!("/v2/{name}/manifests/{digest}")),
         ("docker-content-digest", digest.to_string()),
     ];
-    if let Some(subject) = subject {
-        response_headers.push(("oci-subject", subject));
+    if let Some(subject) = &pushed.subject {
+        response_headers.push(("oci-subject", subject.to_string()));
     }
     Ok(respond(
         StatusCode::CREATED,
@@ -1589,7 +1595,11 @@ async fn admin(
             let repo = repository(app, &request.repository)?;
             let digest = request.digest.as_deref().map(Digest::parse).transpose()?;
             let tag = request.tag.clone();
-            let force = request.force;
+            let on_conflict = if request.force {
+                OnConflict::MoveTag
+            } else {
+                OnConflict::Refuse
+            };
             let restored = blocking(move || {
                 let what = match (tag.as_deref(), digest.as_ref()) {
                     (Some(tag), Some(digest)) => Restore::TagAndDigest(tag, digest),
@@ -1599,7 +1609,7 @@ async fn admin(
                         return Ok(None);
                     }
                 };
-                repo.restore(what, force).map(Some)
+                repo.restore(what, on_conflict).map(Some)
             })
             .await?
             .ok_or_else(|| ApiError::bad_request("a restore names a tag, a digest or both"))?;

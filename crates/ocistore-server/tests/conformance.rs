@@ -1760,7 +1760,8 @@ fn c4_writes_on_a_full_disk_are_507_storage_full_while_reads_and_deletes_go_on()
         });
         let manifest = repo
             .push_manifest("v1", OCI_MANIFEST, &serde_json::to_vec(&body).unwrap())
-            .unwrap();
+            .unwrap()
+            .digest;
         (layer.to_string(), manifest.to_string())
     };
     let s = serving::Served::start_on(dir, ocistore_server::Config::default(), |b| {

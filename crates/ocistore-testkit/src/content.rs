@@ -161,6 +161,7 @@ impl Content {
         }
         let reference = tag.map_or_else(|| self.digest.to_string(), str::to_owned);
         repo.push_manifest(&reference, &self.media_type, &self.body)
+            .map(|pushed| pushed.digest)
     }
 }
 

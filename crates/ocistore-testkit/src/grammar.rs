@@ -100,22 +100,18 @@ pub(crate) fn check_repo(name: &str) -> Result<(), ErrKind> {
     }
 }
 
-/// A push or pull reference: anything with a `:` is a digest, anything else a tag.
+/// A push or pull reference: a valid tag is a tag, anything else must be a digest.
 pub(crate) enum ModelRef {
     Tag(String),
     Digest(String),
 }
 
 pub(crate) fn parse_reference(reference: &str) -> Result<ModelRef, ErrKind> {
-    if reference.contains(':') {
-        if valid_digest(reference) {
-            Ok(ModelRef::Digest(reference.to_owned()))
-        } else {
-            Err(ErrKind::InvalidDigest(reference.to_owned()))
-        }
-    } else if valid_tag(reference) {
+    if valid_tag(reference) {
         Ok(ModelRef::Tag(reference.to_owned()))
+    } else if valid_digest(reference) {
+        Ok(ModelRef::Digest(reference.to_owned()))
     } else {
-        Err(ErrKind::InvalidTag(reference.to_owned()))
+        Err(ErrKind::InvalidReference(reference.to_owned()))
     }
 }

@@ -104,6 +104,8 @@ pub enum ErrKind {
     InvalidTag(String),
     /// The error variant of the same name, with the fields the model predicts.
     InvalidDigest(String),
+    /// The error variant of the same name, with the reference refused.
+    InvalidReference(String),
     /// The error variant of the same name, with the fields the model predicts.
     MediaTypeMismatch {
         /// The media type declared with the push.
@@ -247,6 +249,7 @@ pub(crate) fn kind(e: Error) -> ErrKind {
         Error::InvalidRepositoryName { name, .. } => ErrKind::InvalidRepositoryName(name),
         Error::InvalidTag { tag } => ErrKind::InvalidTag(tag),
         Error::InvalidDigest { digest, .. } => ErrKind::InvalidDigest(digest),
+        Error::InvalidReference { reference, .. } => ErrKind::InvalidReference(reference),
         Error::MediaTypeMismatch { declared, body } => {
             ErrKind::MediaTypeMismatch { declared, body }
         }
@@ -301,7 +304,10 @@ pub(crate) fn kind(e: Error) -> ErrKind {
             repository,
             subject: subject.to_string(),
         },
-        Error::NotDeleted { repository, item } => ErrKind::NotDeleted { repository, item },
+        Error::NotDeleted { repository, item } => ErrKind::NotDeleted {
+            repository,
+            item: item.to_string(),
+        },
         Error::NotInHistory {
             repository,
             tag,
@@ -321,7 +327,7 @@ pub(crate) fn kind(e: Error) -> ErrKind {
             lock,
         } => ErrKind::Locked {
             repository,
-            item,
+            item: item.to_string(),
             lock: lock.to_owned(),
         },
         Error::InvalidFilter { filter, .. } => ErrKind::InvalidFilter(filter),

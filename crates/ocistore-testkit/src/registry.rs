@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use ocistore::{
     Algorithm, Batch, BlobStore, CollectOptions, DeletedManifest, DeletedRepository, DeletedTag,
-    Descriptor, Digest, Error, FsckOptions, Item, Locks, ManifestQuery, ManualClock, Page, Problem,
-    PurgeOptions, Registry, Restore, SoftDeletePolicy, Tag, TagEvent, Timestamp, Upload, parse_ago,
+    Descriptor, Digest, Error, FsckOptions, Item, Locks, ManifestQuery, ManualClock, OnConflict,
+    Page, Problem, PurgeOptions, Registry, Restore, SoftDeletePolicy, Tag, TagEvent, Timestamp,
+    Upload, parse_ago,
 };
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -121,6 +122,15 @@ pub(crate) fn restore_what<'a>(tag: Option<&'a str>, digest: Option<&'a Digest>)
     }
 }
 
+/// The conflict choice of a step's `force` flag (S6).
+pub(crate) fn on_conflict(force: bool) -> OnConflict {
+    if force {
+        OnConflict::MoveTag
+    } else {
+        OnConflict::Refuse
+    }
+}
+
 impl System for RegistrySystem {
     fn step(&mut self, step: &Step) -> Outcome {
         registry_step(self, step)
@@ -210,7 +220,7 @@ fn registry_step(sut: &mut RegistrySystem, step: &Step) -> Outcome {
             let d = repository(repo)?
                 .push_manifest(reference, declared, body)
                 .map_err(kind)?;
-            Ok(Value::Digest(d.to_string()))
+            Ok(Value::Digest(d.digest.to_string()))
         }
         Step::Tag { repo, tag, digest } => {
             let repo = repository(repo)?;
@@ -248,7 +258,7 @@ fn registry_step(sut: &mut RegistrySystem, step: &Step) -> Outcome {
             force,
         } => {
             let repo = repository(repo)?;
-            repo.revert_tag(tag, &parse_digest(digest)?, *force)
+            repo.revert_tag(tag, &parse_digest(digest)?, on_conflict(*force))
                 .map_err(kind)?;
             Ok(Value::Unit)
         }
@@ -442,7 +452,7 @@ pub(crate) fn batch_step(b: &mut Batch<'_>, reg: &Registry, step: &Step) -> Resu
             let d = b
                 .push_manifest(&repo, reference, declared, body)
                 .map_err(kind)?;
-            Ok(Value::Digest(d.to_string()))
+            Ok(Value::Digest(d.digest.to_string()))
         }
         Step::Tag { repo, tag, digest } => {
             let repo = repository(repo)?;
@@ -477,7 +487,11 @@ pub(crate) fn batch_step(b: &mut Batch<'_>, reg: &Registry, step: &Step) -> Resu
             let repo = repository(repo)?;
             let digest = digest.as_deref().map(parse_digest).transpose()?;
             let restored = b
-                .restore(&repo, restore_what(tag.as_deref(), digest.as_ref()), *force)
+                .restore(
+                    &repo,
+                    restore_what(tag.as_deref(), digest.as_ref()),
+                    on_conflict(*force),
+                )
                 .map_err(kind)?;
             Ok(Value::Digest(restored.to_string()))
         }

@@ -103,6 +103,7 @@ fn p1_c1_a_failed_write_in_a_batch_fails_the_push_and_writes_nothing() {
             let config = b.put_blob_sha256(&repo, b"{}")?;
             let layer = b.put_blob_sha256(&repo, b"layer")?;
             b.push_manifest(&repo, "v1", OCI_MANIFEST, &image(&config, &layer))
+                .map(|pushed| pushed.digest)
         })
     };
     let before = snapshot(&registry);
@@ -257,6 +258,7 @@ fn c2_a_crash_in_the_middle_of_a_batch_reopens_without_it() {
             let config = b.put_blob_sha256(&repo, b"{}")?;
             let layer = b.put_blob_sha256(&repo, b"layer")?;
             b.push_manifest(&repo, "v1", OCI_MANIFEST, &image(&config, &layer))
+                .map(|pushed| pushed.digest)
         })
         .unwrap();
     let image_dir = faults.crash_image().expect("the second write came");
@@ -319,7 +321,8 @@ fn c4_a_blob_store_that_is_full_refuses_every_write_of_bytes_and_the_rest_goes_o
     let layer = repo.put_blob_sha256(b"layer").unwrap();
     let v1 = repo
         .push_manifest("v1", OCI_MANIFEST, &image(&config, &layer))
-        .unwrap();
+        .unwrap()
+        .digest;
     let upload = repo.start_upload().unwrap();
     upload.append(b"half").unwrap();
 
