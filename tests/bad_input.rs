@@ -217,6 +217,20 @@ fn n5_open_of_an_open_store_is_refused_and_touches_nothing() {
     assert_eq!(fx.app.resolve("v1").unwrap(), fx.image);
 }
 
+/// Walks the error's chain: no message repeats the one of its source, so a report printing the
+/// whole chain shows each cause once.
+fn assert_chain_repeats_nothing(err: &ocistore::Error) {
+    let mut current: &dyn std::error::Error = err;
+    while let Some(source) = current.source() {
+        let (outer, inner) = (current.to_string(), source.to_string());
+        assert!(
+            !inner.is_empty() && !outer.contains(&inner),
+            "{outer:?} repeats its source {inner:?}"
+        );
+        current = source;
+    }
+}
+
 #[test]
 fn n5_open_of_a_path_that_is_a_file_is_an_io_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -227,6 +241,8 @@ fn n5_open_of_a_path_that_is_a_file_is_an_io_error_naming_it() {
         matches!(&err, ocistore::Error::Io { path, .. } if path == &file),
         "{err:?}"
     );
+    assert!(std::error::Error::source(&err).is_some(), "{err:?}");
+    assert_chain_repeats_nothing(&err);
     assert_eq!(std::fs::read(&file).unwrap(), b"not a directory");
     let below = file.join("store");
     let err = Registry::open(&below).unwrap_err();
@@ -247,6 +263,7 @@ fn n5_open_of_a_database_file_that_is_not_redb_fails_and_leaves_it_alone() {
         ),
         "{err:?}"
     );
+    assert_chain_repeats_nothing(&err);
     assert_eq!(
         std::fs::read(dir.path().join("metadata.redb")).unwrap(),
         garbage

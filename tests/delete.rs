@@ -6,6 +6,7 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use common::{
     Store, blob_file, deleted_manifest_digests, deleted_tag_pairs, image_body,
@@ -14,7 +15,7 @@ use common::{
     set, size_of, tag_names, untagged_manifests, upload_image,
 };
 use ocistore::manifest::{OCI_INDEX, OCI_MANIFEST};
-use ocistore::{Algorithm, Digest, Error, Page, Repository, SoftDeletePolicy};
+use ocistore::{Algorithm, Digest, Error, Page, Repository, RepositoryState, SoftDeletePolicy};
 use serde_json::json;
 
 // ---------------------------------------------------------------------------------------------
@@ -542,6 +543,41 @@ fn d4_delete_repository_leaves_a_repository_whose_name_it_prefixes() {
     );
     assert_eq!(nested.resolve("latest").unwrap(), n);
     assert_eq!(longer.resolve("latest").unwrap(), l);
+}
+
+#[test]
+fn d4_s11_repository_state_is_live_in_the_bin_or_unknown_in_one_read() {
+    for policy in [false, true] {
+        let s = store(policy);
+        let repo = s.repo("app");
+        assert_eq!(repo.state().unwrap(), RepositoryState::Unknown);
+        push_image(&repo, "v1", "a");
+        let created = s.registry.now();
+        assert_eq!(repo.state().unwrap(), RepositoryState::Live { created });
+        // A repository whose name only prefixes it is another one.
+        assert_eq!(s.repo("ap").state().unwrap(), RepositoryState::Unknown);
+
+        s.advance(60);
+        s.registry.delete_repository("app").unwrap();
+        let deleted_at = s.registry.now();
+        let expected = if policy {
+            RepositoryState::Deleted {
+                created,
+                deleted_at,
+                expires_at: deleted_at + Duration::from_secs(7 * 86_400),
+            }
+        } else {
+            RepositoryState::Unknown
+        };
+        assert_eq!(repo.state().unwrap(), expected, "policy {policy}");
+        if policy {
+            // Expired is gone (S3), before autopurge has run.
+            s.advance(7 * 86_400);
+            assert_eq!(repo.state().unwrap(), RepositoryState::Unknown);
+            s.registry.run_now().unwrap();
+            assert_eq!(repo.state().unwrap(), RepositoryState::Unknown);
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

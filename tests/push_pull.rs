@@ -1965,3 +1965,58 @@ fn p8_referrers_are_listed_per_repository() {
     assert_eq!(in_app.len(), 3);
     assert!(in_app.iter().all(|d| d.digest != digest));
 }
+
+// ---------------------------------------------------------------------------------------------
+// What a push reports
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn p3_p5_p8_a_push_reports_whether_it_was_new_its_subject_and_where_the_tag_was() {
+    let s = Store::new();
+    let repo = s.repo("app");
+    let first = upload_image(&repo, b"config one", &[b"layer one"]);
+    let second = upload_image(&repo, b"config two", &[b"layer two"]);
+
+    let pushed = repo.push_manifest("v1", OCI_MANIFEST, &first).unwrap();
+    assert_eq!(pushed.digest, sha256(&first));
+    assert!(pushed.created, "{pushed:?}");
+    assert_eq!((pushed.subject, pushed.previous), (None, None));
+
+    // The same push again: stored already, the tag was already there.
+    let again = repo.push_manifest("v1", OCI_MANIFEST, &first).unwrap();
+    assert!(!again.created, "{again:?}");
+    assert_eq!(again.previous, Some(sha256(&first)));
+
+    // The tag moves: the push names the manifest it left.
+    let moved = repo.push_manifest("v1", OCI_MANIFEST, &second).unwrap();
+    assert!(moved.created, "{moved:?}");
+    assert_eq!(moved.previous, Some(sha256(&first)));
+    assert_eq!(repo.resolve("v1").unwrap(), sha256(&second));
+
+    // By digest: no tag, so no previous target, even for a manifest stored already.
+    let by_digest = repo
+        .push_manifest(sha256(&first).as_str(), OCI_MANIFEST, &first)
+        .unwrap();
+    assert_eq!((by_digest.created, by_digest.previous), (false, None));
+
+    // A referrer names its subject, whether or not the subject exists (P8).
+    let config = put(&repo, b"{}");
+    let absent = sha256(b"a subject never pushed");
+    for subject in [sha256(&second), absent] {
+        let mut body = image_body(&config, &[]);
+        body["subject"] = json!({"mediaType": OCI_MANIFEST, "digest": subject, "size": 10});
+        let pushed = repo
+            .push_manifest("sig", OCI_MANIFEST, &to_bytes(&body))
+            .unwrap();
+        assert_eq!(pushed.subject, Some(subject));
+    }
+
+    // A batch reports the same.
+    let third = upload_image(&repo, b"config three", &[b"layer three"]);
+    let in_batch = s
+        .registry
+        .batch(|b| b.push_manifest(&repo, "v1", OCI_MANIFEST, &third))
+        .unwrap();
+    assert!(in_batch.created);
+    assert_eq!(in_batch.previous, Some(sha256(&second)));
+}
