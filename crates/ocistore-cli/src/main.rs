@@ -14,22 +14,43 @@ use std::time::{Duration, SystemTime};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ocistore::{
-    CollectOptions, Digest, FsckOptions, FsckReport, Item, Locks, ManifestQuery, OnConflict, Page,
-    Phase, Problem, PurgeOptions, Registry, Repository, Restore, RetentionPolicy, SoftDeletePolicy,
-    Timestamp, parse_ago,
+    CollectOptions, Digest, Error, FsckOptions, FsckReport, Item, Locks, ManifestQuery, OnConflict,
+    Page, Phase, Problem, PurgeOptions, Registry, Repository, RepositoryState, Restore,
+    RetentionPolicy, SoftDeletePolicy, Timestamp, parse_ago,
 };
 use serde_json::{Value, json};
 
 type Result<T, E = Box<dyn std::error::Error>> = std::result::Result<T, E>;
 
-/// The first line of `--help`: the library's description, as it was when this binary was built
-/// from the library's own package (where `about` read `CARGO_PKG_DESCRIPTION`).
-const ABOUT: &str = "The storage engine inside a container registry: repositories, manifests, \
-                     tags and blobs on redb, with soft delete and an online collector";
+/// Exit code of a command whose repository is not live: unknown, or in the recycle bin where
+/// the verb does not work there. Scripts test for a repository with it.
+const EXIT_NOT_LIVE: u8 = 3;
+
+const LONG_ABOUT: &str = "\
+Administer an ocistore store: inspect and clean a container registry on its directory.
+
+It opens the store directory itself, so the store must not be open elsewhere (stop the \
+server first). The verbs mirror those of `az acr` where they fit. Every command prints text \
+by default and, with `--output json`, the library's own JSON form of what it read or did. \
+Deleting commands ask for confirmation on a terminal, and need `--yes` otherwise.";
+
+const AFTER_HELP: &str = "\
+Examples:
+  $ export OCISTORE_STORE=/srv/registry
+  $ ocistore repository list
+  $ ocistore repository show team/app
+  $ ocistore manifest show team/app:latest -o json
+  $ ocistore purge --filter 'team/.*:.*' --ago 30d --untagged --dry-run
+
+Exit codes:
+  0  success
+  1  an error (one line on stderr); fsck: problems left unrepaired
+  2  bad usage: an unknown verb or flag, a value that does not parse
+  3  the repository named is unknown, or in the recycle bin and the verb needs it live";
 
 /// Administer an ocistore store: inspect and clean a registry on its directory.
 #[derive(Parser)]
-#[command(name = "ocistore", version, about = ABOUT, long_about = None)]
+#[command(name = "ocistore", version, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
 struct Cli {
     /// The store's directory (it must hold a store already).
     #[arg(
@@ -52,25 +73,40 @@ struct Cli {
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Output {
-    /// A readable table.
+    /// Readable text: tables and `key  value` lines.
     Table,
-    /// JSON.
+    /// The library's JSON form of each report and listing.
     Json,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// List, delete and untag repositories.
-    #[command(subcommand)]
+    /// Repositories: list, show, delete, untag; the repositories in the recycle bin.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  $ ocistore repository list\n  $ ocistore repository show team/app"
+    )]
     Repository(RepositoryCommand),
-    /// List, delete and restore manifests; a tag's history.
-    #[command(subcommand)]
+    /// Manifests: list, show, delete, restore, purge from the recycle bin; a tag's history.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  $ ocistore manifest list-metadata team/app\n  $ ocistore manifest show team/app:v1"
+    )]
     Manifest(ManifestCommand),
     /// The soft delete and retention policies.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  $ ocistore config soft-delete show\n  $ ocistore config retention update --status enabled --days 30"
+    )]
     Config(ConfigCommand),
-    /// Lock a repository (REPO), a manifest (REPO@DIGEST) or a tag (REPO:TAG) against deletes,
-    /// or with --read-only against any change.
+    /// Lock a repository, a manifest or a tag against deletes, or against any change.
+    ///
+    /// TARGET is REPO for the repository, REPO@DIGEST for a manifest or REPO:TAG for a tag. A
+    /// lock refuses deletes (and untags); with --read-only it also refuses writes: tag moves,
+    /// pushes. Purge skips locked items unless --include-locked.
+    #[command(
+        after_help = "Examples:\n  $ ocistore lock team/app:v1\n  $ ocistore lock team/app --read-only"
+    )]
     Lock {
         /// REPO, REPO@DIGEST or REPO:TAG.
         target: String,
@@ -79,18 +115,30 @@ enum Command {
         read_only: bool,
     },
     /// Unlock a repository (REPO), a manifest (REPO@DIGEST) or a tag (REPO:TAG).
+    #[command(after_help = "Examples:\n  $ ocistore unlock team/app:v1")]
     Unlock {
         /// REPO, REPO@DIGEST or REPO:TAG.
         target: String,
     },
-    /// List the locked items of a repository.
+    /// List the locked items of a repository, with their locks.
+    #[command(after_help = "Examples:\n  $ ocistore locks team/app")]
     Locks {
         /// The repository.
         repository: String,
     },
     /// Untag old tags, and with --untagged delete untagged manifests, by filter and age.
+    ///
+    /// A filter is REPO-REGEX:TAG-REGEX, as `az acr purge` takes it; both regular expressions
+    /// must match whole names. Deletes follow the soft delete policy.
+    #[command(
+        after_help = "Examples:\n  $ ocistore purge --filter 'team/app:v.*' --ago 30d --keep 5 --dry-run\n  $ ocistore purge --filter 'team/.*:.*' --ago 0 --untagged --yes"
+    )]
     Purge(PurgeArgs),
     /// Collect garbage: remove blobs no manifest references and expired uploads.
+    ///
+    /// Safe while a server writes to the store only if it runs in that server; here the store
+    /// is open by this command alone. Blobs younger than the grace period are kept.
+    #[command(after_help = "Examples:\n  $ ocistore gc --dry-run\n  $ ocistore gc --grace 0s")]
     Gc {
         /// Report what would be removed without removing anything.
         #[arg(long)]
@@ -99,9 +147,15 @@ enum Command {
         #[arg(long, value_parser = parse_duration)]
         grace: Option<Duration>,
     },
-    /// Storage usage, per repository.
+    /// Storage usage: the store's, the recycle bin's, the garbage's, and per repository.
+    #[command(after_help = "Examples:\n  $ ocistore usage\n  $ ocistore usage -o json")]
     Usage,
     /// Check the store; with --repair, remove stray files and dangling links.
+    ///
+    /// Exits 1 when problems are left unrepaired, saying why on stderr.
+    #[command(
+        after_help = "Examples:\n  $ ocistore fsck --no-verify\n  $ ocistore fsck --repair --grace 0s"
+    )]
     Fsck {
         /// Remove stray files and dangling links.
         #[arg(long)]
@@ -115,29 +169,57 @@ enum Command {
         grace: Option<Duration>,
     },
     /// Run the retention clock: empty the expired recycle bin, apply the retention policy.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  $ ocistore maintenance run\n  $ ocistore maintenance run --due"
+    )]
     Maintenance(MaintenanceCommand),
 }
 
 #[derive(Subcommand)]
 enum RepositoryCommand {
     /// List the live repositories.
+    #[command(after_help = "Examples:\n  $ ocistore repository list")]
     List,
-    /// List the repositories in the recycle bin.
+    /// List the repositories in the recycle bin, with when they expire.
+    #[command(after_help = "Examples:\n  $ ocistore repository list-deleted")]
     ListDeleted,
+    /// Show a repository: its state, tags, manifests, recycle bin, usage and locks.
+    ///
+    /// Works on a repository in the recycle bin too: its state says when it was deleted and
+    /// when it expires.
+    #[command(
+        after_help = "Examples:\n  $ ocistore repository show team/app\n  $ ocistore repository show team/app -o json"
+    )]
+    Show {
+        /// The repository.
+        repository: String,
+    },
+    /// List the tags of a repository.
+    #[command(after_help = "Examples:\n  $ ocistore repository show-tags team/app")]
+    ShowTags {
+        /// The repository.
+        repository: String,
+    },
     /// Delete a repository with its manifests and tags.
+    ///
+    /// With soft delete on, the repository goes to the recycle bin: a restore of anything in it
+    /// brings it back.
+    #[command(after_help = "Examples:\n  $ ocistore repository delete team/old --yes")]
     Delete {
         /// The repository.
         repository: String,
     },
     /// Remove a tag (REPO:TAG); the manifest stays.
+    #[command(after_help = "Examples:\n  $ ocistore repository untag team/app:v1 --yes")]
     Untag {
         /// REPO:TAG.
         image: String,
     },
-    /// List the tags of a repository.
-    ShowTags {
-        /// The repository.
+    /// Remove a repository from the recycle bin for good, before it expires.
+    #[command(after_help = "Examples:\n  $ ocistore repository purge-deleted team/old --yes")]
+    PurgeDeleted {
+        /// The repository, in the recycle bin.
         repository: String,
     },
 }
@@ -154,7 +236,10 @@ enum OrderBy {
 
 #[derive(Subcommand)]
 enum ManifestCommand {
-    /// List the manifests of a repository.
+    /// List the manifests of a repository, with their tags.
+    #[command(
+        after_help = "Examples:\n  $ ocistore manifest list-metadata team/app --orderby time_desc --top 10\n  $ ocistore manifest list-metadata team/app --untagged --before 30d"
+    )]
     ListMetadata {
         /// The repository.
         repository: String,
@@ -171,17 +256,40 @@ enum ManifestCommand {
         #[arg(long)]
         top: Option<usize>,
     },
+    /// Show a manifest (REPO:TAG or REPO@DIGEST): its metadata, tags, references and referrers.
+    #[command(
+        after_help = "Examples:\n  $ ocistore manifest show team/app:latest\n  $ ocistore manifest show team/app@sha256:2d11c501e5b69e60e18b0c3d8fee48c091691a97de41350c5cd604f7af8d52fc -o json"
+    )]
+    Show {
+        /// REPO:TAG or REPO@DIGEST.
+        image: String,
+    },
     /// List the manifests of a repository in the recycle bin.
+    ///
+    /// Works inside a repository in the recycle bin too.
+    #[command(after_help = "Examples:\n  $ ocistore manifest list-deleted team/app")]
     ListDeleted {
         /// The repository.
         repository: String,
     },
     /// List the tags in the recycle bin: of a repository (REPO) or one tag (REPO:TAG).
+    ///
+    /// Works inside a repository in the recycle bin too.
+    #[command(
+        after_help = "Examples:\n  $ ocistore manifest list-deleted-tags team/app\n  $ ocistore manifest list-deleted-tags team/app:v1"
+    )]
     ListDeletedTags {
         /// REPO or REPO:TAG.
         target: String,
     },
     /// Restore a deleted manifest: REPO:TAG (its most recent), REPO:TAG -d DIGEST, or REPO -d DIGEST.
+    ///
+    /// Restoring into a repository in the recycle bin brings the repository back, holding only
+    /// what was restored. A tag now on another manifest moves only with --force; the tag it
+    /// overwrites goes to the recycle bin.
+    #[command(
+        after_help = "Examples:\n  $ ocistore manifest restore team/app:v1\n  $ ocistore manifest restore team/app -d sha256:2d11c501e5b69e60e18b0c3d8fee48c091691a97de41350c5cd604f7af8d52fc\n  $ ocistore manifest restore team/app:latest -d sha256:2d11c501e5b69e60e18b0c3d8fee48c091691a97de41350c5cd604f7af8d52fc --force"
+    )]
     Restore {
         /// REPO:TAG or REPO.
         target: String,
@@ -193,11 +301,26 @@ enum ManifestCommand {
         force: bool,
     },
     /// Delete a manifest (REPO@DIGEST, or REPO:TAG for the manifest the tag points at).
+    ///
+    /// Its tags and its referrers go with it. With soft delete on, all of it goes to the
+    /// recycle bin.
+    #[command(after_help = "Examples:\n  $ ocistore manifest delete team/app:v1 --yes")]
     Delete {
         /// REPO@DIGEST or REPO:TAG.
         image: String,
     },
-    /// The history of a tag (REPO:TAG), newest first.
+    /// Remove from the recycle bin for good: a manifest (REPO@DIGEST) or a tag's deletions (REPO:TAG).
+    ///
+    /// Works inside a repository in the recycle bin too.
+    #[command(
+        after_help = "Examples:\n  $ ocistore manifest purge-deleted team/app:v1 --yes\n  $ ocistore manifest purge-deleted team/app@sha256:2d11c501e5b69e60e18b0c3d8fee48c091691a97de41350c5cd604f7af8d52fc --yes"
+    )]
+    PurgeDeleted {
+        /// REPO@DIGEST or REPO:TAG.
+        image: String,
+    },
+    /// The history of a tag (REPO:TAG), newest first: every push, move, delete and restore.
+    #[command(after_help = "Examples:\n  $ ocistore manifest history team/app:latest")]
     History {
         /// REPO:TAG.
         image: String,
@@ -206,19 +329,32 @@ enum ManifestCommand {
 
 #[derive(Subcommand)]
 enum ConfigCommand {
-    /// The soft delete policy: deletes go to a recycle bin.
-    #[command(subcommand)]
+    /// The soft delete policy: deletes go to a recycle bin for 1 to 90 days.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  $ ocistore config soft-delete show\n  $ ocistore config soft-delete update --status enabled --days 14"
+    )]
     SoftDelete(PolicyCommand),
-    /// The retention policy for untagged manifests.
-    #[command(subcommand)]
+    /// The retention policy: untagged manifests are deleted after 0 to 365 days.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  $ ocistore config retention show\n  $ ocistore config retention update --status enabled --days 30"
+    )]
     Retention(PolicyCommand),
 }
+
+/// The examples of `show` and `update`, which both policies share.
+const POLICY_SHOW_EXAMPLES: &str =
+    "Examples:\n  $ ocistore config soft-delete show\n  $ ocistore config retention show -o json";
+const POLICY_UPDATE_EXAMPLES: &str = "Examples:\n  $ ocistore config soft-delete update --status enabled --days 14\n  $ ocistore config retention update --status disabled";
 
 #[derive(Subcommand)]
 enum PolicyCommand {
     /// Show the policy.
+    #[command(after_help = POLICY_SHOW_EXAMPLES)]
     Show,
-    /// Change the policy.
+    /// Change the policy: what is not given stays as it is.
+    #[command(after_help = POLICY_UPDATE_EXAMPLES)]
     Update(PolicyUpdate),
 }
 
@@ -263,6 +399,9 @@ struct PurgeArgs {
 #[derive(Subcommand)]
 enum MaintenanceCommand {
     /// Run autopurge and the retention policy now (with --due: only if its interval has passed).
+    #[command(
+        after_help = "Examples:\n  $ ocistore maintenance run\n  $ ocistore maintenance run --due"
+    )]
     Run {
         /// Only if due.
         #[arg(long)]
@@ -297,7 +436,11 @@ fn main() -> ExitCode {
         Err(e) => {
             let message = e.to_string().replace('\n', " ");
             eprintln!("error: {message}");
-            ExitCode::from(1)
+            let not_live = matches!(
+                e.downcast_ref::<Error>(),
+                Some(Error::RepositoryUnknown { .. } | Error::RepositorySoftDeleted { .. })
+            );
+            ExitCode::from(if not_live { EXIT_NOT_LIVE } else { 1 })
         }
     }
 }
@@ -528,17 +671,44 @@ fn tag_target(s: &str) -> Result<(String, String)> {
     }
 }
 
-/// A handle on a live repository, or an error naming it.
-fn live_repository(registry: &Registry, name: &str) -> Result<Repository> {
-    let repo = registry.repository(name)?;
-    if !registry
-        .repositories(&Page::all())?
-        .iter()
-        .any(|r| r == name)
-    {
-        return fail(format!("repository {name} unknown"));
+/// REPO@DIGEST or REPO:TAG: the repository and the reference, a digest or a tag.
+fn manifest_target(s: &str) -> Result<(String, String)> {
+    match parse_target(s)? {
+        Target::Manifest(r, d) => Ok((r, d.to_string())),
+        Target::Tag(r, t) => Ok((r, t)),
+        Target::Repository(_) => fail(format!("expected REPO@DIGEST or REPO:TAG, got {s:?}")),
     }
-    Ok(repo)
+}
+
+/// The one check of every verb that names a repository, in one read of its state: an unknown
+/// repository is the library's `RepositoryUnknown`; one in the recycle bin is
+/// `RepositorySoftDeleted`, unless `in_bin` (the verbs of the bin work inside a soft-deleted
+/// repository: S5, S11, S16).
+fn repository_in(
+    registry: &Registry,
+    name: &str,
+    in_bin: bool,
+) -> Result<(Repository, RepositoryState)> {
+    let repo = registry.repository(name)?;
+    let state = repo.state()?;
+    let name = name.to_owned();
+    match state {
+        RepositoryState::Unknown => Err(Error::RepositoryUnknown { name }.into()),
+        RepositoryState::Deleted { .. } if !in_bin => {
+            Err(Error::RepositorySoftDeleted { name }.into())
+        }
+        _ => Ok((repo, state)),
+    }
+}
+
+/// A live repository: see [`repository_in`].
+fn live_repository(registry: &Registry, name: &str) -> Result<Repository> {
+    Ok(repository_in(registry, name, false)?.0)
+}
+
+/// A repository live or in the recycle bin: see [`repository_in`].
+fn known_repository(registry: &Registry, name: &str) -> Result<Repository> {
+    Ok(repository_in(registry, name, true)?.0)
 }
 
 fn item_kind(item: &Item) -> &'static str {
@@ -612,6 +782,15 @@ fn repository(
             repo.untag(&tag)?;
             out.pairs(vec![("untagged", json!(format!("{name}:{tag}")))]);
         }
+        RepositoryCommand::Show { repository } => show_repository(registry, out, repository)?,
+        RepositoryCommand::PurgeDeleted { repository } => {
+            known_repository(registry, repository)?;
+            confirm(&format!(
+                "repository {repository} from the recycle bin, for good"
+            ))?;
+            registry.purge_deleted_repository(repository)?;
+            out.pairs(vec![("purged", json!(repository))]);
+        }
         RepositoryCommand::ShowTags { repository } => {
             let repo = live_repository(registry, repository)?;
             let tags = repo.tags(&Page::all())?;
@@ -626,6 +805,174 @@ fn repository(
             );
         }
     }
+    Ok(())
+}
+
+/// How a lock reads in text.
+fn lock_name(locks: Locks) -> &'static str {
+    match (locks.write_enabled, locks.delete_enabled) {
+        (false, _) => "read-only",
+        (true, false) => "no delete",
+        (true, true) => "unlocked",
+    }
+}
+
+/// `repository show`: the repository's state, what it holds, its recycle bin, usage and locks.
+fn show_repository(registry: &Registry, out: &Out, name: &str) -> Result<()> {
+    let (repo, state) = repository_in(registry, name, true)?;
+    let tags = repo.tags(&Page::all())?;
+    let manifests = repo.manifests(&ManifestQuery::default())?.len();
+    let deleted_manifests = repo.deleted_manifests()?.len();
+    let deleted_tags = repo.deleted_tags(None)?.len();
+    let usage = registry
+        .usage()?
+        .repositories
+        .into_iter()
+        .find(|r| r.name == name);
+    let locks = repo.locked_items()?;
+    if !out.table() {
+        out.json(&json!({
+            "name": name,
+            "state": serde_json::to_value(state)?,
+            "tags": tags.iter().map(|t| json!({"name": t.name, "digest": t.digest, "updated": ts(t.updated)})).collect::<Vec<_>>(),
+            "manifests": manifests,
+            "deleted_manifests": deleted_manifests,
+            "deleted_tags": deleted_tags,
+            "usage": usage.map(|u| json!({"blobs": u.blobs, "bytes": u.bytes})),
+            "locks": serde_json::to_value(&locks)?,
+        }));
+        return Ok(());
+    }
+    let mut pairs = vec![("name", name.to_owned())];
+    match state {
+        RepositoryState::Live { created } => {
+            pairs.extend([("state", "live".to_owned()), ("created", ts(created))]);
+        }
+        RepositoryState::Deleted {
+            created,
+            deleted_at,
+            expires_at,
+        } => pairs.extend([
+            ("state", "in the recycle bin".to_owned()),
+            ("created", ts(created)),
+            ("deleted at", ts(deleted_at)),
+            ("expires at", ts(expires_at)),
+        ]),
+        _ => pairs.push(("state", format!("{state:?}"))),
+    }
+    pairs.extend([
+        ("tags", tags.len().to_string()),
+        ("manifests", manifests.to_string()),
+        (
+            "recycle bin",
+            format!("{deleted_manifests} manifests, {deleted_tags} tags"),
+        ),
+    ]);
+    if let Some(u) = usage {
+        pairs.extend([
+            ("blobs", u.blobs.to_string()),
+            ("bytes", u.bytes.to_string()),
+            ("unique bytes", u.unique_bytes.to_string()),
+            ("shared bytes", u.shared_bytes.to_string()),
+        ]);
+    }
+    let locked: Vec<String> = locks
+        .iter()
+        .map(|(item, l)| format!("{} ({})", item_name(name, item), lock_name(*l)))
+        .collect();
+    pairs.push((
+        "locks",
+        if locked.is_empty() {
+            "-".to_owned()
+        } else {
+            locked.join(", ")
+        },
+    ));
+    print_table(
+        &[],
+        &pairs
+            .into_iter()
+            .map(|(k, v)| vec![k.to_owned(), v])
+            .collect::<Vec<_>>(),
+    );
+    if !tags.is_empty() {
+        println!();
+        print_table(
+            &["TAG", "DIGEST", "UPDATED"],
+            &tags
+                .iter()
+                .map(|t| vec![t.name.clone(), t.digest.to_string(), ts(t.updated)])
+                .collect::<Vec<_>>(),
+        );
+    }
+    Ok(())
+}
+
+/// `manifest show`: a manifest's metadata, tags, references and referrers.
+fn show_manifest(registry: &Registry, out: &Out, image: &str) -> Result<()> {
+    let (name, reference) = manifest_target(image)?;
+    let repo = live_repository(registry, &name)?;
+    let m = repo.manifest(&reference)?;
+    let referrers = repo.referrers(&m.digest, None)?;
+    if !out.table() {
+        out.json(&json!({
+            "repository": name,
+            "manifest": {
+                "digest": m.digest, "media_type": m.media_type, "size": m.size,
+                "created": ts(m.created), "updated": ts(m.updated), "tags": m.tags,
+                "artifact_type": m.artifact_type, "references": m.references,
+                "subject": m.subject, "annotations": m.annotations,
+            },
+            "referrers": referrers,
+        }));
+        return Ok(());
+    }
+    let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".to_owned());
+    let mut rows = vec![
+        vec!["repository".to_owned(), name.clone()],
+        vec!["digest".to_owned(), m.digest.to_string()],
+        vec!["media type".to_owned(), m.media_type.clone()],
+        vec!["artifact type".to_owned(), or_dash(m.artifact_type.clone())],
+        vec!["size".to_owned(), m.size.to_string()],
+        vec!["created".to_owned(), ts(m.created)],
+        vec!["updated".to_owned(), ts(m.updated)],
+        vec![
+            "tags".to_owned(),
+            or_dash(Some(m.tags.join(", ")).filter(|t| !t.is_empty())),
+        ],
+        vec![
+            "subject".to_owned(),
+            or_dash(m.subject.as_ref().map(ToString::to_string)),
+        ],
+    ];
+    rows.extend(
+        m.annotations
+            .iter()
+            .map(|(k, v)| vec![format!("annotation {k}"), v.clone()]),
+    );
+    print_table(&[], &rows);
+    let descriptors = |heading: &str, list: &[ocistore::Descriptor]| {
+        if list.is_empty() {
+            return;
+        }
+        println!();
+        print_table(
+            &[heading, "MEDIA TYPE", "ARTIFACT TYPE", "SIZE"],
+            &list
+                .iter()
+                .map(|d| {
+                    vec![
+                        d.digest.to_string(),
+                        d.media_type.clone(),
+                        or_dash(d.artifact_type.clone()),
+                        d.size.to_string(),
+                    ]
+                })
+                .collect::<Vec<_>>(),
+        );
+    };
+    descriptors("REFERENCE", &m.references);
+    descriptors("REFERRER", &referrers);
     Ok(())
 }
 
@@ -687,7 +1034,7 @@ fn manifest(
             );
         }
         ManifestCommand::ListDeleted { repository } => {
-            let deleted = registry.repository(repository)?.deleted_manifests()?;
+            let deleted = known_repository(registry, repository)?.deleted_manifests()?;
             out.emit(
                 &["DIGEST", "TAGS", "SIZE", "DELETED", "EXPIRES"],
                 deleted
@@ -725,7 +1072,7 @@ fn manifest(
                     return fail(format!("expected REPO or REPO:TAG, got {target:?}"));
                 }
             };
-            let deleted = registry.repository(&name)?.deleted_tags(tag.as_deref())?;
+            let deleted = known_repository(registry, &name)?.deleted_tags(tag.as_deref())?;
             out.emit(
                 &["TAG", "DIGEST", "DELETED", "EXPIRES"],
                 deleted
@@ -778,21 +1125,33 @@ fn manifest(
             } else {
                 OnConflict::Refuse
             };
-            let restored = registry.repository(&name)?.restore(what, on_conflict)?;
+            let restored = known_repository(registry, &name)?.restore(what, on_conflict)?;
             out.pairs(vec![
                 ("repository", json!(name)),
                 ("tag", json!(tag)),
                 ("restored", json!(restored.to_string())),
             ]);
         }
-        ManifestCommand::Delete { image } => {
-            let (name, reference) = match parse_target(image)? {
-                Target::Manifest(r, d) => (r, d.to_string()),
-                Target::Tag(r, t) => (r, t),
+        ManifestCommand::Show { image } => show_manifest(registry, out, image)?,
+        ManifestCommand::PurgeDeleted { image } => {
+            let bin_of = |name: &str| -> Result<Repository> {
+                let repo = known_repository(registry, name)?;
+                confirm(&format!("{image} from the recycle bin, for good"))?;
+                Ok(repo)
+            };
+            match parse_target(image)? {
+                Target::Manifest(name, digest) => bin_of(&name)?.purge_deleted_manifest(&digest)?,
+                Target::Tag(name, tag) => {
+                    bin_of(&name)?.purge_deleted_tags(&tag)?;
+                }
                 Target::Repository(_) => {
                     return fail(format!("expected REPO@DIGEST or REPO:TAG, got {image:?}"));
                 }
-            };
+            }
+            out.pairs(vec![("purged", json!(image))]);
+        }
+        ManifestCommand::Delete { image } => {
+            let (name, reference) = manifest_target(image)?;
             let repo = live_repository(registry, &name)?;
             let manifest = repo.manifest(&reference)?;
             confirm(&format!(
@@ -812,7 +1171,7 @@ fn manifest(
         }
         ManifestCommand::History { image } => {
             let (name, tag) = tag_target(image)?;
-            let events = registry.repository(&name)?.tag_history(&tag)?;
+            let events = known_repository(registry, &name)?.tag_history(&tag)?;
             let cause = |e: &ocistore::TagEvent| {
                 serde_json::to_value(e.cause)
                     .ok()

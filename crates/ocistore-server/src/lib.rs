@@ -34,8 +34,8 @@ use http_body::Frame;
 use ocistore::manifest::{MAX_MANIFEST_SIZE, OCI_INDEX};
 use ocistore::{
     BlobReader, CollectOptions, CollectReport, Digest, Error, FsckOptions, FsckReport, Health,
-    Item, ManifestQuery, OnConflict, Page, Problem, PurgeOptions, PurgeReport, Reference, Registry,
-    Repository, Restore, SoftDeletePolicy, Timestamp, Upload, Usage, parse_ago,
+    Item, OnConflict, Page, Problem, PurgeOptions, PurgeReport, Reference, Registry, Repository,
+    RepositoryState, Restore, SoftDeletePolicy, Timestamp, Upload, Usage, parse_ago,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -1341,38 +1341,31 @@ fn add_link(response: &mut Response, link: Option<String>) {
     }
 }
 
-/// Whether a repository is live and holds anything. The store has no direct question for it;
-/// a live repository has a tag, a manifest or a blob link.
-fn repository_exists(repo: &Repository) -> ocistore::Result<bool> {
-    Ok(!repo.tags(&Page::first(1))?.is_empty()
-        || !repo.blobs(&Page::first(1))?.is_empty()
-        || !repo
-            .manifests(&ManifestQuery {
-                limit: Some(1),
-                ..ManifestQuery::default()
-            })?
-            .is_empty())
+/// The one check of a repository an endpoint names, in one read of its state: an unknown
+/// repository is `RepositoryUnknown`, one in the recycle bin `RepositorySoftDeleted` unless
+/// `in_bin` (the recycle bin's endpoints work inside a soft-deleted repository: S5, S11), both
+/// 404 `NAME_UNKNOWN`.
+fn check_state(repo: &Repository, in_bin: bool) -> ocistore::Result<()> {
+    let name = repo.name().to_owned();
+    match repo.state()? {
+        RepositoryState::Unknown => Err(Error::RepositoryUnknown { name }),
+        RepositoryState::Deleted { .. } if !in_bin => Err(Error::RepositorySoftDeleted { name }),
+        _ => Ok(()),
+    }
 }
 
 async fn tags(app: &App, name: &str, query: &Query) -> Result<Response> {
     let repo = repository(app, name)?;
     let (n, last) = page(query)?;
-    let (mut tags, exists) = blocking(move || {
-        let tags = if n == Some(0) {
-            Vec::new()
+    let mut tags = blocking(move || {
+        check_state(&repo, false)?;
+        if n == Some(0) {
+            Ok(Vec::new())
         } else {
-            repo.tags(&lookahead(n, last))?
-        };
-        let exists = !tags.is_empty() || repository_exists(&repo)?;
-        Ok((tags, exists))
+            repo.tags(&lookahead(n, last))
+        }
     })
     .await?;
-    if !exists {
-        return Err(Error::RepositoryUnknown {
-            name: name.to_owned(),
-        }
-        .into());
-    }
     let link = next_link(&mut tags, n, &format!("/v2/{name}/tags/list"), |t| {
         t.name.as_str()
     });
@@ -1419,8 +1412,9 @@ struct RestoreRequest {
     tag: Option<String>,
     #[serde(default)]
     digest: Option<String>,
+    /// Whether a tag live on another manifest moves: `"refuse"` (the default) or `"move_tag"`.
     #[serde(default)]
-    force: bool,
+    on_conflict: OnConflict,
 }
 
 #[derive(Deserialize)]
@@ -1557,6 +1551,7 @@ async fn admin(
             let repo = repository(app, &name)?;
             let tag = query.get("tag").map(str::to_owned);
             let (manifests, tags) = blocking(move || {
+                check_state(&repo, true)?;
                 Ok((
                     repo.deleted_manifests()?,
                     repo.deleted_tags(tag.as_deref())?,
@@ -1595,11 +1590,7 @@ async fn admin(
             let repo = repository(app, &request.repository)?;
             let digest = request.digest.as_deref().map(Digest::parse).transpose()?;
             let tag = request.tag.clone();
-            let on_conflict = if request.force {
-                OnConflict::MoveTag
-            } else {
-                OnConflict::Refuse
-            };
+            let on_conflict = request.on_conflict;
             let restored = blocking(move || {
                 let what = match (tag.as_deref(), digest.as_ref()) {
                     (Some(tag), Some(digest)) => Restore::TagAndDigest(tag, digest),
@@ -1609,6 +1600,7 @@ async fn admin(
                         return Ok(None);
                     }
                 };
+                check_state(&repo, true)?;
                 repo.restore(what, on_conflict).map(Some)
             })
             .await?
@@ -1701,15 +1693,23 @@ async fn admin(
         ("repositories", name) if !name.is_empty() => {
             require(method, Method::DELETE)?;
             let name = name.join("/");
-            repository(app, &name)?;
-            blocking(move || registry.delete_repository(&name)).await?;
+            let repo = repository(app, &name)?;
+            blocking(move || {
+                check_state(&repo, false)?;
+                registry.delete_repository(&name)
+            })
+            .await?;
             Ok(StatusCode::ACCEPTED.into_response())
         }
         ("manifests", [name @ .., reference]) if !name.is_empty() => {
             require(method, Method::DELETE)?;
             let repo = repository(app, &name.join("/"))?;
             let reference = reference.clone();
-            let deleted = blocking(move || repo.delete_manifest(&reference)).await?;
+            let deleted = blocking(move || {
+                check_state(&repo, false)?;
+                repo.delete_manifest(&reference)
+            })
+            .await?;
             Ok(json_response(
                 StatusCode::ACCEPTED,
                 &json!({ "deleted": deleted }),

@@ -126,11 +126,17 @@
 //! refused, a body that is not a JSON object refused with 400). Deletes there follow the soft
 //! delete policy like any other.
 //!
+//! An endpoint naming a repository (here and `tags/list`) reads its state once
+//! (`Repository::state`): an unknown repository is 404 `NAME_UNKNOWN` "repository NAME unknown";
+//! one in the recycle bin is 404 `NAME_UNKNOWN` saying it is soft-deleted, except for the
+//! recycle bin's own endpoints (`/admin/deleted/<name>`, `/admin/restore`), which work inside it
+//! (S5, S11).
+//!
 //! | Method | Path | Body | Answer |
 //! |---|---|---|---|
 //! | GET | `/admin/deleted-repositories` | | `{"repositories":[{"name","deleted_at","expires_at"}]}` |
 //! | GET | `/admin/deleted/<name>?tag=` | | `{"repository","manifests":[{"digest","media_type","size","tags","deleted_at","expires_at"}],"tags":[{"tag","digest","deleted_at","expires_at"}]}` (S5) |
-//! | POST | `/admin/restore` | `{"repository","tag"?,"digest"?,"force"?}` | `{"repository","tag","digest"}` (S6–S11) |
+//! | POST | `/admin/restore` | `{"repository","tag"?,"digest"?,"on_conflict"?}` | `{"repository","tag","digest"}` (S6–S11); `on_conflict` is `"refuse"` (the default: a tag live on another manifest is 409 `TAG_CONFLICT`) or `"move_tag"` (the tag moves, the overwritten one goes to the bin) |
 //! | GET | `/admin/policy/soft-delete` | | `{"enabled","days"}` |
 //! | PUT | `/admin/policy/soft-delete` | `{"enabled","days"?}` | the policy now (S1; days 1–90, kept if omitted) |
 //! | POST | `/admin/purge` | `{"filters":["repo-regex:tag-regex"],"ago":"1d","keep":0,"untagged":false,"dry_run":false,"include_locked":false}` | the report: `{"dry_run","ran_at","tags_untagged","manifests_deleted","locked","repositories":[{"repository","tags_untagged","manifests_deleted","locked"}]}` (U) |

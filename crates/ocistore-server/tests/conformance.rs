@@ -1242,6 +1242,58 @@ fn p7_tags_list_of_an_unknown_repository_is_name_unknown_404() {
 }
 
 #[test]
+fn n5_unknown_and_soft_deleted_repositories_are_name_unknown_404_on_every_endpoint_naming_one() {
+    let s = Server::start();
+    s.enable_soft_delete();
+    let digest = s.push_image("team/old", "v1", "one");
+    assert_eq!(s.delete("/admin/repositories/team/old").status, 202);
+    let unknown = |r: Resp, name: &str| {
+        r.assert_error(404, "NAME_UNKNOWN");
+        assert_eq!(
+            r.json()["errors"][0]["message"],
+            format!("repository {name} unknown")
+        );
+    };
+    let binned = |r: Resp| {
+        r.assert_error(404, "NAME_UNKNOWN");
+        assert_eq!(
+            r.json()["errors"][0]["message"],
+            "repository team/old is soft-deleted; restore something in it first"
+        );
+    };
+    unknown(s.get("/v2/nowhere/tags/list"), "nowhere");
+    binned(s.get("/v2/team/old/tags/list"));
+    unknown(s.get("/admin/deleted/nowhere"), "nowhere");
+    unknown(s.delete("/admin/repositories/nowhere"), "nowhere");
+    binned(s.delete("/admin/repositories/team/old"));
+    unknown(s.delete("/admin/manifests/nowhere/v1"), "nowhere");
+    binned(s.delete("/admin/manifests/team/old/v1"));
+    unknown(
+        s.admin(
+            "POST",
+            "/admin/restore",
+            json!({ "repository": "nowhere", "tag": "v1" }),
+        ),
+        "nowhere",
+    );
+    // The recycle bin's endpoints work inside a soft-deleted repository (S5, S11).
+    assert_eq!(
+        s.get("/admin/deleted/team/old").json()["manifests"][0]["digest"],
+        digest
+    );
+    let r = s.admin(
+        "POST",
+        "/admin/restore",
+        json!({ "repository": "team/old", "tag": "v1" }),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        s.get("/v2/team/old/tags/list").json()["tags"],
+        json!(["v1"])
+    );
+}
+
+#[test]
 fn p7_catalog_paginates_with_link() {
     let s = Server::start();
     let names = ["alpha", "beta/one", "beta/two", "gamma", "team/app"];
@@ -1393,7 +1445,7 @@ fn s6_soft_delete_then_restore_via_admin() {
 }
 
 #[test]
-fn s6_restore_onto_a_live_tag_is_409_unless_forced() {
+fn s6_restore_onto_a_live_tag_is_409_unless_on_conflict_move_tag() {
     let s = Server::start();
     s.enable_soft_delete();
     let old = s.push_image("app", "latest", "one");
@@ -1403,9 +1455,24 @@ fn s6_restore_onto_a_live_tag_is_409_unless_forced() {
     let r = s.admin("POST", "/admin/restore", restore.clone());
     r.assert_error(409, "TAG_CONFLICT");
     assert_eq!(r.json()["errors"][0]["detail"]["digest"], new);
-    let mut forced = restore;
+    // `on_conflict` is the library's `OnConflict` in its serde form; `force` is gone.
+    let mut refuse = restore.clone();
+    refuse["on_conflict"] = serde_json::to_value(ocistore::OnConflict::Refuse).unwrap();
+    assert_eq!(refuse["on_conflict"], "refuse");
+    s.admin("POST", "/admin/restore", refuse)
+        .assert_error(409, "TAG_CONFLICT");
+    let mut forced = restore.clone();
     forced["force"] = json!(true);
-    let r = s.admin("POST", "/admin/restore", forced);
+    s.admin("POST", "/admin/restore", forced)
+        .assert_error(400, "INVALID_REQUEST");
+    let mut bad = restore.clone();
+    bad["on_conflict"] = json!("overwrite");
+    s.admin("POST", "/admin/restore", bad)
+        .assert_error(400, "INVALID_REQUEST");
+    let mut move_tag = restore;
+    move_tag["on_conflict"] = serde_json::to_value(ocistore::OnConflict::MoveTag).unwrap();
+    assert_eq!(move_tag["on_conflict"], "move_tag");
+    let r = s.admin("POST", "/admin/restore", move_tag);
     assert_eq!((r.status, r.json()["digest"].clone()), (200, json!(old)));
     let r = s.get("/v2/app/manifests/latest");
     assert_eq!(r.header("docker-content-digest"), Some(old.as_str()));
