@@ -2,9 +2,11 @@
 //! SQLite. It opens the store directory itself (the store must not be open elsewhere), and
 //! mirrors the verbs of `az acr` where they fit. The `ocistore-cli` crate of the workspace.
 //!
-//! Every command prints a table by default and JSON with `--output json`; deleting commands
-//! ask for confirmation on a terminal unless `--yes`; errors are one line on stderr and exit
-//! code 1 (usage errors: 2).
+//! Every command prints text by default and, with `--output json`, the library's own serde form
+//! of what it read or did (an object around it only adds context); deleting commands ask for
+//! confirmation on a terminal unless `--yes`; errors are one line on stderr and exit code 1
+//! (usage errors: 2; a repository that is unknown, or in the recycle bin for a verb that needs it
+//! live: 3). `--help` says so, with examples for every verb.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -15,9 +17,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ocistore::{
     CollectOptions, Digest, Error, FsckOptions, FsckReport, Item, Locks, ManifestQuery, OnConflict,
-    Page, Phase, Problem, PurgeOptions, Registry, Repository, RepositoryState, Restore,
-    RetentionPolicy, SoftDeletePolicy, Timestamp, parse_ago,
+    Page, Phase, Problem, PurgeOptions, Registry, Repository, RepositoryState, Restore, Timestamp,
+    parse_ago,
 };
+use serde::Serialize;
 use serde_json::{Value, json};
 
 type Result<T, E = Box<dyn std::error::Error>> = std::result::Result<T, E>;
@@ -478,36 +481,22 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         }
         Command::Unlock { target } => set_lock(&registry, &out, target, Locks::UNLOCKED)?,
         Command::Locks { repository } => {
-            let repo = live_repository(&registry, repository)?;
-            let items = repo.locked_items()?;
-            let rows: Vec<Vec<String>> = items
+            let items = live_repository(&registry, repository)?.locked_items()?;
+            let value: Vec<Value> = items
                 .iter()
-                .map(|(item, locks)| {
-                    vec![
-                        item_kind(item).to_owned(),
-                        item_name(repository, item),
-                        locks.delete_enabled.to_string(),
-                        locks.write_enabled.to_string(),
-                    ]
-                })
+                .map(|(item, locks)| json!({ "item": item, "locks": locks }))
                 .collect();
-            out.emit(
-                &["KIND", "ITEM", "DELETE ENABLED", "WRITE ENABLED"],
-                rows,
-                Value::Array(
-                    items
+            out.print(&value, || {
+                print_table(
+                    &["ITEM", "LOCK"],
+                    &items
                         .iter()
                         .map(|(item, locks)| {
-                            json!({
-                                "kind": item_kind(item),
-                                "item": item_name(repository, item),
-                                "delete_enabled": locks.delete_enabled,
-                                "write_enabled": locks.write_enabled,
-                            })
+                            vec![item_name(repository, item), lock_name(*locks).to_owned()]
                         })
-                        .collect(),
-                ),
-            );
+                        .collect::<Vec<_>>(),
+                );
+            })?;
         }
         Command::Purge(args) => purge(&registry, &out, args, &confirm)?,
         Command::Gc { dry_run, grace } => gc(&registry, &out, *dry_run, *grace)?,
@@ -523,17 +512,17 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             } else {
                 Some(registry.run_now()?)
             };
-            match report {
-                None => out.pairs(vec![("ran", json!(false))]),
-                Some(r) => out.pairs(vec![
-                    ("ran", json!(true)),
-                    ("ran_at", json!(r.ran_at.to_string())),
-                    ("repositories_purged", json!(r.repositories)),
-                    ("manifests_purged", json!(r.manifests)),
-                    ("tags_purged", json!(r.tags)),
-                    ("untagged_deleted", json!(r.untagged_deleted)),
+            let value = report.map(|r| TRANSITIONAL_autopurge(&r));
+            out.print(&value, || match report {
+                None => println!("not due: nothing ran"),
+                Some(r) => print_pairs(&[
+                    ("ran at", ts(r.ran_at)),
+                    ("repositories purged", r.repositories.to_string()),
+                    ("manifests purged", r.manifests.to_string()),
+                    ("tags purged", r.tags.to_string()),
+                    ("untagged deleted", r.untagged_deleted.to_string()),
                 ]),
-            }
+            })?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -564,52 +553,25 @@ struct Out {
 }
 
 impl Out {
-    /// A list: a table with these headers, or the JSON value.
-    fn emit(&self, headers: &[&str], rows: Vec<Vec<String>>, json: Value) {
+    /// Prints what a verb read or did: with `--output json`, `value`, whose library types keep
+    /// their own serde form (an object around them only adds context, such as the repository
+    /// they are of); otherwise `text` prints it for people.
+    fn print(&self, value: &impl Serialize, text: impl FnOnce()) -> Result<()> {
         match self.format {
-            Output::Json => self.json(&json),
-            Output::Table => print_table(headers, &rows),
+            Output::Json => println!("{}", serde_json::to_string_pretty(value)?),
+            Output::Table => text(),
         }
-    }
-
-    /// A record: `key  value` lines, or a JSON object.
-    fn pairs(&self, pairs: Vec<(&str, Value)>) {
-        match self.format {
-            Output::Json => {
-                let object: serde_json::Map<String, Value> =
-                    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
-                self.json(&Value::Object(object));
-            }
-            Output::Table => {
-                let rows: Vec<Vec<String>> = pairs
-                    .into_iter()
-                    .map(|(k, v)| vec![k.replace('_', " "), plain(&v)])
-                    .collect();
-                print_table(&[], &rows);
-            }
-        }
-    }
-
-    fn json(&self, value: &Value) {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(value).expect("a JSON value serializes")
-        );
-    }
-
-    fn table(&self) -> bool {
-        self.format == Output::Table
+        Ok(())
     }
 }
 
-/// A JSON value as a table cell.
-fn plain(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".to_owned(),
-        Value::Array(items) => items.iter().map(plain).collect::<Vec<_>>().join(", "),
-        v => v.to_string(),
-    }
+/// A record as `key  value` lines.
+fn print_pairs(pairs: &[(&str, String)]) {
+    let rows: Vec<Vec<String>> = pairs
+        .iter()
+        .map(|(k, v)| vec![(*k).to_owned(), v.clone()])
+        .collect();
+    print_table(&[], &rows);
 }
 
 fn print_table(headers: &[&str], rows: &[Vec<String>]) {
@@ -711,14 +673,6 @@ fn known_repository(registry: &Registry, name: &str) -> Result<Repository> {
     Ok(repository_in(registry, name, true)?.0)
 }
 
-fn item_kind(item: &Item) -> &'static str {
-    match item {
-        Item::Repository => "repository",
-        Item::Manifest(_) => "manifest",
-        Item::Tag(_) => "tag",
-    }
-}
-
 fn item_name(repository: &str, item: &Item) -> String {
     match item {
         Item::Repository => repository.to_owned(),
@@ -731,81 +685,9 @@ fn ts(t: Timestamp) -> String {
     t.to_string()
 }
 
-fn opt_digest(d: Option<&Digest>) -> Value {
-    d.map_or(Value::Null, |d| json!(d.to_string()))
-}
-
-fn repository(
-    registry: &Registry,
-    out: &Out,
-    cmd: &RepositoryCommand,
-    confirm: &dyn Fn(&str) -> Result<()>,
-) -> Result<()> {
-    match cmd {
-        RepositoryCommand::List => {
-            let names = registry.repositories(&Page::all())?;
-            out.emit(
-                &["REPOSITORY"],
-                names.iter().map(|n| vec![n.clone()]).collect(),
-                json!(names),
-            );
-        }
-        RepositoryCommand::ListDeleted => {
-            let deleted = registry.deleted_repositories()?;
-            out.emit(
-                &["REPOSITORY", "DELETED", "EXPIRES"],
-                deleted
-                    .iter()
-                    .map(|r| vec![r.name.clone(), ts(r.deleted_at), ts(r.expires_at)])
-                    .collect(),
-                deleted
-                    .iter()
-                    .map(|r| {
-                        json!({"name": r.name, "deleted_at": ts(r.deleted_at), "expires_at": ts(r.expires_at)})
-                    })
-                    .collect(),
-            );
-        }
-        RepositoryCommand::Delete { repository } => {
-            live_repository(registry, repository)?;
-            confirm(&format!(
-                "repository {repository} with all its manifests and tags"
-            ))?;
-            registry.delete_repository(repository)?;
-            out.pairs(vec![("deleted", json!(repository))]);
-        }
-        RepositoryCommand::Untag { image } => {
-            let (name, tag) = tag_target(image)?;
-            let repo = live_repository(registry, &name)?;
-            repo.resolve(&tag)?;
-            confirm(&format!("tag {name}:{tag}"))?;
-            repo.untag(&tag)?;
-            out.pairs(vec![("untagged", json!(format!("{name}:{tag}")))]);
-        }
-        RepositoryCommand::Show { repository } => show_repository(registry, out, repository)?,
-        RepositoryCommand::PurgeDeleted { repository } => {
-            known_repository(registry, repository)?;
-            confirm(&format!(
-                "repository {repository} from the recycle bin, for good"
-            ))?;
-            registry.purge_deleted_repository(repository)?;
-            out.pairs(vec![("purged", json!(repository))]);
-        }
-        RepositoryCommand::ShowTags { repository } => {
-            let repo = live_repository(registry, repository)?;
-            let tags = repo.tags(&Page::all())?;
-            out.emit(
-                &["TAG", "DIGEST", "UPDATED"],
-                tags.iter()
-                    .map(|t| vec![t.name.clone(), t.digest.to_string(), ts(t.updated)])
-                    .collect(),
-                tags.iter()
-                    .map(|t| json!({"name": t.name, "digest": t.digest.to_string(), "updated": ts(t.updated)}))
-                    .collect(),
-            );
-        }
-    }
-    Ok(())
+/// An optional value in text: `-` for none.
+fn or_dash(v: Option<impl ToString>) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| v.to_string())
 }
 
 /// How a lock reads in text.
@@ -817,6 +699,80 @@ fn lock_name(locks: Locks) -> &'static str {
     }
 }
 
+fn repository(
+    registry: &Registry,
+    out: &Out,
+    cmd: &RepositoryCommand,
+    confirm: &dyn Fn(&str) -> Result<()>,
+) -> Result<()> {
+    match cmd {
+        RepositoryCommand::List => {
+            let names = registry.repositories(&Page::all())?;
+            out.print(&names, || {
+                print_table(
+                    &["REPOSITORY"],
+                    &names.iter().map(|n| vec![n.clone()]).collect::<Vec<_>>(),
+                );
+            })?;
+        }
+        RepositoryCommand::ListDeleted => {
+            let deleted = registry.deleted_repositories()?;
+            out.print(&TRANSITIONAL_deleted_repositories(&deleted), || {
+                print_table(
+                    &["REPOSITORY", "DELETED", "EXPIRES"],
+                    &deleted
+                        .iter()
+                        .map(|r| vec![r.name.clone(), ts(r.deleted_at), ts(r.expires_at)])
+                        .collect::<Vec<_>>(),
+                );
+            })?;
+        }
+        RepositoryCommand::Show { repository } => show_repository(registry, out, repository)?,
+        RepositoryCommand::ShowTags { repository } => {
+            let tags = live_repository(registry, repository)?.tags(&Page::all())?;
+            out.print(&TRANSITIONAL_tags(&tags), || print_tags(&tags))?;
+        }
+        RepositoryCommand::Delete { repository } => {
+            live_repository(registry, repository)?;
+            confirm(&format!(
+                "repository {repository} with all its manifests and tags"
+            ))?;
+            registry.delete_repository(repository)?;
+            let value = json!({ "deleted": repository });
+            out.print(&value, || print_pairs(&[("deleted", repository.clone())]))?;
+        }
+        RepositoryCommand::Untag { image } => {
+            let (name, tag) = tag_target(image)?;
+            let repo = live_repository(registry, &name)?;
+            repo.resolve(&tag)?;
+            confirm(&format!("tag {name}:{tag}"))?;
+            repo.untag(&tag)?;
+            let value = json!({ "repository": name, "untagged": tag });
+            out.print(&value, || print_pairs(&[("untagged", image.clone())]))?;
+        }
+        RepositoryCommand::PurgeDeleted { repository } => {
+            known_repository(registry, repository)?;
+            confirm(&format!(
+                "repository {repository} from the recycle bin, for good"
+            ))?;
+            registry.purge_deleted_repository(repository)?;
+            let value = json!({ "purged": repository });
+            out.print(&value, || print_pairs(&[("purged", repository.clone())]))?;
+        }
+    }
+    Ok(())
+}
+
+fn print_tags(tags: &[ocistore::Tag]) {
+    print_table(
+        &["TAG", "DIGEST", "UPDATED"],
+        &tags
+            .iter()
+            .map(|t| vec![t.name.clone(), t.digest.to_string(), ts(t.updated)])
+            .collect::<Vec<_>>(),
+    );
+}
+
 /// `repository show`: the repository's state, what it holds, its recycle bin, usage and locks.
 fn show_repository(registry: &Registry, out: &Out, name: &str) -> Result<()> {
     let (repo, state) = repository_in(registry, name, true)?;
@@ -824,88 +780,71 @@ fn show_repository(registry: &Registry, out: &Out, name: &str) -> Result<()> {
     let manifests = repo.manifests(&ManifestQuery::default())?.len();
     let deleted_manifests = repo.deleted_manifests()?.len();
     let deleted_tags = repo.deleted_tags(None)?.len();
+    // The registry's accounting, of which this repository's is one row.
     let usage = registry
         .usage()?
         .repositories
         .into_iter()
         .find(|r| r.name == name);
     let locks = repo.locked_items()?;
-    if !out.table() {
-        out.json(&json!({
-            "name": name,
-            "state": serde_json::to_value(state)?,
-            "tags": tags.iter().map(|t| json!({"name": t.name, "digest": t.digest, "updated": ts(t.updated)})).collect::<Vec<_>>(),
-            "manifests": manifests,
-            "deleted_manifests": deleted_manifests,
-            "deleted_tags": deleted_tags,
-            "usage": usage.map(|u| json!({"blobs": u.blobs, "bytes": u.bytes})),
-            "locks": serde_json::to_value(&locks)?,
-        }));
-        return Ok(());
-    }
-    let mut pairs = vec![("name", name.to_owned())];
-    match state {
-        RepositoryState::Live { created } => {
-            pairs.extend([("state", "live".to_owned()), ("created", ts(created))]);
+    let value = json!({
+        "name": name,
+        "state": state,
+        "tags": TRANSITIONAL_tags(&tags),
+        "manifests": manifests,
+        "deleted_manifests": deleted_manifests,
+        "deleted_tags": deleted_tags,
+        "usage": usage.as_ref().map(TRANSITIONAL_repository_usage),
+        "locks": locks.iter().map(|(item, locks)| json!({ "item": item, "locks": locks })).collect::<Vec<_>>(),
+    });
+    out.print(&value, || {
+        let mut pairs = vec![("name", name.to_owned())];
+        match state {
+            RepositoryState::Live { created } => {
+                pairs.extend([("state", "live".to_owned()), ("created", ts(created))]);
+            }
+            RepositoryState::Deleted {
+                created,
+                deleted_at,
+                expires_at,
+            } => pairs.extend([
+                ("state", "in the recycle bin".to_owned()),
+                ("created", ts(created)),
+                ("deleted at", ts(deleted_at)),
+                ("expires at", ts(expires_at)),
+            ]),
+            _ => pairs.push(("state", format!("{state:?}"))),
         }
-        RepositoryState::Deleted {
-            created,
-            deleted_at,
-            expires_at,
-        } => pairs.extend([
-            ("state", "in the recycle bin".to_owned()),
-            ("created", ts(created)),
-            ("deleted at", ts(deleted_at)),
-            ("expires at", ts(expires_at)),
-        ]),
-        _ => pairs.push(("state", format!("{state:?}"))),
-    }
-    pairs.extend([
-        ("tags", tags.len().to_string()),
-        ("manifests", manifests.to_string()),
-        (
-            "recycle bin",
-            format!("{deleted_manifests} manifests, {deleted_tags} tags"),
-        ),
-    ]);
-    if let Some(u) = usage {
         pairs.extend([
-            ("blobs", u.blobs.to_string()),
-            ("bytes", u.bytes.to_string()),
-            ("unique bytes", u.unique_bytes.to_string()),
-            ("shared bytes", u.shared_bytes.to_string()),
+            ("tags", tags.len().to_string()),
+            ("manifests", manifests.to_string()),
+            (
+                "recycle bin",
+                format!("{deleted_manifests} manifests, {deleted_tags} tags"),
+            ),
         ]);
-    }
-    let locked: Vec<String> = locks
-        .iter()
-        .map(|(item, l)| format!("{} ({})", item_name(name, item), lock_name(*l)))
-        .collect();
-    pairs.push((
-        "locks",
-        if locked.is_empty() {
-            "-".to_owned()
-        } else {
-            locked.join(", ")
-        },
-    ));
-    print_table(
-        &[],
-        &pairs
-            .into_iter()
-            .map(|(k, v)| vec![k.to_owned(), v])
-            .collect::<Vec<_>>(),
-    );
-    if !tags.is_empty() {
-        println!();
-        print_table(
-            &["TAG", "DIGEST", "UPDATED"],
-            &tags
-                .iter()
-                .map(|t| vec![t.name.clone(), t.digest.to_string(), ts(t.updated)])
-                .collect::<Vec<_>>(),
-        );
-    }
-    Ok(())
+        if let Some(u) = &usage {
+            pairs.extend([
+                ("blobs", u.blobs.to_string()),
+                ("bytes", u.bytes.to_string()),
+                ("unique bytes", u.unique_bytes.to_string()),
+                ("shared bytes", u.shared_bytes.to_string()),
+            ]);
+        }
+        let locked: Vec<String> = locks
+            .iter()
+            .map(|(item, l)| format!("{} ({})", item_name(name, item), lock_name(*l)))
+            .collect();
+        pairs.push((
+            "locks",
+            or_dash(Some(locked.join(", ")).filter(|l| !l.is_empty())),
+        ));
+        print_pairs(&pairs);
+        if !tags.is_empty() {
+            println!();
+            print_tags(&tags);
+        }
+    })
 }
 
 /// `manifest show`: a manifest's metadata, tags, references and referrers.
@@ -914,66 +853,49 @@ fn show_manifest(registry: &Registry, out: &Out, image: &str) -> Result<()> {
     let repo = live_repository(registry, &name)?;
     let m = repo.manifest(&reference)?;
     let referrers = repo.referrers(&m.digest, None)?;
-    if !out.table() {
-        out.json(&json!({
-            "repository": name,
-            "manifest": {
-                "digest": m.digest, "media_type": m.media_type, "size": m.size,
-                "created": ts(m.created), "updated": ts(m.updated), "tags": m.tags,
-                "artifact_type": m.artifact_type, "references": m.references,
-                "subject": m.subject, "annotations": m.annotations,
-            },
-            "referrers": referrers,
-        }));
-        return Ok(());
-    }
-    let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".to_owned());
-    let mut rows = vec![
-        vec!["repository".to_owned(), name.clone()],
-        vec!["digest".to_owned(), m.digest.to_string()],
-        vec!["media type".to_owned(), m.media_type.clone()],
-        vec!["artifact type".to_owned(), or_dash(m.artifact_type.clone())],
-        vec!["size".to_owned(), m.size.to_string()],
-        vec!["created".to_owned(), ts(m.created)],
-        vec!["updated".to_owned(), ts(m.updated)],
-        vec![
-            "tags".to_owned(),
-            or_dash(Some(m.tags.join(", ")).filter(|t| !t.is_empty())),
-        ],
-        vec![
-            "subject".to_owned(),
-            or_dash(m.subject.as_ref().map(ToString::to_string)),
-        ],
-    ];
-    rows.extend(
-        m.annotations
-            .iter()
-            .map(|(k, v)| vec![format!("annotation {k}"), v.clone()]),
-    );
-    print_table(&[], &rows);
-    let descriptors = |heading: &str, list: &[ocistore::Descriptor]| {
-        if list.is_empty() {
-            return;
+    let value = json!({
+        "repository": name,
+        "manifest": TRANSITIONAL_manifest(&m),
+        "referrers": referrers,
+    });
+    out.print(&value, || {
+        let mut pairs = vec![
+            ("repository", name.clone()),
+            ("digest", m.digest.to_string()),
+            ("media type", m.media_type.clone()),
+            ("artifact type", or_dash(m.artifact_type.as_ref())),
+            ("size", m.size.to_string()),
+            ("created", ts(m.created)),
+            ("updated", ts(m.updated)),
+            (
+                "tags",
+                or_dash(Some(m.tags.join(", ")).filter(|t| !t.is_empty())),
+            ),
+            ("subject", or_dash(m.subject.as_ref())),
+        ];
+        pairs.extend(m.annotations.iter().map(|(k, v)| (k.as_str(), v.clone())));
+        print_pairs(&pairs);
+        for (heading, list) in [("REFERENCE", &m.references), ("REFERRER", &referrers)] {
+            if list.is_empty() {
+                continue;
+            }
+            println!();
+            print_table(
+                &[heading, "MEDIA TYPE", "ARTIFACT TYPE", "SIZE"],
+                &list
+                    .iter()
+                    .map(|d| {
+                        vec![
+                            d.digest.to_string(),
+                            d.media_type.clone(),
+                            or_dash(d.artifact_type.as_ref()),
+                            d.size.to_string(),
+                        ]
+                    })
+                    .collect::<Vec<_>>(),
+            );
         }
-        println!();
-        print_table(
-            &[heading, "MEDIA TYPE", "ARTIFACT TYPE", "SIZE"],
-            &list
-                .iter()
-                .map(|d| {
-                    vec![
-                        d.digest.to_string(),
-                        d.media_type.clone(),
-                        or_dash(d.artifact_type.clone()),
-                        d.size.to_string(),
-                    ]
-                })
-                .collect::<Vec<_>>(),
-        );
-    };
-    descriptors("REFERENCE", &m.references);
-    descriptors("REFERRER", &referrers);
-    Ok(())
+    })
 }
 
 fn manifest(
@@ -1001,68 +923,46 @@ fn manifest(
                 untagged: *untagged,
                 limit: *top,
             })?;
-            out.emit(
-                &["DIGEST", "TAGS", "SIZE", "CREATED", "UPDATED", "MEDIA TYPE"],
-                manifests
-                    .iter()
-                    .map(|m| {
-                        vec![
-                            m.digest.to_string(),
-                            m.tags.join(", "),
-                            m.size.to_string(),
-                            ts(m.created),
-                            ts(m.updated),
-                            m.media_type.clone(),
-                        ]
-                    })
-                    .collect(),
-                manifests
-                    .iter()
-                    .map(|m| {
-                        json!({
-                            "digest": m.digest.to_string(),
-                            "tags": m.tags,
-                            "size": m.size,
-                            "created": ts(m.created),
-                            "updated": ts(m.updated),
-                            "media_type": m.media_type,
-                            "artifact_type": m.artifact_type,
-                            "subject": opt_digest(m.subject.as_ref()),
+            let value: Vec<Value> = manifests.iter().map(TRANSITIONAL_manifest).collect();
+            out.print(&value, || {
+                print_table(
+                    &["DIGEST", "TAGS", "SIZE", "CREATED", "UPDATED", "MEDIA TYPE"],
+                    &manifests
+                        .iter()
+                        .map(|m| {
+                            vec![
+                                m.digest.to_string(),
+                                m.tags.join(", "),
+                                m.size.to_string(),
+                                ts(m.created),
+                                ts(m.updated),
+                                m.media_type.clone(),
+                            ]
                         })
-                    })
-                    .collect(),
-            );
+                        .collect::<Vec<_>>(),
+                );
+            })?;
         }
+        ManifestCommand::Show { image } => show_manifest(registry, out, image)?,
         ManifestCommand::ListDeleted { repository } => {
             let deleted = known_repository(registry, repository)?.deleted_manifests()?;
-            out.emit(
-                &["DIGEST", "TAGS", "SIZE", "DELETED", "EXPIRES"],
-                deleted
-                    .iter()
-                    .map(|m| {
-                        vec![
-                            m.digest.to_string(),
-                            m.tags.join(", "),
-                            m.size.to_string(),
-                            ts(m.deleted_at),
-                            ts(m.expires_at),
-                        ]
-                    })
-                    .collect(),
-                deleted
-                    .iter()
-                    .map(|m| {
-                        json!({
-                            "digest": m.digest.to_string(),
-                            "tags": m.tags,
-                            "size": m.size,
-                            "media_type": m.media_type,
-                            "deleted_at": ts(m.deleted_at),
-                            "expires_at": ts(m.expires_at),
+            out.print(&TRANSITIONAL_deleted_manifests(&deleted), || {
+                print_table(
+                    &["DIGEST", "TAGS", "SIZE", "DELETED", "EXPIRES"],
+                    &deleted
+                        .iter()
+                        .map(|m| {
+                            vec![
+                                m.digest.to_string(),
+                                m.tags.join(", "),
+                                m.size.to_string(),
+                                ts(m.deleted_at),
+                                ts(m.expires_at),
+                            ]
                         })
-                    })
-                    .collect(),
-            );
+                        .collect::<Vec<_>>(),
+                );
+            })?;
         }
         ManifestCommand::ListDeletedTags { target } => {
             let (name, tag) = match parse_target(target)? {
@@ -1073,31 +973,22 @@ fn manifest(
                 }
             };
             let deleted = known_repository(registry, &name)?.deleted_tags(tag.as_deref())?;
-            out.emit(
-                &["TAG", "DIGEST", "DELETED", "EXPIRES"],
-                deleted
-                    .iter()
-                    .map(|t| {
-                        vec![
-                            t.tag.clone(),
-                            t.digest.to_string(),
-                            ts(t.deleted_at),
-                            ts(t.expires_at),
-                        ]
-                    })
-                    .collect(),
-                deleted
-                    .iter()
-                    .map(|t| {
-                        json!({
-                            "tag": t.tag,
-                            "digest": t.digest.to_string(),
-                            "deleted_at": ts(t.deleted_at),
-                            "expires_at": ts(t.expires_at),
+            out.print(&TRANSITIONAL_deleted_tags(&deleted), || {
+                print_table(
+                    &["TAG", "DIGEST", "DELETED", "EXPIRES"],
+                    &deleted
+                        .iter()
+                        .map(|t| {
+                            vec![
+                                t.tag.clone(),
+                                t.digest.to_string(),
+                                ts(t.deleted_at),
+                                ts(t.expires_at),
+                            ]
                         })
-                    })
-                    .collect(),
-            );
+                        .collect::<Vec<_>>(),
+                );
+            })?;
         }
         ManifestCommand::Restore {
             target,
@@ -1126,13 +1017,35 @@ fn manifest(
                 OnConflict::Refuse
             };
             let restored = known_repository(registry, &name)?.restore(what, on_conflict)?;
-            out.pairs(vec![
-                ("repository", json!(name)),
-                ("tag", json!(tag)),
-                ("restored", json!(restored.to_string())),
-            ]);
+            let value = json!({ "repository": name, "tag": tag, "restored": restored });
+            out.print(&value, || {
+                print_pairs(&[
+                    ("repository", name.clone()),
+                    ("tag", or_dash(tag.as_ref())),
+                    ("restored", restored.to_string()),
+                ]);
+            })?;
         }
-        ManifestCommand::Show { image } => show_manifest(registry, out, image)?,
+        ManifestCommand::Delete { image } => {
+            let (name, reference) = manifest_target(image)?;
+            let repo = live_repository(registry, &name)?;
+            let manifest = repo.manifest(&reference)?;
+            confirm(&format!(
+                "manifest {name}@{} and every tag pointing at it",
+                manifest.digest
+            ))?;
+            let deleted = repo.delete_manifest(manifest.digest.as_str())?;
+            let value = json!({ "repository": name, "deleted": deleted });
+            out.print(&value, || {
+                print_table(
+                    &["DELETED"],
+                    &deleted
+                        .iter()
+                        .map(|d| vec![format!("{name}@{d}")])
+                        .collect::<Vec<_>>(),
+                );
+            })?;
+        }
         ManifestCommand::PurgeDeleted { image } => {
             let bin_of = |name: &str| -> Result<Repository> {
                 let repo = known_repository(registry, name)?;
@@ -1148,68 +1061,40 @@ fn manifest(
                     return fail(format!("expected REPO@DIGEST or REPO:TAG, got {image:?}"));
                 }
             }
-            out.pairs(vec![("purged", json!(image))]);
-        }
-        ManifestCommand::Delete { image } => {
-            let (name, reference) = manifest_target(image)?;
-            let repo = live_repository(registry, &name)?;
-            let manifest = repo.manifest(&reference)?;
-            confirm(&format!(
-                "manifest {name}@{} and every tag pointing at it",
-                manifest.digest
-            ))?;
-            let deleted = repo.delete_manifest(manifest.digest.as_str())?;
-            let deleted: Vec<String> = deleted.iter().map(ToString::to_string).collect();
-            out.emit(
-                &["DELETED"],
-                deleted
-                    .iter()
-                    .map(|d| vec![format!("{name}@{d}")])
-                    .collect(),
-                json!({"repository": name, "deleted": deleted}),
-            );
+            let value = json!({ "purged": image });
+            out.print(&value, || print_pairs(&[("purged", image.clone())]))?;
         }
         ManifestCommand::History { image } => {
             let (name, tag) = tag_target(image)?;
             let events = known_repository(registry, &name)?.tag_history(&tag)?;
-            let cause = |e: &ocistore::TagEvent| {
-                serde_json::to_value(e.cause)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default()
-            };
-            out.emit(
-                &["AT", "CAUSE", "FROM", "TO"],
-                events
-                    .iter()
-                    .map(|e| {
-                        vec![
-                            ts(e.at),
-                            cause(e),
-                            e.from.as_ref().map_or("-".into(), ToString::to_string),
-                            e.to.as_ref().map_or("-".into(), ToString::to_string),
-                        ]
-                    })
-                    .collect(),
-                events
-                    .iter()
-                    .map(|e| {
-                        json!({
-                            "tag": e.tag,
-                            "at": ts(e.at),
-                            "cause": cause(e),
-                            "from": opt_digest(e.from.as_ref()),
-                            "to": opt_digest(e.to.as_ref()),
+            out.print(&events, || {
+                print_table(
+                    &["AT", "CAUSE", "FROM", "TO"],
+                    &events
+                        .iter()
+                        .map(|e| {
+                            // The cause as its serde form names it.
+                            let cause = serde_json::to_value(e.cause)
+                                .ok()
+                                .and_then(|v| v.as_str().map(str::to_owned))
+                                .unwrap_or_default();
+                            vec![
+                                ts(e.at),
+                                cause,
+                                or_dash(e.from.as_ref()),
+                                or_dash(e.to.as_ref()),
+                            ]
                         })
-                    })
-                    .collect(),
-            );
+                        .collect::<Vec<_>>(),
+                );
+            })?;
         }
     }
     Ok(())
 }
 
 fn config(registry: &Registry, out: &Out, cmd: &ConfigCommand) -> Result<()> {
+    let status = |enabled: bool| if enabled { "enabled" } else { "disabled" }.to_owned();
     match cmd {
         ConfigCommand::SoftDelete(cmd) => {
             if let PolicyCommand::Update(u) = cmd {
@@ -1217,19 +1102,18 @@ fn config(registry: &Registry, out: &Out, cmd: &ConfigCommand) -> Result<()> {
                 if let Some(days) = u.days {
                     policy.retention_days = days;
                 }
-                if let Some(status) = u.status {
-                    policy.enabled = status == Status::Enabled;
+                if let Some(s) = u.status {
+                    policy.enabled = s == Status::Enabled;
                 }
                 registry.set_soft_delete_policy(policy)?;
             }
-            let SoftDeletePolicy {
-                enabled,
-                retention_days,
-            } = registry.soft_delete_policy()?;
-            out.pairs(vec![
-                ("status", json!(status_name(enabled))),
-                ("retention_days", json!(retention_days)),
-            ]);
+            let policy = registry.soft_delete_policy()?;
+            out.print(&policy, || {
+                print_pairs(&[
+                    ("status", status(policy.enabled)),
+                    ("retention days", policy.retention_days.to_string()),
+                ]);
+            })?;
         }
         ConfigCommand::Retention(cmd) => {
             if let PolicyCommand::Update(u) = cmd {
@@ -1237,25 +1121,24 @@ fn config(registry: &Registry, out: &Out, cmd: &ConfigCommand) -> Result<()> {
                 if let Some(days) = u.days {
                     policy.days = days;
                 }
-                if let Some(status) = u.status {
-                    policy.enabled = status == Status::Enabled;
+                if let Some(s) = u.status {
+                    policy.enabled = s == Status::Enabled;
                 }
                 registry.set_retention_policy(policy)?;
             }
-            let RetentionPolicy { enabled, days } = registry.retention_policy()?;
+            let policy = registry.retention_policy()?;
             let since = registry.retention_enabled_at()?;
-            out.pairs(vec![
-                ("status", json!(status_name(enabled))),
-                ("days", json!(days)),
-                ("enabled_at", since.map_or(Value::Null, |t| json!(ts(t)))),
-            ]);
+            let value = json!({ "policy": policy, "enabled_at": since });
+            out.print(&value, || {
+                print_pairs(&[
+                    ("status", status(policy.enabled)),
+                    ("days", policy.days.to_string()),
+                    ("enabled at", or_dash(since)),
+                ]);
+            })?;
         }
     }
     Ok(())
-}
-
-fn status_name(enabled: bool) -> &'static str {
-    if enabled { "enabled" } else { "disabled" }
 }
 
 fn set_lock(registry: &Registry, out: &Out, target: &str, locks: Locks) -> Result<()> {
@@ -1267,13 +1150,13 @@ fn set_lock(registry: &Registry, out: &Out, target: &str, locks: Locks) -> Resul
     let repo = live_repository(registry, &name)?;
     repo.set_locks(&item, locks)?;
     let locks = repo.locks(&item)?;
-    out.pairs(vec![
-        ("kind", json!(item_kind(&item))),
-        ("item", json!(item_name(&name, &item))),
-        ("delete_enabled", json!(locks.delete_enabled)),
-        ("write_enabled", json!(locks.write_enabled)),
-    ]);
-    Ok(())
+    let value = json!({ "repository": name, "item": item, "locks": locks });
+    out.print(&value, || {
+        print_pairs(&[
+            ("item", item_name(&name, &item)),
+            ("lock", lock_name(locks).to_owned()),
+        ]);
+    })
 }
 
 /// A spinner on stderr when it is a terminal; hidden otherwise.
@@ -1318,7 +1201,7 @@ fn purge(
     let report = registry.purge(&options);
     bar.finish_and_clear();
     let report = report?;
-    if out.table() {
+    out.print(&TRANSITIONAL_purge(&report), || {
         let mut rows = Vec::new();
         for r in &report.repositories {
             for t in &r.tags_untagged {
@@ -1339,22 +1222,7 @@ fn purge(
             report.manifests_deleted(),
             report.locked()
         );
-    } else {
-        out.json(&json!({
-            "dry_run": report.dry_run,
-            "ran_at": ts(report.ran_at),
-            "tags_untagged": report.tags_untagged(),
-            "manifests_deleted": report.manifests_deleted(),
-            "locked": report.locked(),
-            "repositories": report.repositories.iter().map(|r| json!({
-                "repository": r.repository,
-                "tags_untagged": r.tags_untagged,
-                "manifests_deleted": r.manifests_deleted.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                "locked": r.locked.iter().map(|i| item_name(&r.repository, i)).collect::<Vec<_>>(),
-            })).collect::<Vec<_>>(),
-        }));
-    }
-    Ok(())
+    })
 }
 
 fn gc(registry: &Registry, out: &Out, dry_run: bool, grace: Option<Duration>) -> Result<()> {
@@ -1377,25 +1245,28 @@ fn gc(registry: &Registry, out: &Out, dry_run: bool, grace: Option<Duration>) ->
     );
     bar.finish_and_clear();
     let r = report?;
-    out.pairs(vec![
-        ("dry_run", json!(r.dry_run)),
-        ("blobs_marked", json!(r.blobs_marked)),
-        ("bytes_marked", json!(r.bytes_marked)),
-        ("blobs_swept", json!(r.blobs_swept)),
-        ("bytes_swept", json!(r.bytes_swept)),
-        ("blobs_kept", json!(r.blobs_kept)),
-        ("bytes_kept", json!(r.bytes_kept)),
-        ("links_removed", json!(r.links_removed)),
-        ("uploads_removed", json!(r.uploads_removed)),
-        ("mark_ms", json!(r.mark_time.as_millis() as u64)),
-        ("sweep_ms", json!(r.sweep_time.as_millis() as u64)),
-    ]);
-    Ok(())
+    let duration = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1000.0);
+    out.print(&TRANSITIONAL_collect(&r), || {
+        print_pairs(&[
+            ("dry run", r.dry_run.to_string()),
+            ("blobs marked", r.blobs_marked.to_string()),
+            ("bytes marked", r.bytes_marked.to_string()),
+            ("blobs swept", r.blobs_swept.to_string()),
+            ("bytes swept", r.bytes_swept.to_string()),
+            ("blobs kept", r.blobs_kept.to_string()),
+            ("bytes kept", r.bytes_kept.to_string()),
+            ("links removed", r.links_removed.to_string()),
+            ("uploads removed", r.uploads_removed.to_string()),
+            ("mark time", duration(r.mark_time)),
+            ("sweep time", duration(r.sweep_time)),
+            ("longest write", duration(r.longest_write)),
+        ]);
+    })
 }
 
 fn usage(registry: &Registry, out: &Out) -> Result<()> {
     let u = registry.usage()?;
-    if out.table() {
+    out.print(&TRANSITIONAL_usage(&u), || {
         print_table(
             &[
                 "REPOSITORY",
@@ -1423,28 +1294,12 @@ fn usage(registry: &Registry, out: &Out) -> Result<()> {
             "total: {} blobs, {} bytes; {} bytes held by the recycle bin, {} bytes garbage",
             u.blobs, u.bytes, u.soft_deleted_bytes, u.garbage_bytes
         );
-    } else {
-        out.json(&json!({
-            "blobs": u.blobs,
-            "bytes": u.bytes,
-            "soft_deleted_bytes": u.soft_deleted_bytes,
-            "garbage_bytes": u.garbage_bytes,
-            "repositories": u.repositories.iter().map(|r| json!({
-                "name": r.name,
-                "deleted": r.deleted,
-                "blobs": r.blobs,
-                "bytes": r.bytes,
-                "unique_bytes": r.unique_bytes,
-                "shared_bytes": r.shared_bytes,
-            })).collect::<Vec<_>>(),
-        }));
-    }
-    Ok(())
+    })
 }
 
-/// A problem as a kind, the thing it is about, and details.
-fn problem(p: &Problem) -> (&'static str, String, String) {
-    match p {
+/// A problem in text: a kind, the thing it is about, and details.
+fn problem(p: &Problem) -> [String; 3] {
+    let (kind, at, detail) = match p {
         Problem::MissingReference {
             repository,
             manifest,
@@ -1484,7 +1339,8 @@ fn problem(p: &Problem) -> (&'static str, String, String) {
             ("stray_upload", path.display().to_string(), String::new())
         }
         p => ("other", format!("{p:?}"), String::new()),
-    }
+    };
+    [kind.to_owned(), at, detail]
 }
 
 /// Why the problems a check leaves were not repaired, one line each.
@@ -1541,14 +1397,13 @@ fn fsck(
     });
     bar.finish_and_clear();
     let r = report?;
-    let problems: Vec<_> = r.problems.iter().map(problem).collect();
-    if out.table() {
-        if !problems.is_empty() {
+    out.print(&TRANSITIONAL_fsck(&r), || {
+        if !r.problems.is_empty() {
             print_table(
                 &["PROBLEM", "WHERE", "DETAIL"],
-                &problems
+                &r.problems
                     .iter()
-                    .map(|(k, w, d)| vec![(*k).to_owned(), w.clone(), d.clone()])
+                    .map(|p| problem(p).to_vec())
                     .collect::<Vec<_>>(),
             );
         }
@@ -1564,15 +1419,7 @@ fn fsck(
             r.problems.len(),
             r.repaired
         );
-    } else {
-        out.json(&json!({
-            "manifests_checked": r.manifests_checked,
-            "blobs_checked": r.blobs_checked,
-            "repaired": r.repaired,
-            "too_recent": r.too_recent,
-            "problems": problems.iter().map(|(k, w, d)| json!({"kind": k, "where": w, "detail": d})).collect::<Vec<_>>(),
-        }));
-    }
+    })?;
     let left = (r.problems.len() as u64).saturating_sub(r.repaired);
     if left > 0 {
         eprintln!("error: fsck found {left} problems not repaired:");
@@ -1582,4 +1429,57 @@ fn fsck(
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+// TRANSITIONAL: until the library's reports derive Serialize (serde stage 1).
+#[allow(non_snake_case)]
+fn TRANSITIONAL_autopurge(r: &ocistore::AutopurgeReport) -> Value {
+    json!({"ran_at": ts(r.ran_at), "repositories": r.repositories, "manifests": r.manifests, "tags": r.tags, "untagged_deleted": r.untagged_deleted})
+}
+#[allow(non_snake_case)]
+fn TRANSITIONAL_deleted_repositories(d: &[ocistore::DeletedRepository]) -> Value {
+    d.iter().map(|r| json!({"name": r.name, "deleted_at": ts(r.deleted_at), "expires_at": ts(r.expires_at)})).collect()
+}
+#[allow(non_snake_case)]
+fn TRANSITIONAL_tags(d: &[ocistore::Tag]) -> Value {
+    d.iter()
+        .map(|t| json!({"name": t.name, "digest": t.digest, "updated": ts(t.updated)}))
+        .collect()
+}
+#[allow(non_snake_case)]
+fn TRANSITIONAL_repository_usage(r: &ocistore::RepositoryUsage) -> Value {
+    json!({"name": r.name, "deleted": r.deleted, "blobs": r.blobs, "bytes": r.bytes, "unique_bytes": r.unique_bytes, "shared_bytes": r.shared_bytes})
+}
+#[allow(non_snake_case)]
+fn TRANSITIONAL_usage(u: &ocistore::Usage) -> Value {
+    json!({"blobs": u.blobs, "bytes": u.bytes, "soft_deleted_bytes": u.soft_deleted_bytes, "garbage_bytes": u.garbage_bytes,
+        "repositories": u.repositories.iter().map(TRANSITIONAL_repository_usage).collect::<Vec<_>>()})
+}
+#[allow(non_snake_case)]
+fn TRANSITIONAL_manifest(m: &ocistore::Manifest) -> Value {
+    json!({"digest": m.digest, "media_type": m.media_type, "size": m.size, "created": ts(m.created), "updated": ts(m.updated),
+        "tags": m.tags, "artifact_type": m.artifact_type, "references": m.references, "subject": m.subject, "annotations": m.annotations})
+}
+#[allow(non_snake_case)]
+fn TRANSITIONAL_deleted_manifests(d: &[ocistore::DeletedManifest]) -> Value {
+    d.iter().map(|m| json!({"digest": m.digest, "tags": m.tags, "size": m.size, "media_type": m.media_type, "deleted_at": ts(m.deleted_at), "expires_at": ts(m.expires_at)})).collect()
+}
+#[allow(non_snake_case)]
+fn TRANSITIONAL_deleted_tags(d: &[ocistore::DeletedTag]) -> Value {
+    d.iter().map(|t| json!({"tag": t.tag, "digest": t.digest, "deleted_at": ts(t.deleted_at), "expires_at": ts(t.expires_at)})).collect()
+}
+#[allow(non_snake_case)]
+fn TRANSITIONAL_purge(r: &ocistore::PurgeReport) -> Value {
+    json!({"dry_run": r.dry_run, "ran_at": ts(r.ran_at), "repositories": r.repositories.iter().map(|p| json!({
+        "repository": p.repository, "tags_untagged": p.tags_untagged, "manifests_deleted": p.manifests_deleted, "locked": p.locked})).collect::<Vec<_>>()})
+}
+#[allow(non_snake_case)]
+fn TRANSITIONAL_collect(r: &ocistore::CollectReport) -> Value {
+    json!({"dry_run": r.dry_run, "blobs_marked": r.blobs_marked, "bytes_marked": r.bytes_marked, "blobs_swept": r.blobs_swept, "bytes_swept": r.bytes_swept,
+        "blobs_kept": r.blobs_kept, "bytes_kept": r.bytes_kept, "links_removed": r.links_removed, "uploads_removed": r.uploads_removed})
+}
+#[allow(non_snake_case)]
+fn TRANSITIONAL_fsck(r: &FsckReport) -> Value {
+    json!({"manifests_checked": r.manifests_checked, "blobs_checked": r.blobs_checked, "repaired": r.repaired, "too_recent": r.too_recent,
+        "problems": r.problems.iter().map(|p| { let [kind, at, detail] = problem(p); json!({"kind": kind, "where": at, "detail": detail}) }).collect::<Vec<_>>()})
 }

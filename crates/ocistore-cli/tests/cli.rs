@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use ocistore::{Digest, Registry, SoftDeletePolicy, manifest::OCI_MANIFEST};
+use ocistore::{Digest, Item, Locks, Registry, SoftDeletePolicy, manifest::OCI_MANIFEST};
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -19,6 +19,11 @@ struct Store {
     v1: Digest,
     v2: Digest,
     untagged: Digest,
+}
+
+/// The library's own JSON form of `value`, which the binary's JSON output must equal.
+fn library(value: impl serde::Serialize) -> Value {
+    serde_json::to_value(value).unwrap()
 }
 
 fn push_image(repo: &ocistore::Repository, reference: &str, seed: &str) -> Digest {
@@ -352,37 +357,31 @@ fn n3_manifest_bad_input() {
 }
 
 #[test]
-fn s1_config_soft_delete_update_then_show_json() {
+fn s1_config_soft_delete_update_then_show_json_is_the_library_policy() {
     let s = Store::new();
     let v = s.json(&["config", "soft-delete", "update", "--days", "30"]);
+    assert_eq!(v, library(s.registry().soft_delete_policy().unwrap()));
     assert_eq!(
         v,
-        serde_json::json!({"status": "enabled", "retention_days": 30})
+        serde_json::json!({"enabled": true, "retention_days": 30})
     );
     s.ok(&["config", "soft-delete", "update", "--status", "disabled"]);
     let v = s.json(&["config", "soft-delete", "show"]);
-    assert_eq!(
-        v,
-        serde_json::json!({"status": "disabled", "retention_days": 30})
-    );
+    let policy = s.registry().soft_delete_policy().unwrap();
+    assert_eq!((policy.enabled, policy.retention_days), (false, 30));
+    assert_eq!(v, library(policy));
     assert_eq!(
         s.ok(&["config", "soft-delete", "show"]),
         "status          disabled\nretention days  30\n"
     );
-    assert_eq!(
-        s.registry().soft_delete_policy().unwrap(),
-        SoftDeletePolicy {
-            enabled: false,
-            retention_days: 30
-        }
-    );
 }
 
 #[test]
-fn r1_config_retention_update_then_show() {
+fn r1_config_retention_update_then_show_json_is_the_library_policy() {
     let s = Store::new();
     let table = s.ok(&["config", "retention", "show"]);
     assert!(table.starts_with("status      disabled\n"), "{table}");
+    assert!(table.ends_with("enabled at  -\n"), "{table}");
     let v = s.json(&[
         "config",
         "retention",
@@ -392,9 +391,16 @@ fn r1_config_retention_update_then_show() {
         "--days",
         "0",
     ]);
-    assert_eq!(v["status"], "enabled");
-    assert_eq!(v["days"], 0);
-    assert!(v["enabled_at"].is_string());
+    let registry = s.registry();
+    assert_eq!(
+        v,
+        serde_json::json!({
+            "policy": library(registry.retention_policy().unwrap()),
+            "enabled_at": library(registry.retention_enabled_at().unwrap()),
+        })
+    );
+    assert_eq!(v["policy"], serde_json::json!({"enabled": true, "days": 0}));
+    assert!(!v["enabled_at"].is_null());
 }
 
 #[test]
@@ -417,15 +423,34 @@ fn config_bad_days_and_status() {
 fn l1_lock_a_tag_then_untag_is_refused_until_unlocked() {
     let s = Store::new();
     let v = s.json(&["lock", "team/app:v1"]);
+    let tag = Item::Tag("v1".into());
     assert_eq!(
         v,
-        serde_json::json!({"kind": "tag", "item": "team/app:v1", "delete_enabled": false, "write_enabled": true})
+        serde_json::json!({"repository": "team/app", "item": library(&tag), "locks": library(Locks::NO_DELETE)})
     );
+    assert_eq!(v["item"], serde_json::json!({"kind": "tag", "name": "v1"}));
     let table = s.ok(&["lock", &format!("team/app@{}", s.v2), "--read-only"]);
-    assert!(table.contains("write enabled   false"), "{table}");
+    assert!(table.contains("lock  read-only\n"), "{table}");
     let locks = s.json(&["locks", "team/app"]);
-    assert_eq!(locks.as_array().unwrap().len(), 2);
-    assert!(s.ok(&["locks", "team/app"]).contains("team/app:v1"));
+    let items = s
+        .registry()
+        .repository("team/app")
+        .unwrap()
+        .locked_items()
+        .unwrap();
+    assert_eq!(items.len(), 2);
+    let expected: Vec<Value> = items
+        .iter()
+        .map(|(item, locks)| serde_json::json!({"item": library(item), "locks": library(locks)}))
+        .collect();
+    assert_eq!(locks, Value::Array(expected));
+    let table = s.ok(&["locks", "team/app"]);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("team/app:v1 ") && l.ends_with(" no delete")),
+        "{table}"
+    );
 
     assert!(
         s.err(&["repository", "untag", "team/app:v1", "-y"], 1)
@@ -476,7 +501,10 @@ fn u1_purge_dry_run_table_and_json_then_for_real() {
     );
     let v = s.json(&args);
     assert_eq!(v["dry_run"], true);
-    assert_eq!(v["tags_untagged"], 1);
+    assert_eq!(
+        v["repositories"][0]["tags_untagged"],
+        serde_json::json!(["v2"])
+    );
     assert_eq!(
         v["repositories"][0]["manifests_deleted"],
         serde_json::json!([s.untagged.as_str()])
@@ -503,7 +531,13 @@ fn u1_purge_dry_run_table_and_json_then_for_real() {
         "--yes",
     ]);
     assert_eq!(v["dry_run"], false);
-    assert_eq!(v["tags_untagged"], 2);
+    assert_eq!(
+        v["repositories"][0]["tags_untagged"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
     let tags = s.json(&["repository", "show-tags", "team/app"]);
     assert_eq!(tags.as_array().unwrap().len(), 1);
 }
@@ -599,11 +633,14 @@ fn g5_gc_usage_fsck_and_maintenance() {
     assert!(!stray.exists());
 
     let run = s.json(&["maintenance", "run"]);
-    assert_eq!(run["ran"], true);
-    assert_eq!(run["manifests_purged"], 0);
+    assert_eq!(run["manifests"], 0);
     let due = s.json(&["maintenance", "run", "--due"]);
-    assert_eq!(due["ran"], false);
-    assert!(s.ok(&["maintenance", "run"]).starts_with("ran "));
+    assert_eq!(due, Value::Null);
+    assert!(s.ok(&["maintenance", "run"]).starts_with("ran at "));
+    assert_eq!(
+        s.ok(&["maintenance", "run", "--due"]),
+        "not due: nothing ran\n"
+    );
 }
 
 #[test]
@@ -951,4 +988,111 @@ fn s5_s11_s16_the_recycle_bin_verbs_work_inside_a_soft_deleted_repository() {
         "purged  team/web\n"
     );
     s.err(&["repository", "show", "team/web"], 3);
+}
+
+/// The value of `key` in `key  value` text lines.
+#[track_caller]
+fn field<'a>(text: &'a str, key: &str) -> &'a str {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key).filter(|v| v.starts_with("  ")))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no {key} in {text}"))
+}
+
+#[test]
+fn repository_show_text_and_json_are_the_library_state_tags_usage_and_locks() {
+    let s = Store::new();
+    s.ok(&["lock", "team/app:v1"]);
+    let text = s.ok(&["repository", "show", "team/app"]);
+    assert_eq!(field(&text, "name"), "team/app");
+    assert_eq!(field(&text, "state"), "live");
+    humantime::parse_rfc3339(field(&text, "created")).unwrap();
+    assert_eq!(field(&text, "tags"), "3");
+    assert_eq!(field(&text, "manifests"), "3");
+    assert_eq!(field(&text, "recycle bin"), "0 manifests, 1 tags");
+    assert_eq!(field(&text, "blobs"), "6");
+    assert_eq!(field(&text, "locks"), "team/app:v1 (no delete)");
+    assert!(text.contains("\nTAG "), "{text}");
+    assert!(!text.contains("deleted at"), "{text}");
+
+    let v = s.json(&["repository", "show", "team/app"]);
+    let registry = s.registry();
+    let repo = registry.repository("team/app").unwrap();
+    assert_eq!(v["name"], "team/app");
+    assert_eq!(v["state"], library(repo.state().unwrap()));
+    assert_eq!(v["state"]["state"], "live");
+    assert_eq!(
+        (v["manifests"].clone(), v["deleted_manifests"].clone()),
+        (3.into(), 0.into())
+    );
+    assert_eq!(v["deleted_tags"], 1);
+    let locks: Vec<Value> = repo
+        .locked_items()
+        .unwrap()
+        .iter()
+        .map(|(item, locks)| serde_json::json!({"item": library(item), "locks": library(locks)}))
+        .collect();
+    assert_eq!(v["locks"], Value::Array(locks));
+    // AT MERGE: tags, usage
+}
+
+#[test]
+fn manifest_show_text_and_json_are_the_library_manifest_and_referrers() {
+    let s = Store::new();
+    // A referrer of v1: an artifact whose subject is v1.
+    let referrer = {
+        let registry = s.registry();
+        let repo = registry.repository("team/app").unwrap();
+        let config = repo.put_blob_sha256(b"{}").unwrap();
+        let v1 = repo.manifest("v1").unwrap();
+        let body = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","artifactType":"application/vnd.example.sbom","config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{config}","size":2}},"layers":[],"subject":{{"mediaType":"{OCI_MANIFEST}","digest":"{}","size":{}}},"annotations":{{"org.example.kind":"sbom"}}}}"#,
+            v1.digest, v1.size
+        );
+        let digest = ocistore::Algorithm::Sha256.digest(body.as_bytes());
+        repo.push_manifest(digest.as_str(), OCI_MANIFEST, body.as_bytes())
+            .unwrap()
+            .digest
+    };
+    for image in ["team/app:v1".to_owned(), format!("team/app@{}", s.v1)] {
+        let text = s.ok(&["manifest", "show", &image]);
+        assert_eq!(field(&text, "digest"), s.v1.as_str());
+        assert_eq!(field(&text, "tags"), "v1");
+        assert_eq!(field(&text, "subject"), "-");
+        assert!(text.contains("\nREFERENCE "), "{text}");
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(referrer.as_str())
+                    && l.contains("application/vnd.example.sbom")),
+            "{text}"
+        );
+        let v = s.json(&["manifest", "show", &image]);
+        let registry = s.registry();
+        let repo = registry.repository("team/app").unwrap();
+        assert_eq!(v["repository"], "team/app");
+        assert_eq!(
+            v["referrers"],
+            library(repo.referrers(&s.v1, None).unwrap())
+        );
+        assert_eq!(v["referrers"][0]["digest"], referrer.as_str());
+        // AT MERGE: manifest
+    }
+    // The referrer: its subject and annotations.
+    let text = s.ok(&["manifest", "show", &format!("team/app@{referrer}")]);
+    assert_eq!(field(&text, "subject"), s.v1.as_str());
+    assert_eq!(
+        field(&text, "artifact type"),
+        "application/vnd.example.sbom"
+    );
+    assert_eq!(field(&text, "org.example.kind"), "sbom");
+    assert_eq!(field(&text, "tags"), "-");
+    // Bad references.
+    assert!(
+        s.err(&["manifest", "show", "team/app"], 1)
+            .contains("expected REPO@DIGEST")
+    );
+    assert!(
+        s.err(&["manifest", "show", "team/app:nope"], 1)
+            .contains("unknown")
+    );
 }

@@ -628,6 +628,14 @@ async fn health(app: &App, method: &Method) -> Result<Response> {
 // ---------------------------------------------------------------------------------------------
 // Responses and bodies
 
+/// 200 with `value` in its serde form: a library type answers in the shape it derives (an
+/// object around it only adds context, such as the repository it is of).
+fn answer(value: &impl serde::Serialize) -> Result<Response> {
+    let value = serde_json::to_value(value)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", e.to_string()))?;
+    Ok(json_response(StatusCode::OK, &value))
+}
+
 fn json_body(value: &Value) -> Body {
     Body::from(serde_json::to_vec(value).expect("a JSON value serializes"))
 }
@@ -1419,14 +1427,6 @@ struct RestoreRequest {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PolicyRequest {
-    enabled: bool,
-    #[serde(default)]
-    days: Option<u32>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct PurgeRequest {
     filters: Vec<String>,
     #[serde(default)]
@@ -1614,22 +1614,17 @@ async fn admin(
         ("policy", [what]) if what == "soft-delete" => match *method {
             Method::GET => {
                 let policy = blocking(move || registry.soft_delete_policy()).await?;
-                ok(policy_json(policy))
+                answer(&policy)
             }
+            // The body is the library's policy, in its serde form, as GET answers it.
             Method::PUT => {
-                let request: PolicyRequest = json_request(body).await?;
+                let policy: SoftDeletePolicy = json_request(body).await?;
                 let policy = blocking(move || {
-                    let days = match request.days {
-                        Some(days) => days,
-                        None => registry.soft_delete_policy()?.retention_days,
-                    };
-                    let mut policy = SoftDeletePolicy::enabled(days)?;
-                    policy.enabled = request.enabled;
                     registry.set_soft_delete_policy(policy)?;
-                    Ok(policy)
+                    registry.soft_delete_policy()
                 })
                 .await?;
-                ok(policy_json(policy))
+                answer(&policy)
             }
             _ => Err(ApiError::method("GET, PUT")),
         },
@@ -1737,10 +1732,6 @@ fn time(t: Timestamp) -> String {
 
 fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-fn policy_json(policy: SoftDeletePolicy) -> Value {
-    json!({ "enabled": policy.enabled, "days": policy.retention_days })
 }
 
 fn item_json(item: &Item) -> String {

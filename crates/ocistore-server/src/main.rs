@@ -137,8 +137,8 @@
 //! | GET | `/admin/deleted-repositories` | | `{"repositories":[{"name","deleted_at","expires_at"}]}` |
 //! | GET | `/admin/deleted/<name>?tag=` | | `{"repository","manifests":[{"digest","media_type","size","tags","deleted_at","expires_at"}],"tags":[{"tag","digest","deleted_at","expires_at"}]}` (S5) |
 //! | POST | `/admin/restore` | `{"repository","tag"?,"digest"?,"on_conflict"?}` | `{"repository","tag","digest"}` (S6–S11); `on_conflict` is `"refuse"` (the default: a tag live on another manifest is 409 `TAG_CONFLICT`) or `"move_tag"` (the tag moves, the overwritten one goes to the bin) |
-//! | GET | `/admin/policy/soft-delete` | | `{"enabled","days"}` |
-//! | PUT | `/admin/policy/soft-delete` | `{"enabled","days"?}` | the policy now (S1; days 1–90, kept if omitted) |
+//! | GET | `/admin/policy/soft-delete` | | the library's `SoftDeletePolicy`: `{"enabled","retention_days"}` |
+//! | PUT | `/admin/policy/soft-delete` | a `SoftDeletePolicy`, `{"enabled","retention_days"}`, both required | the policy now (S1; retention_days 1–90) |
 //! | POST | `/admin/purge` | `{"filters":["repo-regex:tag-regex"],"ago":"1d","keep":0,"untagged":false,"dry_run":false,"include_locked":false}` | the report: `{"dry_run","ran_at","tags_untagged","manifests_deleted","locked","repositories":[{"repository","tags_untagged","manifests_deleted","locked"}]}` (U) |
 //! | GET | `/admin/usage` | | `{"blobs","bytes","soft_deleted_bytes","garbage_bytes","repositories":[{"name","deleted","blobs","bytes","unique_bytes","shared_bytes"}]}` (A1) |
 //! | GET, HEAD | `/health` | | `{"writable","storage_full","problem"}`: 200, or 503 when the store cannot write (C5) |

@@ -12,7 +12,7 @@ mod serving;
 use std::time::Duration;
 
 use ocistore::manifest::{OCI_INDEX, OCI_MANIFEST};
-use ocistore::{Algorithm, Item, Locks};
+use ocistore::{Algorithm, Item, Locks, SoftDeletePolicy};
 use ocistore_server::CHUNK;
 use serde_json::{Value, json};
 use serving::{Resp, read};
@@ -193,7 +193,7 @@ impl Server {
         let r = self.admin(
             "PUT",
             "/admin/policy/soft-delete",
-            json!({ "enabled": true, "days": 7 }),
+            serde_json::to_value(SoftDeletePolicy::enabled(7).unwrap()).unwrap(),
         );
         assert_eq!(r.status, 200);
     }
@@ -1334,35 +1334,25 @@ fn p7_bad_page_size_is_400() {
 // The administrative API: the recycle bin
 
 #[test]
-fn s1_soft_delete_policy_get_and_put() {
+fn s1_soft_delete_policy_get_and_put_are_the_library_policy() {
     let s = Server::start();
     let r = s.get("/admin/policy/soft-delete");
+    let library = |p: SoftDeletePolicy| serde_json::to_value(p).unwrap();
     assert_eq!(
         (r.status, r.json()),
-        (200, json!({ "enabled": false, "days": 7 }))
+        (200, library(SoftDeletePolicy::default()))
     );
-    let r = s.admin(
-        "PUT",
-        "/admin/policy/soft-delete",
-        json!({ "enabled": true, "days": 3 }),
-    );
-    assert_eq!(
-        (r.status, r.json()),
-        (200, json!({ "enabled": true, "days": 3 }))
-    );
-    // Days kept when omitted.
-    let r = s.admin(
-        "PUT",
-        "/admin/policy/soft-delete",
-        json!({ "enabled": false }),
-    );
-    assert_eq!(r.json(), json!({ "enabled": false, "days": 3 }));
-    assert_eq!(s.get("/admin/policy/soft-delete").json()["days"], 3);
+    assert_eq!(r.json(), json!({ "enabled": false, "retention_days": 7 }));
+    let policy = SoftDeletePolicy::enabled(3).unwrap();
+    let r = s.admin("PUT", "/admin/policy/soft-delete", library(policy));
+    assert_eq!((r.status, r.json()), (200, library(policy)));
+    assert_eq!(s.registry.soft_delete_policy().unwrap(), policy);
     for bad in [
-        json!({ "enabled": true, "days": 0 }),
-        json!({ "enabled": true, "days": 91 }),
-        json!({ "enabled": true, "retention": 3 }),
-        json!({ "days": 3 }),
+        json!({ "enabled": true, "retention_days": 0 }),
+        json!({ "enabled": true, "retention_days": 91 }),
+        json!({ "enabled": true, "days": 3 }),
+        json!({ "retention_days": 3 }),
+        json!({ "enabled": "yes", "retention_days": 3 }),
     ] {
         s.admin("PUT", "/admin/policy/soft-delete", bad.clone())
             .assert_error(400, "INVALID_REQUEST");
@@ -1376,7 +1366,7 @@ fn s1_soft_delete_policy_get_and_put() {
     .assert_error(400, "INVALID_REQUEST");
     s.admin("POST", "/admin/policy/soft-delete", json!({}))
         .assert_error(405, "UNSUPPORTED");
-    assert_eq!(s.get("/admin/policy/soft-delete").json()["enabled"], false);
+    assert_eq!(s.get("/admin/policy/soft-delete").json(), library(policy));
 }
 
 #[test]
