@@ -139,8 +139,8 @@ enum Command {
     Purge(PurgeArgs),
     /// Collect garbage: remove blobs no manifest references and expired uploads.
     ///
-    /// Safe while a server writes to the store only if it runs in that server; here the store
-    /// is open by this command alone. Blobs younger than the grace period are kept.
+    /// Blobs younger than the grace period are kept: a push may be about to reference them.
+    /// Blobs that manifests in the recycle bin reference are kept until the bin lets them go.
     #[command(after_help = "Examples:\n  $ ocistore gc --dry-run\n  $ ocistore gc --grace 0s")]
     Gc {
         /// Report what would be removed without removing anything.
@@ -482,11 +482,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Unlock { target } => set_lock(&registry, &out, target, Locks::UNLOCKED)?,
         Command::Locks { repository } => {
             let items = live_repository(&registry, repository)?.locked_items()?;
-            let value: Vec<Value> = items
-                .iter()
-                .map(|(item, locks)| json!({ "item": item, "locks": locks }))
-                .collect();
-            out.print(&value, || {
+            out.print(&locked(&items), || {
                 print_table(
                     &["ITEM", "LOCK"],
                     &items
@@ -690,6 +686,14 @@ fn or_dash(v: Option<impl ToString>) -> String {
     v.map_or_else(|| "-".to_owned(), |v| v.to_string())
 }
 
+/// Locked items, each an object of the library's `Item` and `Locks` (it lists them as pairs).
+fn locked(items: &[(Item, Locks)]) -> Vec<Value> {
+    items
+        .iter()
+        .map(|(item, locks)| json!({ "item": item, "locks": locks }))
+        .collect()
+}
+
 /// How a lock reads in text.
 fn lock_name(locks: Locks) -> &'static str {
     match (locks.write_enabled, locks.delete_enabled) {
@@ -795,7 +799,7 @@ fn show_repository(registry: &Registry, out: &Out, name: &str) -> Result<()> {
         "deleted_manifests": deleted_manifests,
         "deleted_tags": deleted_tags,
         "usage": usage.as_ref().map(TRANSITIONAL_repository_usage),
-        "locks": locks.iter().map(|(item, locks)| json!({ "item": item, "locks": locks })).collect::<Vec<_>>(),
+        "locks": locked(&locks),
     });
     out.print(&value, || {
         let mut pairs = vec![("name", name.to_owned())];
