@@ -648,12 +648,12 @@ fn manifest(
                 Before::At(t) => t,
                 Before::Ago(d) => Timestamp::from(SystemTime::now()).saturating_sub(d),
             });
-            let manifests = repo.manifests(&ManifestQuery {
-                descending: *orderby == OrderBy::TimeDesc,
-                updated_before,
-                untagged: *untagged,
-                limit: *top,
-            })?;
+            let mut query = ManifestQuery::default()
+                .descending(*orderby == OrderBy::TimeDesc)
+                .untagged(*untagged);
+            query.updated_before = updated_before;
+            query.limit = *top;
+            let manifests = repo.manifests(&query)?;
             out.emit(
                 &["DIGEST", "TAGS", "SIZE", "CREATED", "UPDATED", "MEDIA TYPE"],
                 manifests
@@ -1000,22 +1000,18 @@ fn purge(
 
 fn gc(registry: &Registry, out: &Out, dry_run: bool, grace: Option<Duration>) -> Result<()> {
     let bar = spinner("collecting");
-    let report = registry.collect_with_progress(
-        &CollectOptions {
-            dry_run,
-            grace_period: grace,
-        },
-        |p| {
-            let phase = match p.phase {
-                Phase::Mark => "marking: repositories",
-                Phase::Links => "sweeping: links",
-                Phase::Blobs => "sweeping: blobs",
-                Phase::Uploads => "sweeping: uploads",
-                _ => "collecting",
-            };
-            bar.set_message(format!("{phase} {}", p.done));
-        },
-    );
+    let mut options = CollectOptions::default().dry_run(dry_run);
+    options.grace_period = grace;
+    let report = registry.collect_with_progress(&options, |p| {
+        let phase = match p.phase {
+            Phase::Mark => "marking: repositories",
+            Phase::Links => "sweeping: links",
+            Phase::Blobs => "sweeping: blobs",
+            Phase::Uploads => "sweeping: uploads",
+            _ => "collecting",
+        };
+        bar.set_message(format!("{phase} {}", p.done));
+    });
     bar.finish_and_clear();
     let r = report?;
     out.pairs(vec![
@@ -1175,11 +1171,11 @@ fn fsck(
     grace: Option<Duration>,
 ) -> Result<ExitCode> {
     let bar = spinner("checking");
-    let report = registry.fsck(&FsckOptions {
-        repair,
-        verify_digests: !no_verify,
-        grace_period: grace,
-    });
+    let mut options = FsckOptions::default()
+        .repair(repair)
+        .verify_digests(!no_verify);
+    options.grace_period = grace;
+    let report = registry.fsck(&options);
     bar.finish_and_clear();
     let r = report?;
     let problems: Vec<_> = r.problems.iter().map(problem).collect();

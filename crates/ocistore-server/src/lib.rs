@@ -1347,10 +1347,7 @@ fn repository_exists(repo: &Repository) -> ocistore::Result<bool> {
     Ok(!repo.tags(&Page::first(1))?.is_empty()
         || !repo.blobs(&Page::first(1))?.is_empty()
         || !repo
-            .manifests(&ManifestQuery {
-                limit: Some(1),
-                ..ManifestQuery::default()
-            })?
+            .manifests(&ManifestQuery::default().limit(1))?
             .is_empty())
 }
 
@@ -1668,21 +1665,18 @@ async fn admin(
         ("gc", []) => {
             require(method, Method::POST)?;
             let request: GcRequest = json_request(body).await?;
-            let options = CollectOptions {
-                dry_run: request.dry_run,
-                grace_period: request.grace.map(|g| g.0),
-            };
+            let mut options = CollectOptions::default().dry_run(request.dry_run);
+            options.grace_period = request.grace.map(|g| g.0);
             let report = blocking(move || registry.collect(&options)).await?;
             ok(collect_json(&report))
         }
         ("fsck", []) => {
             require(method, Method::POST)?;
             let request: FsckRequest = json_request(body).await?;
-            let options = FsckOptions {
-                repair: request.repair,
-                verify_digests: request.verify_digests.unwrap_or(true),
-                grace_period: request.grace.map(|g| g.0),
-            };
+            let mut options = FsckOptions::default()
+                .repair(request.repair)
+                .verify_digests(request.verify_digests.unwrap_or(true));
+            options.grace_period = request.grace.map(|g| g.0);
             let grace = options.grace_period;
             let report = blocking(move || registry.fsck(&options)).await?;
             ok(fsck_json(&report, request.repair, grace))
