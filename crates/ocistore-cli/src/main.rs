@@ -508,8 +508,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             } else {
                 Some(registry.run_now()?)
             };
-            let value = report.map(|r| TRANSITIONAL_autopurge(&r));
-            out.print(&value, || match report {
+            out.print(&report, || match report {
                 None => println!("not due: nothing ran"),
                 Some(r) => print_pairs(&[
                     ("ran at", ts(r.ran_at)),
@@ -721,7 +720,7 @@ fn repository(
         }
         RepositoryCommand::ListDeleted => {
             let deleted = registry.deleted_repositories()?;
-            out.print(&TRANSITIONAL_deleted_repositories(&deleted), || {
+            out.print(&deleted, || {
                 print_table(
                     &["REPOSITORY", "DELETED", "EXPIRES"],
                     &deleted
@@ -734,7 +733,7 @@ fn repository(
         RepositoryCommand::Show { repository } => show_repository(registry, out, repository)?,
         RepositoryCommand::ShowTags { repository } => {
             let tags = live_repository(registry, repository)?.tags(&Page::all())?;
-            out.print(&TRANSITIONAL_tags(&tags), || print_tags(&tags))?;
+            out.print(&tags, || print_tags(&tags))?;
         }
         RepositoryCommand::Delete { repository } => {
             live_repository(registry, repository)?;
@@ -794,11 +793,11 @@ fn show_repository(registry: &Registry, out: &Out, name: &str) -> Result<()> {
     let value = json!({
         "name": name,
         "state": state,
-        "tags": TRANSITIONAL_tags(&tags),
+        "tags": tags,
         "manifests": manifests,
         "deleted_manifests": deleted_manifests,
         "deleted_tags": deleted_tags,
-        "usage": usage.as_ref().map(TRANSITIONAL_repository_usage),
+        "usage": usage,
         "locks": locked(&locks),
     });
     out.print(&value, || {
@@ -859,7 +858,7 @@ fn show_manifest(registry: &Registry, out: &Out, image: &str) -> Result<()> {
     let referrers = repo.referrers(&m.digest, None)?;
     let value = json!({
         "repository": name,
-        "manifest": TRANSITIONAL_manifest(&m),
+        "manifest": m,
         "referrers": referrers,
     });
     out.print(&value, || {
@@ -921,14 +920,13 @@ fn manifest(
                 Before::At(t) => t,
                 Before::Ago(d) => Timestamp::from(SystemTime::now()).saturating_sub(d),
             });
-            let manifests = repo.manifests(&ManifestQuery {
-                descending: *orderby == OrderBy::TimeDesc,
-                updated_before,
-                untagged: *untagged,
-                limit: *top,
-            })?;
-            let value: Vec<Value> = manifests.iter().map(TRANSITIONAL_manifest).collect();
-            out.print(&value, || {
+            let mut query = ManifestQuery::default()
+                .descending(*orderby == OrderBy::TimeDesc)
+                .untagged(*untagged);
+            query.updated_before = updated_before;
+            query.limit = *top;
+            let manifests = repo.manifests(&query)?;
+            out.print(&manifests, || {
                 print_table(
                     &["DIGEST", "TAGS", "SIZE", "CREATED", "UPDATED", "MEDIA TYPE"],
                     &manifests
@@ -950,7 +948,7 @@ fn manifest(
         ManifestCommand::Show { image } => show_manifest(registry, out, image)?,
         ManifestCommand::ListDeleted { repository } => {
             let deleted = known_repository(registry, repository)?.deleted_manifests()?;
-            out.print(&TRANSITIONAL_deleted_manifests(&deleted), || {
+            out.print(&deleted, || {
                 print_table(
                     &["DIGEST", "TAGS", "SIZE", "DELETED", "EXPIRES"],
                     &deleted
@@ -977,7 +975,7 @@ fn manifest(
                 }
             };
             let deleted = known_repository(registry, &name)?.deleted_tags(tag.as_deref())?;
-            out.print(&TRANSITIONAL_deleted_tags(&deleted), || {
+            out.print(&deleted, || {
                 print_table(
                     &["TAG", "DIGEST", "DELETED", "EXPIRES"],
                     &deleted
@@ -1077,11 +1075,7 @@ fn manifest(
                     &events
                         .iter()
                         .map(|e| {
-                            // The cause as its serde form names it.
-                            let cause = serde_json::to_value(e.cause)
-                                .ok()
-                                .and_then(|v| v.as_str().map(str::to_owned))
-                                .unwrap_or_default();
+                            let cause = variant_name(&e.cause);
                             vec![
                                 ts(e.at),
                                 cause,
@@ -1205,7 +1199,7 @@ fn purge(
     let report = registry.purge(&options);
     bar.finish_and_clear();
     let report = report?;
-    out.print(&TRANSITIONAL_purge(&report), || {
+    out.print(&report, || {
         let mut rows = Vec::new();
         for r in &report.repositories {
             for t in &r.tags_untagged {
@@ -1231,26 +1225,22 @@ fn purge(
 
 fn gc(registry: &Registry, out: &Out, dry_run: bool, grace: Option<Duration>) -> Result<()> {
     let bar = spinner("collecting");
-    let report = registry.collect_with_progress(
-        &CollectOptions {
-            dry_run,
-            grace_period: grace,
-        },
-        |p| {
-            let phase = match p.phase {
-                Phase::Mark => "marking: repositories",
-                Phase::Links => "sweeping: links",
-                Phase::Blobs => "sweeping: blobs",
-                Phase::Uploads => "sweeping: uploads",
-                _ => "collecting",
-            };
-            bar.set_message(format!("{phase} {}", p.done));
-        },
-    );
+    let mut options = CollectOptions::default().dry_run(dry_run);
+    options.grace_period = grace;
+    let report = registry.collect_with_progress(&options, |p| {
+        let phase = match p.phase {
+            Phase::Mark => "marking: repositories",
+            Phase::Links => "sweeping: links",
+            Phase::Blobs => "sweeping: blobs",
+            Phase::Uploads => "sweeping: uploads",
+            _ => "collecting",
+        };
+        bar.set_message(format!("{phase} {}", p.done));
+    });
     bar.finish_and_clear();
     let r = report?;
     let duration = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1000.0);
-    out.print(&TRANSITIONAL_collect(&r), || {
+    out.print(&r, || {
         print_pairs(&[
             ("dry run", r.dry_run.to_string()),
             ("blobs marked", r.blobs_marked.to_string()),
@@ -1270,7 +1260,7 @@ fn gc(registry: &Registry, out: &Out, dry_run: bool, grace: Option<Duration>) ->
 
 fn usage(registry: &Registry, out: &Out) -> Result<()> {
     let u = registry.usage()?;
-    out.print(&TRANSITIONAL_usage(&u), || {
+    out.print(&u, || {
         print_table(
             &[
                 "REPOSITORY",
@@ -1301,50 +1291,49 @@ fn usage(registry: &Registry, out: &Out) -> Result<()> {
     })
 }
 
-/// A problem in text: a kind, the thing it is about, and details.
-fn problem(p: &Problem) -> [String; 3] {
-    let (kind, at, detail) = match p {
+/// The name the library's serde form gives a variant: a unit variant's string, or the `kind`
+/// tag of a variant with data; so text and JSON name it alike.
+fn variant_name(value: &impl Serialize) -> String {
+    match serde_json::to_value(value) {
+        Ok(Value::String(name)) => name,
+        Ok(value) => value["kind"].as_str().unwrap_or_default().to_owned(),
+        Err(_) => String::new(),
+    }
+}
+
+/// A problem in text: its kind, the thing it is about, and details.
+fn problem(p: &Problem) -> Vec<String> {
+    let (at, detail) = match p {
         Problem::MissingReference {
             repository,
             manifest,
             reference,
         } => (
-            "missing_reference",
             format!("{repository}@{manifest}"),
             format!("references {reference}"),
         ),
         Problem::DanglingLink { repository, digest } => (
-            "dangling_link",
             format!("{repository}@{digest}"),
             "link without a blob".into(),
         ),
-        Problem::MissingBlobFile { digest } => {
-            ("missing_blob_file", digest.to_string(), "file gone".into())
+        Problem::MissingBlobFile { digest } => (digest.to_string(), "file gone".into()),
+        Problem::CorruptBlob { digest, actual } => {
+            (digest.to_string(), format!("hashes to {actual}"))
         }
-        Problem::CorruptBlob { digest, actual } => (
-            "corrupt_blob",
-            digest.to_string(),
-            format!("hashes to {actual}"),
-        ),
         Problem::SizeMismatch {
             digest,
             recorded,
             actual,
         } => (
-            "size_mismatch",
             digest.to_string(),
             format!("recorded {recorded} bytes, file has {actual}"),
         ),
-        Problem::StrayBlobFile { path } => {
-            ("stray_blob_file", path.display().to_string(), String::new())
-        }
-        Problem::TempFile { path } => ("temp_file", path.display().to_string(), String::new()),
-        Problem::StrayUpload { path } => {
-            ("stray_upload", path.display().to_string(), String::new())
-        }
-        p => ("other", format!("{p:?}"), String::new()),
+        Problem::StrayBlobFile { path }
+        | Problem::TempFile { path }
+        | Problem::StrayUpload { path } => (path.display().to_string(), String::new()),
+        p => (format!("{p:?}"), String::new()),
     };
-    [kind.to_owned(), at, detail]
+    vec![variant_name(p), at, detail]
 }
 
 /// Why the problems a check leaves were not repaired, one line each.
@@ -1394,21 +1383,18 @@ fn fsck(
     grace: Option<Duration>,
 ) -> Result<ExitCode> {
     let bar = spinner("checking");
-    let report = registry.fsck(&FsckOptions {
-        repair,
-        verify_digests: !no_verify,
-        grace_period: grace,
-    });
+    let mut options = FsckOptions::default()
+        .repair(repair)
+        .verify_digests(!no_verify);
+    options.grace_period = grace;
+    let report = registry.fsck(&options);
     bar.finish_and_clear();
     let r = report?;
-    out.print(&TRANSITIONAL_fsck(&r), || {
+    out.print(&r, || {
         if !r.problems.is_empty() {
             print_table(
                 &["PROBLEM", "WHERE", "DETAIL"],
-                &r.problems
-                    .iter()
-                    .map(|p| problem(p).to_vec())
-                    .collect::<Vec<_>>(),
+                &r.problems.iter().map(problem).collect::<Vec<_>>(),
             );
         }
         let too_recent = if r.too_recent > 0 {
@@ -1433,57 +1419,4 @@ fn fsck(
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-// TRANSITIONAL: until the library's reports derive Serialize (serde stage 1).
-#[allow(non_snake_case)]
-fn TRANSITIONAL_autopurge(r: &ocistore::AutopurgeReport) -> Value {
-    json!({"ran_at": ts(r.ran_at), "repositories": r.repositories, "manifests": r.manifests, "tags": r.tags, "untagged_deleted": r.untagged_deleted})
-}
-#[allow(non_snake_case)]
-fn TRANSITIONAL_deleted_repositories(d: &[ocistore::DeletedRepository]) -> Value {
-    d.iter().map(|r| json!({"name": r.name, "deleted_at": ts(r.deleted_at), "expires_at": ts(r.expires_at)})).collect()
-}
-#[allow(non_snake_case)]
-fn TRANSITIONAL_tags(d: &[ocistore::Tag]) -> Value {
-    d.iter()
-        .map(|t| json!({"name": t.name, "digest": t.digest, "updated": ts(t.updated)}))
-        .collect()
-}
-#[allow(non_snake_case)]
-fn TRANSITIONAL_repository_usage(r: &ocistore::RepositoryUsage) -> Value {
-    json!({"name": r.name, "deleted": r.deleted, "blobs": r.blobs, "bytes": r.bytes, "unique_bytes": r.unique_bytes, "shared_bytes": r.shared_bytes})
-}
-#[allow(non_snake_case)]
-fn TRANSITIONAL_usage(u: &ocistore::Usage) -> Value {
-    json!({"blobs": u.blobs, "bytes": u.bytes, "soft_deleted_bytes": u.soft_deleted_bytes, "garbage_bytes": u.garbage_bytes,
-        "repositories": u.repositories.iter().map(TRANSITIONAL_repository_usage).collect::<Vec<_>>()})
-}
-#[allow(non_snake_case)]
-fn TRANSITIONAL_manifest(m: &ocistore::Manifest) -> Value {
-    json!({"digest": m.digest, "media_type": m.media_type, "size": m.size, "created": ts(m.created), "updated": ts(m.updated),
-        "tags": m.tags, "artifact_type": m.artifact_type, "references": m.references, "subject": m.subject, "annotations": m.annotations})
-}
-#[allow(non_snake_case)]
-fn TRANSITIONAL_deleted_manifests(d: &[ocistore::DeletedManifest]) -> Value {
-    d.iter().map(|m| json!({"digest": m.digest, "tags": m.tags, "size": m.size, "media_type": m.media_type, "deleted_at": ts(m.deleted_at), "expires_at": ts(m.expires_at)})).collect()
-}
-#[allow(non_snake_case)]
-fn TRANSITIONAL_deleted_tags(d: &[ocistore::DeletedTag]) -> Value {
-    d.iter().map(|t| json!({"tag": t.tag, "digest": t.digest, "deleted_at": ts(t.deleted_at), "expires_at": ts(t.expires_at)})).collect()
-}
-#[allow(non_snake_case)]
-fn TRANSITIONAL_purge(r: &ocistore::PurgeReport) -> Value {
-    json!({"dry_run": r.dry_run, "ran_at": ts(r.ran_at), "repositories": r.repositories.iter().map(|p| json!({
-        "repository": p.repository, "tags_untagged": p.tags_untagged, "manifests_deleted": p.manifests_deleted, "locked": p.locked})).collect::<Vec<_>>()})
-}
-#[allow(non_snake_case)]
-fn TRANSITIONAL_collect(r: &ocistore::CollectReport) -> Value {
-    json!({"dry_run": r.dry_run, "blobs_marked": r.blobs_marked, "bytes_marked": r.bytes_marked, "blobs_swept": r.blobs_swept, "bytes_swept": r.bytes_swept,
-        "blobs_kept": r.blobs_kept, "bytes_kept": r.bytes_kept, "links_removed": r.links_removed, "uploads_removed": r.uploads_removed})
-}
-#[allow(non_snake_case)]
-fn TRANSITIONAL_fsck(r: &FsckReport) -> Value {
-    json!({"manifests_checked": r.manifests_checked, "blobs_checked": r.blobs_checked, "repaired": r.repaired, "too_recent": r.too_recent,
-        "problems": r.problems.iter().map(|p| { let [kind, at, detail] = problem(p); json!({"kind": kind, "where": at, "detail": detail}) }).collect::<Vec<_>>()})
 }

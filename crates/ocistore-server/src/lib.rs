@@ -33,9 +33,9 @@ pub use conn::{
 use http_body::Frame;
 use ocistore::manifest::{MAX_MANIFEST_SIZE, OCI_INDEX};
 use ocistore::{
-    BlobReader, CollectOptions, CollectReport, Digest, Error, FsckOptions, FsckReport, Health,
-    Item, OnConflict, Page, Problem, PurgeOptions, PurgeReport, Reference, Registry, Repository,
-    RepositoryState, Restore, SoftDeletePolicy, Timestamp, Upload, Usage, parse_ago,
+    BlobReader, CollectOptions, Digest, Error, FsckOptions, FsckReport, Health, OnConflict, Page,
+    PurgeOptions, Reference, Registry, Repository, RepositoryState, Restore, SoftDeletePolicy,
+    Upload, parse_ago,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -1528,22 +1528,11 @@ async fn admin(
         .map(|s| decode(s, false))
         .collect::<Result<Vec<_>>>()?;
     let registry = app.registry.clone();
-    let ok = |value: Value| Ok(json_response(StatusCode::OK, &value));
     match (segs[0].as_str(), &segs[1..]) {
         ("deleted-repositories", []) => {
             require(method, Method::GET)?;
             let deleted = blocking(move || registry.deleted_repositories()).await?;
-            let list: Vec<Value> = deleted
-                .iter()
-                .map(|r| {
-                    json!({
-                        "name": r.name,
-                        "deleted_at": time(r.deleted_at),
-                        "expires_at": time(r.expires_at),
-                    })
-                })
-                .collect();
-            ok(json!({ "repositories": list }))
+            answer(&json!({ "repositories": deleted }))
         }
         ("deleted", name) if !name.is_empty() => {
             require(method, Method::GET)?;
@@ -1558,31 +1547,7 @@ async fn admin(
                 ))
             })
             .await?;
-            let manifests: Vec<Value> = manifests
-                .iter()
-                .map(|m| {
-                    json!({
-                        "digest": m.digest,
-                        "media_type": m.media_type,
-                        "size": m.size,
-                        "tags": m.tags,
-                        "deleted_at": time(m.deleted_at),
-                        "expires_at": time(m.expires_at),
-                    })
-                })
-                .collect();
-            let tags: Vec<Value> = tags
-                .iter()
-                .map(|t| {
-                    json!({
-                        "tag": t.tag,
-                        "digest": t.digest,
-                        "deleted_at": time(t.deleted_at),
-                        "expires_at": time(t.expires_at),
-                    })
-                })
-                .collect();
-            ok(json!({ "repository": name, "manifests": manifests, "tags": tags }))
+            answer(&json!({ "repository": name, "manifests": manifests, "tags": tags }))
         }
         ("restore", []) => {
             require(method, Method::POST)?;
@@ -1605,7 +1570,7 @@ async fn admin(
             })
             .await?
             .ok_or_else(|| ApiError::bad_request("a restore names a tag, a digest or both"))?;
-            ok(json!({
+            answer(&json!({
                 "repository": request.repository,
                 "tag": request.tag,
                 "digest": restored,
@@ -1645,45 +1610,37 @@ async fn admin(
             options.dry_run = request.dry_run;
             options.include_locked = request.include_locked;
             let report = blocking(move || registry.purge(&options)).await?;
-            ok(purge_json(&report))
+            answer(&report)
         }
         ("usage", []) => {
             require(method, Method::GET)?;
             let usage = blocking(move || registry.usage()).await?;
-            ok(usage_json(&usage))
+            answer(&usage)
         }
         ("gc", []) => {
             require(method, Method::POST)?;
             let request: GcRequest = json_request(body).await?;
-            let options = CollectOptions {
-                dry_run: request.dry_run,
-                grace_period: request.grace.map(|g| g.0),
-            };
+            let mut options = CollectOptions::default().dry_run(request.dry_run);
+            options.grace_period = request.grace.map(|g| g.0);
             let report = blocking(move || registry.collect(&options)).await?;
-            ok(collect_json(&report))
+            answer(&report)
         }
         ("fsck", []) => {
             require(method, Method::POST)?;
             let request: FsckRequest = json_request(body).await?;
-            let options = FsckOptions {
-                repair: request.repair,
-                verify_digests: request.verify_digests.unwrap_or(true),
-                grace_period: request.grace.map(|g| g.0),
-            };
+            let mut options = FsckOptions::default()
+                .repair(request.repair)
+                .verify_digests(request.verify_digests.unwrap_or(true));
+            options.grace_period = request.grace.map(|g| g.0);
             let grace = options.grace_period;
             let report = blocking(move || registry.fsck(&options)).await?;
-            ok(fsck_json(&report, request.repair, grace))
+            let notes = fsck_notes(&report, request.repair, grace);
+            answer(&json!({ "report": report, "notes": notes }))
         }
         ("autopurge", []) => {
             require(method, Method::POST)?;
             let report = blocking(move || registry.run_now()).await?;
-            ok(json!({
-                "ran_at": time(report.ran_at),
-                "repositories": report.repositories,
-                "manifests": report.manifests,
-                "tags": report.tags,
-                "untagged_deleted": report.untagged_deleted,
-            }))
+            answer(&report)
         }
         ("repositories", name) if !name.is_empty() => {
             require(method, Method::DELETE)?;
@@ -1724,86 +1681,6 @@ fn require(method: &Method, allowed: Method) -> Result<()> {
         Method::PUT => "PUT",
         _ => "DELETE",
     }))
-}
-
-fn time(t: Timestamp) -> String {
-    t.to_string()
-}
-
-fn millis(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-fn item_json(item: &Item) -> String {
-    match item {
-        Item::Repository => "repository".to_owned(),
-        Item::Manifest(digest) => format!("manifest:{digest}"),
-        Item::Tag(tag) => format!("tag:{tag}"),
-    }
-}
-
-fn purge_json(report: &PurgeReport) -> Value {
-    let repositories: Vec<Value> = report
-        .repositories
-        .iter()
-        .map(|r| {
-            json!({
-                "repository": r.repository,
-                "tags_untagged": r.tags_untagged,
-                "manifests_deleted": r.manifests_deleted,
-                "locked": r.locked.iter().map(item_json).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    json!({
-        "dry_run": report.dry_run,
-        "ran_at": time(report.ran_at),
-        "tags_untagged": report.tags_untagged(),
-        "manifests_deleted": report.manifests_deleted(),
-        "locked": report.locked(),
-        "repositories": repositories,
-    })
-}
-
-fn usage_json(usage: &Usage) -> Value {
-    let repositories: Vec<Value> = usage
-        .repositories
-        .iter()
-        .map(|r| {
-            json!({
-                "name": r.name,
-                "deleted": r.deleted,
-                "blobs": r.blobs,
-                "bytes": r.bytes,
-                "unique_bytes": r.unique_bytes,
-                "shared_bytes": r.shared_bytes,
-            })
-        })
-        .collect();
-    json!({
-        "blobs": usage.blobs,
-        "bytes": usage.bytes,
-        "soft_deleted_bytes": usage.soft_deleted_bytes,
-        "garbage_bytes": usage.garbage_bytes,
-        "repositories": repositories,
-    })
-}
-
-fn collect_json(r: &CollectReport) -> Value {
-    json!({
-        "dry_run": r.dry_run,
-        "blobs_marked": r.blobs_marked,
-        "bytes_marked": r.bytes_marked,
-        "blobs_swept": r.blobs_swept,
-        "bytes_swept": r.bytes_swept,
-        "blobs_kept": r.blobs_kept,
-        "bytes_kept": r.bytes_kept,
-        "links_removed": r.links_removed,
-        "uploads_removed": r.uploads_removed,
-        "mark_ms": millis(r.mark_time),
-        "sweep_ms": millis(r.sweep_time),
-        "longest_write_ms": millis(r.longest_write),
-    })
 }
 
 /// Why the problems a check leaves were not repaired, one sentence each.
@@ -1859,59 +1736,6 @@ fn short_duration(d: Duration) -> String {
         s if s % 60 == 0 => format!("{}m", s / 60),
         s => format!("{s}s"),
     }
-}
-
-fn fsck_json(report: &FsckReport, repair: bool, grace: Option<Duration>) -> Value {
-    let problems: Vec<Value> = report
-        .problems
-        .iter()
-        .map(|p| match p {
-            Problem::MissingReference {
-                repository,
-                manifest,
-                reference,
-            } => json!({
-                "kind": "missing_reference",
-                "repository": repository,
-                "manifest": manifest,
-                "reference": reference,
-            }),
-            Problem::DanglingLink { repository, digest } => json!({
-                "kind": "dangling_link", "repository": repository, "digest": digest,
-            }),
-            Problem::MissingBlobFile { digest } => {
-                json!({ "kind": "missing_blob_file", "digest": digest })
-            }
-            Problem::CorruptBlob { digest, actual } => {
-                json!({ "kind": "corrupt_blob", "digest": digest, "actual": actual })
-            }
-            Problem::SizeMismatch {
-                digest,
-                recorded,
-                actual,
-            } => json!({
-                "kind": "size_mismatch", "digest": digest, "recorded": recorded, "actual": actual,
-            }),
-            Problem::StrayBlobFile { path } => {
-                json!({ "kind": "stray_blob_file", "path": path.display().to_string() })
-            }
-            Problem::TempFile { path } => {
-                json!({ "kind": "temp_file", "path": path.display().to_string() })
-            }
-            Problem::StrayUpload { path } => {
-                json!({ "kind": "stray_upload", "path": path.display().to_string() })
-            }
-            other => json!({ "kind": "other", "debug": format!("{other:?}") }),
-        })
-        .collect();
-    json!({
-        "manifests_checked": report.manifests_checked,
-        "blobs_checked": report.blobs_checked,
-        "repaired": report.repaired,
-        "too_recent": report.too_recent,
-        "problems": problems,
-        "notes": fsck_notes(report, repair, grace),
-    })
 }
 
 #[cfg(test)]

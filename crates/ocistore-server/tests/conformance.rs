@@ -12,7 +12,9 @@ mod serving;
 use std::time::Duration;
 
 use ocistore::manifest::{OCI_INDEX, OCI_MANIFEST};
-use ocistore::{Algorithm, Item, Locks, SoftDeletePolicy};
+use ocistore::{
+    Algorithm, CollectOptions, FsckOptions, Item, Locks, PurgeOptions, SoftDeletePolicy,
+};
 use ocistore_server::CHUNK;
 use serde_json::{Value, json};
 use serving::{Resp, read};
@@ -51,6 +53,11 @@ impl Resp {
         let error = &self.json()["errors"][0];
         assert!(error["message"].is_string(), "{error}");
     }
+}
+
+/// The library's own JSON form of `value`, which the server's answers must equal.
+fn library(value: impl serde::Serialize) -> Value {
+    serde_json::to_value(value).unwrap()
 }
 
 /// A blob: its bytes and digest.
@@ -1386,6 +1393,10 @@ fn s6_soft_delete_then_restore_via_admin() {
     assert_eq!(r.status, 200);
     let bin = r.json();
     assert_eq!(bin["repository"], "team/app");
+    // The library's own listings, in their serde form.
+    let repo = s.registry.repository("team/app").unwrap();
+    assert_eq!(bin["manifests"], library(repo.deleted_manifests().unwrap()));
+    assert_eq!(bin["tags"], library(repo.deleted_tags(None).unwrap()));
     let manifests = bin["manifests"].as_array().unwrap();
     assert_eq!(manifests.len(), 1);
     assert_eq!(manifests[0]["digest"], digest);
@@ -1567,6 +1578,7 @@ fn s5_deleted_repositories_are_listed_and_come_back_with_a_restore() {
     let r = s.get("/admin/deleted-repositories");
     assert_eq!(r.status, 200);
     let repos = r.json()["repositories"].clone();
+    assert_eq!(repos, library(s.registry.deleted_repositories().unwrap()));
     assert_eq!(repos.as_array().unwrap().len(), 1);
     assert_eq!(repos[0]["name"], "team/old");
     assert!(repos[0]["expires_at"].is_string());
@@ -1620,6 +1632,10 @@ fn s4_autopurge_via_admin_empties_expired_tombstones() {
     s.clock.advance(Duration::from_secs(8 * 86_400));
     let r = s.call("POST", "/admin/autopurge", &[], Vec::new());
     assert_eq!(r.json()["manifests"], 1);
+    // The library's report, as a second run at the same time gives it but for the counts.
+    let again = library(s.registry.run_now().unwrap());
+    assert_eq!(r.json()["ran_at"], again["ran_at"]);
+    assert_eq!(again["manifests"], 0);
     assert_eq!(s.get("/admin/deleted/app").json()["manifests"], json!([]));
 }
 
@@ -1645,10 +1661,20 @@ fn u5_purge_dry_run_via_admin_reports_and_changes_nothing() {
     let r = s.admin("POST", "/admin/purge", request.clone());
     assert_eq!(r.status, 200);
     let report = r.json();
+    let mut options = PurgeOptions::new(["team/.*:build-.*"]).unwrap();
+    options.keep = 1;
+    options.untagged = true;
+    options.dry_run = true;
+    assert_eq!(report, library(s.registry.purge(&options).unwrap()));
     assert_eq!(report["dry_run"], true);
-    assert_eq!(report["tags_untagged"], 2);
-    assert_eq!(report["manifests_deleted"], 2);
-    assert_eq!(report["locked"], 0);
+    assert_eq!(
+        report["repositories"][0]["manifests_deleted"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(report["repositories"][0]["locked"], json!([]));
     let repo = &report["repositories"][0];
     assert_eq!(repo["repository"], "team/app");
     let mut untagged: Vec<&str> = repo["tags_untagged"]
@@ -1709,11 +1735,25 @@ fn g5_gc_via_admin_dry_run_then_sweep() {
         json!({ "dry_run": true, "grace": "5m" }),
     );
     let report = r.json();
+    let options = CollectOptions::default()
+        .dry_run(true)
+        .grace_period(Duration::from_secs(300));
+    let library_report = library(s.registry.collect(&options).unwrap());
+    // The library's report but for the times measured.
+    for (key, value) in library_report.as_object().unwrap() {
+        if !["mark_time", "sweep_time", "longest_write"].contains(&key.as_str()) {
+            assert_eq!(&report[key], value, "{key}");
+        }
+    }
+    assert_eq!(
+        report.as_object().unwrap().len(),
+        library_report.as_object().unwrap().len()
+    );
     assert_eq!(report["dry_run"], true);
     assert_eq!(report["blobs_swept"], 1);
     assert_eq!(report["bytes_swept"], garbage.bytes.len());
     assert_eq!(report["blobs_marked"], 2);
-    assert!(report["mark_ms"].is_number());
+    assert!(report["mark_time"].is_number());
     assert_eq!(s.head(&path).status, 200);
 
     s.clock.advance(Duration::from_secs(2 * 3600));
@@ -1744,6 +1784,7 @@ fn a1_usage_via_admin() {
     );
     assert_eq!(r.status, 201);
     let usage = s.get("/admin/usage").json();
+    assert_eq!(usage, library(s.registry.usage().unwrap()));
     assert_eq!(usage["blobs"], 2);
     assert_eq!(usage["bytes"], 1300);
     let repos = usage["repositories"].as_array().unwrap();
@@ -1768,16 +1809,27 @@ fn a2_fsck_via_admin() {
     s.push_image("app", "v1", "one");
     let r = s.call("POST", "/admin/fsck", &[], Vec::new());
     assert_eq!(r.status, 200);
-    let report = r.json();
+    let answer = r.json();
+    let library_report = s.registry.fsck(&FsckOptions::default()).unwrap();
+    assert_eq!(
+        answer,
+        json!({ "report": library(library_report), "notes": [] })
+    );
+    let report = &answer["report"];
     assert_eq!(report["manifests_checked"], 1);
     assert_eq!(report["blobs_checked"], 2);
     assert_eq!(report["problems"], json!([]));
     // A file left in tmp/ by a crash is found, and repaired once older than the grace period.
     std::fs::write(s.registry.path().join("tmp/left-behind"), b"half").unwrap();
-    let report = s
+    let answer = s
         .admin("POST", "/admin/fsck", json!({ "verify_digests": false }))
         .json();
-    assert_eq!(report["problems"][0]["kind"], "temp_file");
+    let options = FsckOptions::default().verify_digests(false);
+    assert_eq!(
+        answer["report"],
+        library(s.registry.fsck(&options).unwrap())
+    );
+    assert_eq!(answer["report"]["problems"][0]["kind"], "temp_file");
     s.admin("POST", "/admin/fsck", json!({ "repair": "yes" }))
         .assert_error(400, "INVALID_REQUEST");
     s.get("/admin/nothing-here")
@@ -1898,13 +1950,14 @@ fn a2_fsck_via_admin_takes_a_grace_period_and_says_why_files_were_left() {
     // A fresh file is younger than the default grace period (1 h): kept, and said so.
     let r = s.admin("POST", "/admin/fsck", json!({ "repair": true }));
     assert_eq!(r.status, 200);
-    let report = r.json();
+    let answer = r.json();
+    let report = &answer["report"];
     assert_eq!(report["problems"][0]["kind"], "temp_file");
     assert_eq!(
         (report["repaired"].clone(), report["too_recent"].clone()),
         (json!(0), json!(1))
     );
-    let notes = report["notes"].as_array().unwrap();
+    let notes = answer["notes"].as_array().unwrap();
     assert_eq!(notes.len(), 1, "{notes:?}");
     let note = notes[0].as_str().unwrap();
     assert!(
@@ -1912,28 +1965,28 @@ fn a2_fsck_via_admin_takes_a_grace_period_and_says_why_files_were_left() {
         "{note}"
     );
     // Without repair, the note says a repair removes it.
-    let report = s.admin("POST", "/admin/fsck", json!({})).json();
-    assert_eq!(report["too_recent"], 0);
+    let answer = s.admin("POST", "/admin/fsck", json!({})).json();
+    assert_eq!(answer["report"]["too_recent"], 0);
     assert!(
-        report["notes"][0].as_str().unwrap().contains("repair"),
-        "{report}"
+        answer["notes"][0].as_str().unwrap().contains("repair"),
+        "{answer}"
     );
     // With a zero grace, as after a crash, it goes; seconds are taken too.
     for grace in [json!(3600), json!("1h")] {
-        let report = s
+        let answer = s
             .admin(
                 "POST",
                 "/admin/fsck",
                 json!({ "repair": true, "grace": grace }),
             )
             .json();
-        assert_eq!(report["too_recent"], 1);
+        assert_eq!(answer["report"]["too_recent"], 1);
         assert!(
-            report["notes"][0].as_str().unwrap().contains("(1h)"),
-            "{report}"
+            answer["notes"][0].as_str().unwrap().contains("(1h)"),
+            "{answer}"
         );
     }
-    let report = s
+    let answer = s
         .admin(
             "POST",
             "/admin/fsck",
@@ -1941,12 +1994,15 @@ fn a2_fsck_via_admin_takes_a_grace_period_and_says_why_files_were_left() {
         )
         .json();
     assert_eq!(
-        (report["repaired"].clone(), report["too_recent"].clone()),
+        (
+            answer["report"]["repaired"].clone(),
+            answer["report"]["too_recent"].clone()
+        ),
         (json!(1), json!(0))
     );
-    assert_eq!(report["notes"], json!([]));
-    let report = s.admin("POST", "/admin/fsck", json!({ "grace": 0 })).json();
-    assert_eq!(report["problems"], json!([]));
+    assert_eq!(answer["notes"], json!([]));
+    let answer = s.admin("POST", "/admin/fsck", json!({ "grace": 0 })).json();
+    assert_eq!(answer["report"]["problems"], json!([]));
     s.admin("POST", "/admin/fsck", json!({ "grace": "soon" }))
         .assert_error(400, "INVALID_REQUEST");
     s.admin("POST", "/admin/gc", json!({ "grace": -5 }))
