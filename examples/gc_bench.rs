@@ -509,10 +509,11 @@ fn collect(p: &Params, dir: &Path) -> Res<()> {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
     let cpu_before = thread_cpu();
     let started = Instant::now();
-    let report = registry.collect(&CollectOptions {
-        grace_period: Some(Duration::ZERO),
-        dry_run: p.dry_run,
-    })?;
+    let report = registry.collect(
+        &CollectOptions::default()
+            .grace_period(Duration::ZERO)
+            .dry_run(p.dry_run),
+    )?;
     let ended = Instant::now();
     let cpu = thread_cpu()
         .zip(cpu_before)

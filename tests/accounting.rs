@@ -34,10 +34,7 @@ fn push(repo: &Repository, tag: &str, config: &(Digest, u64), layers: &[(Digest,
 
 fn fsck(registry: &Registry, repair: bool) -> FsckReport {
     registry
-        .fsck(&FsckOptions {
-            repair,
-            ..FsckOptions::default()
-        })
+        .fsck(&FsckOptions::default().repair(repair))
         .unwrap()
 }
 
@@ -58,15 +55,39 @@ fn backdate(path: &Path) {
 }
 
 fn repo_usage(name: &str, deleted: bool, unique: &[u64], shared: &[u64]) -> RepositoryUsage {
-    let (unique_bytes, shared_bytes) = (unique.iter().sum(), shared.iter().sum());
-    RepositoryUsage {
-        name: name.to_owned(),
-        deleted,
-        blobs: (unique.len() + shared.len()) as u64,
-        bytes: unique_bytes + shared_bytes,
-        unique_bytes,
-        shared_bytes,
-    }
+    let mut usage = RepositoryUsage::default();
+    usage.name = name.to_owned();
+    usage.deleted = deleted;
+    usage.blobs = (unique.len() + shared.len()) as u64;
+    usage.unique_bytes = unique.iter().sum();
+    usage.shared_bytes = shared.iter().sum();
+    usage.bytes = usage.unique_bytes + usage.shared_bytes;
+    usage
+}
+
+/// A registry's usage, field by field (the struct is `#[non_exhaustive]`).
+fn usage(
+    blobs: u64,
+    bytes: u64,
+    repositories: Vec<RepositoryUsage>,
+    soft_deleted_bytes: u64,
+    garbage_bytes: u64,
+) -> Usage {
+    let mut usage = Usage::default();
+    usage.blobs = blobs;
+    usage.bytes = bytes;
+    usage.repositories = repositories;
+    usage.soft_deleted_bytes = soft_deleted_bytes;
+    usage.garbage_bytes = garbage_bytes;
+    usage
+}
+
+/// The report of a check that found nothing wrong in `manifests` manifests and `blobs` blobs.
+fn clean_report(manifests: u64, blobs: u64) -> FsckReport {
+    let mut report = FsckReport::default();
+    report.manifests_checked = manifests;
+    report.blobs_checked = blobs;
+    report
 }
 
 // =============================================================================================
@@ -96,10 +117,10 @@ fn a1_every_figure_is_exact_on_a_hand_built_store() {
 
     assert_eq!(
         s.registry.usage().unwrap(),
-        Usage {
-            blobs: 7,
-            bytes: 11 + 1000 + 200 + 19 + 30 + 4000 + 50_000,
-            repositories: vec![
+        usage(
+            7,
+            11 + 1000 + 200 + 19 + 30 + 4000 + 50_000,
+            vec![
                 repo_usage(
                     "a",
                     false,
@@ -113,9 +134,9 @@ fn a1_every_figure_is_exact_on_a_hand_built_store() {
                     &[shared.1]
                 ),
             ],
-            soft_deleted_bytes: 30 + 4000,
-            garbage_bytes: 50_000,
-        }
+            30 + 4000,
+            50_000
+        )
     );
 }
 
@@ -142,38 +163,35 @@ fn a1_a_soft_deleted_repository_counts_until_purged_then_its_bytes_are_garbage_t
     let app_usage = repo_usage("app", false, &[10], &[100]);
     assert_eq!(
         s.registry.usage().unwrap(),
-        Usage {
-            blobs: 4,
-            bytes: 430,
-            repositories: vec![
+        usage(
+            4,
+            430,
+            vec![
                 app_usage.clone(),
                 repo_usage("old", true, &[20, 300], &[100])
             ],
-            soft_deleted_bytes: 320,
-            garbage_bytes: 0,
-        }
+            320,
+            0
+        )
     );
 
     s.registry.purge_deleted_repository("old").unwrap();
     let purged = s.registry.usage().unwrap();
     assert_eq!(
         purged,
-        Usage {
-            blobs: 4,
-            bytes: 430,
-            repositories: vec![repo_usage("app", false, &[10, 100], &[])],
-            soft_deleted_bytes: 0,
-            garbage_bytes: 320,
-        }
+        usage(
+            4,
+            430,
+            vec![repo_usage("app", false, &[10, 100], &[])],
+            0,
+            320
+        )
     );
     // The garbage is exactly what the collector frees.
     s.advance(1);
     let collected = s
         .registry
-        .collect(&CollectOptions {
-            grace_period: Some(Duration::ZERO),
-            ..CollectOptions::default()
-        })
+        .collect(&CollectOptions::default().grace_period(Duration::ZERO))
         .unwrap();
     assert_eq!(
         (collected.blobs_swept, collected.bytes_swept),
@@ -208,19 +226,9 @@ fn a2_a_clean_store_has_no_problems_and_repair_changes_nothing() {
 
     // Six manifests (two images, an index, a referrer, one in the bin, one in a deleted
     // repository); thirteen blobs (two per image and referrer, three loose).
-    let clean = FsckReport {
-        manifests_checked: 6,
-        blobs_checked: 13,
-        problems: vec![],
-        repaired: 0,
-        too_recent: 0,
-        kept_named: 0,
-    };
+    let clean = clean_report(6, 13);
     for verify_digests in [true, false] {
-        let options = FsckOptions {
-            verify_digests,
-            ..FsckOptions::default()
-        };
+        let options = FsckOptions::default().verify_digests(verify_digests);
         assert_eq!(s.registry.fsck(&options).unwrap(), clean);
     }
     let before = snapshot(&s.registry);
@@ -330,10 +338,7 @@ fn a2_each_kind_of_damage_on_disk_is_reported_exactly() {
     // Without hashing, the corrupt blob of the right length goes unnoticed (and so does the
     // manifest that references it); the one of the wrong length is a size mismatch.
     let quick = registry
-        .fsck(&FsckOptions {
-            verify_digests: false,
-            ..FsckOptions::default()
-        })
+        .fsck(&FsckOptions::default().verify_digests(false))
         .unwrap();
     let expected: Vec<Problem> = t
         .problems
@@ -381,11 +386,11 @@ fn a2_repair_removes_strays_only_once_older_than_the_grace_period_never_a_named_
     assert!(t.strays.iter().all(|p| p.exists()));
     // A grace period given to the call overrides the registry's: nothing is that young.
     let none_younger = registry
-        .fsck(&FsckOptions {
-            repair: false,
-            grace_period: Some(Duration::ZERO),
-            ..FsckOptions::default()
-        })
+        .fsck(
+            &FsckOptions::default()
+                .repair(false)
+                .grace_period(Duration::ZERO),
+        )
         .unwrap();
     assert_eq!(
         none_younger.too_recent, 0,
@@ -503,17 +508,7 @@ fn a2_a_blob_record_lost_leaves_dangling_links_repaired_and_its_file_kept_to_be_
     // The kept file lets the blob be put again from its own bytes.
     let app = registry.repository("app").unwrap();
     app.put_blob(&layer, fs::read(&file).unwrap()).unwrap();
-    assert_eq!(
-        fsck(&registry, false),
-        FsckReport {
-            manifests_checked: 1,
-            blobs_checked: 2,
-            problems: vec![],
-            repaired: 0,
-            too_recent: 0,
-            kept_named: 0,
-        }
-    );
+    assert_eq!(fsck(&registry, false), clean_report(1, 2));
 }
 
 #[test]
@@ -554,11 +549,11 @@ fn a2_a_grace_period_given_to_the_call_overrides_the_registrys() {
     assert!(stray.exists());
     // The same check with no grace period for this call removes it (after a crash, say).
     let repaired = registry
-        .fsck(&FsckOptions {
-            repair: true,
-            grace_period: Some(Duration::ZERO),
-            ..FsckOptions::default()
-        })
+        .fsck(
+            &FsckOptions::default()
+                .repair(true)
+                .grace_period(Duration::ZERO),
+        )
         .unwrap();
     assert_eq!((repaired.repaired, repaired.too_recent), (1, 0));
     assert!(!stray.exists());

@@ -1236,16 +1236,9 @@ fn n5_listings_with_nothing_to_list_are_empty_and_write_nothing() {
     assert!(harmless!(reg, fx.fresh.tags(&Page::all())).is_empty());
     assert!(harmless!(reg, fx.fresh.blobs(&Page::all())).is_empty());
     assert!(harmless!(reg, fx.fresh.referrers(&fx.image, None)).is_empty());
-    let epoch = ManifestQuery {
-        updated_before: Some(Timestamp::EPOCH),
-        ..ManifestQuery::default()
-    };
+    let epoch = ManifestQuery::default().updated_before(Timestamp::EPOCH);
     assert!(harmless!(reg, fx.app.manifests(&epoch)).is_empty());
-    let none = ManifestQuery {
-        limit: Some(0),
-        descending: true,
-        ..ManifestQuery::default()
-    };
+    let none = ManifestQuery::default().limit(0).descending(true);
     assert!(harmless!(reg, fx.app.manifests(&none)).is_empty());
     assert!(harmless!(reg, fx.app.referrers(&sha256(b"no subject"), None)).is_empty());
     assert!(harmless!(reg, fx.app.referrers(&fx.image, Some("application/none"))).is_empty());

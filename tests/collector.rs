@@ -33,18 +33,12 @@ fn collect(registry: &Registry) -> CollectReport {
 
 fn dry_run(registry: &Registry) -> CollectReport {
     registry
-        .collect(&CollectOptions {
-            dry_run: true,
-            ..CollectOptions::default()
-        })
+        .collect(&CollectOptions::default().dry_run(true))
         .expect("dry run")
 }
 
 fn with_grace(grace: Duration) -> CollectOptions {
-    CollectOptions {
-        grace_period: Some(grace),
-        ..CollectOptions::default()
-    }
+    CollectOptions::default().grace_period(grace)
 }
 
 /// How many blob records the store holds, as a dry run counts them (G6).
@@ -116,12 +110,11 @@ fn link_into_many(registry: &Registry, names: impl Iterator<Item = String>, byte
 
 /// A report with its timings cleared, for comparing two runs.
 fn untimed(r: &CollectReport) -> CollectReport {
-    CollectReport {
-        mark_time: Duration::ZERO,
-        sweep_time: Duration::ZERO,
-        longest_write: Duration::ZERO,
-        ..r.clone()
-    }
+    let mut r = r.clone();
+    r.mark_time = Duration::ZERO;
+    r.sweep_time = Duration::ZERO;
+    r.longest_write = Duration::ZERO;
+    r
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -501,10 +494,7 @@ fn g2_a_manifest_pushed_while_links_are_swept_keeps_its_link_and_blob() {
     let report = s
         .registry
         .collect_with_progress(&CollectOptions::default(), |p| {
-            if p == (Progress {
-                phase: Phase::Links,
-                done: 256,
-            }) {
+            if (p.phase, p.done) == (Phase::Links, 256) {
                 // The mark doomed zz's link; its turn in the sweep has not come.
                 pushed = Some(
                     repo.push_manifest("v1", OCI_MANIFEST, &body)
@@ -1183,13 +1173,9 @@ fn g5_a_dry_run_reports_exactly_what_the_run_then_does_and_changes_nothing() {
 
     let real = collect(&s.registry);
     assert!(!real.dry_run);
-    assert_eq!(
-        untimed(&real),
-        CollectReport {
-            dry_run: false,
-            ..untimed(&dry)
-        }
-    );
+    let mut expected = untimed(&dry);
+    expected.dry_run = false;
+    assert_eq!(untimed(&real), expected);
     assert_ne!(state(&s.registry, &names), before);
     let after = dry_run(&s.registry);
     assert_eq!(
@@ -1236,19 +1222,14 @@ fn g6_an_empty_store_collects_to_an_empty_report() {
     let before = snapshot(&s.registry);
     for options in [
         CollectOptions::default(),
-        CollectOptions {
-            dry_run: true,
-            grace_period: Some(Duration::ZERO),
-        },
+        CollectOptions::default()
+            .dry_run(true)
+            .grace_period(Duration::ZERO),
     ] {
         let report = s.registry.collect(&options).unwrap();
-        assert_eq!(
-            untimed(&report),
-            CollectReport {
-                dry_run: options.dry_run,
-                ..CollectReport::default()
-            }
-        );
+        let mut empty = CollectReport::default();
+        empty.dry_run = options.dry_run;
+        assert_eq!(untimed(&report), empty);
     }
     assert_eq!(snapshot(&s.registry), before);
 }

@@ -703,10 +703,7 @@ fn crash_rounds(
         // Open reconciles uploads/; a blob file renamed into place before its commit, or left
         // by a sweep between its record and its file, is all a crash leaves, and repair takes it.
         let fsck = |repair| {
-            let options = FsckOptions {
-                repair,
-                ..FsckOptions::default()
-            };
+            let options = FsckOptions::default().repair(repair);
             registry.fsck(&options).unwrap()
         };
         let repaired = fsck(true);

@@ -4,31 +4,14 @@
 
 mod common;
 
-use common::{START, Store, push_image};
+use common::{START, Store, event, push_image};
 use ocistore::manifest::OCI_MANIFEST;
 use ocistore::{
-    Digest, Error, OnConflict, Page, Repository, Restore, SoftDeletePolicy, TagCause, TagEvent,
-    Timestamp,
+    Digest, Error, OnConflict, Page, Repository, Restore, SoftDeletePolicy, TagCause, Timestamp,
 };
 use serde_json::json;
 
 const DAY: u64 = 86_400;
-
-fn event(
-    tag: &str,
-    from: Option<&Digest>,
-    to: Option<&Digest>,
-    at: Timestamp,
-    cause: TagCause,
-) -> TagEvent {
-    TagEvent {
-        tag: tag.to_owned(),
-        from: from.cloned(),
-        to: to.cloned(),
-        at,
-        cause,
-    }
-}
 
 fn soft_delete(s: &Store) {
     s.registry

@@ -17,10 +17,7 @@ use ocistore::{
 };
 
 /// `write_enabled` false only: the item cannot change (nor go), whatever `delete_enabled`.
-const WRITE_LOCKED: Locks = Locks {
-    delete_enabled: true,
-    write_enabled: false,
-};
+const WRITE_LOCKED: Locks = Locks::UNLOCKED.with_write_enabled(false);
 
 // ---------------------------------------------------------------------------------------------
 // Helpers (the ones shared with the other test files are in `common`)
@@ -88,11 +85,8 @@ const DELETE_REFUSING: [Locks; 3] = [Locks::NO_DELETE, WRITE_LOCKED, Locks::READ
 #[test]
 fn l1_every_item_is_unlocked_by_default() {
     let (_s, repo, a, _) = app(false);
-    let unlocked = Locks {
-        delete_enabled: true,
-        write_enabled: true,
-    };
-    assert_eq!(Locks::default(), unlocked);
+    let unlocked = Locks::default();
+    assert!(unlocked.delete_enabled && unlocked.write_enabled);
     assert!(unlocked.is_unlocked() && !Locks::NO_DELETE.is_unlocked());
     for item in [Item::Repository, manifest(&a), tag("v1")] {
         assert_eq!(repo.locks(&item).unwrap(), unlocked, "{item}");

@@ -19,10 +19,7 @@ fn options(filters: &[&str]) -> PurgeOptions {
 }
 
 fn untagged(filters: &[&str]) -> PurgeOptions {
-    PurgeOptions {
-        untagged: true,
-        ..options(filters)
-    }
+    options(filters).untagged(true)
 }
 
 fn purge(s: &Store, options: &PurgeOptions) -> PurgeReport {
@@ -33,26 +30,14 @@ fn purge(s: &Store, options: &PurgeOptions) -> PurgeReport {
 /// both reports agree (U5), and returns the real run's report.
 fn dry_then_real(s: &Store, names: &[&str], options: &PurgeOptions) -> PurgeReport {
     let before = state(&s.registry, names);
-    let dry = purge(
-        s,
-        &PurgeOptions {
-            dry_run: true,
-            ..options.clone()
-        },
-    );
+    let dry = purge(s, &options.clone().dry_run(true));
     assert!(dry.dry_run);
     assert_eq!(
         state(&s.registry, names),
         before,
         "a dry run changed the store"
     );
-    let real = purge(
-        s,
-        &PurgeOptions {
-            dry_run: false,
-            ..options.clone()
-        },
-    );
+    let real = purge(s, &options.clone().dry_run(false));
     assert!(!real.dry_run);
     assert_eq!(dry.repositories, real.repositories);
     assert_eq!(dry.ran_at, real.ran_at);
@@ -242,10 +227,7 @@ fn u2_keep_spares_the_most_recently_updated_of_the_selected_tags() {
     history(&s, "app", &["release"], HOUR);
     s.advance(2 * DAY);
     history(&s, "app", &["b6"], HOUR);
-    let o = PurgeOptions {
-        keep: 2,
-        ..options(&["app:b.*"])
-    };
+    let o = options(&["app:b.*"]).keep(2);
     let report = dry_then_real(&s, &["app"], &o);
     // b6 is too young to be selected, so keep spares b5 and b4; release never matched.
     assert_eq!(only(&report).tags_untagged, names(&["b1", "b2", "b3"]));
@@ -266,10 +248,7 @@ fn u2_several_filters_select_the_union_and_keep_counts_per_repository() {
     history(&s, "team/web", &["dev-1", "ci-1", "ci-2"], HOUR);
     history(&s, "other", &["dev-1"], HOUR);
     s.advance(2 * DAY);
-    let o = PurgeOptions {
-        keep: 1,
-        ..options(&["team/.*:dev-.*", "team/web:ci-.*"])
-    };
+    let o = options(&["team/.*:dev-.*", "team/web:ci-.*"]).keep(1);
     let report = dry_then_real(&s, &["team/api", "team/web", "other"], &o);
     let by_repo: Vec<(&str, &[String])> = report
         .repositories
@@ -487,10 +466,7 @@ fn u4_include_locked_unlocks_and_deletes_tags_and_manifests() {
     r.set_locks(&Item::Manifest(untagged_locked.clone()), Locks::READ_ONLY)
         .unwrap();
     s.advance(2 * DAY);
-    let o = PurgeOptions {
-        include_locked: true,
-        ..untagged(&["app:.*"])
-    };
+    let o = untagged(&["app:.*"]).include_locked(true);
     let report = dry_then_real(&s, &["app"], &o);
     let purged = only(&report);
     assert_eq!(purged.tags_untagged, ["frozen"]);
@@ -517,10 +493,7 @@ fn u4_a_locked_repository_is_skipped_even_with_include_locked() {
         r.set_locks(&Item::Repository, locks).unwrap();
         s.repo("quiet").set_locks(&Item::Repository, locks).unwrap();
         s.advance(2 * DAY);
-        let o = PurgeOptions {
-            include_locked: true,
-            ..untagged(&["app:.*", "quiet:nothing"])
-        };
+        let o = untagged(&["app:.*", "quiet:nothing"]).include_locked(true);
         let report = dry_then_real(&s, &["app", "quiet"], &o);
         // quiet had nothing to purge, so it is not reported.
         assert_eq!(only(&report).locked, [Item::Repository]);
@@ -551,10 +524,7 @@ fn u5_seed_dry_run_reports_exactly_the_real_run_over_many_transactions() {
             .unwrap();
     }
     s.advance(2 * DAY);
-    let o = PurgeOptions {
-        keep: 10,
-        ..untagged(&["r.*:t0.*", "r[0-3]:t1.*"])
-    };
+    let o = untagged(&["r.*:t0.*", "r[0-3]:t1.*"]).keep(10);
     let report = dry_then_real(&s, &repos, &o);
     // r0–r3: t0… and t1…, ten kept; r4: t0… only, ten kept.
     assert_eq!(report.tags_untagged(), 4 * 1990 + 990);

@@ -1264,10 +1264,7 @@ fn p5_pushing_a_tag_moves_it_and_the_old_manifest_stays_untagged() {
     assert_eq!(digests(&all), [old.clone(), new.clone()]);
     assert!(all[0].tags.is_empty());
     assert_eq!(all[1].tags, ["v1"]);
-    let untagged = ManifestQuery {
-        untagged: true,
-        ..ManifestQuery::default()
-    };
+    let untagged = ManifestQuery::default().untagged(true);
     assert_eq!(
         digests(&repo.manifests(&untagged).unwrap()),
         std::slice::from_ref(&old)
@@ -1291,10 +1288,7 @@ fn p5_a_manifest_keeps_its_other_tags_when_one_moves() {
     assert_eq!(repo.manifest(old.as_str()).unwrap().tags, ["stable"]);
     assert_eq!(repo.manifest(new.as_str()).unwrap().tags, ["v1"]);
     assert_eq!(repo.resolve("stable").unwrap(), old);
-    let untagged = ManifestQuery {
-        untagged: true,
-        ..ManifestQuery::default()
-    };
+    let untagged = ManifestQuery::default().untagged(true);
     assert!(repo.manifests(&untagged).unwrap().is_empty());
 }
 
@@ -1604,10 +1598,7 @@ fn p7_manifests_are_ordered_by_last_update() {
     assert_eq!(digests(&asc), [m1.clone(), m2.clone(), m3.clone()]);
     let times: Vec<(Timestamp, Timestamp)> = asc.iter().map(|m| (m.created, m.updated)).collect();
     assert_eq!(times, [(at(0), at(0)), (at(10), at(10)), (at(20), at(20))]);
-    let desc = ManifestQuery {
-        descending: true,
-        ..ManifestQuery::default()
-    };
+    let desc = ManifestQuery::default().descending(true);
     assert_eq!(
         digests(&repo.manifests(&desc).unwrap()),
         [m3.clone(), m2.clone(), m1.clone()]
@@ -1648,11 +1639,11 @@ fn p7_updated_before_is_a_strict_bound() {
     let before = |t: Timestamp, descending: bool| {
         digests(
             &repo
-                .manifests(&ManifestQuery {
-                    updated_before: Some(t),
-                    descending,
-                    ..ManifestQuery::default()
-                })
+                .manifests(
+                    &ManifestQuery::default()
+                        .updated_before(t)
+                        .descending(descending),
+                )
                 .unwrap(),
         )
     };
@@ -1676,10 +1667,10 @@ fn p7_the_untagged_filter_lists_manifests_no_tag_points_at() {
     let left = push_image(&repo, "moving", "left");
     store.advance(1);
     let arrived = push_image(&repo, "moving", "arrived");
-    let query = |descending| ManifestQuery {
-        untagged: true,
-        descending,
-        ..ManifestQuery::default()
+    let query = |descending| {
+        ManifestQuery::default()
+            .untagged(true)
+            .descending(descending)
     };
     assert_eq!(
         digests(&repo.manifests(&query(false)).unwrap()),
@@ -1702,11 +1693,9 @@ fn p7_the_untagged_filter_lists_manifests_no_tag_points_at() {
         (&left, at(3), &arrived, at(3))
     );
     // Combined with a time bound.
-    let bounded = ManifestQuery {
-        untagged: true,
-        updated_before: Some(at(2)),
-        ..ManifestQuery::default()
-    };
+    let bounded = ManifestQuery::default()
+        .untagged(true)
+        .updated_before(at(2));
     assert_eq!(digests(&repo.manifests(&bounded).unwrap()), [never_tagged]);
 }
 
@@ -1719,11 +1708,11 @@ fn p7_limit_caps_the_listing_after_filtering() {
     let m4 = push_image(&repo, "tagged", "m4");
     store.advance(10);
     let m5 = push_untagged(&repo, "m5");
-    let q = |limit, descending, untagged| ManifestQuery {
-        limit: Some(limit),
-        descending,
-        untagged,
-        updated_before: None,
+    let q = |limit, descending, untagged| {
+        ManifestQuery::default()
+            .limit(limit)
+            .descending(descending)
+            .untagged(untagged)
     };
     let list = |q: ManifestQuery| digests(&repo.manifests(&q).unwrap());
     assert_eq!(list(q(2, false, false)), [m1.clone(), m2.clone()]);
@@ -1819,27 +1808,19 @@ fn referrers_fixture(store: &Store) -> Referrers {
         |seed: &str| BTreeMap::from([("org.example.seed".to_owned(), seed.to_owned())]);
 
     let body = referrer_body(&repo, &subject, Some(SBOM), EMPTY_CONFIG, "sbom");
-    let sbom = Descriptor {
-        media_type: OCI_MANIFEST.into(),
-        digest: repo
-            .push_manifest(sha256(&body).as_str(), OCI_MANIFEST, &body)
-            .unwrap()
-            .digest,
-        size: body.len() as u64,
-        artifact_type: Some(SBOM.into()),
-        annotations: annotations("sbom"),
-    };
+    let pushed = repo
+        .push_manifest(sha256(&body).as_str(), OCI_MANIFEST, &body)
+        .unwrap();
+    let mut sbom = Descriptor::new(OCI_MANIFEST, pushed.digest, body.len() as u64);
+    sbom.artifact_type = Some(SBOM.into());
+    sbom.annotations = annotations("sbom");
     let body = referrer_body(&repo, &subject, None, SIG_CONFIG, "signature");
-    let signature = Descriptor {
-        media_type: OCI_MANIFEST.into(),
-        digest: repo
-            .push_manifest(sha256(&body).as_str(), OCI_MANIFEST, &body)
-            .unwrap()
-            .digest,
-        size: body.len() as u64,
-        artifact_type: Some(SIG_CONFIG.into()),
-        annotations: annotations("signature"),
-    };
+    let pushed = repo
+        .push_manifest(sha256(&body).as_str(), OCI_MANIFEST, &body)
+        .unwrap();
+    let mut signature = Descriptor::new(OCI_MANIFEST, pushed.digest, body.len() as u64);
+    signature.artifact_type = Some(SIG_CONFIG.into());
+    signature.annotations = annotations("signature");
     let body = to_bytes(&json!({
         "schemaVersion": 2,
         "mediaType": OCI_INDEX,
@@ -1847,16 +1828,11 @@ fn referrers_fixture(store: &Store) -> Referrers {
         "manifests": [{"mediaType": OCI_MANIFEST, "digest": sbom.digest, "size": sbom.size}],
         "subject": {"mediaType": OCI_MANIFEST, "digest": subject, "size": 1},
     }));
-    let bundle = Descriptor {
-        media_type: OCI_INDEX.into(),
-        digest: repo
-            .push_manifest(sha256(&body).as_str(), OCI_INDEX, &body)
-            .unwrap()
-            .digest,
-        size: body.len() as u64,
-        artifact_type: Some(BUNDLE.into()),
-        annotations: BTreeMap::new(),
-    };
+    let pushed = repo
+        .push_manifest(sha256(&body).as_str(), OCI_INDEX, &body)
+        .unwrap();
+    let mut bundle = Descriptor::new(OCI_INDEX, pushed.digest, body.len() as u64);
+    bundle.artifact_type = Some(BUNDLE.into());
     // Refers to the SBOM, not to the subject.
     let body = referrer_body(&repo, &sbom.digest, Some(SBOM), EMPTY_CONFIG, "nested");
     repo.push_manifest("nested", OCI_MANIFEST, &body).unwrap();

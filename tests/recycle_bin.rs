@@ -353,24 +353,15 @@ fn s2_a_tombstoned_manifest_vanishes_from_every_listing_at_once() {
             .collect()
     };
     assert_eq!(
-        listed(ManifestQuery {
-            descending: true,
-            ..ManifestQuery::default()
-        }),
+        listed(ManifestQuery::default().descending(true)),
         set([&subject, &keep, &untagged])
     );
     assert_eq!(
-        listed(ManifestQuery {
-            untagged: true,
-            ..ManifestQuery::default()
-        }),
+        listed(ManifestQuery::default().untagged(true)),
         set([&untagged])
     );
     assert_eq!(
-        listed(ManifestQuery {
-            updated_before: Some(day(1.0)),
-            ..ManifestQuery::default()
-        }),
+        listed(ManifestQuery::default().updated_before(day(1.0))),
         set([&subject, &keep, &untagged])
     );
     // Referrers: neither the deleted referrer nor the referrers of it.
@@ -1474,20 +1465,14 @@ fn s6_a_restored_manifest_counts_as_updated_at_the_restore() {
     let m = repo.manifest(a.as_str()).unwrap();
     assert_eq!((m.created, m.updated), (START, day(3.0)));
     let newest_first: Vec<Digest> = repo
-        .manifests(&ManifestQuery {
-            descending: true,
-            ..ManifestQuery::default()
-        })
+        .manifests(&ManifestQuery::default().descending(true))
         .unwrap()
         .into_iter()
         .map(|m| m.digest)
         .collect();
     assert_eq!(newest_first, [a.clone(), b]);
     let before: Vec<Digest> = repo
-        .manifests(&ManifestQuery {
-            updated_before: Some(day(1.0)),
-            ..ManifestQuery::default()
-        })
+        .manifests(&ManifestQuery::default().updated_before(day(1.0)))
         .unwrap()
         .into_iter()
         .map(|m| m.digest)

@@ -10,14 +10,14 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{
-    START, Store, deleted_tag_pairs, fails_writing_nothing, manifest_digests, pairs, policy_on,
-    push, push_image, push_index, push_referrer, push_untagged, report, set, untagged_manifests,
-    upload_image,
+    START, Store, deleted_tag_pairs, event, fails_writing_nothing, manifest_digests, pairs,
+    policy_on, push, push_image, push_index, push_referrer, push_untagged, report, set,
+    untagged_manifests, upload_image,
 };
 use ocistore::manifest::OCI_MANIFEST;
 use ocistore::{
-    Algorithm, AutopurgeReport, Digest, Error, FORMAT_VERSION, Item, Locks, OnConflict, Repository,
-    Restore, RetentionPolicy, TagCause, TagEvent,
+    Algorithm, Digest, Error, FORMAT_VERSION, Item, Locks, OnConflict, Repository, Restore,
+    RetentionPolicy, TagCause,
 };
 use redb::{ReadableDatabase, ReadableTableMetadata, TableDefinition};
 use serde_json::json;
@@ -47,10 +47,8 @@ fn store(days: u32) -> (Store, Repository) {
 /// Runs the retention clock now; checks that the policy deleted `untagged` manifests and that
 /// nothing was purged.
 fn run_deletes(s: &Store, untagged: usize) {
-    let expected = AutopurgeReport {
-        untagged_deleted: untagged,
-        ..report(s.registry.now(), 0, 0, 0)
-    };
+    let mut expected = report(s.registry.now(), 0, 0, 0);
+    expected.untagged_deleted = untagged;
     assert_eq!(s.registry.run_now().unwrap(), expected);
 }
 
@@ -393,13 +391,13 @@ fn r1_a_tagged_referrer_goes_with_its_subject_and_its_history_says_retention() {
 
     run_deletes(&s, 2);
 
-    let event = TagEvent {
-        tag: "sig".to_owned(),
-        from: Some(sig.clone()),
-        to: None,
-        at: s.registry.now(),
-        cause: TagCause::Retention,
-    };
+    let event = event(
+        "sig",
+        Some(&sig),
+        None,
+        s.registry.now(),
+        TagCause::Retention,
+    );
     assert_eq!(repo.tag_history("sig").unwrap()[0], event);
     assert_eq!(deleted_tag_pairs(&repo), pairs([("sig", &sig)]));
 }

@@ -447,7 +447,7 @@ impl Registry {
     /// let registry = Registry::builder().grace_period(Duration::ZERO).open(dir.path())?;
     /// let repo = registry.repository("app")?;
     /// repo.put_blob_sha256(b"a layer no manifest will reference")?;
-    /// let dry = registry.collect(&CollectOptions { dry_run: true, ..Default::default() })?;
+    /// let dry = registry.collect(&CollectOptions::default().dry_run(true))?;
     /// let report = registry.collect(&CollectOptions::default())?;
     /// assert_eq!((dry.blobs_swept, report.blobs_swept, report.links_removed), (1, 1, 1));
     /// assert!(repo.blobs(&ocistore::Page::all())?.is_empty());
@@ -522,7 +522,7 @@ impl Registry {
     /// registry.repository("app")?.put_blob_sha256(b"a layer")?;
     /// let stray = registry.path().join("tmp/left-by-a-crash");
     /// std::fs::write(&stray, b"half a layer")?;
-    /// let report = registry.fsck(&FsckOptions { repair: true, ..FsckOptions::default() })?;
+    /// let report = registry.fsck(&FsckOptions::default().repair(true))?;
     /// assert_eq!(report.problems, [Problem::TempFile { path: stray }]);
     /// assert_eq!((report.blobs_checked, report.repaired), (1, 1));
     /// assert!(registry.fsck(&FsckOptions::default())?.problems.is_empty());

@@ -26,8 +26,11 @@ const DOCKER_SCHEMA1: [&str; 2] = [
 /// The largest manifest body accepted (N4): 4 MiB.
 pub const MAX_MANIFEST_SIZE: u64 = 4 * 1024 * 1024;
 
-/// What a manifest is: an image (config and layers) or an index (child manifests).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a manifest is: an image (config and layers) or an index (child manifests). Its serde
+/// form is `"image"` or `"index"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ManifestKind {
     /// OCI image manifest or Docker schema 2 manifest.
     Image,
@@ -59,8 +62,20 @@ impl ManifestKind {
 }
 
 /// An OCI content descriptor: what a manifest says of a blob or another manifest.
+///
+/// Its serde form is the OCI image spec's, camelCase (`mediaType`, `artifactType`), the one
+/// exception to the crate's `snake_case` JSON: it is what manifests and the referrers API hold.
+///
+/// ```
+/// use ocistore::{Algorithm, Descriptor};
+/// let mut d = Descriptor::new("application/vnd.oci.image.layer.v1.tar", Algorithm::Sha256.digest(b"x"), 1);
+/// d.artifact_type = Some("application/spdx+json".into());
+/// assert!(serde_json::to_string(&d)?.contains(r#""artifactType":"application/spdx+json""#));
+/// # Ok::<(), serde_json::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct Descriptor {
     /// The media type of the referenced content.
     pub media_type: String,
@@ -74,6 +89,20 @@ pub struct Descriptor {
     /// Annotations.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+}
+
+impl Descriptor {
+    /// A descriptor of `size` bytes of `media_type` content named `digest`, with no artifact
+    /// type and no annotations.
+    pub fn new(media_type: impl Into<String>, digest: Digest, size: u64) -> Descriptor {
+        Descriptor {
+            media_type: media_type.into(),
+            digest,
+            size,
+            artifact_type: None,
+            annotations: BTreeMap::new(),
+        }
+    }
 }
 
 /// The fields of any accepted manifest body; which ones must be present depends on the kind.

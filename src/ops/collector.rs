@@ -31,7 +31,7 @@ use std::ops::Bound;
 use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::Core;
 use super::blobs::{Unnamed, remove_unnamed};
@@ -68,16 +68,43 @@ fn report_end(progress: &mut impl FnMut(Progress), phase: Phase, done: u64) {
 
 /// How a collection runs; `CollectOptions::default()` is a real run with the registry's grace
 /// period.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// ```
+/// use std::time::Duration;
+/// use ocistore::CollectOptions;
+/// let options = CollectOptions::default().dry_run(true).grace_period(Duration::ZERO);
+/// assert!(options.dry_run);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
 pub struct CollectOptions {
     /// Report what would be removed without removing anything (G5).
     pub dry_run: bool,
     /// Overrides the registry's grace period ([`RegistryBuilder::grace_period`](crate::RegistryBuilder::grace_period)).
+    #[serde(with = "crate::values::seconds::option")]
     pub grace_period: Option<Duration>,
 }
 
+impl CollectOptions {
+    /// A dry run (`true`), which removes nothing, or a real one.
+    #[must_use]
+    pub fn dry_run(mut self, dry_run: bool) -> CollectOptions {
+        self.dry_run = dry_run;
+        self
+    }
+
+    /// `grace` instead of the registry's grace period.
+    #[must_use]
+    pub fn grace_period(mut self, grace: Duration) -> CollectOptions {
+        self.grace_period = Some(grace);
+        self
+    }
+}
+
 /// A phase of a collection, for progress reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Phase {
     /// Reading the manifests and links of every repository.
@@ -92,7 +119,8 @@ pub enum Phase {
 
 /// Where a collection is: `done` items of its phase so far. Each phase reports every 10,000
 /// items (the links after each transaction) and once more when it ends, with its total.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Progress {
     /// The phase.
     pub phase: Phase,
@@ -101,7 +129,8 @@ pub struct Progress {
 }
 
 /// What a collection found and did (G6). In a dry run, what it would do (G5).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct CollectReport {
     /// Whether nothing was removed.
     pub dry_run: bool,
@@ -122,11 +151,14 @@ pub struct CollectReport {
     /// Expired upload sessions removed (G4).
     pub uploads_removed: u64,
     /// Time spent marking.
+    #[serde(with = "crate::values::seconds")]
     pub mark_time: Duration,
     /// Time spent sweeping links, blobs and uploads.
+    #[serde(with = "crate::values::seconds")]
     pub sweep_time: Duration,
     /// The longest any write transaction of the run held the store's write lock: how long a
     /// writer could have waited for it.
+    #[serde(with = "crate::values::seconds")]
     pub longest_write: Duration,
 }
 
@@ -137,7 +169,7 @@ struct MarkRecord<'a> {
     media_type: std::borrow::Cow<'a, str>,
     #[serde(borrow)]
     references: Vec<MarkReference<'a>>,
-    #[serde(default)]
+    #[serde(default, with = "crate::values::nanos::option")]
     deleted: Option<Timestamp>,
 }
 

@@ -45,7 +45,15 @@ const RECORDS_PER_READ: usize = 1024;
 const REPAIR_BATCH: usize = 256;
 
 /// What a check does. The default verifies digests and repairs nothing.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// ```
+/// use ocistore::FsckOptions;
+/// let quick_repair = FsckOptions::default().repair(true).verify_digests(false);
+/// assert!(quick_repair.repair && !quick_repair.verify_digests);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
 pub struct FsckOptions {
     /// Remove stray blob files, temporary files, stray upload files and dangling links (A2).
     /// Files go only once modified at least the grace period ago.
@@ -57,7 +65,31 @@ pub struct FsckOptions {
     /// ([`RegistryBuilder::grace_period`](crate::RegistryBuilder::grace_period), one hour by
     /// default). Zero removes them all — right after a crash, say — at the risk of taking the
     /// file of a write in flight, which then fails and is retried.
+    #[serde(with = "crate::values::seconds::option")]
     pub grace_period: Option<std::time::Duration>,
+}
+
+impl FsckOptions {
+    /// Repair what can be repaired (`true`), or only report.
+    #[must_use]
+    pub fn repair(mut self, repair: bool) -> FsckOptions {
+        self.repair = repair;
+        self
+    }
+
+    /// Hash every blob (`true`), or check only presence and size.
+    #[must_use]
+    pub fn verify_digests(mut self, verify: bool) -> FsckOptions {
+        self.verify_digests = verify;
+        self
+    }
+
+    /// `grace` instead of the registry's grace period for stray files.
+    #[must_use]
+    pub fn grace_period(mut self, grace: std::time::Duration) -> FsckOptions {
+        self.grace_period = Some(grace);
+        self
+    }
 }
 
 impl Default for FsckOptions {
@@ -71,7 +103,8 @@ impl Default for FsckOptions {
 }
 
 /// What a check found and did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub struct FsckReport {
     /// Manifests checked, live or in the recycle bin.
     pub manifests_checked: u64,
@@ -92,7 +125,11 @@ pub struct FsckReport {
 }
 
 /// Something wrong in a store. Paths are under the store's directory.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Its serde form is an object tagged by `kind`, the variant in `snake_case`, with the
+/// variant's fields: `{"kind": "dangling_link", "repository": "app", "digest": "sha256:…"}`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Problem {
     /// A config or layer of an image manifest that is not linked into the repository, has no

@@ -115,6 +115,20 @@ impl FromStr for Filter {
     }
 }
 
+/// A filter's serde form is its text, `"repository-regex:tag-regex"`, parsed when read.
+impl serde::Serialize for Filter {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Filter {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Filter::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 impl fmt::Debug for Filter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("Filter").field(&self.text).finish()
@@ -193,22 +207,46 @@ pub fn parse_ago(ago: &str) -> Result<Duration> {
 }
 
 /// What a purge selects and how it runs (U1). [`PurgeOptions::new`] gives `acr purge`'s
-/// defaults: tags older than one day, none kept, untagged manifests left alone.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// defaults: tags older than one day, none kept, untagged manifests left alone; so does its
+/// serde form for the fields it leaves out (only `filters` is required).
+///
+/// ```
+/// use std::time::Duration;
+/// use ocistore::PurgeOptions;
+/// let options = PurgeOptions::new(["team/.*:.*"])?
+///     .ago(Duration::from_secs(7 * 86_400))
+///     .keep(3)
+///     .untagged(true)
+///     .dry_run(true);
+/// assert_eq!(options.keep, 3);
+/// # Ok::<(), ocistore::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub struct PurgeOptions {
     /// The filters; a tag is selected if any filter matches its repository and its name.
     pub filters: Vec<Filter>,
     /// Only tags, and manifests, last updated more than this long ago.
+    #[serde(with = "crate::values::seconds", default = "one_day")]
     pub ago: Duration,
     /// How many of the selected tags of each repository to keep: the most recently updated.
+    #[serde(default)]
     pub keep: usize,
     /// Also delete the untagged manifests of the matching repositories (U3).
+    #[serde(default)]
     pub untagged: bool,
     /// Report without changing anything (U5).
+    #[serde(default)]
     pub dry_run: bool,
     /// Unlock and delete locked tags and manifests instead of skipping them (U4). A locked
     /// repository is skipped all the same: its lock is the operator's, not the purge's to lift.
+    #[serde(default)]
     pub include_locked: bool,
+}
+
+/// `acr purge`'s default age.
+fn one_day() -> Duration {
+    Duration::from_secs(86_400)
 }
 
 impl PurgeOptions {
@@ -223,12 +261,47 @@ impl PurgeOptions {
                 .into_iter()
                 .map(|f| Filter::parse(f.as_ref()))
                 .collect::<Result<_>>()?,
-            ago: Duration::from_secs(86_400),
+            ago: one_day(),
             keep: 0,
             untagged: false,
             dry_run: false,
             include_locked: false,
         })
+    }
+
+    /// Only tags and manifests last updated more than `ago` ago.
+    #[must_use]
+    pub fn ago(mut self, ago: Duration) -> PurgeOptions {
+        self.ago = ago;
+        self
+    }
+
+    /// Keep the `keep` most recently updated selected tags of each repository.
+    #[must_use]
+    pub fn keep(mut self, keep: usize) -> PurgeOptions {
+        self.keep = keep;
+        self
+    }
+
+    /// Also delete the untagged manifests of the matching repositories (`true`).
+    #[must_use]
+    pub fn untagged(mut self, untagged: bool) -> PurgeOptions {
+        self.untagged = untagged;
+        self
+    }
+
+    /// Report without changing anything (`true`).
+    #[must_use]
+    pub fn dry_run(mut self, dry_run: bool) -> PurgeOptions {
+        self.dry_run = dry_run;
+        self
+    }
+
+    /// Unlock and delete locked tags and manifests (`true`) instead of skipping them.
+    #[must_use]
+    pub fn include_locked(mut self, include_locked: bool) -> PurgeOptions {
+        self.include_locked = include_locked;
+        self
     }
 }
 
@@ -243,7 +316,8 @@ struct Plan {
 }
 
 /// What a purge did, or in a dry run would do (U5), in one repository.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub struct RepositoryPurge {
     /// The repository.
     pub repository: String,
@@ -256,7 +330,8 @@ pub struct RepositoryPurge {
 }
 
 /// What a purge did, or in a dry run would do: every repository where it found something.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub struct PurgeReport {
     /// Whether nothing was changed.
     pub dry_run: bool,

@@ -10,6 +10,7 @@ use crate::values::{Digest, Error, Item, Result, validate_tag};
 
 /// What a restore brings back (S6, S7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Restore<'a> {
     /// The most recently deleted manifest that carried this tag, with the tag.
     Tag(&'a str),

@@ -22,7 +22,8 @@ use crate::values::{Digest, Error, Result, RetentionPolicy, Timestamp};
 /// What one run of the retention clock did: every expired tombstone it removed, by kind (a
 /// repository's tags and manifests deleted with it count among the tags and manifests), and
 /// the manifests the retention policy deleted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub struct AutopurgeReport {
     /// When it ran, by the registry's clock.
     pub ran_at: Timestamp,

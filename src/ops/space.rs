@@ -181,7 +181,7 @@ fn allocate(mut file: &File, size: u64) -> std::io::Result<()> {
 
 /// What [`Registry::health`](crate::Registry::health) reports: whether the store can take
 /// writes, and if not, why (C5). A server's health check reports it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct Health {
     /// Every call can write.

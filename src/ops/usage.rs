@@ -10,7 +10,8 @@ use crate::store::tables::{Readable, decode};
 use crate::values::Result;
 
 /// How the registry's blob bytes are used (A1). Manifests are metadata and not counted.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub struct Usage {
     /// Blobs stored.
     pub blobs: u64,
@@ -29,7 +30,8 @@ pub struct Usage {
 }
 
 /// The blobs linked into one repository.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub struct RepositoryUsage {
     /// The repository's name.
     pub name: String,

@@ -16,7 +16,8 @@ use super::tables::{
 use crate::values::{Digest, Page, Result, Timestamp};
 
 /// A repository in the recycle bin.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub struct DeletedRepository {
     /// Its name.
     pub name: String,
@@ -27,7 +28,8 @@ pub struct DeletedRepository {
 }
 
 /// A manifest in the recycle bin.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub struct DeletedManifest {
     /// Its digest.
     pub digest: Digest,
@@ -44,7 +46,8 @@ pub struct DeletedManifest {
 }
 
 /// A tag in the recycle bin: `tag` pointed at `digest` when it was deleted.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub struct DeletedTag {
     /// The tag.
     pub tag: String,

@@ -31,8 +31,14 @@ const WRITE_DISABLED: u8 = 2;
 /// use ocistore::Locks;
 /// assert!(Locks::default().is_unlocked());
 /// assert!(!Locks::READ_ONLY.write_enabled && !Locks::READ_ONLY.delete_enabled);
+/// assert_eq!(Locks::UNLOCKED.with_delete_enabled(false), Locks::NO_DELETE);
 /// ```
+///
+/// Its serde form is `{"delete_enabled": true, "write_enabled": false}`; a flag left out is
+/// true.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
 pub struct Locks {
     /// Whether the item may be deleted (untagged, for a tag).
     pub delete_enabled: bool,
@@ -63,6 +69,20 @@ impl Locks {
         delete_enabled: false,
         write_enabled: false,
     };
+
+    /// These locks with `delete_enabled` set to `enabled`.
+    #[must_use]
+    pub const fn with_delete_enabled(mut self, enabled: bool) -> Locks {
+        self.delete_enabled = enabled;
+        self
+    }
+
+    /// These locks with `write_enabled` set to `enabled`.
+    #[must_use]
+    pub const fn with_write_enabled(mut self, enabled: bool) -> Locks {
+        self.write_enabled = enabled;
+        self
+    }
 
     /// Whether both flags are true.
     #[must_use]

@@ -13,12 +13,15 @@ use super::tables::{Readable, decode, encode, keys_under2};
 use crate::oci::{Descriptor, ManifestKind, Parsed};
 use crate::values::{Digest, Error, Result, Timestamp};
 
-/// What is kept of a manifest besides its bytes; one row of the `manifests` table.
+/// What is kept of a manifest besides its bytes; one row of the `manifests` table. Times are
+/// stored as nanoseconds, whatever the public form of a `Timestamp`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Record {
     pub media_type: String,
     pub size: u64,
+    #[serde(with = "crate::values::nanos")]
     pub created: Timestamp,
+    #[serde(with = "crate::values::nanos")]
     pub updated: Timestamp,
     #[serde(default)]
     pub artifact_type: Option<String>,
@@ -30,7 +33,7 @@ pub(crate) struct Record {
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
     /// Set while the manifest is in the recycle bin.
-    #[serde(default)]
+    #[serde(default, with = "crate::values::nanos::option")]
     pub deleted: Option<Timestamp>,
 }
 
@@ -90,7 +93,8 @@ impl Record {
 }
 
 /// A manifest's metadata, as listings and look-ups return it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Manifest {
     /// The digest of the exact bytes.
     pub digest: Digest,
@@ -115,18 +119,33 @@ pub struct Manifest {
 }
 
 /// A pulled manifest: the exact bytes as pushed, with their media type and digest (P6).
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Its serde form holds the body as a JSON string: a manifest is UTF-8 JSON (N4), and the
+/// string decodes back to the exact bytes, so the digest still holds. To serve a manifest,
+/// send `body` itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct PulledManifest {
     /// The digest of `body`.
     pub digest: Digest,
     /// The media type it was pushed with.
     pub media_type: String,
     /// The exact bytes.
+    #[serde(with = "crate::values::utf8")]
     pub body: Bytes,
 }
 
 /// Which manifests [`Repository::manifests`](crate::Repository::manifests) lists, and in what order (P7).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The default lists them all, oldest first.
+///
+/// ```
+/// use ocistore::ManifestQuery;
+/// let newest_untagged = ManifestQuery::default().descending(true).untagged(true).limit(10);
+/// assert_eq!(newest_untagged.limit, Some(10));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
 pub struct ManifestQuery {
     /// Newest first instead of oldest first (by last update).
     pub descending: bool,
@@ -136,6 +155,36 @@ pub struct ManifestQuery {
     pub untagged: bool,
     /// At most this many.
     pub limit: Option<usize>,
+}
+
+impl ManifestQuery {
+    /// Newest first (`true`) or oldest first.
+    #[must_use]
+    pub fn descending(mut self, descending: bool) -> ManifestQuery {
+        self.descending = descending;
+        self
+    }
+
+    /// Only manifests last updated strictly before `t`.
+    #[must_use]
+    pub fn updated_before(mut self, t: Timestamp) -> ManifestQuery {
+        self.updated_before = Some(t);
+        self
+    }
+
+    /// Only manifests that no tag points at (`true`), or all.
+    #[must_use]
+    pub fn untagged(mut self, untagged: bool) -> ManifestQuery {
+        self.untagged = untagged;
+        self
+    }
+
+    /// At most `n` manifests.
+    #[must_use]
+    pub fn limit(mut self, n: usize) -> ManifestQuery {
+        self.limit = Some(n);
+        self
+    }
 }
 
 /// The record of manifest `digest` of `repo`, live or in the bin.

@@ -74,7 +74,8 @@ pub(crate) fn set_soft_delete(t: &mut Tables<'_>, policy: SoftDeletePolicy) -> R
 pub(crate) struct StoredRetention {
     #[serde(flatten)]
     pub policy: RetentionPolicy,
-    #[serde(default)]
+    /// Nanoseconds, as every stored time.
+    #[serde(default, with = "crate::values::nanos::option")]
     pub since: Option<Timestamp>,
 }
 

@@ -6,12 +6,13 @@ use super::tables::{Readable, decode, encode, repository_tombstone};
 use super::{Tx, meta};
 use crate::values::{Page, Result, Timestamp};
 
-/// What is kept of a repository.
+/// What is kept of a repository. Times are stored as nanoseconds.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct RepositoryRecord {
+    #[serde(with = "crate::values::nanos")]
     pub created: Timestamp,
     /// Set while the repository is in the recycle bin.
-    #[serde(default)]
+    #[serde(default, with = "crate::values::nanos::option")]
     pub deleted: Option<Timestamp>,
 }
 

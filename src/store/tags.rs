@@ -10,7 +10,8 @@ use crate::oci::Reference;
 use crate::values::{Digest, Error, Page, Result, Timestamp, validate_tag};
 
 /// A live tag: its name, the manifest it points at, and when it was last moved there.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Tag {
     /// The tag's name.
     pub name: String,
@@ -42,6 +43,7 @@ pub enum TagCause {
 /// One entry of a tag's history: the tag moved `from` one manifest `to` another; a new tag
 /// has no `from`, a deleted one no `to`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct TagEvent {
     /// The tag.
     pub tag: String,
@@ -53,6 +55,29 @@ pub struct TagEvent {
     pub at: Timestamp,
     /// Why.
     pub cause: TagCause,
+}
+
+/// A [`TagEvent`] as the `tag_history` table stores it: its time in nanoseconds.
+#[derive(Serialize, Deserialize)]
+struct EventRecord {
+    tag: String,
+    from: Option<Digest>,
+    to: Option<Digest>,
+    #[serde(with = "crate::values::nanos")]
+    at: Timestamp,
+    cause: TagCause,
+}
+
+impl From<EventRecord> for TagEvent {
+    fn from(e: EventRecord) -> TagEvent {
+        TagEvent {
+            tag: e.tag,
+            from: e.from,
+            to: e.to,
+            at: e.at,
+            cause: e.cause,
+        }
+    }
 }
 
 /// The manifest `tag` points at in `repo`.
@@ -102,7 +127,8 @@ pub(crate) fn history(r: &impl Readable, repo: &str, tag: &str) -> Result<Vec<Ta
         .range((repo, tag, 0)..=(repo, tag, u64::MAX))?
         .rev()
     {
-        out.push(decode("tag_history", row?.1.value())?);
+        let event: EventRecord = decode("tag_history", row?.1.value())?;
+        out.push(event.into());
     }
     Ok(out)
 }
@@ -187,7 +213,7 @@ impl Tx<'_> {
         cause: TagCause,
     ) -> Result<u64> {
         let seq = self.next_seq()?;
-        let event = TagEvent {
+        let event = EventRecord {
             tag: tag.to_owned(),
             from: from.cloned(),
             to: to.cloned(),
@@ -216,7 +242,7 @@ impl Tx<'_> {
         }
         for (seq, tag) in events {
             if let Some(event) = history.remove((repo, tag.as_str(), seq))? {
-                let event: TagEvent = decode("tag_history", event.value())?;
+                let event: EventRecord = decode("tag_history", event.value())?;
                 for named in [event.from, event.to].into_iter().flatten() {
                     by_digest.remove((repo, named.as_str(), seq))?;
                 }

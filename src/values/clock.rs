@@ -6,20 +6,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A point in time: nanoseconds since the Unix epoch.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Default,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-#[serde(transparent)]
+///
+/// Its serde form is RFC 3339 text in UTC, to the second when it is a whole second and with
+/// as many fractional digits as it needs otherwise, so it reads back exactly (`docs/json.md`).
+///
+/// ```
+/// use ocistore::Timestamp;
+/// let t = Timestamp::from_nanos(1_767_225_600_000_000_001);
+/// assert_eq!(serde_json::to_string(&t)?, r#""2026-01-01T00:00:00.000000001Z""#);
+/// assert_eq!(serde_json::from_str::<Timestamp>(r#""2026-01-01T00:00:00.000000001Z""#)?, t);
+/// assert_eq!(serde_json::to_string(&Timestamp::from_secs(1_767_225_600))?, r#""2026-01-01T00:00:00Z""#);
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Timestamp(u64);
 
 impl Timestamp {
@@ -116,6 +115,43 @@ impl fmt::Display for Timestamp {
     /// RFC 3339 in UTC, to the second.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", humantime::format_rfc3339_seconds((*self).into()))
+    }
+}
+
+impl Timestamp {
+    /// RFC 3339 with the fewest fractional digits (none, 3, 6 or 9) that keep every nanosecond.
+    fn rfc3339_exact(self) -> humantime::Rfc3339Timestamp {
+        let t = self.into();
+        match self.0 % 1_000_000_000 {
+            0 => humantime::format_rfc3339_seconds(t),
+            n if n % 1_000_000 == 0 => humantime::format_rfc3339_millis(t),
+            n if n % 1_000 == 0 => humantime::format_rfc3339_micros(t),
+            _ => humantime::format_rfc3339_nanos(t),
+        }
+    }
+
+    /// Reads RFC 3339 text in UTC (`Z`), with any number of fractional digits.
+    fn parse_rfc3339(text: &str) -> std::result::Result<Timestamp, String> {
+        let t = humantime::parse_rfc3339(text).map_err(|e| format!("{text:?}: {e}"))?;
+        let since = t
+            .duration_since(UNIX_EPOCH)
+            .map_err(|_| format!("{text:?} is before the Unix epoch"))?;
+        u64::try_from(since.as_nanos())
+            .map(Timestamp)
+            .map_err(|_| format!("{text:?} is past the year 2554"))
+    }
+}
+
+impl serde::Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(&self.rfc3339_exact())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Timestamp::parse_rfc3339(&text).map_err(serde::de::Error::custom)
     }
 }
 

@@ -7,8 +7,12 @@ use sha2::Digest as _;
 
 use super::{Error, Result};
 
-/// A hash algorithm a digest may use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A hash algorithm a digest may use. Its serde form is its name, `"sha256"`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Algorithm {
     /// SHA-256, the default for everything this store computes itself.
     Sha256,
@@ -66,7 +70,7 @@ impl fmt::Display for Algorithm {
     }
 }
 
-/// A validated content digest such as `sha256:2c26b4…`.
+/// A validated content digest such as `sha256:2c26b4…`. Its serde form is that text.
 ///
 /// ```
 /// use ocistore::{Algorithm, Digest};

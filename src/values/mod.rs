@@ -4,6 +4,7 @@
 mod clock;
 mod digest;
 mod error;
+mod forms;
 mod item;
 mod names;
 mod page;
@@ -14,6 +15,7 @@ pub use digest::{Algorithm, Digest, Hasher};
 pub(crate) use digest::{hash_reader, verify};
 pub use error::{DatabaseError, Error, Result};
 pub(crate) use error::{IoContext, is_out_of_space};
+pub(crate) use forms::{nanos, seconds, utf8};
 pub use item::Item;
 pub use names::MAX_NAME_LEN;
 pub(crate) use names::{validate_name, validate_tag};

@@ -1,7 +1,10 @@
 //! OCI-style pagination of listings (docs/spec.md: P7).
 
-/// OCI-style pagination: at most `n` entries after `last`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// OCI-style pagination: at most `n` entries after `last`, the two query parameters of the OCI
+/// distribution spec's listings (so not `#[non_exhaustive]`). Its serde form is
+/// `{"n": 10, "last": "v1"}`, either field optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Page {
     /// The most entries to return; `None` for all.
     pub n: Option<usize>,

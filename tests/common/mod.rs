@@ -10,7 +10,7 @@ use std::time::Duration;
 use ocistore::manifest::{OCI_INDEX, OCI_MANIFEST};
 use ocistore::{
     Algorithm, Digest, Error, Manifest, ManifestQuery, ManualClock, Page, Registry, Repository,
-    Result, SoftDeletePolicy, Timestamp,
+    Result, SoftDeletePolicy, TagCause, TagEvent, Timestamp,
 };
 use serde_json::json;
 use tempfile::TempDir;
@@ -223,11 +223,8 @@ pub fn manifest_digests(repo: &Repository) -> BTreeSet<Digest> {
 
 /// The live manifests of `repo` that have no tag.
 pub fn untagged_manifests(repo: &Repository) -> Vec<Manifest> {
-    repo.manifests(&ManifestQuery {
-        untagged: true,
-        ..ManifestQuery::default()
-    })
-    .unwrap()
+    repo.manifests(&ManifestQuery::default().untagged(true))
+        .unwrap()
 }
 
 pub fn deleted_manifest_digests(repo: &Repository) -> BTreeSet<Digest> {
@@ -320,6 +317,40 @@ pub fn is_invalid_repository_name(err: &Error, name: &str) -> bool {
     matches!(err, Error::InvalidRepositoryName { name: n, .. } if n == name)
 }
 
+/// An event of a tag's history as a test expects it: it compares equal to a [`TagEvent`] with
+/// the same fields (which the tests cannot build: it is `#[non_exhaustive]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub tag: String,
+    pub from: Option<Digest>,
+    pub to: Option<Digest>,
+    pub at: Timestamp,
+    pub cause: TagCause,
+}
+
+impl PartialEq<Event> for TagEvent {
+    fn eq(&self, e: &Event) -> bool {
+        (&self.tag, &self.from, &self.to, self.at, self.cause)
+            == (&e.tag, &e.from, &e.to, e.at, e.cause)
+    }
+}
+
+pub fn event(
+    tag: &str,
+    from: Option<&Digest>,
+    to: Option<&Digest>,
+    at: Timestamp,
+    cause: TagCause,
+) -> Event {
+    Event {
+        tag: tag.to_owned(),
+        from: from.cloned(),
+        to: to.cloned(),
+        at,
+        cause,
+    }
+}
+
 /// An autopurge report, for comparing with what a run returned.
 pub fn report(
     ran_at: Timestamp,
@@ -327,13 +358,12 @@ pub fn report(
     manifests: usize,
     tags: usize,
 ) -> ocistore::AutopurgeReport {
-    ocistore::AutopurgeReport {
-        ran_at,
-        repositories,
-        manifests,
-        tags,
-        untagged_deleted: 0,
-    }
+    let mut report = ocistore::AutopurgeReport::default();
+    report.ran_at = ran_at;
+    report.repositories = repositories;
+    report.manifests = manifests;
+    report.tags = tags;
+    report
 }
 
 /// Runs `call`, which must fail, and checks that the store is exactly as it was before.

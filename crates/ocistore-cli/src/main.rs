@@ -2,9 +2,11 @@
 //! SQLite. It opens the store directory itself (the store must not be open elsewhere), and
 //! mirrors the verbs of `az acr` where they fit. The `ocistore-cli` crate of the workspace.
 //!
-//! Every command prints a table by default and JSON with `--output json`; deleting commands
-//! ask for confirmation on a terminal unless `--yes`; errors are one line on stderr and exit
-//! code 1 (usage errors: 2).
+//! Every command prints text by default and, with `--output json`, the library's own serde form
+//! of what it read or did (an object around it only adds context); deleting commands ask for
+//! confirmation on a terminal unless `--yes`; errors are one line on stderr and exit code 1
+//! (usage errors: 2; a repository that is unknown, or in the recycle bin for a verb that needs it
+//! live: 3). `--help` says so, with examples for every verb.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -14,22 +16,44 @@ use std::time::{Duration, SystemTime};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ocistore::{
-    CollectOptions, Digest, FsckOptions, FsckReport, Item, Locks, ManifestQuery, OnConflict, Page,
-    Phase, Problem, PurgeOptions, Registry, Repository, Restore, RetentionPolicy, SoftDeletePolicy,
-    Timestamp, parse_ago,
+    CollectOptions, Digest, Error, FsckOptions, FsckReport, Item, Locks, ManifestQuery, OnConflict,
+    Page, Phase, Problem, PurgeOptions, Registry, Repository, RepositoryState, Restore, Timestamp,
+    parse_ago,
 };
+use serde::Serialize;
 use serde_json::{Value, json};
 
 type Result<T, E = Box<dyn std::error::Error>> = std::result::Result<T, E>;
 
-/// The first line of `--help`: the library's description, as it was when this binary was built
-/// from the library's own package (where `about` read `CARGO_PKG_DESCRIPTION`).
-const ABOUT: &str = "The storage engine inside a container registry: repositories, manifests, \
-                     tags and blobs on redb, with soft delete and an online collector";
+/// Exit code of a command whose repository is not live: unknown, or in the recycle bin where
+/// the verb does not work there. Scripts test for a repository with it.
+const EXIT_NOT_LIVE: u8 = 3;
+
+const LONG_ABOUT: &str = "\
+Administer an ocistore store: inspect and clean a container registry on its directory.
+
+It opens the store directory itself, so the store must not be open elsewhere (stop the \
+server first). The verbs mirror those of `az acr` where they fit. Every command prints text \
+by default and, with `--output json`, the library's own JSON form of what it read or did. \
+Deleting commands ask for confirmation on a terminal, and need `--yes` otherwise.";
+
+const AFTER_HELP: &str = "\
+Examples:
+  $ export OCISTORE_STORE=/srv/registry
+  $ ocistore repository list
+  $ ocistore repository show team/app
+  $ ocistore manifest show team/app:latest -o json
+  $ ocistore purge --filter 'team/.*:.*' --ago 30d --untagged --dry-run
+
+Exit codes:
+  0  success
+  1  an error (one line on stderr); fsck: problems left unrepaired
+  2  bad usage: an unknown verb or flag, a value that does not parse
+  3  the repository named is unknown, or in the recycle bin and the verb needs it live";
 
 /// Administer an ocistore store: inspect and clean a registry on its directory.
 #[derive(Parser)]
-#[command(name = "ocistore", version, about = ABOUT, long_about = None)]
+#[command(name = "ocistore", version, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
 struct Cli {
     /// The store's directory (it must hold a store already).
     #[arg(
@@ -52,25 +76,40 @@ struct Cli {
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Output {
-    /// A readable table.
+    /// Readable text: tables and `key  value` lines.
     Table,
-    /// JSON.
+    /// The library's JSON form of each report and listing.
     Json,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// List, delete and untag repositories.
-    #[command(subcommand)]
+    /// Repositories: list, show, delete, untag; the repositories in the recycle bin.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  $ ocistore repository list\n  $ ocistore repository show team/app"
+    )]
     Repository(RepositoryCommand),
-    /// List, delete and restore manifests; a tag's history.
-    #[command(subcommand)]
+    /// Manifests: list, show, delete, restore, purge from the recycle bin; a tag's history.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  $ ocistore manifest list-metadata team/app\n  $ ocistore manifest show team/app:v1"
+    )]
     Manifest(ManifestCommand),
     /// The soft delete and retention policies.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  $ ocistore config soft-delete show\n  $ ocistore config retention update --status enabled --days 30"
+    )]
     Config(ConfigCommand),
-    /// Lock a repository (REPO), a manifest (REPO@DIGEST) or a tag (REPO:TAG) against deletes,
-    /// or with --read-only against any change.
+    /// Lock a repository, a manifest or a tag against deletes, or against any change.
+    ///
+    /// TARGET is REPO for the repository, REPO@DIGEST for a manifest or REPO:TAG for a tag. A
+    /// lock refuses deletes (and untags); with --read-only it also refuses writes: tag moves,
+    /// pushes. Purge skips locked items unless --include-locked.
+    #[command(
+        after_help = "Examples:\n  $ ocistore lock team/app:v1\n  $ ocistore lock team/app --read-only"
+    )]
     Lock {
         /// REPO, REPO@DIGEST or REPO:TAG.
         target: String,
@@ -79,18 +118,30 @@ enum Command {
         read_only: bool,
     },
     /// Unlock a repository (REPO), a manifest (REPO@DIGEST) or a tag (REPO:TAG).
+    #[command(after_help = "Examples:\n  $ ocistore unlock team/app:v1")]
     Unlock {
         /// REPO, REPO@DIGEST or REPO:TAG.
         target: String,
     },
-    /// List the locked items of a repository.
+    /// List the locked items of a repository, with their locks.
+    #[command(after_help = "Examples:\n  $ ocistore locks team/app")]
     Locks {
         /// The repository.
         repository: String,
     },
     /// Untag old tags, and with --untagged delete untagged manifests, by filter and age.
+    ///
+    /// A filter is REPO-REGEX:TAG-REGEX, as `az acr purge` takes it; both regular expressions
+    /// must match whole names. Deletes follow the soft delete policy.
+    #[command(
+        after_help = "Examples:\n  $ ocistore purge --filter 'team/app:v.*' --ago 30d --keep 5 --dry-run\n  $ ocistore purge --filter 'team/.*:.*' --ago 0 --untagged --yes"
+    )]
     Purge(PurgeArgs),
     /// Collect garbage: remove blobs no manifest references and expired uploads.
+    ///
+    /// Blobs younger than the grace period are kept: a push may be about to reference them.
+    /// Blobs that manifests in the recycle bin reference are kept until the bin lets them go.
+    #[command(after_help = "Examples:\n  $ ocistore gc --dry-run\n  $ ocistore gc --grace 0s")]
     Gc {
         /// Report what would be removed without removing anything.
         #[arg(long)]
@@ -99,9 +150,15 @@ enum Command {
         #[arg(long, value_parser = parse_duration)]
         grace: Option<Duration>,
     },
-    /// Storage usage, per repository.
+    /// Storage usage: the store's, the recycle bin's, the garbage's, and per repository.
+    #[command(after_help = "Examples:\n  $ ocistore usage\n  $ ocistore usage -o json")]
     Usage,
     /// Check the store; with --repair, remove stray files and dangling links.
+    ///
+    /// Exits 1 when problems are left unrepaired, saying why on stderr.
+    #[command(
+        after_help = "Examples:\n  $ ocistore fsck --no-verify\n  $ ocistore fsck --repair --grace 0s"
+    )]
     Fsck {
         /// Remove stray files and dangling links.
         #[arg(long)]
@@ -115,29 +172,57 @@ enum Command {
         grace: Option<Duration>,
     },
     /// Run the retention clock: empty the expired recycle bin, apply the retention policy.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  $ ocistore maintenance run\n  $ ocistore maintenance run --due"
+    )]
     Maintenance(MaintenanceCommand),
 }
 
 #[derive(Subcommand)]
 enum RepositoryCommand {
     /// List the live repositories.
+    #[command(after_help = "Examples:\n  $ ocistore repository list")]
     List,
-    /// List the repositories in the recycle bin.
+    /// List the repositories in the recycle bin, with when they expire.
+    #[command(after_help = "Examples:\n  $ ocistore repository list-deleted")]
     ListDeleted,
+    /// Show a repository: its state, tags, manifests, recycle bin, usage and locks.
+    ///
+    /// Works on a repository in the recycle bin too: its state says when it was deleted and
+    /// when it expires.
+    #[command(
+        after_help = "Examples:\n  $ ocistore repository show team/app\n  $ ocistore repository show team/app -o json"
+    )]
+    Show {
+        /// The repository.
+        repository: String,
+    },
+    /// List the tags of a repository.
+    #[command(after_help = "Examples:\n  $ ocistore repository show-tags team/app")]
+    ShowTags {
+        /// The repository.
+        repository: String,
+    },
     /// Delete a repository with its manifests and tags.
+    ///
+    /// With soft delete on, the repository goes to the recycle bin: a restore of anything in it
+    /// brings it back.
+    #[command(after_help = "Examples:\n  $ ocistore repository delete team/old --yes")]
     Delete {
         /// The repository.
         repository: String,
     },
     /// Remove a tag (REPO:TAG); the manifest stays.
+    #[command(after_help = "Examples:\n  $ ocistore repository untag team/app:v1 --yes")]
     Untag {
         /// REPO:TAG.
         image: String,
     },
-    /// List the tags of a repository.
-    ShowTags {
-        /// The repository.
+    /// Remove a repository from the recycle bin for good, before it expires.
+    #[command(after_help = "Examples:\n  $ ocistore repository purge-deleted team/old --yes")]
+    PurgeDeleted {
+        /// The repository, in the recycle bin.
         repository: String,
     },
 }
@@ -154,7 +239,10 @@ enum OrderBy {
 
 #[derive(Subcommand)]
 enum ManifestCommand {
-    /// List the manifests of a repository.
+    /// List the manifests of a repository, with their tags.
+    #[command(
+        after_help = "Examples:\n  $ ocistore manifest list-metadata team/app --orderby time_desc --top 10\n  $ ocistore manifest list-metadata team/app --untagged --before 30d"
+    )]
     ListMetadata {
         /// The repository.
         repository: String,
@@ -171,17 +259,40 @@ enum ManifestCommand {
         #[arg(long)]
         top: Option<usize>,
     },
+    /// Show a manifest (REPO:TAG or REPO@DIGEST): its metadata, tags, references and referrers.
+    #[command(
+        after_help = "Examples:\n  $ ocistore manifest show team/app:latest\n  $ ocistore manifest show team/app@sha256:2d11c501e5b69e60e18b0c3d8fee48c091691a97de41350c5cd604f7af8d52fc -o json"
+    )]
+    Show {
+        /// REPO:TAG or REPO@DIGEST.
+        image: String,
+    },
     /// List the manifests of a repository in the recycle bin.
+    ///
+    /// Works inside a repository in the recycle bin too.
+    #[command(after_help = "Examples:\n  $ ocistore manifest list-deleted team/app")]
     ListDeleted {
         /// The repository.
         repository: String,
     },
     /// List the tags in the recycle bin: of a repository (REPO) or one tag (REPO:TAG).
+    ///
+    /// Works inside a repository in the recycle bin too.
+    #[command(
+        after_help = "Examples:\n  $ ocistore manifest list-deleted-tags team/app\n  $ ocistore manifest list-deleted-tags team/app:v1"
+    )]
     ListDeletedTags {
         /// REPO or REPO:TAG.
         target: String,
     },
     /// Restore a deleted manifest: REPO:TAG (its most recent), REPO:TAG -d DIGEST, or REPO -d DIGEST.
+    ///
+    /// Restoring into a repository in the recycle bin brings the repository back, holding only
+    /// what was restored. A tag now on another manifest moves only with --force; the tag it
+    /// overwrites goes to the recycle bin.
+    #[command(
+        after_help = "Examples:\n  $ ocistore manifest restore team/app:v1\n  $ ocistore manifest restore team/app -d sha256:2d11c501e5b69e60e18b0c3d8fee48c091691a97de41350c5cd604f7af8d52fc\n  $ ocistore manifest restore team/app:latest -d sha256:2d11c501e5b69e60e18b0c3d8fee48c091691a97de41350c5cd604f7af8d52fc --force"
+    )]
     Restore {
         /// REPO:TAG or REPO.
         target: String,
@@ -193,11 +304,26 @@ enum ManifestCommand {
         force: bool,
     },
     /// Delete a manifest (REPO@DIGEST, or REPO:TAG for the manifest the tag points at).
+    ///
+    /// Its tags and its referrers go with it. With soft delete on, all of it goes to the
+    /// recycle bin.
+    #[command(after_help = "Examples:\n  $ ocistore manifest delete team/app:v1 --yes")]
     Delete {
         /// REPO@DIGEST or REPO:TAG.
         image: String,
     },
-    /// The history of a tag (REPO:TAG), newest first.
+    /// Remove from the recycle bin for good: a manifest (REPO@DIGEST) or a tag's deletions (REPO:TAG).
+    ///
+    /// Works inside a repository in the recycle bin too.
+    #[command(
+        after_help = "Examples:\n  $ ocistore manifest purge-deleted team/app:v1 --yes\n  $ ocistore manifest purge-deleted team/app@sha256:2d11c501e5b69e60e18b0c3d8fee48c091691a97de41350c5cd604f7af8d52fc --yes"
+    )]
+    PurgeDeleted {
+        /// REPO@DIGEST or REPO:TAG.
+        image: String,
+    },
+    /// The history of a tag (REPO:TAG), newest first: every push, move, delete and restore.
+    #[command(after_help = "Examples:\n  $ ocistore manifest history team/app:latest")]
     History {
         /// REPO:TAG.
         image: String,
@@ -206,19 +332,32 @@ enum ManifestCommand {
 
 #[derive(Subcommand)]
 enum ConfigCommand {
-    /// The soft delete policy: deletes go to a recycle bin.
-    #[command(subcommand)]
+    /// The soft delete policy: deletes go to a recycle bin for 1 to 90 days.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  $ ocistore config soft-delete show\n  $ ocistore config soft-delete update --status enabled --days 14"
+    )]
     SoftDelete(PolicyCommand),
-    /// The retention policy for untagged manifests.
-    #[command(subcommand)]
+    /// The retention policy: untagged manifests are deleted after 0 to 365 days.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  $ ocistore config retention show\n  $ ocistore config retention update --status enabled --days 30"
+    )]
     Retention(PolicyCommand),
 }
+
+/// The examples of `show` and `update`, which both policies share.
+const POLICY_SHOW_EXAMPLES: &str =
+    "Examples:\n  $ ocistore config soft-delete show\n  $ ocistore config retention show -o json";
+const POLICY_UPDATE_EXAMPLES: &str = "Examples:\n  $ ocistore config soft-delete update --status enabled --days 14\n  $ ocistore config retention update --status disabled";
 
 #[derive(Subcommand)]
 enum PolicyCommand {
     /// Show the policy.
+    #[command(after_help = POLICY_SHOW_EXAMPLES)]
     Show,
-    /// Change the policy.
+    /// Change the policy: what is not given stays as it is.
+    #[command(after_help = POLICY_UPDATE_EXAMPLES)]
     Update(PolicyUpdate),
 }
 
@@ -263,6 +402,9 @@ struct PurgeArgs {
 #[derive(Subcommand)]
 enum MaintenanceCommand {
     /// Run autopurge and the retention policy now (with --due: only if its interval has passed).
+    #[command(
+        after_help = "Examples:\n  $ ocistore maintenance run\n  $ ocistore maintenance run --due"
+    )]
     Run {
         /// Only if due.
         #[arg(long)]
@@ -297,7 +439,11 @@ fn main() -> ExitCode {
         Err(e) => {
             let message = e.to_string().replace('\n', " ");
             eprintln!("error: {message}");
-            ExitCode::from(1)
+            let not_live = matches!(
+                e.downcast_ref::<Error>(),
+                Some(Error::RepositoryUnknown { .. } | Error::RepositorySoftDeleted { .. })
+            );
+            ExitCode::from(if not_live { EXIT_NOT_LIVE } else { 1 })
         }
     }
 }
@@ -335,36 +481,18 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         }
         Command::Unlock { target } => set_lock(&registry, &out, target, Locks::UNLOCKED)?,
         Command::Locks { repository } => {
-            let repo = live_repository(&registry, repository)?;
-            let items = repo.locked_items()?;
-            let rows: Vec<Vec<String>> = items
-                .iter()
-                .map(|(item, locks)| {
-                    vec![
-                        item_kind(item).to_owned(),
-                        item_name(repository, item),
-                        locks.delete_enabled.to_string(),
-                        locks.write_enabled.to_string(),
-                    ]
-                })
-                .collect();
-            out.emit(
-                &["KIND", "ITEM", "DELETE ENABLED", "WRITE ENABLED"],
-                rows,
-                Value::Array(
-                    items
+            let items = live_repository(&registry, repository)?.locked_items()?;
+            out.print(&locked(&items), || {
+                print_table(
+                    &["ITEM", "LOCK"],
+                    &items
                         .iter()
                         .map(|(item, locks)| {
-                            json!({
-                                "kind": item_kind(item),
-                                "item": item_name(repository, item),
-                                "delete_enabled": locks.delete_enabled,
-                                "write_enabled": locks.write_enabled,
-                            })
+                            vec![item_name(repository, item), lock_name(*locks).to_owned()]
                         })
-                        .collect(),
-                ),
-            );
+                        .collect::<Vec<_>>(),
+                );
+            })?;
         }
         Command::Purge(args) => purge(&registry, &out, args, &confirm)?,
         Command::Gc { dry_run, grace } => gc(&registry, &out, *dry_run, *grace)?,
@@ -380,17 +508,16 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             } else {
                 Some(registry.run_now()?)
             };
-            match report {
-                None => out.pairs(vec![("ran", json!(false))]),
-                Some(r) => out.pairs(vec![
-                    ("ran", json!(true)),
-                    ("ran_at", json!(r.ran_at.to_string())),
-                    ("repositories_purged", json!(r.repositories)),
-                    ("manifests_purged", json!(r.manifests)),
-                    ("tags_purged", json!(r.tags)),
-                    ("untagged_deleted", json!(r.untagged_deleted)),
+            out.print(&report, || match report {
+                None => println!("not due: nothing ran"),
+                Some(r) => print_pairs(&[
+                    ("ran at", ts(r.ran_at)),
+                    ("repositories purged", r.repositories.to_string()),
+                    ("manifests purged", r.manifests.to_string()),
+                    ("tags purged", r.tags.to_string()),
+                    ("untagged deleted", r.untagged_deleted.to_string()),
                 ]),
-            }
+            })?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -421,52 +548,25 @@ struct Out {
 }
 
 impl Out {
-    /// A list: a table with these headers, or the JSON value.
-    fn emit(&self, headers: &[&str], rows: Vec<Vec<String>>, json: Value) {
+    /// Prints what a verb read or did: with `--output json`, `value`, whose library types keep
+    /// their own serde form (an object around them only adds context, such as the repository
+    /// they are of); otherwise `text` prints it for people.
+    fn print(&self, value: &impl Serialize, text: impl FnOnce()) -> Result<()> {
         match self.format {
-            Output::Json => self.json(&json),
-            Output::Table => print_table(headers, &rows),
+            Output::Json => println!("{}", serde_json::to_string_pretty(value)?),
+            Output::Table => text(),
         }
-    }
-
-    /// A record: `key  value` lines, or a JSON object.
-    fn pairs(&self, pairs: Vec<(&str, Value)>) {
-        match self.format {
-            Output::Json => {
-                let object: serde_json::Map<String, Value> =
-                    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
-                self.json(&Value::Object(object));
-            }
-            Output::Table => {
-                let rows: Vec<Vec<String>> = pairs
-                    .into_iter()
-                    .map(|(k, v)| vec![k.replace('_', " "), plain(&v)])
-                    .collect();
-                print_table(&[], &rows);
-            }
-        }
-    }
-
-    fn json(&self, value: &Value) {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(value).expect("a JSON value serializes")
-        );
-    }
-
-    fn table(&self) -> bool {
-        self.format == Output::Table
+        Ok(())
     }
 }
 
-/// A JSON value as a table cell.
-fn plain(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".to_owned(),
-        Value::Array(items) => items.iter().map(plain).collect::<Vec<_>>().join(", "),
-        v => v.to_string(),
-    }
+/// A record as `key  value` lines.
+fn print_pairs(pairs: &[(&str, String)]) {
+    let rows: Vec<Vec<String>> = pairs
+        .iter()
+        .map(|(k, v)| vec![(*k).to_owned(), v.clone()])
+        .collect();
+    print_table(&[], &rows);
 }
 
 fn print_table(headers: &[&str], rows: &[Vec<String>]) {
@@ -528,25 +628,44 @@ fn tag_target(s: &str) -> Result<(String, String)> {
     }
 }
 
-/// A handle on a live repository, or an error naming it.
-fn live_repository(registry: &Registry, name: &str) -> Result<Repository> {
-    let repo = registry.repository(name)?;
-    if !registry
-        .repositories(&Page::all())?
-        .iter()
-        .any(|r| r == name)
-    {
-        return fail(format!("repository {name} unknown"));
+/// REPO@DIGEST or REPO:TAG: the repository and the reference, a digest or a tag.
+fn manifest_target(s: &str) -> Result<(String, String)> {
+    match parse_target(s)? {
+        Target::Manifest(r, d) => Ok((r, d.to_string())),
+        Target::Tag(r, t) => Ok((r, t)),
+        Target::Repository(_) => fail(format!("expected REPO@DIGEST or REPO:TAG, got {s:?}")),
     }
-    Ok(repo)
 }
 
-fn item_kind(item: &Item) -> &'static str {
-    match item {
-        Item::Repository => "repository",
-        Item::Manifest(_) => "manifest",
-        Item::Tag(_) => "tag",
+/// The one check of every verb that names a repository, in one read of its state: an unknown
+/// repository is the library's `RepositoryUnknown`; one in the recycle bin is
+/// `RepositorySoftDeleted`, unless `in_bin` (the verbs of the bin work inside a soft-deleted
+/// repository: S5, S11, S16).
+fn repository_in(
+    registry: &Registry,
+    name: &str,
+    in_bin: bool,
+) -> Result<(Repository, RepositoryState)> {
+    let repo = registry.repository(name)?;
+    let state = repo.state()?;
+    let name = name.to_owned();
+    match state {
+        RepositoryState::Unknown => Err(Error::RepositoryUnknown { name }.into()),
+        RepositoryState::Deleted { .. } if !in_bin => {
+            Err(Error::RepositorySoftDeleted { name }.into())
+        }
+        _ => Ok((repo, state)),
     }
+}
+
+/// A live repository: see [`repository_in`].
+fn live_repository(registry: &Registry, name: &str) -> Result<Repository> {
+    Ok(repository_in(registry, name, false)?.0)
+}
+
+/// A repository live or in the recycle bin: see [`repository_in`].
+fn known_repository(registry: &Registry, name: &str) -> Result<Repository> {
+    Ok(repository_in(registry, name, true)?.0)
 }
 
 fn item_name(repository: &str, item: &Item) -> String {
@@ -561,8 +680,26 @@ fn ts(t: Timestamp) -> String {
     t.to_string()
 }
 
-fn opt_digest(d: Option<&Digest>) -> Value {
-    d.map_or(Value::Null, |d| json!(d.to_string()))
+/// An optional value in text: `-` for none.
+fn or_dash(v: Option<impl ToString>) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| v.to_string())
+}
+
+/// Locked items, each an object of the library's `Item` and `Locks` (it lists them as pairs).
+fn locked(items: &[(Item, Locks)]) -> Vec<Value> {
+    items
+        .iter()
+        .map(|(item, locks)| json!({ "item": item, "locks": locks }))
+        .collect()
+}
+
+/// How a lock reads in text.
+fn lock_name(locks: Locks) -> &'static str {
+    match (locks.write_enabled, locks.delete_enabled) {
+        (false, _) => "read-only",
+        (true, false) => "no delete",
+        (true, true) => "unlocked",
+    }
 }
 
 fn repository(
@@ -574,27 +711,29 @@ fn repository(
     match cmd {
         RepositoryCommand::List => {
             let names = registry.repositories(&Page::all())?;
-            out.emit(
-                &["REPOSITORY"],
-                names.iter().map(|n| vec![n.clone()]).collect(),
-                json!(names),
-            );
+            out.print(&names, || {
+                print_table(
+                    &["REPOSITORY"],
+                    &names.iter().map(|n| vec![n.clone()]).collect::<Vec<_>>(),
+                );
+            })?;
         }
         RepositoryCommand::ListDeleted => {
             let deleted = registry.deleted_repositories()?;
-            out.emit(
-                &["REPOSITORY", "DELETED", "EXPIRES"],
-                deleted
-                    .iter()
-                    .map(|r| vec![r.name.clone(), ts(r.deleted_at), ts(r.expires_at)])
-                    .collect(),
-                deleted
-                    .iter()
-                    .map(|r| {
-                        json!({"name": r.name, "deleted_at": ts(r.deleted_at), "expires_at": ts(r.expires_at)})
-                    })
-                    .collect(),
-            );
+            out.print(&deleted, || {
+                print_table(
+                    &["REPOSITORY", "DELETED", "EXPIRES"],
+                    &deleted
+                        .iter()
+                        .map(|r| vec![r.name.clone(), ts(r.deleted_at), ts(r.expires_at)])
+                        .collect::<Vec<_>>(),
+                );
+            })?;
+        }
+        RepositoryCommand::Show { repository } => show_repository(registry, out, repository)?,
+        RepositoryCommand::ShowTags { repository } => {
+            let tags = live_repository(registry, repository)?.tags(&Page::all())?;
+            out.print(&tags, || print_tags(&tags))?;
         }
         RepositoryCommand::Delete { repository } => {
             live_repository(registry, repository)?;
@@ -602,7 +741,8 @@ fn repository(
                 "repository {repository} with all its manifests and tags"
             ))?;
             registry.delete_repository(repository)?;
-            out.pairs(vec![("deleted", json!(repository))]);
+            let value = json!({ "deleted": repository });
+            out.print(&value, || print_pairs(&[("deleted", repository.clone())]))?;
         }
         RepositoryCommand::Untag { image } => {
             let (name, tag) = tag_target(image)?;
@@ -610,23 +750,155 @@ fn repository(
             repo.resolve(&tag)?;
             confirm(&format!("tag {name}:{tag}"))?;
             repo.untag(&tag)?;
-            out.pairs(vec![("untagged", json!(format!("{name}:{tag}")))]);
+            let value = json!({ "repository": name, "untagged": tag });
+            out.print(&value, || print_pairs(&[("untagged", image.clone())]))?;
         }
-        RepositoryCommand::ShowTags { repository } => {
-            let repo = live_repository(registry, repository)?;
-            let tags = repo.tags(&Page::all())?;
-            out.emit(
-                &["TAG", "DIGEST", "UPDATED"],
-                tags.iter()
-                    .map(|t| vec![t.name.clone(), t.digest.to_string(), ts(t.updated)])
-                    .collect(),
-                tags.iter()
-                    .map(|t| json!({"name": t.name, "digest": t.digest.to_string(), "updated": ts(t.updated)}))
-                    .collect(),
-            );
+        RepositoryCommand::PurgeDeleted { repository } => {
+            known_repository(registry, repository)?;
+            confirm(&format!(
+                "repository {repository} from the recycle bin, for good"
+            ))?;
+            registry.purge_deleted_repository(repository)?;
+            let value = json!({ "purged": repository });
+            out.print(&value, || print_pairs(&[("purged", repository.clone())]))?;
         }
     }
     Ok(())
+}
+
+fn print_tags(tags: &[ocistore::Tag]) {
+    print_table(
+        &["TAG", "DIGEST", "UPDATED"],
+        &tags
+            .iter()
+            .map(|t| vec![t.name.clone(), t.digest.to_string(), ts(t.updated)])
+            .collect::<Vec<_>>(),
+    );
+}
+
+/// `repository show`: the repository's state, what it holds, its recycle bin, usage and locks.
+fn show_repository(registry: &Registry, out: &Out, name: &str) -> Result<()> {
+    let (repo, state) = repository_in(registry, name, true)?;
+    let tags = repo.tags(&Page::all())?;
+    let manifests = repo.manifests(&ManifestQuery::default())?.len();
+    let deleted_manifests = repo.deleted_manifests()?.len();
+    let deleted_tags = repo.deleted_tags(None)?.len();
+    // The registry's accounting, of which this repository's is one row.
+    let usage = registry
+        .usage()?
+        .repositories
+        .into_iter()
+        .find(|r| r.name == name);
+    let locks = repo.locked_items()?;
+    let value = json!({
+        "name": name,
+        "state": state,
+        "tags": tags,
+        "manifests": manifests,
+        "deleted_manifests": deleted_manifests,
+        "deleted_tags": deleted_tags,
+        "usage": usage,
+        "locks": locked(&locks),
+    });
+    out.print(&value, || {
+        let mut pairs = vec![("name", name.to_owned())];
+        match state {
+            RepositoryState::Live { created } => {
+                pairs.extend([("state", "live".to_owned()), ("created", ts(created))]);
+            }
+            RepositoryState::Deleted {
+                created,
+                deleted_at,
+                expires_at,
+            } => pairs.extend([
+                ("state", "in the recycle bin".to_owned()),
+                ("created", ts(created)),
+                ("deleted at", ts(deleted_at)),
+                ("expires at", ts(expires_at)),
+            ]),
+            _ => pairs.push(("state", format!("{state:?}"))),
+        }
+        pairs.extend([
+            ("tags", tags.len().to_string()),
+            ("manifests", manifests.to_string()),
+            (
+                "recycle bin",
+                format!("{deleted_manifests} manifests, {deleted_tags} tags"),
+            ),
+        ]);
+        if let Some(u) = &usage {
+            pairs.extend([
+                ("blobs", u.blobs.to_string()),
+                ("bytes", u.bytes.to_string()),
+                ("unique bytes", u.unique_bytes.to_string()),
+                ("shared bytes", u.shared_bytes.to_string()),
+            ]);
+        }
+        let locked: Vec<String> = locks
+            .iter()
+            .map(|(item, l)| format!("{} ({})", item_name(name, item), lock_name(*l)))
+            .collect();
+        pairs.push((
+            "locks",
+            or_dash(Some(locked.join(", ")).filter(|l| !l.is_empty())),
+        ));
+        print_pairs(&pairs);
+        if !tags.is_empty() {
+            println!();
+            print_tags(&tags);
+        }
+    })
+}
+
+/// `manifest show`: a manifest's metadata, tags, references and referrers.
+fn show_manifest(registry: &Registry, out: &Out, image: &str) -> Result<()> {
+    let (name, reference) = manifest_target(image)?;
+    let repo = live_repository(registry, &name)?;
+    let m = repo.manifest(&reference)?;
+    let referrers = repo.referrers(&m.digest, None)?;
+    let value = json!({
+        "repository": name,
+        "manifest": m,
+        "referrers": referrers,
+    });
+    out.print(&value, || {
+        let mut pairs = vec![
+            ("repository", name.clone()),
+            ("digest", m.digest.to_string()),
+            ("media type", m.media_type.clone()),
+            ("artifact type", or_dash(m.artifact_type.as_ref())),
+            ("size", m.size.to_string()),
+            ("created", ts(m.created)),
+            ("updated", ts(m.updated)),
+            (
+                "tags",
+                or_dash(Some(m.tags.join(", ")).filter(|t| !t.is_empty())),
+            ),
+            ("subject", or_dash(m.subject.as_ref())),
+        ];
+        pairs.extend(m.annotations.iter().map(|(k, v)| (k.as_str(), v.clone())));
+        print_pairs(&pairs);
+        for (heading, list) in [("REFERENCE", &m.references), ("REFERRER", &referrers)] {
+            if list.is_empty() {
+                continue;
+            }
+            println!();
+            print_table(
+                &[heading, "MEDIA TYPE", "ARTIFACT TYPE", "SIZE"],
+                &list
+                    .iter()
+                    .map(|d| {
+                        vec![
+                            d.digest.to_string(),
+                            d.media_type.clone(),
+                            or_dash(d.artifact_type.as_ref()),
+                            d.size.to_string(),
+                        ]
+                    })
+                    .collect::<Vec<_>>(),
+            );
+        }
+    })
 }
 
 fn manifest(
@@ -648,74 +920,51 @@ fn manifest(
                 Before::At(t) => t,
                 Before::Ago(d) => Timestamp::from(SystemTime::now()).saturating_sub(d),
             });
-            let manifests = repo.manifests(&ManifestQuery {
-                descending: *orderby == OrderBy::TimeDesc,
-                updated_before,
-                untagged: *untagged,
-                limit: *top,
+            let mut query = ManifestQuery::default()
+                .descending(*orderby == OrderBy::TimeDesc)
+                .untagged(*untagged);
+            query.updated_before = updated_before;
+            query.limit = *top;
+            let manifests = repo.manifests(&query)?;
+            out.print(&manifests, || {
+                print_table(
+                    &["DIGEST", "TAGS", "SIZE", "CREATED", "UPDATED", "MEDIA TYPE"],
+                    &manifests
+                        .iter()
+                        .map(|m| {
+                            vec![
+                                m.digest.to_string(),
+                                m.tags.join(", "),
+                                m.size.to_string(),
+                                ts(m.created),
+                                ts(m.updated),
+                                m.media_type.clone(),
+                            ]
+                        })
+                        .collect::<Vec<_>>(),
+                );
             })?;
-            out.emit(
-                &["DIGEST", "TAGS", "SIZE", "CREATED", "UPDATED", "MEDIA TYPE"],
-                manifests
-                    .iter()
-                    .map(|m| {
-                        vec![
-                            m.digest.to_string(),
-                            m.tags.join(", "),
-                            m.size.to_string(),
-                            ts(m.created),
-                            ts(m.updated),
-                            m.media_type.clone(),
-                        ]
-                    })
-                    .collect(),
-                manifests
-                    .iter()
-                    .map(|m| {
-                        json!({
-                            "digest": m.digest.to_string(),
-                            "tags": m.tags,
-                            "size": m.size,
-                            "created": ts(m.created),
-                            "updated": ts(m.updated),
-                            "media_type": m.media_type,
-                            "artifact_type": m.artifact_type,
-                            "subject": opt_digest(m.subject.as_ref()),
-                        })
-                    })
-                    .collect(),
-            );
         }
+        ManifestCommand::Show { image } => show_manifest(registry, out, image)?,
         ManifestCommand::ListDeleted { repository } => {
-            let deleted = registry.repository(repository)?.deleted_manifests()?;
-            out.emit(
-                &["DIGEST", "TAGS", "SIZE", "DELETED", "EXPIRES"],
-                deleted
-                    .iter()
-                    .map(|m| {
-                        vec![
-                            m.digest.to_string(),
-                            m.tags.join(", "),
-                            m.size.to_string(),
-                            ts(m.deleted_at),
-                            ts(m.expires_at),
-                        ]
-                    })
-                    .collect(),
-                deleted
-                    .iter()
-                    .map(|m| {
-                        json!({
-                            "digest": m.digest.to_string(),
-                            "tags": m.tags,
-                            "size": m.size,
-                            "media_type": m.media_type,
-                            "deleted_at": ts(m.deleted_at),
-                            "expires_at": ts(m.expires_at),
+            let deleted = known_repository(registry, repository)?.deleted_manifests()?;
+            out.print(&deleted, || {
+                print_table(
+                    &["DIGEST", "TAGS", "SIZE", "DELETED", "EXPIRES"],
+                    &deleted
+                        .iter()
+                        .map(|m| {
+                            vec![
+                                m.digest.to_string(),
+                                m.tags.join(", "),
+                                m.size.to_string(),
+                                ts(m.deleted_at),
+                                ts(m.expires_at),
+                            ]
                         })
-                    })
-                    .collect(),
-            );
+                        .collect::<Vec<_>>(),
+                );
+            })?;
         }
         ManifestCommand::ListDeletedTags { target } => {
             let (name, tag) = match parse_target(target)? {
@@ -725,32 +974,23 @@ fn manifest(
                     return fail(format!("expected REPO or REPO:TAG, got {target:?}"));
                 }
             };
-            let deleted = registry.repository(&name)?.deleted_tags(tag.as_deref())?;
-            out.emit(
-                &["TAG", "DIGEST", "DELETED", "EXPIRES"],
-                deleted
-                    .iter()
-                    .map(|t| {
-                        vec![
-                            t.tag.clone(),
-                            t.digest.to_string(),
-                            ts(t.deleted_at),
-                            ts(t.expires_at),
-                        ]
-                    })
-                    .collect(),
-                deleted
-                    .iter()
-                    .map(|t| {
-                        json!({
-                            "tag": t.tag,
-                            "digest": t.digest.to_string(),
-                            "deleted_at": ts(t.deleted_at),
-                            "expires_at": ts(t.expires_at),
+            let deleted = known_repository(registry, &name)?.deleted_tags(tag.as_deref())?;
+            out.print(&deleted, || {
+                print_table(
+                    &["TAG", "DIGEST", "DELETED", "EXPIRES"],
+                    &deleted
+                        .iter()
+                        .map(|t| {
+                            vec![
+                                t.tag.clone(),
+                                t.digest.to_string(),
+                                ts(t.deleted_at),
+                                ts(t.expires_at),
+                            ]
                         })
-                    })
-                    .collect(),
-            );
+                        .collect::<Vec<_>>(),
+                );
+            })?;
         }
         ManifestCommand::Restore {
             target,
@@ -778,21 +1018,18 @@ fn manifest(
             } else {
                 OnConflict::Refuse
             };
-            let restored = registry.repository(&name)?.restore(what, on_conflict)?;
-            out.pairs(vec![
-                ("repository", json!(name)),
-                ("tag", json!(tag)),
-                ("restored", json!(restored.to_string())),
-            ]);
+            let restored = known_repository(registry, &name)?.restore(what, on_conflict)?;
+            let value = json!({ "repository": name, "tag": tag, "restored": restored });
+            out.print(&value, || {
+                print_pairs(&[
+                    ("repository", name.clone()),
+                    ("tag", or_dash(tag.as_ref())),
+                    ("restored", restored.to_string()),
+                ]);
+            })?;
         }
         ManifestCommand::Delete { image } => {
-            let (name, reference) = match parse_target(image)? {
-                Target::Manifest(r, d) => (r, d.to_string()),
-                Target::Tag(r, t) => (r, t),
-                Target::Repository(_) => {
-                    return fail(format!("expected REPO@DIGEST or REPO:TAG, got {image:?}"));
-                }
-            };
+            let (name, reference) = manifest_target(image)?;
             let repo = live_repository(registry, &name)?;
             let manifest = repo.manifest(&reference)?;
             confirm(&format!(
@@ -800,57 +1037,62 @@ fn manifest(
                 manifest.digest
             ))?;
             let deleted = repo.delete_manifest(manifest.digest.as_str())?;
-            let deleted: Vec<String> = deleted.iter().map(ToString::to_string).collect();
-            out.emit(
-                &["DELETED"],
-                deleted
-                    .iter()
-                    .map(|d| vec![format!("{name}@{d}")])
-                    .collect(),
-                json!({"repository": name, "deleted": deleted}),
-            );
+            let value = json!({ "repository": name, "deleted": deleted });
+            out.print(&value, || {
+                print_table(
+                    &["DELETED"],
+                    &deleted
+                        .iter()
+                        .map(|d| vec![format!("{name}@{d}")])
+                        .collect::<Vec<_>>(),
+                );
+            })?;
+        }
+        ManifestCommand::PurgeDeleted { image } => {
+            let bin_of = |name: &str| -> Result<Repository> {
+                let repo = known_repository(registry, name)?;
+                confirm(&format!("{image} from the recycle bin, for good"))?;
+                Ok(repo)
+            };
+            match parse_target(image)? {
+                Target::Manifest(name, digest) => bin_of(&name)?.purge_deleted_manifest(&digest)?,
+                Target::Tag(name, tag) => {
+                    bin_of(&name)?.purge_deleted_tags(&tag)?;
+                }
+                Target::Repository(_) => {
+                    return fail(format!("expected REPO@DIGEST or REPO:TAG, got {image:?}"));
+                }
+            }
+            let value = json!({ "purged": image });
+            out.print(&value, || print_pairs(&[("purged", image.clone())]))?;
         }
         ManifestCommand::History { image } => {
             let (name, tag) = tag_target(image)?;
-            let events = registry.repository(&name)?.tag_history(&tag)?;
-            let cause = |e: &ocistore::TagEvent| {
-                serde_json::to_value(e.cause)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default()
-            };
-            out.emit(
-                &["AT", "CAUSE", "FROM", "TO"],
-                events
-                    .iter()
-                    .map(|e| {
-                        vec![
-                            ts(e.at),
-                            cause(e),
-                            e.from.as_ref().map_or("-".into(), ToString::to_string),
-                            e.to.as_ref().map_or("-".into(), ToString::to_string),
-                        ]
-                    })
-                    .collect(),
-                events
-                    .iter()
-                    .map(|e| {
-                        json!({
-                            "tag": e.tag,
-                            "at": ts(e.at),
-                            "cause": cause(e),
-                            "from": opt_digest(e.from.as_ref()),
-                            "to": opt_digest(e.to.as_ref()),
+            let events = known_repository(registry, &name)?.tag_history(&tag)?;
+            out.print(&events, || {
+                print_table(
+                    &["AT", "CAUSE", "FROM", "TO"],
+                    &events
+                        .iter()
+                        .map(|e| {
+                            let cause = variant_name(&e.cause);
+                            vec![
+                                ts(e.at),
+                                cause,
+                                or_dash(e.from.as_ref()),
+                                or_dash(e.to.as_ref()),
+                            ]
                         })
-                    })
-                    .collect(),
-            );
+                        .collect::<Vec<_>>(),
+                );
+            })?;
         }
     }
     Ok(())
 }
 
 fn config(registry: &Registry, out: &Out, cmd: &ConfigCommand) -> Result<()> {
+    let status = |enabled: bool| if enabled { "enabled" } else { "disabled" }.to_owned();
     match cmd {
         ConfigCommand::SoftDelete(cmd) => {
             if let PolicyCommand::Update(u) = cmd {
@@ -858,19 +1100,18 @@ fn config(registry: &Registry, out: &Out, cmd: &ConfigCommand) -> Result<()> {
                 if let Some(days) = u.days {
                     policy.retention_days = days;
                 }
-                if let Some(status) = u.status {
-                    policy.enabled = status == Status::Enabled;
+                if let Some(s) = u.status {
+                    policy.enabled = s == Status::Enabled;
                 }
                 registry.set_soft_delete_policy(policy)?;
             }
-            let SoftDeletePolicy {
-                enabled,
-                retention_days,
-            } = registry.soft_delete_policy()?;
-            out.pairs(vec![
-                ("status", json!(status_name(enabled))),
-                ("retention_days", json!(retention_days)),
-            ]);
+            let policy = registry.soft_delete_policy()?;
+            out.print(&policy, || {
+                print_pairs(&[
+                    ("status", status(policy.enabled)),
+                    ("retention days", policy.retention_days.to_string()),
+                ]);
+            })?;
         }
         ConfigCommand::Retention(cmd) => {
             if let PolicyCommand::Update(u) = cmd {
@@ -878,25 +1119,24 @@ fn config(registry: &Registry, out: &Out, cmd: &ConfigCommand) -> Result<()> {
                 if let Some(days) = u.days {
                     policy.days = days;
                 }
-                if let Some(status) = u.status {
-                    policy.enabled = status == Status::Enabled;
+                if let Some(s) = u.status {
+                    policy.enabled = s == Status::Enabled;
                 }
                 registry.set_retention_policy(policy)?;
             }
-            let RetentionPolicy { enabled, days } = registry.retention_policy()?;
+            let policy = registry.retention_policy()?;
             let since = registry.retention_enabled_at()?;
-            out.pairs(vec![
-                ("status", json!(status_name(enabled))),
-                ("days", json!(days)),
-                ("enabled_at", since.map_or(Value::Null, |t| json!(ts(t)))),
-            ]);
+            let value = json!({ "policy": policy, "enabled_at": since });
+            out.print(&value, || {
+                print_pairs(&[
+                    ("status", status(policy.enabled)),
+                    ("days", policy.days.to_string()),
+                    ("enabled at", or_dash(since)),
+                ]);
+            })?;
         }
     }
     Ok(())
-}
-
-fn status_name(enabled: bool) -> &'static str {
-    if enabled { "enabled" } else { "disabled" }
 }
 
 fn set_lock(registry: &Registry, out: &Out, target: &str, locks: Locks) -> Result<()> {
@@ -908,13 +1148,13 @@ fn set_lock(registry: &Registry, out: &Out, target: &str, locks: Locks) -> Resul
     let repo = live_repository(registry, &name)?;
     repo.set_locks(&item, locks)?;
     let locks = repo.locks(&item)?;
-    out.pairs(vec![
-        ("kind", json!(item_kind(&item))),
-        ("item", json!(item_name(&name, &item))),
-        ("delete_enabled", json!(locks.delete_enabled)),
-        ("write_enabled", json!(locks.write_enabled)),
-    ]);
-    Ok(())
+    let value = json!({ "repository": name, "item": item, "locks": locks });
+    out.print(&value, || {
+        print_pairs(&[
+            ("item", item_name(&name, &item)),
+            ("lock", lock_name(locks).to_owned()),
+        ]);
+    })
 }
 
 /// A spinner on stderr when it is a terminal; hidden otherwise.
@@ -959,7 +1199,7 @@ fn purge(
     let report = registry.purge(&options);
     bar.finish_and_clear();
     let report = report?;
-    if out.table() {
+    out.print(&report, || {
         let mut rows = Vec::new();
         for r in &report.repositories {
             for t in &r.tags_untagged {
@@ -980,63 +1220,47 @@ fn purge(
             report.manifests_deleted(),
             report.locked()
         );
-    } else {
-        out.json(&json!({
-            "dry_run": report.dry_run,
-            "ran_at": ts(report.ran_at),
-            "tags_untagged": report.tags_untagged(),
-            "manifests_deleted": report.manifests_deleted(),
-            "locked": report.locked(),
-            "repositories": report.repositories.iter().map(|r| json!({
-                "repository": r.repository,
-                "tags_untagged": r.tags_untagged,
-                "manifests_deleted": r.manifests_deleted.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                "locked": r.locked.iter().map(|i| item_name(&r.repository, i)).collect::<Vec<_>>(),
-            })).collect::<Vec<_>>(),
-        }));
-    }
-    Ok(())
+    })
 }
 
 fn gc(registry: &Registry, out: &Out, dry_run: bool, grace: Option<Duration>) -> Result<()> {
     let bar = spinner("collecting");
-    let report = registry.collect_with_progress(
-        &CollectOptions {
-            dry_run,
-            grace_period: grace,
-        },
-        |p| {
-            let phase = match p.phase {
-                Phase::Mark => "marking: repositories",
-                Phase::Links => "sweeping: links",
-                Phase::Blobs => "sweeping: blobs",
-                Phase::Uploads => "sweeping: uploads",
-                _ => "collecting",
-            };
-            bar.set_message(format!("{phase} {}", p.done));
-        },
-    );
+    let mut options = CollectOptions::default().dry_run(dry_run);
+    options.grace_period = grace;
+    let report = registry.collect_with_progress(&options, |p| {
+        let phase = match p.phase {
+            Phase::Mark => "marking: repositories",
+            Phase::Links => "sweeping: links",
+            Phase::Blobs => "sweeping: blobs",
+            Phase::Uploads => "sweeping: uploads",
+            _ => "collecting",
+        };
+        bar.set_message(format!("{phase} {}", p.done));
+    });
     bar.finish_and_clear();
     let r = report?;
-    out.pairs(vec![
-        ("dry_run", json!(r.dry_run)),
-        ("blobs_marked", json!(r.blobs_marked)),
-        ("bytes_marked", json!(r.bytes_marked)),
-        ("blobs_swept", json!(r.blobs_swept)),
-        ("bytes_swept", json!(r.bytes_swept)),
-        ("blobs_kept", json!(r.blobs_kept)),
-        ("bytes_kept", json!(r.bytes_kept)),
-        ("links_removed", json!(r.links_removed)),
-        ("uploads_removed", json!(r.uploads_removed)),
-        ("mark_ms", json!(r.mark_time.as_millis() as u64)),
-        ("sweep_ms", json!(r.sweep_time.as_millis() as u64)),
-    ]);
-    Ok(())
+    let duration = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1000.0);
+    out.print(&r, || {
+        print_pairs(&[
+            ("dry run", r.dry_run.to_string()),
+            ("blobs marked", r.blobs_marked.to_string()),
+            ("bytes marked", r.bytes_marked.to_string()),
+            ("blobs swept", r.blobs_swept.to_string()),
+            ("bytes swept", r.bytes_swept.to_string()),
+            ("blobs kept", r.blobs_kept.to_string()),
+            ("bytes kept", r.bytes_kept.to_string()),
+            ("links removed", r.links_removed.to_string()),
+            ("uploads removed", r.uploads_removed.to_string()),
+            ("mark time", duration(r.mark_time)),
+            ("sweep time", duration(r.sweep_time)),
+            ("longest write", duration(r.longest_write)),
+        ]);
+    })
 }
 
 fn usage(registry: &Registry, out: &Out) -> Result<()> {
     let u = registry.usage()?;
-    if out.table() {
+    out.print(&u, || {
         print_table(
             &[
                 "REPOSITORY",
@@ -1064,68 +1288,52 @@ fn usage(registry: &Registry, out: &Out) -> Result<()> {
             "total: {} blobs, {} bytes; {} bytes held by the recycle bin, {} bytes garbage",
             u.blobs, u.bytes, u.soft_deleted_bytes, u.garbage_bytes
         );
-    } else {
-        out.json(&json!({
-            "blobs": u.blobs,
-            "bytes": u.bytes,
-            "soft_deleted_bytes": u.soft_deleted_bytes,
-            "garbage_bytes": u.garbage_bytes,
-            "repositories": u.repositories.iter().map(|r| json!({
-                "name": r.name,
-                "deleted": r.deleted,
-                "blobs": r.blobs,
-                "bytes": r.bytes,
-                "unique_bytes": r.unique_bytes,
-                "shared_bytes": r.shared_bytes,
-            })).collect::<Vec<_>>(),
-        }));
-    }
-    Ok(())
+    })
 }
 
-/// A problem as a kind, the thing it is about, and details.
-fn problem(p: &Problem) -> (&'static str, String, String) {
-    match p {
+/// The name the library's serde form gives a variant: a unit variant's string, or the `kind`
+/// tag of a variant with data; so text and JSON name it alike.
+fn variant_name(value: &impl Serialize) -> String {
+    match serde_json::to_value(value) {
+        Ok(Value::String(name)) => name,
+        Ok(value) => value["kind"].as_str().unwrap_or_default().to_owned(),
+        Err(_) => String::new(),
+    }
+}
+
+/// A problem in text: its kind, the thing it is about, and details.
+fn problem(p: &Problem) -> Vec<String> {
+    let (at, detail) = match p {
         Problem::MissingReference {
             repository,
             manifest,
             reference,
         } => (
-            "missing_reference",
             format!("{repository}@{manifest}"),
             format!("references {reference}"),
         ),
         Problem::DanglingLink { repository, digest } => (
-            "dangling_link",
             format!("{repository}@{digest}"),
             "link without a blob".into(),
         ),
-        Problem::MissingBlobFile { digest } => {
-            ("missing_blob_file", digest.to_string(), "file gone".into())
+        Problem::MissingBlobFile { digest } => (digest.to_string(), "file gone".into()),
+        Problem::CorruptBlob { digest, actual } => {
+            (digest.to_string(), format!("hashes to {actual}"))
         }
-        Problem::CorruptBlob { digest, actual } => (
-            "corrupt_blob",
-            digest.to_string(),
-            format!("hashes to {actual}"),
-        ),
         Problem::SizeMismatch {
             digest,
             recorded,
             actual,
         } => (
-            "size_mismatch",
             digest.to_string(),
             format!("recorded {recorded} bytes, file has {actual}"),
         ),
-        Problem::StrayBlobFile { path } => {
-            ("stray_blob_file", path.display().to_string(), String::new())
-        }
-        Problem::TempFile { path } => ("temp_file", path.display().to_string(), String::new()),
-        Problem::StrayUpload { path } => {
-            ("stray_upload", path.display().to_string(), String::new())
-        }
-        p => ("other", format!("{p:?}"), String::new()),
-    }
+        Problem::StrayBlobFile { path }
+        | Problem::TempFile { path }
+        | Problem::StrayUpload { path } => (path.display().to_string(), String::new()),
+        p => (format!("{p:?}"), String::new()),
+    };
+    vec![variant_name(p), at, detail]
 }
 
 /// Why the problems a check leaves were not repaired, one line each.
@@ -1175,22 +1383,18 @@ fn fsck(
     grace: Option<Duration>,
 ) -> Result<ExitCode> {
     let bar = spinner("checking");
-    let report = registry.fsck(&FsckOptions {
-        repair,
-        verify_digests: !no_verify,
-        grace_period: grace,
-    });
+    let mut options = FsckOptions::default()
+        .repair(repair)
+        .verify_digests(!no_verify);
+    options.grace_period = grace;
+    let report = registry.fsck(&options);
     bar.finish_and_clear();
     let r = report?;
-    let problems: Vec<_> = r.problems.iter().map(problem).collect();
-    if out.table() {
-        if !problems.is_empty() {
+    out.print(&r, || {
+        if !r.problems.is_empty() {
             print_table(
                 &["PROBLEM", "WHERE", "DETAIL"],
-                &problems
-                    .iter()
-                    .map(|(k, w, d)| vec![(*k).to_owned(), w.clone(), d.clone()])
-                    .collect::<Vec<_>>(),
+                &r.problems.iter().map(problem).collect::<Vec<_>>(),
             );
         }
         let too_recent = if r.too_recent > 0 {
@@ -1205,15 +1409,7 @@ fn fsck(
             r.problems.len(),
             r.repaired
         );
-    } else {
-        out.json(&json!({
-            "manifests_checked": r.manifests_checked,
-            "blobs_checked": r.blobs_checked,
-            "repaired": r.repaired,
-            "too_recent": r.too_recent,
-            "problems": problems.iter().map(|(k, w, d)| json!({"kind": k, "where": w, "detail": d})).collect::<Vec<_>>(),
-        }));
-    }
+    })?;
     let left = (r.problems.len() as u64).saturating_sub(r.repaired);
     if left > 0 {
         eprintln!("error: fsck found {left} problems not repaired:");

@@ -33,9 +33,9 @@ pub use conn::{
 use http_body::Frame;
 use ocistore::manifest::{MAX_MANIFEST_SIZE, OCI_INDEX};
 use ocistore::{
-    BlobReader, CollectOptions, CollectReport, Digest, Error, FsckOptions, FsckReport, Health,
-    Item, ManifestQuery, OnConflict, Page, Problem, PurgeOptions, PurgeReport, Reference, Registry,
-    Repository, Restore, SoftDeletePolicy, Timestamp, Upload, Usage, parse_ago,
+    BlobReader, CollectOptions, Digest, Error, FsckOptions, FsckReport, Health, OnConflict, Page,
+    PurgeOptions, Reference, Registry, Repository, RepositoryState, Restore, SoftDeletePolicy,
+    Upload, parse_ago,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -627,6 +627,14 @@ async fn health(app: &App, method: &Method) -> Result<Response> {
 
 // ---------------------------------------------------------------------------------------------
 // Responses and bodies
+
+/// 200 with `value` in its serde form: a library type answers in the shape it derives (an
+/// object around it only adds context, such as the repository it is of).
+fn answer(value: &impl serde::Serialize) -> Result<Response> {
+    let value = serde_json::to_value(value)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", e.to_string()))?;
+    Ok(json_response(StatusCode::OK, &value))
+}
 
 fn json_body(value: &Value) -> Body {
     Body::from(serde_json::to_vec(value).expect("a JSON value serializes"))
@@ -1341,38 +1349,31 @@ fn add_link(response: &mut Response, link: Option<String>) {
     }
 }
 
-/// Whether a repository is live and holds anything. The store has no direct question for it;
-/// a live repository has a tag, a manifest or a blob link.
-fn repository_exists(repo: &Repository) -> ocistore::Result<bool> {
-    Ok(!repo.tags(&Page::first(1))?.is_empty()
-        || !repo.blobs(&Page::first(1))?.is_empty()
-        || !repo
-            .manifests(&ManifestQuery {
-                limit: Some(1),
-                ..ManifestQuery::default()
-            })?
-            .is_empty())
+/// The one check of a repository an endpoint names, in one read of its state: an unknown
+/// repository is `RepositoryUnknown`, one in the recycle bin `RepositorySoftDeleted` unless
+/// `in_bin` (the recycle bin's endpoints work inside a soft-deleted repository: S5, S11), both
+/// 404 `NAME_UNKNOWN`.
+fn check_state(repo: &Repository, in_bin: bool) -> ocistore::Result<()> {
+    let name = repo.name().to_owned();
+    match repo.state()? {
+        RepositoryState::Unknown => Err(Error::RepositoryUnknown { name }),
+        RepositoryState::Deleted { .. } if !in_bin => Err(Error::RepositorySoftDeleted { name }),
+        _ => Ok(()),
+    }
 }
 
 async fn tags(app: &App, name: &str, query: &Query) -> Result<Response> {
     let repo = repository(app, name)?;
     let (n, last) = page(query)?;
-    let (mut tags, exists) = blocking(move || {
-        let tags = if n == Some(0) {
-            Vec::new()
+    let mut tags = blocking(move || {
+        check_state(&repo, false)?;
+        if n == Some(0) {
+            Ok(Vec::new())
         } else {
-            repo.tags(&lookahead(n, last))?
-        };
-        let exists = !tags.is_empty() || repository_exists(&repo)?;
-        Ok((tags, exists))
+            repo.tags(&lookahead(n, last))
+        }
     })
     .await?;
-    if !exists {
-        return Err(Error::RepositoryUnknown {
-            name: name.to_owned(),
-        }
-        .into());
-    }
     let link = next_link(&mut tags, n, &format!("/v2/{name}/tags/list"), |t| {
         t.name.as_str()
     });
@@ -1419,16 +1420,9 @@ struct RestoreRequest {
     tag: Option<String>,
     #[serde(default)]
     digest: Option<String>,
+    /// Whether a tag live on another manifest moves: `"refuse"` (the default) or `"move_tag"`.
     #[serde(default)]
-    force: bool,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PolicyRequest {
-    enabled: bool,
-    #[serde(default)]
-    days: Option<u32>,
+    on_conflict: OnConflict,
 }
 
 #[derive(Deserialize)]
@@ -1534,22 +1528,11 @@ async fn admin(
         .map(|s| decode(s, false))
         .collect::<Result<Vec<_>>>()?;
     let registry = app.registry.clone();
-    let ok = |value: Value| Ok(json_response(StatusCode::OK, &value));
     match (segs[0].as_str(), &segs[1..]) {
         ("deleted-repositories", []) => {
             require(method, Method::GET)?;
             let deleted = blocking(move || registry.deleted_repositories()).await?;
-            let list: Vec<Value> = deleted
-                .iter()
-                .map(|r| {
-                    json!({
-                        "name": r.name,
-                        "deleted_at": time(r.deleted_at),
-                        "expires_at": time(r.expires_at),
-                    })
-                })
-                .collect();
-            ok(json!({ "repositories": list }))
+            answer(&json!({ "repositories": deleted }))
         }
         ("deleted", name) if !name.is_empty() => {
             require(method, Method::GET)?;
@@ -1557,37 +1540,14 @@ async fn admin(
             let repo = repository(app, &name)?;
             let tag = query.get("tag").map(str::to_owned);
             let (manifests, tags) = blocking(move || {
+                check_state(&repo, true)?;
                 Ok((
                     repo.deleted_manifests()?,
                     repo.deleted_tags(tag.as_deref())?,
                 ))
             })
             .await?;
-            let manifests: Vec<Value> = manifests
-                .iter()
-                .map(|m| {
-                    json!({
-                        "digest": m.digest,
-                        "media_type": m.media_type,
-                        "size": m.size,
-                        "tags": m.tags,
-                        "deleted_at": time(m.deleted_at),
-                        "expires_at": time(m.expires_at),
-                    })
-                })
-                .collect();
-            let tags: Vec<Value> = tags
-                .iter()
-                .map(|t| {
-                    json!({
-                        "tag": t.tag,
-                        "digest": t.digest,
-                        "deleted_at": time(t.deleted_at),
-                        "expires_at": time(t.expires_at),
-                    })
-                })
-                .collect();
-            ok(json!({ "repository": name, "manifests": manifests, "tags": tags }))
+            answer(&json!({ "repository": name, "manifests": manifests, "tags": tags }))
         }
         ("restore", []) => {
             require(method, Method::POST)?;
@@ -1595,11 +1555,7 @@ async fn admin(
             let repo = repository(app, &request.repository)?;
             let digest = request.digest.as_deref().map(Digest::parse).transpose()?;
             let tag = request.tag.clone();
-            let on_conflict = if request.force {
-                OnConflict::MoveTag
-            } else {
-                OnConflict::Refuse
-            };
+            let on_conflict = request.on_conflict;
             let restored = blocking(move || {
                 let what = match (tag.as_deref(), digest.as_ref()) {
                     (Some(tag), Some(digest)) => Restore::TagAndDigest(tag, digest),
@@ -1609,11 +1565,12 @@ async fn admin(
                         return Ok(None);
                     }
                 };
+                check_state(&repo, true)?;
                 repo.restore(what, on_conflict).map(Some)
             })
             .await?
             .ok_or_else(|| ApiError::bad_request("a restore names a tag, a digest or both"))?;
-            ok(json!({
+            answer(&json!({
                 "repository": request.repository,
                 "tag": request.tag,
                 "digest": restored,
@@ -1622,22 +1579,17 @@ async fn admin(
         ("policy", [what]) if what == "soft-delete" => match *method {
             Method::GET => {
                 let policy = blocking(move || registry.soft_delete_policy()).await?;
-                ok(policy_json(policy))
+                answer(&policy)
             }
+            // The body is the library's policy, in its serde form, as GET answers it.
             Method::PUT => {
-                let request: PolicyRequest = json_request(body).await?;
+                let policy: SoftDeletePolicy = json_request(body).await?;
                 let policy = blocking(move || {
-                    let days = match request.days {
-                        Some(days) => days,
-                        None => registry.soft_delete_policy()?.retention_days,
-                    };
-                    let mut policy = SoftDeletePolicy::enabled(days)?;
-                    policy.enabled = request.enabled;
                     registry.set_soft_delete_policy(policy)?;
-                    Ok(policy)
+                    registry.soft_delete_policy()
                 })
                 .await?;
-                ok(policy_json(policy))
+                answer(&policy)
             }
             _ => Err(ApiError::method("GET, PUT")),
         },
@@ -1658,58 +1610,58 @@ async fn admin(
             options.dry_run = request.dry_run;
             options.include_locked = request.include_locked;
             let report = blocking(move || registry.purge(&options)).await?;
-            ok(purge_json(&report))
+            answer(&report)
         }
         ("usage", []) => {
             require(method, Method::GET)?;
             let usage = blocking(move || registry.usage()).await?;
-            ok(usage_json(&usage))
+            answer(&usage)
         }
         ("gc", []) => {
             require(method, Method::POST)?;
             let request: GcRequest = json_request(body).await?;
-            let options = CollectOptions {
-                dry_run: request.dry_run,
-                grace_period: request.grace.map(|g| g.0),
-            };
+            let mut options = CollectOptions::default().dry_run(request.dry_run);
+            options.grace_period = request.grace.map(|g| g.0);
             let report = blocking(move || registry.collect(&options)).await?;
-            ok(collect_json(&report))
+            answer(&report)
         }
         ("fsck", []) => {
             require(method, Method::POST)?;
             let request: FsckRequest = json_request(body).await?;
-            let options = FsckOptions {
-                repair: request.repair,
-                verify_digests: request.verify_digests.unwrap_or(true),
-                grace_period: request.grace.map(|g| g.0),
-            };
+            let mut options = FsckOptions::default()
+                .repair(request.repair)
+                .verify_digests(request.verify_digests.unwrap_or(true));
+            options.grace_period = request.grace.map(|g| g.0);
             let grace = options.grace_period;
             let report = blocking(move || registry.fsck(&options)).await?;
-            ok(fsck_json(&report, request.repair, grace))
+            let notes = fsck_notes(&report, request.repair, grace);
+            answer(&json!({ "report": report, "notes": notes }))
         }
         ("autopurge", []) => {
             require(method, Method::POST)?;
             let report = blocking(move || registry.run_now()).await?;
-            ok(json!({
-                "ran_at": time(report.ran_at),
-                "repositories": report.repositories,
-                "manifests": report.manifests,
-                "tags": report.tags,
-                "untagged_deleted": report.untagged_deleted,
-            }))
+            answer(&report)
         }
         ("repositories", name) if !name.is_empty() => {
             require(method, Method::DELETE)?;
             let name = name.join("/");
-            repository(app, &name)?;
-            blocking(move || registry.delete_repository(&name)).await?;
+            let repo = repository(app, &name)?;
+            blocking(move || {
+                check_state(&repo, false)?;
+                registry.delete_repository(&name)
+            })
+            .await?;
             Ok(StatusCode::ACCEPTED.into_response())
         }
         ("manifests", [name @ .., reference]) if !name.is_empty() => {
             require(method, Method::DELETE)?;
             let repo = repository(app, &name.join("/"))?;
             let reference = reference.clone();
-            let deleted = blocking(move || repo.delete_manifest(&reference)).await?;
+            let deleted = blocking(move || {
+                check_state(&repo, false)?;
+                repo.delete_manifest(&reference)
+            })
+            .await?;
             Ok(json_response(
                 StatusCode::ACCEPTED,
                 &json!({ "deleted": deleted }),
@@ -1729,90 +1681,6 @@ fn require(method: &Method, allowed: Method) -> Result<()> {
         Method::PUT => "PUT",
         _ => "DELETE",
     }))
-}
-
-fn time(t: Timestamp) -> String {
-    t.to_string()
-}
-
-fn millis(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-fn policy_json(policy: SoftDeletePolicy) -> Value {
-    json!({ "enabled": policy.enabled, "days": policy.retention_days })
-}
-
-fn item_json(item: &Item) -> String {
-    match item {
-        Item::Repository => "repository".to_owned(),
-        Item::Manifest(digest) => format!("manifest:{digest}"),
-        Item::Tag(tag) => format!("tag:{tag}"),
-    }
-}
-
-fn purge_json(report: &PurgeReport) -> Value {
-    let repositories: Vec<Value> = report
-        .repositories
-        .iter()
-        .map(|r| {
-            json!({
-                "repository": r.repository,
-                "tags_untagged": r.tags_untagged,
-                "manifests_deleted": r.manifests_deleted,
-                "locked": r.locked.iter().map(item_json).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    json!({
-        "dry_run": report.dry_run,
-        "ran_at": time(report.ran_at),
-        "tags_untagged": report.tags_untagged(),
-        "manifests_deleted": report.manifests_deleted(),
-        "locked": report.locked(),
-        "repositories": repositories,
-    })
-}
-
-fn usage_json(usage: &Usage) -> Value {
-    let repositories: Vec<Value> = usage
-        .repositories
-        .iter()
-        .map(|r| {
-            json!({
-                "name": r.name,
-                "deleted": r.deleted,
-                "blobs": r.blobs,
-                "bytes": r.bytes,
-                "unique_bytes": r.unique_bytes,
-                "shared_bytes": r.shared_bytes,
-            })
-        })
-        .collect();
-    json!({
-        "blobs": usage.blobs,
-        "bytes": usage.bytes,
-        "soft_deleted_bytes": usage.soft_deleted_bytes,
-        "garbage_bytes": usage.garbage_bytes,
-        "repositories": repositories,
-    })
-}
-
-fn collect_json(r: &CollectReport) -> Value {
-    json!({
-        "dry_run": r.dry_run,
-        "blobs_marked": r.blobs_marked,
-        "bytes_marked": r.bytes_marked,
-        "blobs_swept": r.blobs_swept,
-        "bytes_swept": r.bytes_swept,
-        "blobs_kept": r.blobs_kept,
-        "bytes_kept": r.bytes_kept,
-        "links_removed": r.links_removed,
-        "uploads_removed": r.uploads_removed,
-        "mark_ms": millis(r.mark_time),
-        "sweep_ms": millis(r.sweep_time),
-        "longest_write_ms": millis(r.longest_write),
-    })
 }
 
 /// Why the problems a check leaves were not repaired, one sentence each.
@@ -1868,59 +1736,6 @@ fn short_duration(d: Duration) -> String {
         s if s % 60 == 0 => format!("{}m", s / 60),
         s => format!("{s}s"),
     }
-}
-
-fn fsck_json(report: &FsckReport, repair: bool, grace: Option<Duration>) -> Value {
-    let problems: Vec<Value> = report
-        .problems
-        .iter()
-        .map(|p| match p {
-            Problem::MissingReference {
-                repository,
-                manifest,
-                reference,
-            } => json!({
-                "kind": "missing_reference",
-                "repository": repository,
-                "manifest": manifest,
-                "reference": reference,
-            }),
-            Problem::DanglingLink { repository, digest } => json!({
-                "kind": "dangling_link", "repository": repository, "digest": digest,
-            }),
-            Problem::MissingBlobFile { digest } => {
-                json!({ "kind": "missing_blob_file", "digest": digest })
-            }
-            Problem::CorruptBlob { digest, actual } => {
-                json!({ "kind": "corrupt_blob", "digest": digest, "actual": actual })
-            }
-            Problem::SizeMismatch {
-                digest,
-                recorded,
-                actual,
-            } => json!({
-                "kind": "size_mismatch", "digest": digest, "recorded": recorded, "actual": actual,
-            }),
-            Problem::StrayBlobFile { path } => {
-                json!({ "kind": "stray_blob_file", "path": path.display().to_string() })
-            }
-            Problem::TempFile { path } => {
-                json!({ "kind": "temp_file", "path": path.display().to_string() })
-            }
-            Problem::StrayUpload { path } => {
-                json!({ "kind": "stray_upload", "path": path.display().to_string() })
-            }
-            other => json!({ "kind": "other", "debug": format!("{other:?}") }),
-        })
-        .collect();
-    json!({
-        "manifests_checked": report.manifests_checked,
-        "blobs_checked": report.blobs_checked,
-        "repaired": report.repaired,
-        "too_recent": report.too_recent,
-        "problems": problems,
-        "notes": fsck_notes(report, repair, grace),
-    })
 }
 
 #[cfg(test)]

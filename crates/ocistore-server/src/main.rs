@@ -122,23 +122,32 @@
 //!
 //! ## The administrative API
 //!
-//! JSON in, JSON out (field names in snake_case, times in RFC 3339, unknown request fields
-//! refused, a body that is not a JSON object refused with 400). Deletes there follow the soft
-//! delete policy like any other.
+//! JSON in, JSON out. Every report and listing is the library's own type in the serde form it
+//! derives (`docs/json.md`: field names in snake_case, times in RFC 3339, durations in seconds),
+//! the same as `ocistore -o json` prints; an object around one only adds context, such as the
+//! repository it is of. Unknown request fields are refused (but in a `SoftDeletePolicy`, read
+//! as the library reads it), and a body that is not a JSON object is 400. Deletes there follow
+//! the soft delete policy like any other.
+//!
+//! An endpoint naming a repository (here and `tags/list`) reads its state once
+//! (`Repository::state`): an unknown repository is 404 `NAME_UNKNOWN` "repository NAME unknown";
+//! one in the recycle bin is 404 `NAME_UNKNOWN` saying it is soft-deleted, except for the
+//! recycle bin's own endpoints (`/admin/deleted/<name>`, `/admin/restore`), which work inside it
+//! (S5, S11).
 //!
 //! | Method | Path | Body | Answer |
 //! |---|---|---|---|
-//! | GET | `/admin/deleted-repositories` | | `{"repositories":[{"name","deleted_at","expires_at"}]}` |
-//! | GET | `/admin/deleted/<name>?tag=` | | `{"repository","manifests":[{"digest","media_type","size","tags","deleted_at","expires_at"}],"tags":[{"tag","digest","deleted_at","expires_at"}]}` (S5) |
-//! | POST | `/admin/restore` | `{"repository","tag"?,"digest"?,"force"?}` | `{"repository","tag","digest"}` (S6–S11) |
-//! | GET | `/admin/policy/soft-delete` | | `{"enabled","days"}` |
-//! | PUT | `/admin/policy/soft-delete` | `{"enabled","days"?}` | the policy now (S1; days 1–90, kept if omitted) |
-//! | POST | `/admin/purge` | `{"filters":["repo-regex:tag-regex"],"ago":"1d","keep":0,"untagged":false,"dry_run":false,"include_locked":false}` | the report: `{"dry_run","ran_at","tags_untagged","manifests_deleted","locked","repositories":[{"repository","tags_untagged","manifests_deleted","locked"}]}` (U) |
-//! | GET | `/admin/usage` | | `{"blobs","bytes","soft_deleted_bytes","garbage_bytes","repositories":[{"name","deleted","blobs","bytes","unique_bytes","shared_bytes"}]}` (A1) |
+//! | GET | `/admin/deleted-repositories` | | `{"repositories":[DeletedRepository]}` |
+//! | GET | `/admin/deleted/<name>?tag=` | | `{"repository","manifests":[DeletedManifest],"tags":[DeletedTag]}` (S5) |
+//! | POST | `/admin/restore` | `{"repository","tag"?,"digest"?,"on_conflict"?}` | `{"repository","tag","digest"}` (S6–S11); `on_conflict` is `"refuse"` (the default: a tag live on another manifest is 409 `TAG_CONFLICT`) or `"move_tag"` (the tag moves, the overwritten one goes to the bin) |
+//! | GET | `/admin/policy/soft-delete` | | the library's `SoftDeletePolicy`: `{"enabled","retention_days"}` |
+//! | PUT | `/admin/policy/soft-delete` | a `SoftDeletePolicy`, `{"enabled","retention_days"}`, both required | the policy now (S1; retention_days 1–90) |
+//! | POST | `/admin/purge` | `{"filters":["repo-regex:tag-regex"],"ago":"1d","keep":0,"untagged":false,"dry_run":false,"include_locked":false}` | a `PurgeReport`: `{"dry_run","ran_at","repositories":[{"repository","tags_untagged","manifests_deleted","locked":[Item]}]}` (U) |
+//! | GET | `/admin/usage` | | a `Usage`: `{"blobs","bytes","repositories":[RepositoryUsage],"soft_deleted_bytes","garbage_bytes"}` (A1) |
 //! | GET, HEAD | `/health` | | `{"writable","storage_full","problem"}`: 200, or 503 when the store cannot write (C5) |
-//! | POST | `/admin/gc` | `{"dry_run":false,"grace":"1h"?}` | the collector's report: `{"dry_run","blobs_marked","bytes_marked","blobs_swept","bytes_swept","blobs_kept","bytes_kept","links_removed","uploads_removed","mark_ms","sweep_ms","longest_write_ms"}` (G) |
-//! | POST | `/admin/fsck` | `{"repair":false,"verify_digests":true,"grace":"1h"?}` (optional) | `{"manifests_checked","blobs_checked","repaired","too_recent","problems":[{"kind",…}],"notes":[…]}` (A2): `too_recent` counts the stray files a repair kept for being younger than the grace period; `notes` say why what is left was not repaired |
-//! | POST | `/admin/autopurge` | | runs autopurge now: `{"ran_at","repositories","manifests","tags","untagged_deleted"}` (S4) |
+//! | POST | `/admin/gc` | `{"dry_run":false,"grace":"1h"?}` | a `CollectReport`: `{"dry_run","blobs_marked","bytes_marked","blobs_swept","bytes_swept","blobs_kept","bytes_kept","links_removed","uploads_removed","mark_time","sweep_time","longest_write"}`, times in seconds (G) |
+//! | POST | `/admin/fsck` | `{"repair":false,"verify_digests":true,"grace":"1h"?}` (optional) | `{"report":FsckReport,"notes":[…]}` (A2), the report `{"manifests_checked","blobs_checked","problems":[Problem],"repaired","too_recent","kept_named"}`: `too_recent` counts the stray files a repair kept for being younger than the grace period; `notes` say why what is left was not repaired |
+//! | POST | `/admin/autopurge` | | runs autopurge now: an `AutopurgeReport`, `{"ran_at","repositories","manifests","tags","untagged_deleted"}` (S4) |
 //! | DELETE | `/admin/repositories/<name>` | | 202: deletes the repository (D4) |
 //! | DELETE | `/admin/manifests/<name>/<reference>` | | 202 `{"deleted":[digests]}`: deletes the manifest a tag or digest names, with all its tags and referrers (D2, D3), as `az acr repository delete --image` does |
 //!

@@ -12,7 +12,9 @@ mod serving;
 use std::time::Duration;
 
 use ocistore::manifest::{OCI_INDEX, OCI_MANIFEST};
-use ocistore::{Algorithm, Item, Locks};
+use ocistore::{
+    Algorithm, CollectOptions, FsckOptions, Item, Locks, PurgeOptions, SoftDeletePolicy,
+};
 use ocistore_server::CHUNK;
 use serde_json::{Value, json};
 use serving::{Resp, read};
@@ -51,6 +53,11 @@ impl Resp {
         let error = &self.json()["errors"][0];
         assert!(error["message"].is_string(), "{error}");
     }
+}
+
+/// The library's own JSON form of `value`, which the server's answers must equal.
+fn library(value: impl serde::Serialize) -> Value {
+    serde_json::to_value(value).unwrap()
 }
 
 /// A blob: its bytes and digest.
@@ -193,7 +200,7 @@ impl Server {
         let r = self.admin(
             "PUT",
             "/admin/policy/soft-delete",
-            json!({ "enabled": true, "days": 7 }),
+            serde_json::to_value(SoftDeletePolicy::enabled(7).unwrap()).unwrap(),
         );
         assert_eq!(r.status, 200);
     }
@@ -1242,6 +1249,58 @@ fn p7_tags_list_of_an_unknown_repository_is_name_unknown_404() {
 }
 
 #[test]
+fn n5_unknown_and_soft_deleted_repositories_are_name_unknown_404_on_every_endpoint_naming_one() {
+    let s = Server::start();
+    s.enable_soft_delete();
+    let digest = s.push_image("team/old", "v1", "one");
+    assert_eq!(s.delete("/admin/repositories/team/old").status, 202);
+    let unknown = |r: Resp, name: &str| {
+        r.assert_error(404, "NAME_UNKNOWN");
+        assert_eq!(
+            r.json()["errors"][0]["message"],
+            format!("repository {name} unknown")
+        );
+    };
+    let binned = |r: Resp| {
+        r.assert_error(404, "NAME_UNKNOWN");
+        assert_eq!(
+            r.json()["errors"][0]["message"],
+            "repository team/old is soft-deleted; restore something in it first"
+        );
+    };
+    unknown(s.get("/v2/nowhere/tags/list"), "nowhere");
+    binned(s.get("/v2/team/old/tags/list"));
+    unknown(s.get("/admin/deleted/nowhere"), "nowhere");
+    unknown(s.delete("/admin/repositories/nowhere"), "nowhere");
+    binned(s.delete("/admin/repositories/team/old"));
+    unknown(s.delete("/admin/manifests/nowhere/v1"), "nowhere");
+    binned(s.delete("/admin/manifests/team/old/v1"));
+    unknown(
+        s.admin(
+            "POST",
+            "/admin/restore",
+            json!({ "repository": "nowhere", "tag": "v1" }),
+        ),
+        "nowhere",
+    );
+    // The recycle bin's endpoints work inside a soft-deleted repository (S5, S11).
+    assert_eq!(
+        s.get("/admin/deleted/team/old").json()["manifests"][0]["digest"],
+        digest
+    );
+    let r = s.admin(
+        "POST",
+        "/admin/restore",
+        json!({ "repository": "team/old", "tag": "v1" }),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        s.get("/v2/team/old/tags/list").json()["tags"],
+        json!(["v1"])
+    );
+}
+
+#[test]
 fn p7_catalog_paginates_with_link() {
     let s = Server::start();
     let names = ["alpha", "beta/one", "beta/two", "gamma", "team/app"];
@@ -1282,35 +1341,25 @@ fn p7_bad_page_size_is_400() {
 // The administrative API: the recycle bin
 
 #[test]
-fn s1_soft_delete_policy_get_and_put() {
+fn s1_soft_delete_policy_get_and_put_are_the_library_policy() {
     let s = Server::start();
     let r = s.get("/admin/policy/soft-delete");
+    let library = |p: SoftDeletePolicy| serde_json::to_value(p).unwrap();
     assert_eq!(
         (r.status, r.json()),
-        (200, json!({ "enabled": false, "days": 7 }))
+        (200, library(SoftDeletePolicy::default()))
     );
-    let r = s.admin(
-        "PUT",
-        "/admin/policy/soft-delete",
-        json!({ "enabled": true, "days": 3 }),
-    );
-    assert_eq!(
-        (r.status, r.json()),
-        (200, json!({ "enabled": true, "days": 3 }))
-    );
-    // Days kept when omitted.
-    let r = s.admin(
-        "PUT",
-        "/admin/policy/soft-delete",
-        json!({ "enabled": false }),
-    );
-    assert_eq!(r.json(), json!({ "enabled": false, "days": 3 }));
-    assert_eq!(s.get("/admin/policy/soft-delete").json()["days"], 3);
+    assert_eq!(r.json(), json!({ "enabled": false, "retention_days": 7 }));
+    let policy = SoftDeletePolicy::enabled(3).unwrap();
+    let r = s.admin("PUT", "/admin/policy/soft-delete", library(policy));
+    assert_eq!((r.status, r.json()), (200, library(policy)));
+    assert_eq!(s.registry.soft_delete_policy().unwrap(), policy);
     for bad in [
-        json!({ "enabled": true, "days": 0 }),
-        json!({ "enabled": true, "days": 91 }),
-        json!({ "enabled": true, "retention": 3 }),
-        json!({ "days": 3 }),
+        json!({ "enabled": true, "retention_days": 0 }),
+        json!({ "enabled": true, "retention_days": 91 }),
+        json!({ "enabled": true, "days": 3 }),
+        json!({ "retention_days": 3 }),
+        json!({ "enabled": "yes", "retention_days": 3 }),
     ] {
         s.admin("PUT", "/admin/policy/soft-delete", bad.clone())
             .assert_error(400, "INVALID_REQUEST");
@@ -1324,7 +1373,7 @@ fn s1_soft_delete_policy_get_and_put() {
     .assert_error(400, "INVALID_REQUEST");
     s.admin("POST", "/admin/policy/soft-delete", json!({}))
         .assert_error(405, "UNSUPPORTED");
-    assert_eq!(s.get("/admin/policy/soft-delete").json()["enabled"], false);
+    assert_eq!(s.get("/admin/policy/soft-delete").json(), library(policy));
 }
 
 #[test]
@@ -1344,6 +1393,10 @@ fn s6_soft_delete_then_restore_via_admin() {
     assert_eq!(r.status, 200);
     let bin = r.json();
     assert_eq!(bin["repository"], "team/app");
+    // The library's own listings, in their serde form.
+    let repo = s.registry.repository("team/app").unwrap();
+    assert_eq!(bin["manifests"], library(repo.deleted_manifests().unwrap()));
+    assert_eq!(bin["tags"], library(repo.deleted_tags(None).unwrap()));
     let manifests = bin["manifests"].as_array().unwrap();
     assert_eq!(manifests.len(), 1);
     assert_eq!(manifests[0]["digest"], digest);
@@ -1393,7 +1446,7 @@ fn s6_soft_delete_then_restore_via_admin() {
 }
 
 #[test]
-fn s6_restore_onto_a_live_tag_is_409_unless_forced() {
+fn s6_restore_onto_a_live_tag_is_409_unless_on_conflict_move_tag() {
     let s = Server::start();
     s.enable_soft_delete();
     let old = s.push_image("app", "latest", "one");
@@ -1403,9 +1456,24 @@ fn s6_restore_onto_a_live_tag_is_409_unless_forced() {
     let r = s.admin("POST", "/admin/restore", restore.clone());
     r.assert_error(409, "TAG_CONFLICT");
     assert_eq!(r.json()["errors"][0]["detail"]["digest"], new);
-    let mut forced = restore;
+    // `on_conflict` is the library's `OnConflict` in its serde form; `force` is gone.
+    let mut refuse = restore.clone();
+    refuse["on_conflict"] = serde_json::to_value(ocistore::OnConflict::Refuse).unwrap();
+    assert_eq!(refuse["on_conflict"], "refuse");
+    s.admin("POST", "/admin/restore", refuse)
+        .assert_error(409, "TAG_CONFLICT");
+    let mut forced = restore.clone();
     forced["force"] = json!(true);
-    let r = s.admin("POST", "/admin/restore", forced);
+    s.admin("POST", "/admin/restore", forced)
+        .assert_error(400, "INVALID_REQUEST");
+    let mut bad = restore.clone();
+    bad["on_conflict"] = json!("overwrite");
+    s.admin("POST", "/admin/restore", bad)
+        .assert_error(400, "INVALID_REQUEST");
+    let mut move_tag = restore;
+    move_tag["on_conflict"] = serde_json::to_value(ocistore::OnConflict::MoveTag).unwrap();
+    assert_eq!(move_tag["on_conflict"], "move_tag");
+    let r = s.admin("POST", "/admin/restore", move_tag);
     assert_eq!((r.status, r.json()["digest"].clone()), (200, json!(old)));
     let r = s.get("/v2/app/manifests/latest");
     assert_eq!(r.header("docker-content-digest"), Some(old.as_str()));
@@ -1510,6 +1578,7 @@ fn s5_deleted_repositories_are_listed_and_come_back_with_a_restore() {
     let r = s.get("/admin/deleted-repositories");
     assert_eq!(r.status, 200);
     let repos = r.json()["repositories"].clone();
+    assert_eq!(repos, library(s.registry.deleted_repositories().unwrap()));
     assert_eq!(repos.as_array().unwrap().len(), 1);
     assert_eq!(repos[0]["name"], "team/old");
     assert!(repos[0]["expires_at"].is_string());
@@ -1563,6 +1632,10 @@ fn s4_autopurge_via_admin_empties_expired_tombstones() {
     s.clock.advance(Duration::from_secs(8 * 86_400));
     let r = s.call("POST", "/admin/autopurge", &[], Vec::new());
     assert_eq!(r.json()["manifests"], 1);
+    // The library's report, as a second run at the same time gives it but for the counts.
+    let again = library(s.registry.run_now().unwrap());
+    assert_eq!(r.json()["ran_at"], again["ran_at"]);
+    assert_eq!(again["manifests"], 0);
     assert_eq!(s.get("/admin/deleted/app").json()["manifests"], json!([]));
 }
 
@@ -1588,10 +1661,20 @@ fn u5_purge_dry_run_via_admin_reports_and_changes_nothing() {
     let r = s.admin("POST", "/admin/purge", request.clone());
     assert_eq!(r.status, 200);
     let report = r.json();
+    let mut options = PurgeOptions::new(["team/.*:build-.*"]).unwrap();
+    options.keep = 1;
+    options.untagged = true;
+    options.dry_run = true;
+    assert_eq!(report, library(s.registry.purge(&options).unwrap()));
     assert_eq!(report["dry_run"], true);
-    assert_eq!(report["tags_untagged"], 2);
-    assert_eq!(report["manifests_deleted"], 2);
-    assert_eq!(report["locked"], 0);
+    assert_eq!(
+        report["repositories"][0]["manifests_deleted"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(report["repositories"][0]["locked"], json!([]));
     let repo = &report["repositories"][0];
     assert_eq!(repo["repository"], "team/app");
     let mut untagged: Vec<&str> = repo["tags_untagged"]
@@ -1652,11 +1735,25 @@ fn g5_gc_via_admin_dry_run_then_sweep() {
         json!({ "dry_run": true, "grace": "5m" }),
     );
     let report = r.json();
+    let options = CollectOptions::default()
+        .dry_run(true)
+        .grace_period(Duration::from_secs(300));
+    let library_report = library(s.registry.collect(&options).unwrap());
+    // The library's report but for the times measured.
+    for (key, value) in library_report.as_object().unwrap() {
+        if !["mark_time", "sweep_time", "longest_write"].contains(&key.as_str()) {
+            assert_eq!(&report[key], value, "{key}");
+        }
+    }
+    assert_eq!(
+        report.as_object().unwrap().len(),
+        library_report.as_object().unwrap().len()
+    );
     assert_eq!(report["dry_run"], true);
     assert_eq!(report["blobs_swept"], 1);
     assert_eq!(report["bytes_swept"], garbage.bytes.len());
     assert_eq!(report["blobs_marked"], 2);
-    assert!(report["mark_ms"].is_number());
+    assert!(report["mark_time"].is_number());
     assert_eq!(s.head(&path).status, 200);
 
     s.clock.advance(Duration::from_secs(2 * 3600));
@@ -1687,6 +1784,7 @@ fn a1_usage_via_admin() {
     );
     assert_eq!(r.status, 201);
     let usage = s.get("/admin/usage").json();
+    assert_eq!(usage, library(s.registry.usage().unwrap()));
     assert_eq!(usage["blobs"], 2);
     assert_eq!(usage["bytes"], 1300);
     let repos = usage["repositories"].as_array().unwrap();
@@ -1711,16 +1809,27 @@ fn a2_fsck_via_admin() {
     s.push_image("app", "v1", "one");
     let r = s.call("POST", "/admin/fsck", &[], Vec::new());
     assert_eq!(r.status, 200);
-    let report = r.json();
+    let answer = r.json();
+    let library_report = s.registry.fsck(&FsckOptions::default()).unwrap();
+    assert_eq!(
+        answer,
+        json!({ "report": library(library_report), "notes": [] })
+    );
+    let report = &answer["report"];
     assert_eq!(report["manifests_checked"], 1);
     assert_eq!(report["blobs_checked"], 2);
     assert_eq!(report["problems"], json!([]));
     // A file left in tmp/ by a crash is found, and repaired once older than the grace period.
     std::fs::write(s.registry.path().join("tmp/left-behind"), b"half").unwrap();
-    let report = s
+    let answer = s
         .admin("POST", "/admin/fsck", json!({ "verify_digests": false }))
         .json();
-    assert_eq!(report["problems"][0]["kind"], "temp_file");
+    let options = FsckOptions::default().verify_digests(false);
+    assert_eq!(
+        answer["report"],
+        library(s.registry.fsck(&options).unwrap())
+    );
+    assert_eq!(answer["report"]["problems"][0]["kind"], "temp_file");
     s.admin("POST", "/admin/fsck", json!({ "repair": "yes" }))
         .assert_error(400, "INVALID_REQUEST");
     s.get("/admin/nothing-here")
@@ -1841,13 +1950,14 @@ fn a2_fsck_via_admin_takes_a_grace_period_and_says_why_files_were_left() {
     // A fresh file is younger than the default grace period (1 h): kept, and said so.
     let r = s.admin("POST", "/admin/fsck", json!({ "repair": true }));
     assert_eq!(r.status, 200);
-    let report = r.json();
+    let answer = r.json();
+    let report = &answer["report"];
     assert_eq!(report["problems"][0]["kind"], "temp_file");
     assert_eq!(
         (report["repaired"].clone(), report["too_recent"].clone()),
         (json!(0), json!(1))
     );
-    let notes = report["notes"].as_array().unwrap();
+    let notes = answer["notes"].as_array().unwrap();
     assert_eq!(notes.len(), 1, "{notes:?}");
     let note = notes[0].as_str().unwrap();
     assert!(
@@ -1855,28 +1965,28 @@ fn a2_fsck_via_admin_takes_a_grace_period_and_says_why_files_were_left() {
         "{note}"
     );
     // Without repair, the note says a repair removes it.
-    let report = s.admin("POST", "/admin/fsck", json!({})).json();
-    assert_eq!(report["too_recent"], 0);
+    let answer = s.admin("POST", "/admin/fsck", json!({})).json();
+    assert_eq!(answer["report"]["too_recent"], 0);
     assert!(
-        report["notes"][0].as_str().unwrap().contains("repair"),
-        "{report}"
+        answer["notes"][0].as_str().unwrap().contains("repair"),
+        "{answer}"
     );
     // With a zero grace, as after a crash, it goes; seconds are taken too.
     for grace in [json!(3600), json!("1h")] {
-        let report = s
+        let answer = s
             .admin(
                 "POST",
                 "/admin/fsck",
                 json!({ "repair": true, "grace": grace }),
             )
             .json();
-        assert_eq!(report["too_recent"], 1);
+        assert_eq!(answer["report"]["too_recent"], 1);
         assert!(
-            report["notes"][0].as_str().unwrap().contains("(1h)"),
-            "{report}"
+            answer["notes"][0].as_str().unwrap().contains("(1h)"),
+            "{answer}"
         );
     }
-    let report = s
+    let answer = s
         .admin(
             "POST",
             "/admin/fsck",
@@ -1884,12 +1994,15 @@ fn a2_fsck_via_admin_takes_a_grace_period_and_says_why_files_were_left() {
         )
         .json();
     assert_eq!(
-        (report["repaired"].clone(), report["too_recent"].clone()),
+        (
+            answer["report"]["repaired"].clone(),
+            answer["report"]["too_recent"].clone()
+        ),
         (json!(1), json!(0))
     );
-    assert_eq!(report["notes"], json!([]));
-    let report = s.admin("POST", "/admin/fsck", json!({ "grace": 0 })).json();
-    assert_eq!(report["problems"], json!([]));
+    assert_eq!(answer["notes"], json!([]));
+    let answer = s.admin("POST", "/admin/fsck", json!({ "grace": 0 })).json();
+    assert_eq!(answer["report"]["problems"], json!([]));
     s.admin("POST", "/admin/fsck", json!({ "grace": "soon" }))
         .assert_error(400, "INVALID_REQUEST");
     s.admin("POST", "/admin/gc", json!({ "grace": -5 }))

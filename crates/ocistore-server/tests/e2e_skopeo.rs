@@ -867,7 +867,7 @@ fn d1_d3_a_tag_delete_untags_and_skopeo_delete_removes_the_manifest() {
 #[test]
 fn s2_s6_s7_s14_soft_deleted_images_stop_pulling_and_pull_again_after_restore() {
     let e = E2e::start();
-    let policy = json!({ "enabled": true, "days": 7 });
+    let policy = serde_json::to_value(ocistore::SoftDeletePolicy::enabled(7).unwrap()).unwrap();
     let answer = e.admin("PUT", "/admin/policy/soft-delete", policy.clone());
     assert_eq!(answer.ok(200), policy);
 
@@ -1053,7 +1053,7 @@ fn g1_g5_d6_the_collector_sweeps_dead_layers_and_every_live_image_still_pulls() 
     let live_bytes: u64 = live.iter().map(|d| src.size(d)).sum();
     assert_eq!(usage["bytes"], live_bytes, "{usage}");
     let fsck = e.admin("POST", "/admin/fsck", json!({})).ok(200);
-    assert_eq!(fsck["problems"], json!([]), "{fsck}");
+    assert_eq!(fsck["report"]["problems"], json!([]), "{fsck}");
     let report = e.gc(false);
     assert_eq!(report["blobs_swept"], 0, "{report}");
 

@@ -11,6 +11,7 @@ pub(crate) fn hash(alg: Algorithm, bytes: &[u8]) -> String {
         Algorithm::Sha256 => format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes))),
         Algorithm::Sha512 => format!("sha512:{}", hex::encode(sha2::Sha512::digest(bytes))),
         Algorithm::Blake3 => format!("blake3:{}", blake3::hash(bytes).to_hex()),
+        other => panic!("the model knows no algorithm {other}"),
     }
 }
 

@@ -35,6 +35,7 @@
 //! ```
 
 mod content;
+mod expected;
 pub mod fuzz;
 mod grammar;
 mod model;

@@ -4,9 +4,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use ocistore::{
-    Descriptor, Digest, FsckReport, Item, Locks, Manifest, RepositoryPurge, RepositoryUsage,
-    RetentionPolicy, SoftDeletePolicy, TagCause, Timestamp, Usage,
+    Descriptor, Digest, FsckReport, Item, Locks, RepositoryPurge, RepositoryUsage, RetentionPolicy,
+    SoftDeletePolicy, TagCause, Timestamp, Usage,
 };
+
+use crate::expected::ExpectedManifest;
 
 use super::*;
 use super::{grammar::*, op::*, outcome::*, step::*};
@@ -394,11 +396,9 @@ impl Model {
             }
         }
         for (name, r) in &self.repositories {
-            let mut repo = RepositoryUsage {
-                name: name.clone(),
-                deleted: r.deleted.is_some(),
-                ..RepositoryUsage::default()
-            };
+            let mut repo = RepositoryUsage::default();
+            repo.name.clone_from(name);
+            repo.deleted = r.deleted.is_some();
             for digest in r.blobs.keys() {
                 let Some((size, _)) = self.blob_records.get(digest) else {
                     continue;
@@ -672,16 +672,15 @@ impl RepoModel {
     pub(crate) fn referrer_descriptor(&self, digest: &str) -> Descriptor {
         let m = &self.manifests[digest];
         let fallback = m.spec.config.as_ref().map(|c| c.media_type.clone());
-        Descriptor {
-            artifact_type: m.spec.artifact_type.clone().or(fallback),
-            annotations: m.spec.annotations.clone(),
-            ..descriptor(&m.media_type, digest, m.body.len() as u64)
-        }
+        let mut d = descriptor(&m.media_type, digest, m.body.len() as u64);
+        d.artifact_type = m.spec.artifact_type.clone().or(fallback);
+        d.annotations.clone_from(&m.spec.annotations);
+        d
     }
 
-    pub(crate) fn expected_manifest(&self, digest: &str) -> Manifest {
+    pub(crate) fn expected_manifest(&self, digest: &str) -> ExpectedManifest {
         let m = &self.manifests[digest];
-        Manifest {
+        ExpectedManifest {
             digest: Digest::parse(digest).unwrap(),
             media_type: m.media_type.clone(),
             size: m.body.len() as u64,
@@ -696,7 +695,7 @@ impl RepoModel {
     }
 
     /// Manifests by (last update, digest), oldest first.
-    pub(crate) fn by_time(&self) -> Vec<Manifest> {
+    pub(crate) fn by_time(&self) -> Vec<ExpectedManifest> {
         let all = self.live_by_time();
         all.iter().map(|d| self.expected_manifest(d)).collect()
     }
@@ -1176,18 +1175,17 @@ fn model_step(m: &mut Model, step: &Step) -> Outcome {
         Step::Collect { dry_run } => Ok(m.collect(*dry_run)),
         Step::Usage => Ok(Value::Usage(m.usage())),
         // Every manifest record, live or in the bin, and every blob record is checked.
-        Step::Fsck => Ok(Value::Fsck(FsckReport {
-            manifests_checked: m
+        Step::Fsck => {
+            let mut report = FsckReport::default();
+            report.manifests_checked = m
                 .repositories
                 .values()
                 .map(|r| r.manifests.len() as u64)
-                .sum(),
-            blobs_checked: m.blob_records.len() as u64,
-            problems: missing_children(m),
-            repaired: 0,
-            too_recent: 0,
-            kept_named: 0,
-        })),
+                .sum();
+            report.blobs_checked = m.blob_records.len() as u64;
+            report.problems = missing_children(m);
+            Ok(Value::Fsck(report))
+        }
         // The disk stays as full as it was.
         Step::Reopen => Ok(Value::Unit),
         Step::DiskFull(full) => {
@@ -1507,12 +1505,8 @@ impl RepoModel {
             .iter()
             .map(|(d, x)| (d.clone(), x.updated))
             .collect();
-        let mut report = RepositoryPurge {
-            repository: name.to_owned(),
-            tags_untagged: Vec::new(),
-            manifests_deleted: Vec::new(),
-            locked: Vec::new(),
-        };
+        let mut report = RepositoryPurge::default();
+        report.repository = name.to_owned();
         // U4: a locked repository is skipped whole, with or without `include_locked`, and
         // reported if the purge would change it but for the locks.
         if self.check_lock(name, "", Need::Delete).is_err() {

@@ -5,10 +5,9 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use ocistore::{
-    Algorithm, Batch, BlobStore, CollectOptions, DeletedManifest, DeletedRepository, DeletedTag,
-    Descriptor, Digest, Error, FsckOptions, Item, Locks, ManifestQuery, ManualClock, OnConflict,
-    Page, Problem, PurgeOptions, Registry, Restore, SoftDeletePolicy, Tag, TagEvent, Timestamp,
-    Upload, parse_ago,
+    Algorithm, Batch, BlobStore, CollectOptions, Descriptor, Digest, Error, FsckOptions, Item,
+    Locks, ManifestQuery, ManualClock, OnConflict, Page, Problem, PurgeOptions, Registry, Restore,
+    SoftDeletePolicy, Timestamp, Upload, parse_ago,
 };
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -16,6 +15,10 @@ use tempfile::TempDir;
 
 use super::*;
 use super::{grammar::*, model::*, op::*, outcome::*, step::*};
+use crate::expected::{
+    ExpectedDeletedManifest, ExpectedDeletedRepository, ExpectedDeletedTag, ExpectedTag,
+    ExpectedTagEvent,
+};
 
 /// A [`Registry`] under test: a store in a temporary directory (on tmpfs when the host has
 /// one), on a [`ManualClock`] that starts at 2026-01-01, with what a client knows of its
@@ -299,10 +302,7 @@ fn registry_step(sut: &mut RegistrySystem, step: &Step) -> Outcome {
             Ok(Value::Fsck(report))
         }
         Step::Collect { dry_run } => {
-            let options = CollectOptions {
-                dry_run: *dry_run,
-                grace_period: None,
-            };
+            let options = CollectOptions::default().dry_run(*dry_run);
             let r = reg.collect(&options).map_err(kind)?;
             assert_eq!(r.dry_run, *dry_run);
             Ok(Value::Collected(Collected {
@@ -361,10 +361,7 @@ pub(crate) fn registry_purge(reg: &Registry, p: &PurgeSel) -> Outcome {
     options.include_locked = p.include_locked;
     options.dry_run = p.run == PurgeRun::Dry;
     let r = if p.run == PurgeRun::DryThenReal {
-        let dry = PurgeOptions {
-            dry_run: true,
-            ..options.clone()
-        };
+        let dry = options.clone().dry_run(true);
         let before = snapshot(reg);
         let dry = reg.purge(&dry).map_err(kind)?;
         assert!(dry.dry_run);
@@ -552,12 +549,12 @@ pub(crate) fn compare(model: &Model, registry: &Registry) -> Result<(), TestCase
         prop_assert_eq!(page, after, "repositories after {}", last);
     }
     // S5: soft-deleted repositories, most recently deleted first.
-    let mut deleted: Vec<DeletedRepository> = model
+    let mut deleted: Vec<ExpectedDeletedRepository> = model
         .repositories
         .iter()
         .filter_map(|(name, r)| {
             let at = r.deleted?;
-            Some(DeletedRepository {
+            Some(ExpectedDeletedRepository {
                 name: name.clone(),
                 deleted_at: at,
                 expires_at: model.expires(at),
@@ -661,7 +658,7 @@ pub(crate) fn compare_bin(
     r: &RepoModel,
 ) -> Result<(), TestCaseError> {
     let repo = registry.repository(name).unwrap();
-    let mut manifests: Vec<DeletedManifest> = r
+    let mut manifests: Vec<ExpectedDeletedManifest> = r
         .manifests
         .iter()
         .filter_map(|(digest, m)| {
@@ -672,7 +669,7 @@ pub(crate) fn compare_bin(
                 .filter(|t| &t.digest == digest)
                 .map(|t| t.tag.clone())
                 .collect();
-            Some(DeletedManifest {
+            Some(ExpectedDeletedManifest {
                 digest: Digest::parse(digest).unwrap(),
                 media_type: m.media_type.clone(),
                 size: m.body.len() as u64,
@@ -697,13 +694,13 @@ pub(crate) fn compare_bin(
     // Newest first; the event number orders deletions at the same time.
     let mut bin: Vec<&BinTag> = r.bin_tags.iter().collect();
     bin.sort_by(|a, b| b.deleted_at.cmp(&a.deleted_at).then(b.seq.cmp(&a.seq)));
-    let deleted_tag = |t: &&BinTag| DeletedTag {
+    let deleted_tag = |t: &&BinTag| ExpectedDeletedTag {
         tag: t.tag.clone(),
         digest: Digest::parse(&t.digest).unwrap(),
         deleted_at: t.deleted_at,
         expires_at: model.expires(t.deleted_at),
     };
-    let all: Vec<DeletedTag> = bin.iter().map(deleted_tag).collect();
+    let all: Vec<ExpectedDeletedTag> = bin.iter().map(deleted_tag).collect();
     prop_assert_eq!(
         repo.deleted_tags(None).unwrap(),
         all,
@@ -715,19 +712,19 @@ pub(crate) fn compare_bin(
     names.extend(r.history.iter().map(|e| e.tag.as_str()));
     names.extend(r.tags.keys().map(String::as_str));
     for tag in names {
-        let only: Vec<DeletedTag> = bin
+        let only: Vec<ExpectedDeletedTag> = bin
             .iter()
             .filter(|t| t.tag == tag)
             .map(deleted_tag)
             .collect();
         prop_assert_eq!(repo.deleted_tags(Some(tag)).unwrap(), only);
         let parse = |d: &Option<String>| d.as_deref().map(|d| Digest::parse(d).unwrap());
-        let history: Vec<TagEvent> = r
+        let history: Vec<ExpectedTagEvent> = r
             .history
             .iter()
             .rev()
             .filter(|e| e.tag == tag)
-            .map(|e| TagEvent {
+            .map(|e| ExpectedTagEvent {
                 tag: e.tag.clone(),
                 from: parse(&e.from),
                 to: parse(&e.to),
@@ -755,10 +752,10 @@ pub(crate) fn compare_repository(
     let repo = registry.repository(name).unwrap();
 
     // P5, P7: tags with their targets and times, lexical, paginated.
-    let tags: Vec<Tag> = r
+    let tags: Vec<ExpectedTag> = r
         .tags
         .iter()
-        .map(|(t, m)| Tag {
+        .map(|(t, m)| ExpectedTag {
             name: t.clone(),
             digest: Digest::parse(&m.digest).unwrap(),
             updated: m.updated,
@@ -784,43 +781,22 @@ pub(crate) fn compare_repository(
         name
     );
     let desc: Vec<_> = asc.iter().rev().cloned().collect();
-    let q = ManifestQuery {
-        descending: true,
-        ..Default::default()
-    };
+    let q = ManifestQuery::default().descending(true);
     prop_assert_eq!(&query(q), &desc, "manifests of {} newest first", name);
     let untagged: Vec<_> = asc.iter().filter(|m| m.tags.is_empty()).cloned().collect();
-    let q = ManifestQuery {
-        untagged: true,
-        ..Default::default()
-    };
+    let q = ManifestQuery::default().untagged(true);
     prop_assert_eq!(&query(q), &untagged, "untagged manifests of {}", name);
-    let q = ManifestQuery {
-        limit: Some(1),
-        descending: true,
-        ..Default::default()
-    };
+    let q = ManifestQuery::default().limit(1).descending(true);
     prop_assert_eq!(&query(q), &desc[..desc.len().min(1)], "newest of {}", name);
-    let q = ManifestQuery {
-        untagged: true,
-        limit: Some(1),
-        ..Default::default()
-    };
+    let q = ManifestQuery::default().untagged(true).limit(1);
     prop_assert_eq!(&query(q), &untagged[..untagged.len().min(1)]);
     let mut times: BTreeSet<Timestamp> = asc.iter().map(|m| m.updated).collect();
     times.insert(model.now.saturating_add(Duration::from_secs(1)));
     for t in times {
         let before: Vec<_> = asc.iter().filter(|m| m.updated < t).cloned().collect();
-        let q = ManifestQuery {
-            updated_before: Some(t),
-            ..Default::default()
-        };
+        let q = ManifestQuery::default().updated_before(t);
         prop_assert_eq!(&query(q), &before, "manifests of {} before {:?}", name, t);
-        let q = ManifestQuery {
-            updated_before: Some(t),
-            descending: true,
-            ..Default::default()
-        };
+        let q = ManifestQuery::default().updated_before(t).descending(true);
         let newest_first: Vec<_> = before.into_iter().rev().collect();
         prop_assert_eq!(&query(q), &newest_first);
     }

@@ -11,13 +11,11 @@ use super::*;
 use super::{grammar::*, op::*};
 
 pub(crate) fn descriptor(media_type: &str, digest: &str, size: u64) -> Descriptor {
-    Descriptor {
-        media_type: media_type.to_owned(),
-        digest: Digest::parse(digest).expect("descriptors name valid digests"),
+    Descriptor::new(
+        media_type,
+        Digest::parse(digest).expect("descriptors name valid digests"),
         size,
-        artifact_type: None,
-        annotations: BTreeMap::new(),
-    }
+    )
 }
 
 /// A manifest body, structured: the model keeps these fields, the registry gets the bytes.

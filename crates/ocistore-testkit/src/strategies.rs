@@ -476,7 +476,7 @@ pub(crate) fn set_locks() -> BoxedStrategy<Op> {
         3 => Just(Locks::UNLOCKED),
         3 => Just(Locks::NO_DELETE),
         2 => Just(Locks::READ_ONLY),
-        1 => Just(Locks { delete_enabled: true, write_enabled: false }),
+        1 => Just(Locks::UNLOCKED.with_write_enabled(false)),
     ];
     (repo(), item, locks)
         .prop_map(|(repo, item, locks)| Op::SetLocks { repo, item, locks })

@@ -288,10 +288,7 @@ fn c2_a_crash_in_the_middle_of_a_batch_reopens_without_it() {
         Err(Error::ManifestUnknown { .. })
     ));
     assert_eq!(restarted_repo.blob(&kept).unwrap(), &b"kept"[..]);
-    let repair = FsckOptions {
-        repair: true,
-        ..FsckOptions::default()
-    };
+    let repair = FsckOptions::default().repair(true);
     let report = restarted.fsck(&repair).unwrap();
     assert_eq!(report.repaired, 1, "{report:?}");
     assert_eq!(snapshot(&restarted), committed);
