@@ -36,9 +36,17 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! Every report, listing and option is a `serde` type, with one JSON form for all of them
+//! (`snake_case` fields, RFC 3339 times, digests as text, durations in seconds), described in
+//! `docs/json.md`. They are `#[non_exhaustive]`: build options with their constructors and
+//! builders ([`PurgeOptions::new`], `CollectOptions::default().dry_run(true)`), and expect
+//! reports and listings to gain fields.
+//!
 //! The rules the crate is held to are in `docs/spec.md`; the layers, the tables and the crash
 //! model are in `docs/design.md`.
 
+// docs.rs builds with `--cfg docsrs` (Cargo.toml): items behind a feature say so there.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![deny(missing_docs, clippy::all)]
 #![warn(

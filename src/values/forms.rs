@@ -67,13 +67,10 @@ pub(crate) mod seconds {
     }
 
     pub(crate) mod option {
-        use super::super::{Deserialize, Deserializer, Duration, Res, Serializer};
+        use super::super::{Deserialize, Deserializer, Duration, Res, Serialize, Serializer};
 
         pub(crate) fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Res<S::Ok, S::Error> {
-            match d {
-                Some(d) => super::serialize(d, s),
-                None => s.serialize_none(),
-            }
+            d.map(|d| d.as_secs_f64()).serialize(s)
         }
 
         pub(crate) fn deserialize<'de, D: Deserializer<'de>>(

@@ -34,6 +34,9 @@
 //!     .unwrap();
 //! ```
 
+// docs.rs builds with `--cfg docsrs` (Cargo.toml): items behind a feature say so there.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod content;
 mod expected;
 pub mod fuzz;
