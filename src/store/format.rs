@@ -2,8 +2,8 @@
 
 use redb::ReadableTable;
 
-use super::meta;
 use super::tables::Tables;
+use super::{meta, tags};
 use crate::values::{Error, Result};
 
 /// The on-disk format this build reads and writes; stored in the `meta` table. Version 1
@@ -14,6 +14,9 @@ pub const FORMAT_VERSION: u32 = 2;
 /// not know. A collection the last process was running when it stopped is over.
 pub(crate) fn check(t: &mut Tables<'_>, store: &std::path::Path) -> Result<()> {
     meta::set_collecting(t, false)?;
+    // A table added within version 2, so built here rather than by an upgrade: an older build
+    // still reads the store, which has only gained a table it does not know.
+    tags::index_history_by_time(t)?;
     match meta::format_version(t)? {
         None => meta::set_format_version(t, FORMAT_VERSION),
         Some(FORMAT_VERSION) => Ok(()),
