@@ -99,6 +99,8 @@ pub(crate) trait View {
     fn manifests_of(&self, repo: &str) -> Vec<(String, String, u64)>;
     /// Digests of the manifests of `repo` in the recycle bin, sorted.
     fn binned_of(&self, repo: &str) -> Vec<String>;
+    /// Digests the tag history of `repo` names, sorted (T2).
+    fn named_of(&self, repo: &str) -> Vec<String>;
     /// How many upload sessions were started.
     fn sessions(&self) -> usize;
     /// The bytes a session holds, as its client knows them.
@@ -287,6 +289,8 @@ pub enum Step {
     },
     /// `set_retention_policy`.
     SetRetention(RetentionPolicy),
+    /// `set_history_retention_days`.
+    SetHistoryRetention(u32),
     /// `purge`.
     PurgeByFilter(PurgeSel),
     /// Moves the clock forward by this many seconds.
@@ -332,6 +336,14 @@ pub(crate) fn pick_any(view: &impl View, repo: &str, sel: AnySel) -> String {
             }
         }
         AnySel::Unknown => unknown_manifest().0,
+        AnySel::Named(i) => {
+            let named = view.named_of(repo);
+            if named.is_empty() {
+                live(i)
+            } else {
+                named[i % named.len()].clone()
+            }
+        }
     }
 }
 
@@ -608,6 +620,7 @@ pub(crate) fn resolve(op: &Op, view: &impl View) -> Step {
             enabled: *enabled,
             days: *days,
         }),
+        Op::SetHistoryRetention(days) => Step::SetHistoryRetention(*days),
         Op::PurgeByFilter(p) => Step::PurgeByFilter(p.clone()),
         Op::AdvanceClock(secs) => Step::Advance(*secs),
         // Every op of a batch is resolved against the state before the batch.
