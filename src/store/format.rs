@@ -44,3 +44,48 @@ fn index_untagged_manifests(t: &mut Tables<'_>) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::Db;
+    use super::super::tables::encode;
+    use crate::store::tags::{TagCause, TagEvent, history};
+    use crate::values::{Digest, Timestamp};
+
+    #[test]
+    fn t2_a_store_without_the_history_time_index_gets_it_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metadata.redb");
+        let open = || Db::open(&path, 1 << 20, dir.path()).unwrap();
+        let digest = Digest::parse(&format!("sha256:{}", "a".repeat(64))).unwrap();
+        let event = |at: u64| TagEvent {
+            tag: "v1".to_owned(),
+            from: None,
+            to: Some(digest.clone()),
+            at: Timestamp::from_nanos(at),
+            cause: TagCause::Push,
+        };
+        // Events as a build without the index wrote them.
+        open()
+            .write(Timestamp::default(), true, |tx| {
+                for (seq, at) in [(1, 10), (2, 20)] {
+                    let row = encode(&event(at));
+                    tx.t.tag_history
+                        .insert(("app", "v1", seq), row.as_slice())?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        // Opened twice: the index is built once, and finds the events by their time.
+        drop(open());
+        let db = open();
+        let removed = db
+            .write(Timestamp::default(), true, |tx| {
+                tx.forget_history_until(Timestamp::from_nanos(10))
+            })
+            .unwrap();
+        assert_eq!(removed, 1);
+        let left = history(&db.snapshot().unwrap(), "app", "v1").unwrap();
+        assert_eq!(left, [event(20)]);
+    }
+}
