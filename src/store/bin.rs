@@ -328,7 +328,7 @@ impl Tx<'_> {
 
     /// Removes a live tag of a repository that is purged next: no event, no bin, as the
     /// repository's history goes with it (T2).
-    pub(crate) fn forget_tag(&mut self, repo: &str, tag: &str) -> Result<()> {
+    fn forget_tag(&mut self, repo: &str, tag: &str) -> Result<()> {
         let digest = self
             .t
             .tags
