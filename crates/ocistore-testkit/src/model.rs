@@ -795,11 +795,12 @@ impl View for Model {
         binned.map(|(d, _)| d.clone()).collect()
     }
 
-    fn named_of(&self, repo: &str) -> Vec<String> {
+    fn named_of(&self, repo: &str, tag: Option<&str>) -> Vec<String> {
         let Some(r) = self.repositories.get(repo) else {
             return Vec::new();
         };
-        let named = r.history.iter().flat_map(|e| [&e.from, &e.to]).flatten();
+        let events = r.history.iter().filter(|e| tag.is_none_or(|t| e.tag == t));
+        let named = events.flat_map(|e| [&e.from, &e.to]).flatten();
         let named: BTreeSet<&String> = named.collect();
         named.into_iter().cloned().collect()
     }

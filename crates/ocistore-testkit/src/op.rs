@@ -200,6 +200,9 @@ pub enum AnySel {
     /// The `n`-th manifest the repository's tag history names, by digest, whether it is live,
     /// in the bin or purged (T2); a live one when the history names none.
     Named(usize),
+    /// For a revert, [`AnySel::Named`] of its tag's history, or of the repository's when that
+    /// names none.
+    NamedByTag(usize),
 }
 
 /// What a pull or a delete names: a tag, a manifest by digest (one in the bin is unknown to

@@ -461,11 +461,15 @@ pub(crate) fn revert_tag() -> BoxedStrategy<Op> {
 
 /// T2: a revert to a manifest the history names, live, in the bin or purged.
 pub(crate) fn revert_named() -> BoxedStrategy<Op> {
-    (repo(), tag(), 0..8usize, prop::bool::weighted(0.3))
-        .prop_map(|(repo, tag, i, force)| Op::RevertTag {
+    let manifest = prop_oneof![
+        (0..8usize).prop_map(AnySel::Named),
+        (0..8usize).prop_map(AnySel::NamedByTag),
+    ];
+    (repo(), tag(), manifest, prop::bool::weighted(0.3))
+        .prop_map(|(repo, tag, manifest, force)| Op::RevertTag {
             repo,
             tag,
-            manifest: AnySel::Named(i),
+            manifest,
             force,
         })
         .boxed()

@@ -226,7 +226,7 @@ fn t2_model_matches_registry_under_reverts_and_history_retention() {
     };
     let ops = with_retention(prop::collection::vec(op_mix(mix), 1..60));
     check_model(
-        128,
+        192,
         ops,
         &[
             (&["RevertTag"], "Unit"),
