@@ -1,13 +1,15 @@
 //! Tag history (SPEC T1, T2): every move and deletion of a tag is recorded with its cause,
 //! listed newest first; a tag can be reverted to a manifest its history names while that
-//! manifest is live or in the recycle bin, and history goes with the manifests it names.
+//! manifest is live or in the recycle bin. History stays when the manifests it names are
+//! purged, and goes when older than the history retention, by the retention clock.
 
 mod common;
 
-use common::{START, Store, event, push_image};
+use common::{START, Store, event, fails_writing_nothing, push_image, refused};
 use ocistore::manifest::OCI_MANIFEST;
 use ocistore::{
-    Digest, Error, OnConflict, Page, Repository, Restore, SoftDeletePolicy, TagCause, Timestamp,
+    Digest, Error, Item, Locks, OnConflict, Page, PurgeOptions, Repository, Restore,
+    RetentionPolicy, SoftDeletePolicy, TagCause, TagEvent, Timestamp,
 };
 use serde_json::json;
 
@@ -364,7 +366,7 @@ fn t1_an_invalid_tag_is_invalid_tag() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// T2: revert, and history going with purged manifests
+// T2: revert
 
 #[test]
 fn t2_revert_to_a_live_manifest() {
@@ -559,59 +561,136 @@ fn moved_twice(s: &Store, repo: &Repository) -> (Digest, Digest, Digest) {
     (a, b, c)
 }
 
-fn assert_history_forgets(repo: &Repository, gone: &Digest, kept: (&Digest, &Digest)) {
-    assert!(!names(repo, "v1", gone), "{:?}", repo.tag_history("v1"));
-    // The event that names only live manifests stays.
-    let history = repo.tag_history("v1").unwrap();
-    assert_eq!(history.len(), 1, "{history:?}");
-    assert_eq!(
-        (history[0].from.as_ref(), history[0].to.as_ref()),
-        (Some(kept.0), Some(kept.1))
+/// Checks that the history of v1 (built by [`moved_twice`]) still names purged manifest
+/// `gone`, unchanged by its purge, and that a revert to it is `ManifestUnknown`, writing nothing.
+fn assert_history_kept(s: &Store, repo: &Repository, gone: &Digest, before: &[TagEvent]) {
+    assert!(repo.manifest(gone.as_str()).is_err());
+    assert!(repo.deleted_manifests().unwrap().is_empty());
+    assert_eq!(repo.tag_history("v1").unwrap(), before);
+    assert!(names(repo, "v1", gone));
+    let err = refused(s, &["app"], || {
+        repo.revert_tag("v1", gone, OnConflict::MoveTag)
+    });
+    assert!(
+        common::is_manifest_unknown(&err, "app", gone.as_str()),
+        "{err:?}"
     );
-    match repo.revert_tag("v1", gone, OnConflict::MoveTag) {
-        Err(Error::NotInHistory { digest, .. }) => assert_eq!(&digest, gone),
-        other => panic!("{other:?}"),
+}
+
+#[test]
+fn t2_revert_to_a_purged_manifest_is_manifest_unknown() {
+    let s = Store::new();
+    let repo = s.repo("app");
+    let a = push_image(&repo, "v1", "a");
+    push_image(&repo, "v1", "b");
+    // With the policy off, the delete purges a at once; the event naming it stays.
+    repo.delete_manifest(a.as_str()).unwrap();
+    let before = repo.tag_history("v1").unwrap();
+    assert_history_kept(&s, &repo, &a, &before);
+    // Pushed again, it is live again: the revert works.
+    let again = push_image(&repo, "other", "a");
+    assert_eq!(again, a);
+    repo.revert_tag("v1", &a, OnConflict::MoveTag).unwrap();
+    assert_eq!(repo.resolve("v1").unwrap(), a);
+}
+
+#[test]
+fn t2_purge_by_hand_keeps_the_history() {
+    let s = Store::new();
+    soft_delete(&s);
+    let repo = s.repo("app");
+    let (a, _, _) = moved_twice(&s, &repo);
+    let before = repo.tag_history("v1").unwrap();
+    repo.purge_deleted_manifest(&a).unwrap();
+    assert_history_kept(&s, &repo, &a, &before);
+}
+
+#[test]
+fn t2_autopurge_keeps_the_history_of_the_manifests_it_purges() {
+    let s = Store::new();
+    soft_delete(&s);
+    let repo = s.repo("app");
+    let (a, _, _) = moved_twice(&s, &repo);
+    let before = repo.tag_history("v1").unwrap();
+    s.advance(7 * DAY - 1);
+    assert_eq!(s.registry.run_now().unwrap().manifests, 0);
+    s.advance(1);
+    let report = s.registry.run_now().unwrap();
+    assert_eq!((report.manifests, report.history_events), (1, 0));
+    assert_history_kept(&s, &repo, &a, &before);
+}
+
+#[test]
+fn t2_a_delete_with_the_policy_off_keeps_the_history() {
+    let s = Store::new();
+    let repo = s.repo("app");
+    let (a, b, c) = moved_twice(&s, &repo);
+    let before = repo.tag_history("v1").unwrap();
+    assert_history_kept(&s, &repo, &a, &before);
+    // Deleting by tag with the policy off records the deletion; c is purged, its events stay.
+    let at = now(&s);
+    repo.delete_manifest("v1").unwrap();
+    let history = repo.tag_history("v1").unwrap();
+    assert_eq!(
+        history[0],
+        event("v1", Some(&c), None, at, TagCause::Delete)
+    );
+    assert_eq!(history[1..], before[..]);
+    assert_history_kept(&s, &repo, &c, &history);
+    // b, which the tag left, is still live: the tag can go back to it.
+    repo.revert_tag("v1", &b, OnConflict::Refuse).unwrap();
+    assert_eq!(repo.resolve("v1").unwrap(), b);
+}
+
+#[test]
+fn t2_purge_by_filter_keeps_the_history() {
+    for enabled in [false, true] {
+        let s = Store::new();
+        if enabled {
+            soft_delete(&s);
+        }
+        let repo = s.repo("app");
+        let a = push_image(&repo, "v1", "a");
+        s.advance(2 * DAY);
+        let mut options = PurgeOptions::new(["app:.*"]).unwrap();
+        options.untagged = true;
+        let at = now(&s);
+        s.registry.purge(&options).unwrap();
+        assert!(repo.manifest(a.as_str()).is_err());
+        if enabled {
+            repo.purge_deleted_manifest(&a).unwrap();
+        }
+        assert_eq!(
+            repo.tag_history("v1").unwrap(),
+            [
+                event("v1", Some(&a), None, at, TagCause::Purge),
+                event("v1", None, Some(&a), START, TagCause::Push),
+            ],
+            "{enabled}"
+        );
+        assert!(matches!(
+            repo.revert_tag("v1", &a, OnConflict::Refuse),
+            Err(Error::ManifestUnknown { .. })
+        ));
     }
 }
 
 #[test]
-fn t2_autopurge_after_expiry_takes_the_history_of_the_manifest() {
+fn t2_the_retention_policy_keeps_the_history() {
     let s = Store::new();
-    soft_delete(&s);
+    s.registry
+        .set_retention_policy(RetentionPolicy::enabled(1).unwrap())
+        .unwrap();
     let repo = s.repo("app");
-    let (a, b, c) = moved_twice(&s, &repo);
-    // Before expiry the bin's manifest can be reverted to.
-    assert!(names(&repo, "v1", &a));
-    s.advance(7 * DAY - 1);
-    assert_eq!(s.registry.run_now().unwrap().manifests, 0);
-    assert!(names(&repo, "v1", &a));
-    s.advance(1);
-    assert_eq!(s.registry.run_now().unwrap().manifests, 1);
-    assert_history_forgets(&repo, &a, (&b, &c));
-}
-
-#[test]
-fn t2_purge_deleted_manifest_takes_the_history_of_the_manifest() {
-    let s = Store::new();
-    soft_delete(&s);
-    let repo = s.repo("app");
-    let (a, b, c) = moved_twice(&s, &repo);
-    repo.purge_deleted_manifest(&a).unwrap();
-    assert_history_forgets(&repo, &a, (&b, &c));
-}
-
-#[test]
-fn t2_a_delete_with_the_policy_off_takes_the_history_of_the_manifest() {
-    let s = Store::new();
-    let repo = s.repo("app");
-    let (a, b, c) = moved_twice(&s, &repo);
-    assert_history_forgets(&repo, &a, (&b, &c));
-    // Deleting by tag with the policy off: every event naming c goes with it.
-    repo.delete_manifest("v1").unwrap();
-    assert!(repo.tag_history("v1").unwrap().is_empty());
+    let a = push_image(&repo, "v1", "a");
+    repo.untag("v1").unwrap();
+    s.advance(DAY);
+    assert_eq!(s.registry.run_now().unwrap().untagged_deleted, 1);
+    assert!(repo.manifest(a.as_str()).is_err());
+    assert_eq!(repo.tag_history("v1").unwrap().len(), 2);
     assert!(matches!(
-        repo.revert_tag("v1", &c, OnConflict::MoveTag),
-        Err(Error::NotInHistory { .. })
+        repo.revert_tag("v1", &a, OnConflict::Refuse),
+        Err(Error::ManifestUnknown { .. })
     ));
 }
 
@@ -680,4 +759,207 @@ fn t2_history_survives_reopen() {
     assert_eq!(repo.tag_history("v1").unwrap().len(), 4);
     // The event sequence carries on after a reopen: newest is still first.
     assert_eq!(repo.tag_history("v1").unwrap()[0].to.as_ref(), Some(&a));
+}
+
+#[test]
+fn t2_revert_is_refused_by_locks() {
+    let s = Store::new();
+    soft_delete(&s);
+    let repo = s.repo("app");
+    let a = push_image(&repo, "v1", "a");
+    let b = push_image(&repo, "v1", "b");
+    let c = push_image(&repo, "v2", "c");
+    repo.tag("v2", &a).unwrap();
+    repo.delete_manifest(c.as_str()).unwrap();
+    // A write-locked tag does not move, to a live manifest or out of the bin, forced or not.
+    repo.set_locks(&Item::Tag("v1".into()), Locks::READ_ONLY)
+        .unwrap();
+    repo.set_locks(&Item::Tag("v2".into()), Locks::READ_ONLY)
+        .unwrap();
+    for (tag, digest) in [("v1", &a), ("v2", &c)] {
+        for on_conflict in [OnConflict::Refuse, OnConflict::MoveTag] {
+            let err = refused(&s, &["app"], || repo.revert_tag(tag, digest, on_conflict));
+            assert!(
+                matches!(&err, Error::Locked { item: Item::Tag(t), .. } if t == tag),
+                "{err:?}"
+            );
+        }
+    }
+    repo.set_locks(&Item::Tag("v1".into()), Locks::UNLOCKED)
+        .unwrap();
+    repo.set_locks(&Item::Tag("v2".into()), Locks::UNLOCKED)
+        .unwrap();
+    // A write-locked repository takes no revert either.
+    repo.set_locks(&Item::Repository, Locks::READ_ONLY).unwrap();
+    for (tag, digest) in [("v1", &a), ("v2", &c)] {
+        let err = refused(&s, &["app"], || {
+            repo.revert_tag(tag, digest, OnConflict::MoveTag)
+        });
+        assert!(
+            matches!(
+                &err,
+                Error::Locked {
+                    item: Item::Repository,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
+    repo.set_locks(&Item::Repository, Locks::UNLOCKED).unwrap();
+    repo.revert_tag("v1", &a, OnConflict::MoveTag).unwrap();
+    repo.revert_tag("v2", &c, OnConflict::MoveTag).unwrap();
+    assert_eq!(
+        (repo.resolve("v1").unwrap(), repo.resolve("v2").unwrap()),
+        (a, c)
+    );
+    // b, which v1 left, keeps no tag; v1's overwritten entry is in the bin.
+    assert!(repo.manifest(b.as_str()).unwrap().tags.is_empty());
+    assert_eq!(repo.deleted_tags(Some("v1")).unwrap()[0].digest, b);
+}
+
+#[test]
+fn t2_revert_in_a_batch_commits_with_the_batch() {
+    let s = Store::new();
+    let repo = s.repo("app");
+    let a = push_image(&repo, "v1", "a");
+    let b = push_image(&repo, "v1", "b");
+    // A failing batch reverts nothing.
+    let err = s
+        .registry
+        .batch(|batch| {
+            batch.revert_tag(&repo, "v1", &a, OnConflict::MoveTag)?;
+            batch.untag(&repo, "never")
+        })
+        .unwrap_err();
+    assert!(matches!(err, Error::TagUnknown { .. }), "{err:?}");
+    assert_eq!(repo.resolve("v1").unwrap(), b);
+    s.registry
+        .batch(|batch| {
+            batch.revert_tag(&repo, "v1", &a, OnConflict::MoveTag)?;
+            batch.revert_tag(&repo, "v1", &b, OnConflict::MoveTag)
+        })
+        .unwrap();
+    assert_eq!(repo.resolve("v1").unwrap(), b);
+    assert_eq!(repo.tag_history("v1").unwrap().len(), 6);
+}
+
+// ---------------------------------------------------------------------------------------------
+// T2: the history retention
+
+/// The history of `tag` as (from, to) pairs, newest first.
+fn moves(repo: &Repository, tag: &str) -> Vec<(Option<Digest>, Option<Digest>)> {
+    let history = repo.tag_history(tag).unwrap();
+    history.into_iter().map(|e| (e.from, e.to)).collect()
+}
+
+#[test]
+fn t2_history_retention_is_90_days_by_default_and_removes_older_events_by_the_retention_clock() {
+    let s = Store::new();
+    assert_eq!(s.registry.history_retention_days().unwrap(), 90);
+    let repo = s.repo("app");
+    let a = push_image(&repo, "v1", "a");
+    s.advance(DAY);
+    let b = push_image(&repo, "v1", "b");
+    push_image(&repo, "old", "c");
+    // One day before the first event is 90 days old: nothing goes.
+    s.advance(89 * DAY - 1);
+    let report = s.registry.run_due().unwrap().expect("due");
+    assert_eq!(report.history_events, 0);
+    // At 90 days: the two events of that time go, the later one stays.
+    s.advance(1);
+    assert_eq!(s.registry.run_now().unwrap().history_events, 1);
+    assert_eq!(moves(&repo, "v1"), [(Some(a.clone()), Some(b.clone()))]);
+    assert_eq!(repo.tag_history("old").unwrap().len(), 1);
+    // An entry gone from the history can no longer be reverted to.
+    s.advance(DAY);
+    let report = s.registry.run_due().unwrap().expect("due");
+    assert_eq!(report.history_events, 2);
+    assert!(repo.tag_history("v1").unwrap().is_empty());
+    assert!(repo.tag_history("old").unwrap().is_empty());
+    // The tags themselves stay.
+    assert_eq!(repo.resolve("v1").unwrap(), b);
+    assert!(matches!(
+        repo.revert_tag("v1", &a, OnConflict::MoveTag),
+        Err(Error::NotInHistory { .. })
+    ));
+}
+
+#[test]
+fn t2_history_retention_counts_from_each_event_whatever_its_manifest() {
+    let s = Store::new();
+    soft_delete(&s);
+    s.registry.set_history_retention_days(1).unwrap();
+    let repo = s.repo("app");
+    let a = push_image(&repo, "v1", "a");
+    let other = s.repo("other");
+    push_image(&other, "v1", "o");
+    s.advance(DAY / 2);
+    repo.delete_manifest("v1").unwrap();
+    s.advance(DAY / 2);
+    // The pushes are a day old; the deletion and the bin are younger.
+    assert_eq!(s.registry.run_now().unwrap().history_events, 2);
+    assert_eq!(moves(&repo, "v1"), [(Some(a.clone()), None)]);
+    assert!(other.tag_history("v1").unwrap().is_empty());
+    // The revert goes by the history, the restore by the bin.
+    repo.revert_tag("v1", &a, OnConflict::Refuse).unwrap();
+    assert_eq!(repo.resolve("v1").unwrap(), a);
+    s.advance(DAY);
+    assert_eq!(s.registry.run_now().unwrap().history_events, 2);
+    assert!(repo.tag_history("v1").unwrap().is_empty());
+}
+
+#[test]
+fn t2_history_retention_of_zero_keeps_history_forever() {
+    let s = Store::new();
+    s.registry.set_history_retention_days(0).unwrap();
+    let repo = s.repo("app");
+    push_image(&repo, "v1", "a");
+    push_image(&repo, "v1", "b");
+    s.advance(3650 * DAY);
+    assert_eq!(s.registry.run_now().unwrap().history_events, 0);
+    assert_eq!(repo.tag_history("v1").unwrap().len(), 2);
+    // Set back to a retention, the next run removes what is older.
+    s.registry.set_history_retention_days(3650).unwrap();
+    assert_eq!(s.registry.run_now().unwrap().history_events, 2);
+}
+
+#[test]
+fn t2_an_invalid_history_retention_is_refused_writing_nothing() {
+    let s = Store::new();
+    s.registry.set_history_retention_days(30).unwrap();
+    push_image(&s.repo("app"), "v1", "a");
+    for days in [3651, u32::MAX] {
+        match fails_writing_nothing(&s.registry, || s.registry.set_history_retention_days(days)) {
+            Error::InvalidSetting { setting, value, .. } => {
+                assert_eq!(
+                    (setting, value),
+                    ("history retention days", days.to_string())
+                );
+            }
+            other => panic!("{days}: {other:?}"),
+        }
+        let err = refused(&s, &["app"], || s.registry.set_history_retention_days(days));
+        assert!(matches!(err, Error::InvalidSetting { .. }));
+    }
+    assert_eq!(s.registry.history_retention_days().unwrap(), 30);
+    s.registry.set_history_retention_days(3650).unwrap();
+    assert_eq!(s.registry.history_retention_days().unwrap(), 3650);
+}
+
+#[test]
+fn t2_history_retention_is_persisted_across_reopen() {
+    let s = Store::new();
+    s.registry.set_history_retention_days(2).unwrap();
+    push_image(&s.repo("app"), "v1", "a");
+    let s = s.reopen();
+    assert_eq!(s.registry.history_retention_days().unwrap(), 2);
+    s.advance(2 * DAY);
+    // The time index of the history survives the reopen too.
+    assert_eq!(s.registry.run_now().unwrap().history_events, 1);
+    let s = s.reopen();
+    assert!(s.repo("app").tag_history("v1").unwrap().is_empty());
+    s.registry.set_history_retention_days(0).unwrap();
+    let s = s.reopen();
+    assert_eq!(s.registry.history_retention_days().unwrap(), 0);
 }

@@ -594,8 +594,16 @@ fn u6_with_soft_delete_off_a_purge_is_final() {
         r.restore(Restore::Digest(&digests[0]), OnConflict::Refuse),
         Err(Error::ManifestUnknown { .. })
     ));
-    // Its history went with the manifest (T2).
-    assert!(r.tag_history("v1").unwrap().is_empty());
+    // Its history stays (T2): the purge's untag is the last entry, and names a purged manifest.
+    let events = r.tag_history("v1").unwrap();
+    assert_eq!(
+        (
+            events[0].cause,
+            events[0].from.as_ref(),
+            events[0].to.as_ref()
+        ),
+        (TagCause::Purge, Some(&digests[0]), None)
+    );
 }
 
 #[test]

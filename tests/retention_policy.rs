@@ -45,11 +45,13 @@ fn store(days: u32) -> (Store, Repository) {
 }
 
 /// Runs the retention clock now; checks that the policy deleted `untagged` manifests and that
-/// nothing was purged.
+/// nothing was purged (tag history older than its retention may have gone: T2).
 fn run_deletes(s: &Store, untagged: usize) {
     let mut expected = report(s.registry.now(), 0, 0, 0);
     expected.untagged_deleted = untagged;
-    assert_eq!(s.registry.run_now().unwrap(), expected);
+    let mut ran = s.registry.run_now().unwrap();
+    ran.history_events = 0;
+    assert_eq!(ran, expected);
 }
 
 /// Checks that a run one second before `secs` from now keeps manifest `digest` of `repo` and

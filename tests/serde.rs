@@ -502,6 +502,7 @@ fn an_autopurge_report_reads_back_equal() {
     assert_eq!(
         round_trip(&report),
         json!({
+            "history_events": 0,
             "ran_at": text_at(2 * DAY),
             "repositories": 0,
             "manifests": 1,

@@ -156,6 +156,22 @@ impl<'t> Batch<'t> {
         self.tx.restore(repo.name(), what, on_conflict)
     }
 
+    /// Points a tag back at a manifest its history names; see [`Repository::revert_tag`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Repository::revert_tag`](crate::Repository::revert_tag); a full disk and a nested
+    /// write are refused once for the whole batch, by [`Registry::batch`](crate::Registry::batch).
+    pub fn revert_tag(
+        &mut self,
+        repo: &Repository,
+        tag: &str,
+        digest: &Digest,
+        on_conflict: OnConflict,
+    ) -> Result<()> {
+        self.tx.revert_tag(repo.name(), tag, digest, on_conflict)
+    }
+
     /// Sets the locks of a live item; see [`Repository::set_locks`].
     ///
     /// # Errors

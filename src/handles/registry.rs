@@ -354,6 +354,29 @@ impl Registry {
         ops::retention::set_policy(&self.core, policy)
     }
 
+    /// Days tag history is kept (T2): 90 unless set, 0 for ever.
+    ///
+    /// # Errors
+    ///
+    /// Fails only with [`Error::Io`], [`Error::Database`] or [`Error::Corrupt`], when the disk or
+    /// the database fails.
+    pub fn history_retention_days(&self) -> Result<u32> {
+        meta::history_retention_days(&self.core.snapshot()?)
+    }
+
+    /// Sets how many days tag history is kept, 0 for ever (T2); it is persisted. The retention
+    /// clock ([`run_due`](Registry::run_due), [`run_now`](Registry::run_now)) removes the
+    /// entries older than that, whether or not the manifests they name still exist.
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`Error::InvalidSetting`] if `days` is over 3650, [`Error::NestedWrite`]
+    /// inside a [`Batch`](crate::Batch) of this store, and [`Error::Io`], [`Error::Database`] or
+    /// [`Error::Corrupt`] when the disk or the database fails.
+    pub fn set_history_retention_days(&self, days: u32) -> Result<()> {
+        ops::history::set_retention_days(&self.core, days)
+    }
+
     /// When autopurge last ran; persisted, so a restart keeps the cadence (S4).
     ///
     /// # Errors

@@ -20,7 +20,9 @@ use crate::store::manifests::{self, Manifest, ManifestQuery, PulledManifest};
 use crate::store::repositories::{self, RepositoryState};
 use crate::store::tags::{self, Tag, TagEvent};
 use crate::store::{Snapshot, Tx};
-use crate::values::{Algorithm, Digest, Error, Item, Page, Result, validate_name, validate_tag};
+#[cfg(doc)]
+use crate::values::Error;
+use crate::values::{Algorithm, Digest, Item, Page, Result, validate_name, validate_tag};
 
 /// A handle on one repository of a [`Registry`], by name. Cheap to clone.
 ///
@@ -352,28 +354,27 @@ impl Repository {
         tags::history(&self.snapshot()?, &self.name, tag)
     }
 
-    /// Points `tag` back at `digest`, a manifest its history names that is live or in the
-    /// recycle bin (T2). This is a restore of `tag` with `digest`: it follows S6–S11, so a
-    /// tag now on another manifest moves only with [`OnConflict::MoveTag`].
+    /// Points `tag` back at `digest`, a manifest its history names (T2). A live manifest gets
+    /// the tag; one in the recycle bin is restored with it, as
+    /// [`restore`](Repository::restore) of `tag` with `digest` would (S6–S11). Either way a tag
+    /// now on another manifest moves only with [`OnConflict::MoveTag`], and the move is
+    /// recorded with [`TagCause::Restore`](crate::TagCause::Restore). Reverting to where the
+    /// tag points already changes nothing.
     ///
     /// # Errors
     ///
-    /// Fails with [`Error::NotInHistory`] if the history of `tag` does not name `digest`; otherwise
-    /// as [`restore`](Repository::restore) of `tag` with `digest`.
+    /// Fails with [`Error::InvalidTag`] if `tag` is invalid; [`Error::NotInHistory`] if the
+    /// history of `tag` does not name `digest` (never, or no longer: the history retention
+    /// removed those entries); [`Error::ManifestUnknown`] if the manifest is purged;
+    /// [`Error::Locked`] if the repository is write-locked, or the tag is and would move;
+    /// [`Error::TagConflict`] if the tag is live on another manifest and `on_conflict` is
+    /// [`OnConflict::Refuse`]; [`Error::SubjectDeleted`] if the manifest is in the bin and is a
+    /// referrer whose subject is there too; [`Error::StorageFull`] while the disk is full;
+    /// [`Error::NestedWrite`] inside a [`Batch`](crate::Batch) of this store; and
+    /// [`Error::Io`], [`Error::Database`] or [`Error::Corrupt`] when the disk or the database
+    /// fails.
     pub fn revert_tag(&self, tag: &str, digest: &Digest, on_conflict: OnConflict) -> Result<()> {
-        let held = self
-            .tag_history(tag)?
-            .iter()
-            .any(|e| e.from.as_ref() == Some(digest) || e.to.as_ref() == Some(digest));
-        if !held {
-            return Err(Error::NotInHistory {
-                repository: self.name.clone(),
-                tag: tag.to_owned(),
-                digest: digest.clone(),
-            });
-        }
-        self.restore(Restore::TagAndDigest(tag, digest), on_conflict)
-            .map(drop)
+        self.write_adding(|tx, name| tx.revert_tag(name, tag, digest, on_conflict))
     }
 
     /// Removes `tag`; the manifest and its blobs stay (D1). With the soft delete policy on,

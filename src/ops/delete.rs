@@ -109,15 +109,11 @@ impl Tx<'_> {
         doomed: &[Digest],
         cause: TagCause,
     ) -> Result<()> {
-        let binned = self.soft_delete_policy()?.enabled;
         for digest in doomed {
             for tag in keys_under2(&self.t.manifest_tags, repo, digest.as_str())? {
                 self.unlock(repo, &Item::Tag(tag.clone()))?;
-                if binned {
-                    self.remove_tag(repo, &tag, cause)?;
-                } else {
-                    self.forget_tag(repo, &tag)?;
-                }
+                // Recorded even when the manifest is purged next: its history stays (T2).
+                self.remove_tag(repo, &tag, cause)?;
             }
             self.unlock(repo, &Item::Manifest(digest.clone()))?;
             self.delete_untagged_manifest(repo, digest)?;

@@ -7,6 +7,7 @@ pub(crate) mod blobs;
 pub(crate) mod collector;
 pub(crate) mod delete;
 pub(crate) mod fsck;
+pub(crate) mod history;
 pub(crate) mod purge;
 pub(crate) mod push;
 pub(crate) mod recycle_bin;

@@ -81,17 +81,7 @@ impl Tx<'_> {
             None => self.check_lock(name, &Item::Repository, Need::Write)?,
         }
         if let Some(tag) = tag {
-            let current = current(&self.t, name, tag)?;
-            if let Some(current) = current.filter(|c| c != digest.as_str()) {
-                if on_conflict == OnConflict::Refuse {
-                    return Err(Error::TagConflict {
-                        repository: name.to_owned(),
-                        tag: tag.to_owned(),
-                        digest: Digest::stored(&current)?,
-                    });
-                }
-                self.drop_tag(name, tag, TagCause::Restore)?;
-            }
+            self.make_way(name, tag, &digest, on_conflict)?;
         }
         self.ensure_repository(name)?;
         if record.deleted.is_some() {
@@ -111,6 +101,29 @@ impl Tx<'_> {
         Ok(digest)
     }
 
+    /// Clears the way for `tag` to point at `digest` (S6): a tag live on another manifest is
+    /// refused with `Refuse`, and with `MoveTag` leaves it, into the bin with the policy on.
+    pub(crate) fn make_way(
+        &mut self,
+        name: &str,
+        tag: &str,
+        digest: &Digest,
+        on_conflict: OnConflict,
+    ) -> Result<()> {
+        let current = current(&self.t, name, tag)?;
+        if let Some(current) = current.filter(|c| c != digest.as_str()) {
+            if on_conflict == OnConflict::Refuse {
+                return Err(Error::TagConflict {
+                    repository: name.to_owned(),
+                    tag: tag.to_owned(),
+                    digest: Digest::stored(&current)?,
+                });
+            }
+            self.drop_tag(name, tag, TagCause::Restore)?;
+        }
+        Ok(())
+    }
+
     /// Permanently removes soft-deleted repository `name` with everything in it (S16).
     pub(crate) fn purge_deleted_repository(&mut self, name: &str) -> Result<()> {
         let deleted = repository_record(&self.t, name)?.and_then(|r| r.deleted);
@@ -124,7 +137,7 @@ impl Tx<'_> {
     }
 
     /// Permanently removes manifest `digest` from the recycle bin, with its tags in the bin
-    /// and its history (S16).
+    /// (S16); the history naming it stays (T2).
     pub(crate) fn purge_deleted_manifest(&mut self, name: &str, digest: &Digest) -> Result<()> {
         if !is_binned(&self.t, name, digest.as_str())? {
             return Err(Error::NotDeleted {

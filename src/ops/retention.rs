@@ -1,6 +1,7 @@
 //! The retention clock and what it runs, on demand or from a background maintenance thread:
-//! autopurge removes the tombstones whose retention has run out (docs/spec.md: S3, S4), and the
-//! retention policy deletes manifests that stayed untagged too long (R1–R3).
+//! autopurge removes the tombstones whose retention has run out (docs/spec.md: S3, S4), the
+//! retention policy deletes manifests that stayed untagged too long (R1–R3), and tag history
+//! older than the history retention goes (T2).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
@@ -20,8 +21,8 @@ use crate::store::tags::TagCause;
 use crate::values::{Digest, Error, Result, RetentionPolicy, Timestamp};
 
 /// What one run of the retention clock did: every expired tombstone it removed, by kind (a
-/// repository's tags and manifests deleted with it count among the tags and manifests), and
-/// the manifests the retention policy deleted.
+/// repository's tags and manifests deleted with it count among the tags and manifests), the
+/// manifests the retention policy deleted, and the tag history events that expired.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct AutopurgeReport {
@@ -36,11 +37,15 @@ pub struct AutopurgeReport {
     /// Manifests the retention policy deleted for staying untagged too long, with the
     /// referrers that went with them (R1); into the recycle bin if soft delete is on (R3).
     pub untagged_deleted: usize,
+    /// Tag history events removed for being older than the history retention (T2); those of
+    /// a repository purged in this run are not counted.
+    pub history_events: usize,
 }
 
 impl Tx<'_> {
     /// Removes every tombstone deleted at least the retention ago, by the retention in force
-    /// now (S3), and records the run.
+    /// now (S3), applies the retention policy (R1) and the history retention (T2), and records
+    /// the run.
     pub(crate) fn autopurge(&mut self) -> Result<AutopurgeReport> {
         let cutoff = self
             .now
@@ -52,6 +57,7 @@ impl Tx<'_> {
             manifests: 0,
             tags: 0,
             untagged_deleted: 0,
+            history_events: 0,
         };
         // Tags, then manifests in bulk per repository, then repositories: each purge takes
         // along what belongs to it, so each item is checked again.
@@ -88,6 +94,7 @@ impl Tx<'_> {
         }
         // After the bin is emptied, so that what this run deletes is not purged at once.
         report.untagged_deleted = self.apply_retention()?;
+        report.history_events = self.expire_history()?;
         meta::set_autopurge_last_run(&mut self.t, self.now)?;
         Ok(report)
     }

@@ -264,8 +264,8 @@ impl Tx<'_> {
         self.index_live(repo, digest.as_str(), &record)
     }
 
-    /// Permanently removes a manifest, live or tombstoned, with its tags in the bin and its
-    /// history. Its live tags must be gone already.
+    /// Permanently removes a manifest, live or tombstoned, with its tags in the bin; the
+    /// history naming it stays (T2). Its live tags must be gone already.
     pub(crate) fn purge_manifest(&mut self, repo: &str, digest: &str) -> Result<()> {
         if self.purge_binned_manifest(repo, digest)? {
             return Ok(());
@@ -324,14 +324,14 @@ impl Tx<'_> {
             .manifest_bodies
             .retain_in(range, |(_, d), _| !binned.contains(d))?;
         for digest in &binned {
-            self.forget_tags_and_history(repo, digest)?;
+            self.forget_binned_tags(repo, digest)?;
         }
         Ok(binned.len())
     }
 
-    /// Removes a live tag whose manifest is purged next: no event, no bin, as the manifest's
-    /// history goes with it (T2).
-    pub(crate) fn forget_tag(&mut self, repo: &str, tag: &str) -> Result<()> {
+    /// Removes a live tag of a repository that is purged next: no event, no bin, as the
+    /// repository's history goes with it (T2).
+    fn forget_tag(&mut self, repo: &str, tag: &str) -> Result<()> {
         let digest = self
             .t
             .tags
@@ -343,16 +343,16 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// Removes a manifest's record, body, tags in the bin and history.
+    /// Removes a manifest's record, body and tags in the bin. Its history stays (T2).
     pub(crate) fn forget_manifest(&mut self, repo: &str, digest: &str) -> Result<()> {
-        self.forget_tags_and_history(repo, digest)?;
+        self.forget_binned_tags(repo, digest)?;
         self.t.manifests.remove((repo, digest))?;
         self.t.manifest_bodies.remove((repo, digest))?;
         Ok(())
     }
 
-    /// Removes a manifest's tags in the bin and its history.
-    pub(crate) fn forget_tags_and_history(&mut self, repo: &str, digest: &str) -> Result<()> {
+    /// Removes a manifest's tags in the bin.
+    fn forget_binned_tags(&mut self, repo: &str, digest: &str) -> Result<()> {
         let binned_tags: Vec<(String, u64)> = {
             let mut out = Vec::new();
             for row in self
@@ -369,11 +369,11 @@ impl Tx<'_> {
         for (tag, seq) in binned_tags {
             self.unbin_tag(repo, digest, &tag, seq)?;
         }
-        self.forget_history(repo, digest)
+        Ok(())
     }
 
-    /// Permanently removes a repository with everything in it, live or tombstoned, and its
-    /// blob links (the blobs themselves are the collector's).
+    /// Permanently removes a repository with everything in it, live or tombstoned, its tag
+    /// history and its blob links (the blobs themselves are the collector's).
     pub(crate) fn purge_repository(&mut self, repo: &str) -> Result<()> {
         let tags = page_under(
             &self.t.tags,
@@ -382,9 +382,9 @@ impl Tx<'_> {
             |tag, _| Ok(tag.to_owned()),
         )?;
         for tag in tags {
-            // The history goes with the manifests below.
             self.forget_tag(repo, &tag)?;
         }
+        self.forget_repository_history(repo)?;
         let digests = page_under(&self.t.manifests, repo, &Page::all(), |d, _| {
             Ok(d.to_owned())
         })?;

@@ -2,8 +2,8 @@
 
 use redb::ReadableTable;
 
-use super::meta;
 use super::tables::Tables;
+use super::{meta, tags};
 use crate::values::{Error, Result};
 
 /// The on-disk format this build reads and writes; stored in the `meta` table. Version 1
@@ -14,6 +14,9 @@ pub const FORMAT_VERSION: u32 = 2;
 /// not know. A collection the last process was running when it stopped is over.
 pub(crate) fn check(t: &mut Tables<'_>, store: &std::path::Path) -> Result<()> {
     meta::set_collecting(t, false)?;
+    // A table added within version 2, so built here rather than by an upgrade: an older build
+    // still reads the store, which has only gained a table it does not know.
+    tags::index_history_by_time(t)?;
     match meta::format_version(t)? {
         None => meta::set_format_version(t, FORMAT_VERSION),
         Some(FORMAT_VERSION) => Ok(()),
@@ -40,4 +43,51 @@ fn index_untagged_manifests(t: &mut Tables<'_>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Db;
+    use crate::store::tags::{TagCause, TagEvent, history};
+    use crate::values::{Digest, Timestamp};
+
+    #[test]
+    fn t2_a_store_without_the_history_time_index_gets_it_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metadata.redb");
+        let open = || Db::open(&path, 1 << 20, dir.path()).unwrap();
+        let digest = Digest::parse(&format!("sha256:{}", "a".repeat(64))).unwrap();
+        let event = |at: u64| TagEvent {
+            tag: "v1".to_owned(),
+            from: None,
+            to: Some(digest.clone()),
+            at: Timestamp::from_nanos(at),
+            cause: TagCause::Push,
+        };
+        // Events as a build without the index wrote them.
+        open()
+            .write(Timestamp::default(), true, |tx| {
+                for (seq, at) in [(1, 10), (2, 20)] {
+                    let row = serde_json::to_vec(&serde_json::json!({
+                        "tag": "v1", "from": null, "to": digest, "at": at, "cause": "push",
+                    }))
+                    .unwrap();
+                    tx.t.tag_history
+                        .insert(("app", "v1", seq), row.as_slice())?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        // Opened twice: the index is built once, and finds the events by their time.
+        drop(open());
+        let db = open();
+        let removed = db
+            .write(Timestamp::default(), true, |tx| {
+                tx.forget_history_until(Timestamp::from_nanos(10))
+            })
+            .unwrap();
+        assert_eq!(removed, 1);
+        let left = history(&db.snapshot().unwrap(), "app", "v1").unwrap();
+        assert_eq!(left, [event(20)]);
+    }
 }

@@ -5,7 +5,9 @@ use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
 use super::tables::{Readable, Tables, decode, encode};
-use crate::values::{Error, Result, RetentionPolicy, SoftDeletePolicy, Timestamp};
+use crate::values::{
+    DEFAULT_HISTORY_RETENTION_DAYS, Error, Result, RetentionPolicy, SoftDeletePolicy, Timestamp,
+};
 
 /// u32 LE: the on-disk format the store is in.
 const FORMAT_VERSION: &str = "format_version";
@@ -15,6 +17,8 @@ const SEQ: &str = "seq";
 const SOFT_DELETE: &str = "soft_delete";
 /// JSON [`StoredRetention`]; absent means the default.
 const RETENTION: &str = "retention";
+/// u32 LE: days tag history is kept, 0 for ever (T2); absent means the default.
+const HISTORY_RETENTION_DAYS: &str = "history_retention_days";
 /// u64 LE nanoseconds: when autopurge last ran (S4).
 const AUTOPURGE_LAST_RUN: &str = "autopurge_last_run";
 /// Present (one byte) while a collection runs: writers journal the blobs they use.
@@ -85,6 +89,20 @@ pub(crate) fn retention(r: &impl Readable) -> Result<StoredRetention> {
 
 pub(crate) fn set_retention(t: &mut Tables<'_>, stored: &StoredRetention) -> Result<()> {
     t.meta.insert(RETENTION, encode(stored).as_slice())?;
+    Ok(())
+}
+
+/// Days tag history is kept, 0 for ever (T2).
+pub(crate) fn history_retention_days(r: &impl Readable) -> Result<u32> {
+    Ok(
+        fixed(r, HISTORY_RETENTION_DAYS)?
+            .map_or(DEFAULT_HISTORY_RETENTION_DAYS, u32::from_le_bytes),
+    )
+}
+
+pub(crate) fn set_history_retention_days(t: &mut Tables<'_>, days: u32) -> Result<()> {
+    t.meta
+        .insert(HISTORY_RETENTION_DAYS, days.to_le_bytes().as_slice())?;
     Ok(())
 }
 

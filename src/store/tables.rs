@@ -118,8 +118,9 @@ tables! {
     tombstones, TOMBSTONES, Tombstones: (u64, u8, &'static str, &'static str, &'static str, u64) => ();
     /// (repository, tag, seq) → JSON tag event: every move and deletion of a tag (T1).
     tag_history, TAG_HISTORY, TagHistory: (&'static str, &'static str, u64) => &'static [u8];
-    /// (repository, manifest digest, seq) → tag: the history events naming each manifest (T2).
-    history_by_digest, HISTORY_BY_DIGEST, HistoryByDigest: (&'static str, &'static str, u64) => &'static str;
+    /// (at, repository, tag, seq) → (): every history event by its time, so the retention
+    /// clock finds the expired ones with one range scan (T2).
+    history_by_time, HISTORY_BY_TIME, HistoryByTime: (u64, &'static str, &'static str, u64) => ();
     /// Upload session id → (repository, started): sessions that survive a restart (P1).
     uploads, UPLOADS, Uploads: &'static str => (&'static str, u64);
     /// (repository, item) → lock bits (1: delete disabled, 2: write disabled): the locked items

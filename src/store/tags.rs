@@ -5,7 +5,7 @@ use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
 use super::Tx;
-use super::tables::{Readable, decode, encode, page_under};
+use super::tables::{Readable, Tables, decode, encode, page_under};
 use crate::oci::Reference;
 use crate::values::{Digest, Error, Page, Result, Timestamp, validate_tag};
 
@@ -119,6 +119,25 @@ pub(crate) fn list(r: &impl Readable, repo: &str, page: &Page) -> Result<Vec<Tag
     })
 }
 
+/// Whether an event of the history of `tag` in `repo` names `digest`, as `from` or `to` (T2).
+pub(crate) fn history_names(
+    r: &impl Readable,
+    repo: &str,
+    tag: &str,
+    digest: &Digest,
+) -> Result<bool> {
+    for row in r
+        .tag_history()?
+        .range((repo, tag, 0)..=(repo, tag, u64::MAX))?
+    {
+        let event: EventRecord = decode("tag_history", row?.1.value())?;
+        if event.from.as_ref() == Some(digest) || event.to.as_ref() == Some(digest) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// The history of `tag` in `repo`, newest first (T1).
 pub(crate) fn history(r: &impl Readable, repo: &str, tag: &str) -> Result<Vec<TagEvent>> {
     let mut out = Vec::new();
@@ -223,31 +242,69 @@ impl Tx<'_> {
         self.t
             .tag_history
             .insert((repo, tag, seq), encode(&event).as_slice())?;
-        let by_digest = &mut self.t.history_by_digest;
-        for digest in [from, to].into_iter().flatten() {
-            by_digest.insert((repo, digest.as_str(), seq), tag)?;
-        }
+        self.t
+            .history_by_time
+            .insert((self.now.as_nanos(), repo, tag, seq), ())?;
         Ok(seq)
     }
 
-    /// Forgets every history event naming manifest `digest` (T2: history goes with the
-    /// manifests it names).
-    pub(crate) fn forget_history(&mut self, repo: &str, digest: &str) -> Result<()> {
-        let by_digest = &mut self.t.history_by_digest;
-        let history = &mut self.t.tag_history;
-        let mut events = Vec::new();
-        for row in by_digest.range((repo, digest, 0)..=(repo, digest, u64::MAX))? {
-            let (key, tag) = row?;
-            events.push((key.value().2, tag.value().to_owned()));
+    /// Forgets the whole tag history of `repo`: a repository that is purged takes its history
+    /// with it (T2), so a repository made again under its name starts with none.
+    pub(crate) fn forget_repository_history(&mut self, repo: &str) -> Result<()> {
+        let mut times = Vec::new();
+        for row in self
+            .t
+            .tag_history
+            .extract_from_if((repo, "", 0)..=(repo, MAX_TAG, u64::MAX), |_, _| true)?
+        {
+            let (key, event) = row?;
+            let (_, tag, seq) = key.value();
+            let event: EventRecord = decode("tag_history", event.value())?;
+            times.push((event.at.as_nanos(), tag.to_owned(), seq));
         }
-        for (seq, tag) in events {
-            if let Some(event) = history.remove((repo, tag.as_str(), seq))? {
-                let event: EventRecord = decode("tag_history", event.value())?;
-                for named in [event.from, event.to].into_iter().flatten() {
-                    by_digest.remove((repo, named.as_str(), seq))?;
-                }
-            }
+        for (at, tag, seq) in times {
+            self.t
+                .history_by_time
+                .remove((at, repo, tag.as_str(), seq))?;
         }
         Ok(())
     }
+
+    /// Removes every history event recorded at or before `cutoff` and returns how many there
+    /// were (T2). One range of the time index, then one removal per event.
+    pub(crate) fn forget_history_until(&mut self, cutoff: Timestamp) -> Result<usize> {
+        let end = (cutoff.as_nanos().saturating_add(1), "", "", 0);
+        let mut removed = 0;
+        for row in self
+            .t
+            .history_by_time
+            .extract_from_if(..end, |_, ()| true)?
+        {
+            let (key, _) = row?;
+            let (_, repo, tag, seq) = key.value();
+            if self.t.tag_history.remove((repo, tag, seq))?.is_some() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// Above every tag in key order: tags are ASCII (N2).
+const MAX_TAG: &str = "\u{10ffff}";
+
+/// Builds the time index of the history when a store has events but no index: a store last
+/// written by a version that did not keep one. Every event has an index row otherwise.
+pub(crate) fn index_history_by_time(t: &mut Tables<'_>) -> Result<()> {
+    if t.history_by_time.first()?.is_some() || t.tag_history.first()?.is_none() {
+        return Ok(());
+    }
+    for row in t.tag_history.iter()? {
+        let (key, event) = row?;
+        let (repo, tag, seq) = key.value();
+        let event: EventRecord = decode("tag_history", event.value())?;
+        t.history_by_time
+            .insert((event.at.as_nanos(), repo, tag, seq), ())?;
+    }
+    Ok(())
 }

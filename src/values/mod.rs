@@ -20,4 +20,7 @@ pub use item::Item;
 pub use names::MAX_NAME_LEN;
 pub(crate) use names::{validate_name, validate_tag};
 pub use page::Page;
+pub(crate) use policy::{
+    DEFAULT_HISTORY_RETENTION_DAYS, history_retention, validate_history_retention_days,
+};
 pub use policy::{RetentionPolicy, SoftDeletePolicy};

@@ -1,5 +1,6 @@
-//! The two policies a registry keeps in its settings: soft delete (docs/spec.md: S1) and retention of
-//! untagged manifests (R1). Plain values: where they are stored and what they do live above.
+//! The policies a registry keeps in its settings: soft delete (docs/spec.md: S1), retention of
+//! untagged manifests (R1) and the retention of tag history (T2). Plain values: where they are
+//! stored and what they do live above.
 
 use std::time::Duration;
 
@@ -140,4 +141,29 @@ impl RetentionPolicy {
     pub fn period(&self) -> Duration {
         DAY * self.days
     }
+}
+
+/// Days a tag history entry is kept when no setting was made (T2).
+pub(crate) const DEFAULT_HISTORY_RETENTION_DAYS: u32 = 90;
+
+/// The longest history retention accepted, ten years: longer is surely a mistake, and 0
+/// already keeps the history forever.
+const MAX_HISTORY_RETENTION_DAYS: u32 = 3650;
+
+/// Checks a history retention in days (T2): 0 (keep forever) to 3650.
+pub(crate) fn validate_history_retention_days(days: u32) -> Result<()> {
+    if days <= MAX_HISTORY_RETENTION_DAYS {
+        Ok(())
+    } else {
+        Err(Error::InvalidSetting {
+            setting: "history retention days",
+            value: days.to_string(),
+            reason: "must be 0 (keep forever) to 3650 days",
+        })
+    }
+}
+
+/// How long tag history entries are kept under a retention of `days`; `None` for 0, forever.
+pub(crate) fn history_retention(days: u32) -> Option<Duration> {
+    (days > 0).then(|| DAY * days)
 }

@@ -260,9 +260,10 @@ pub fn set<const N: usize>(digests: [&Digest; N]) -> BTreeSet<Digest> {
 pub fn state(registry: &Registry, names: &[&str]) -> String {
     let mut out = snapshot(registry);
     out += &format!(
-        "policy {:?}\nlast run {:?}\n",
+        "policy {:?}\nlast run {:?}\nhistory retention {:?}\n",
         registry.soft_delete_policy().unwrap(),
-        registry.autopurge_last_run().unwrap()
+        registry.autopurge_last_run().unwrap(),
+        registry.history_retention_days().unwrap()
     );
     for r in registry.deleted_repositories().unwrap() {
         out += &format!("deleted repository {r:?}\n");

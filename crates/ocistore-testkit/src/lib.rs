@@ -97,7 +97,7 @@ thread_local! {
 
 /// A label for an op and its outcome, `"PushImage -> Digest"`: the op's and the outcome's
 /// variant names. Purges by filter tell what they did (`untag`, `delete`, `locked`, dry or
-/// real), autopurge runs whether the retention policy deleted.
+/// real), autopurge runs whether the retention policy deleted and history expired.
 pub fn label(op: &Op, outcome: &Outcome) -> String {
     let name = |debug: String| debug.split([' ', '(', '{']).next().unwrap_or("").to_owned();
     let result = match outcome {
@@ -116,8 +116,15 @@ pub fn label(op: &Op, outcome: &Outcome) -> String {
             label
         }
         Ok(Value::Purged {
-            untagged_deleted, ..
-        }) if *untagged_deleted > 0 => "Purged retention".to_owned(),
+            untagged_deleted,
+            history_events,
+            ..
+        }) => {
+            let mut label = "Purged".to_owned();
+            label.extend((*untagged_deleted > 0).then_some(" retention"));
+            label.extend((*history_events > 0).then_some(" history"));
+            label
+        }
         Ok(v) => name(format!("{v:?}")),
         Err(e) => name(format!("{e:?}")),
     };

@@ -36,6 +36,8 @@ pub struct Model {
     /// while it is not).
     pub(crate) retention: RetentionPolicy,
     pub(crate) retention_since: Option<Timestamp>,
+    /// T2: days tag history is kept, 0 for ever.
+    pub(crate) history_days: u32,
     /// G1: every blob record, digest → (size, created); a swept one is gone.
     pub(crate) blob_records: BTreeMap<String, (u64, Timestamp)>,
     /// C4: whether the blob store's disk is full. It is the disk's state, not the process's:
@@ -62,7 +64,8 @@ pub(crate) struct RepoModel {
     pub(crate) tags: BTreeMap<String, TagModel>,
     /// S5: the tags in the recycle bin, in deletion (`seq`) order.
     pub(crate) bin_tags: Vec<BinTag>,
-    /// T1: every tag event, in `seq` order.
+    /// T1: every tag event, in `seq` order. T2: an event stays when the manifests it names
+    /// are purged, and goes when older than the history retention, at an autopurge run.
     pub(crate) history: Vec<EventModel>,
     /// The last event number: orders events and deletions made at the same clock time. Only
     /// the order within one repository is ever observable.
@@ -143,6 +146,7 @@ impl Model {
                 days: 7,
             },
             retention_since: None,
+            history_days: 90,
             blob_records: BTreeMap::new(),
             disk_full: false,
             files: BTreeSet::new(),
@@ -501,13 +505,18 @@ impl RepoModel {
         digest
     }
 
-    /// Permanently removes a manifest with its tags in the bin and the history events naming
-    /// it (T2). Its live tags are gone already.
+    /// Permanently removes a manifest with its tags in the bin; the history naming it stays
+    /// (T2). Its live tags are gone already.
     pub(crate) fn purge_manifest(&mut self, digest: &str) {
         self.manifests.remove(digest);
         self.bin_tags.retain(|t| t.digest != digest);
-        self.history
-            .retain(|e| e.from.as_deref() != Some(digest) && e.to.as_deref() != Some(digest));
+    }
+
+    /// T2: whether an event of `tag`'s history names `digest`.
+    pub(crate) fn history_names(&self, tag: &str, digest: &str) -> bool {
+        self.history.iter().any(|e| {
+            e.tag == tag && (e.from.as_deref() == Some(digest) || e.to.as_deref() == Some(digest))
+        })
     }
 
     /// D2–D4, S2: deletes a live manifest's tags (in lexical order), then the manifest: into
@@ -785,6 +794,16 @@ impl View for Model {
         binned.map(|(d, _)| d.clone()).collect()
     }
 
+    fn named_of(&self, repo: &str, tag: Option<&str>) -> Vec<String> {
+        let Some(r) = self.repositories.get(repo) else {
+            return Vec::new();
+        };
+        let events = r.history.iter().filter(|e| tag.is_none_or(|t| e.tag == t));
+        let named = events.flat_map(|e| [&e.from, &e.to]).flatten();
+        let named: BTreeSet<&String> = named.collect();
+        named.into_iter().cloned().collect()
+    }
+
     fn sessions(&self) -> usize {
         self.uploads.len()
     }
@@ -1024,27 +1043,7 @@ fn model_step(m: &mut Model, step: &Step) -> Outcome {
             tag,
             digest,
             force,
-        } => {
-            check_repo(repo)?;
-            if !valid_tag(tag) {
-                return Err(ErrKind::InvalidTag(tag.clone()));
-            }
-            let r = m.repositories.get(repo.as_str());
-            let held = r.is_some_and(|r| {
-                r.history.iter().any(|e| {
-                    e.tag == *tag
-                        && (e.from.as_ref() == Some(digest) || e.to.as_ref() == Some(digest))
-                })
-            });
-            if !held {
-                return Err(ErrKind::NotInHistory {
-                    repository: repo.clone(),
-                    tag: tag.clone(),
-                    digest: digest.clone(),
-                });
-            }
-            model_restore(m, repo, Some(tag), Some(digest), *force).map(|_| Value::Unit)
-        }
+        } => model_revert(m, repo, tag, digest, *force),
         Step::PurgeRepository { repo } => {
             check_repo(repo)?;
             if m.live_repo(repo) || !m.repositories.contains_key(repo.as_str()) {
@@ -1148,6 +1147,16 @@ fn model_step(m: &mut Model, step: &Step) -> Outcome {
                 false => None,
             };
             m.retention = *policy;
+            Ok(Value::Unit)
+        }
+        Step::SetHistoryRetention(days) => {
+            if *days > 3650 {
+                return Err(ErrKind::InvalidSetting {
+                    setting: "history retention days".to_owned(),
+                    value: days.to_string(),
+                });
+            }
+            m.history_days = *days;
             Ok(Value::Unit)
         }
         Step::PurgeByFilter(p) => model_purge(m, p),
@@ -1337,8 +1346,61 @@ pub(crate) fn model_restore(
     Ok(Value::Digest(digest))
 }
 
+/// T2: points `tag` back at `digest`, which its history must name: a manifest in the bin is
+/// restored with it (S6–S11), a live one only gets the tag, a purged one is unknown.
+pub(crate) fn model_revert(
+    m: &mut Model,
+    repo: &str,
+    tag: &str,
+    digest: &str,
+    force: bool,
+) -> Outcome {
+    check_repo(repo)?;
+    if !valid_tag(tag) {
+        return Err(ErrKind::InvalidTag(tag.to_owned()));
+    }
+    let r = m.repositories.get(repo);
+    if !r.is_some_and(|r| r.history_names(tag, digest)) {
+        return Err(ErrKind::NotInHistory {
+            repository: repo.to_owned(),
+            tag: tag.to_owned(),
+            digest: digest.to_owned(),
+        });
+    }
+    match r
+        .and_then(|r| r.manifests.get(digest))
+        .map(ManifestModel::live)
+    {
+        None => Err(ErrKind::ManifestUnknown {
+            repository: repo.to_owned(),
+            reference: digest.to_owned(),
+        }),
+        Some(false) => model_restore(m, repo, Some(tag), Some(digest), force).map(|_| Value::Unit),
+        Some(true) => {
+            m.check_tag_move(repo, tag, digest)?;
+            let (now, bin) = (m.now, m.policy.enabled);
+            let r = m.repositories.get_mut(repo).unwrap();
+            if let Some(current) = r.tags.get(tag).map(|t| t.digest.clone()) {
+                if current != digest {
+                    if !force {
+                        return Err(ErrKind::TagConflict {
+                            repository: repo.to_owned(),
+                            tag: tag.to_owned(),
+                            digest: current,
+                        });
+                    }
+                    r.drop_tag(tag, now, TagCause::Restore, bin);
+                }
+            }
+            r.move_tag(tag, digest, now, TagCause::Restore);
+            Ok(Value::Unit)
+        }
+    }
+}
+
 /// S3, S4: removes every tombstone whose retention, as it is now, has run out: tags, then
-/// manifests (with what belongs to them), then repositories (with everything in them).
+/// manifests (with what belongs to them), then repositories (with everything in them). T2:
+/// then the history events older than the history retention.
 pub(crate) fn model_autopurge(m: &mut Model) -> Value {
     let (now, retention) = (m.now, m.retention());
     let expired = move |at: Timestamp| at.saturating_add(retention) <= now;
@@ -1366,6 +1428,15 @@ pub(crate) fn model_autopurge(m: &mut Model) -> Value {
     let repositories = before - m.repositories.len();
     // After the bin is emptied: what the policy deletes now stays in the bin.
     let untagged_deleted = model_retention(m);
+    let mut history_events = 0;
+    if m.history_days > 0 {
+        let kept = Duration::from_secs(u64::from(m.history_days) * 86_400);
+        for r in m.repositories.values_mut() {
+            let before = r.history.len();
+            r.history.retain(|e| now < e.at.saturating_add(kept));
+            history_events += before - r.history.len();
+        }
+    }
     m.last_run = Some(now);
     Value::Purged {
         at: now,
@@ -1373,6 +1444,7 @@ pub(crate) fn model_autopurge(m: &mut Model) -> Value {
         manifests,
         tags,
         untagged_deleted,
+        history_events,
     }
 }
 

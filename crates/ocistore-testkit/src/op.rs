@@ -197,6 +197,12 @@ pub enum AnySel {
     Binned(usize),
     /// A manifest no repository holds.
     Unknown,
+    /// The `n`-th manifest the repository's tag history names, by digest, whether it is live,
+    /// in the bin or purged (T2); a live one when the history names none.
+    Named(usize),
+    /// For a revert, [`AnySel::Named`] of its tag's history, or of the repository's when that
+    /// names none.
+    NamedByTag(usize),
 }
 
 /// What a pull or a delete names: a tag, a manifest by digest (one in the bin is unknown to
@@ -534,6 +540,8 @@ pub enum Op {
         /// The retention, in days.
         days: u32,
     },
+    /// T2: the history retention, in days.
+    SetHistoryRetention(u32),
     /// U1–U6.
     PurgeByFilter(PurgeSel),
     /// Moves the clock forward by this many seconds.
@@ -606,6 +614,7 @@ impl Op {
                 bad_repo(repo) || matches!(item, ItemSel::Tag(t) if BAD_TAGS.contains(t))
             }
             Op::SetRetention { days, .. } => *days > 365,
+            Op::SetHistoryRetention(days) => *days > 3650,
             Op::PurgeByFilter(p) => {
                 p.filters.is_empty()
                     || p.filters.iter().any(|f| BAD_FILTERS.contains(f))

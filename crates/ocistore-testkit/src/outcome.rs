@@ -45,6 +45,8 @@ pub enum Value {
         tags: usize,
         /// Untagged manifests the retention policy deleted.
         untagged_deleted: usize,
+        /// Tag history events older than the history retention (T2).
+        history_events: usize,
     },
     /// What a purge by filter did, or would do.
     PurgeReport {

@@ -291,6 +291,7 @@ fn registry_step(sut: &mut RegistrySystem, step: &Step) -> Outcome {
                 manifests: r.manifests,
                 tags: r.tags,
                 untagged_deleted: r.untagged_deleted,
+                history_events: r.history_events,
             }))
         }
         Step::Usage => Ok(Value::Usage(reg.usage().map_err(kind)?)),
@@ -322,6 +323,10 @@ fn registry_step(sut: &mut RegistrySystem, step: &Step) -> Outcome {
         }
         Step::SetRetention(policy) => {
             reg.set_retention_policy(*policy).map_err(kind)?;
+            Ok(Value::Unit)
+        }
+        Step::SetHistoryRetention(days) => {
+            reg.set_history_retention_days(*days).map_err(kind)?;
             Ok(Value::Unit)
         }
         Step::PurgeByFilter(p) => registry_purge(&reg, p),
@@ -525,6 +530,11 @@ pub(crate) fn compare(model: &Model, registry: &Registry) -> Result<(), TestCase
     prop_assert_eq!(
         registry.retention_enabled_at().unwrap(),
         model.retention_since
+    );
+    // T2: the history retention, persisted.
+    prop_assert_eq!(
+        registry.history_retention_days().unwrap(),
+        model.history_days
     );
 
     // P7, S2: live repositories in lexical order, paginated.
@@ -1012,10 +1022,11 @@ pub fn snapshot(registry: &Registry) -> String {
         }
     }
     out += &format!(
-        "policies {:?} {:?} since {:?}\n",
+        "policies {:?} {:?} since {:?}, history kept {} days\n",
         registry.soft_delete_policy().unwrap(),
         registry.retention_policy().unwrap(),
-        registry.retention_enabled_at().unwrap()
+        registry.retention_enabled_at().unwrap(),
+        registry.history_retention_days().unwrap()
     );
     let mut files = Vec::new();
     list_files(registry.path(), registry.path(), &mut files);

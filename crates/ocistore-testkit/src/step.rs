@@ -97,6 +97,8 @@ pub(crate) trait View {
     fn manifests_of(&self, repo: &str) -> Vec<(String, String, u64)>;
     /// Digests of the manifests of `repo` in the recycle bin, sorted.
     fn binned_of(&self, repo: &str) -> Vec<String>;
+    /// Digests the tag history of `repo` names, of `tag` only if given, sorted (T2).
+    fn named_of(&self, repo: &str, tag: Option<&str>) -> Vec<String>;
     /// How many upload sessions were started.
     fn sessions(&self) -> usize;
     /// The bytes a session holds, as its client knows them.
@@ -285,6 +287,8 @@ pub enum Step {
     },
     /// `set_retention_policy`.
     SetRetention(RetentionPolicy),
+    /// `set_history_retention_days`.
+    SetHistoryRetention(u32),
     /// `purge`.
     PurgeByFilter(PurgeSel),
     /// Moves the clock forward by this many seconds.
@@ -318,6 +322,11 @@ pub(crate) fn pick(view: &impl View, repo: &str, sel: ManifestSel) -> (String, S
 }
 
 pub(crate) fn pick_any(view: &impl View, repo: &str, sel: AnySel) -> String {
+    pick_for(view, repo, None, sel)
+}
+
+/// [`pick_any`] for an op on `tag`, which [`AnySel::NamedByTag`] needs.
+pub(crate) fn pick_for(view: &impl View, repo: &str, tag: Option<&str>, sel: AnySel) -> String {
     let live = |i: usize| pick(view, repo, ManifestSel::Existing(i)).0;
     match sel {
         AnySel::Live(i) => live(i),
@@ -330,6 +339,18 @@ pub(crate) fn pick_any(view: &impl View, repo: &str, sel: AnySel) -> String {
             }
         }
         AnySel::Unknown => unknown_manifest().0,
+        AnySel::Named(i) | AnySel::NamedByTag(i) => {
+            let by_tag = tag.filter(|_| matches!(sel, AnySel::NamedByTag(_)));
+            let mut named = view.named_of(repo, by_tag);
+            if named.is_empty() {
+                named = view.named_of(repo, None);
+            }
+            if named.is_empty() {
+                live(i)
+            } else {
+                named[i % named.len()].clone()
+            }
+        }
     }
 }
 
@@ -573,7 +594,7 @@ pub(crate) fn resolve(op: &Op, view: &impl View) -> Step {
         } => Step::Revert {
             repo: repo.to_string(),
             tag: tag.to_string(),
-            digest: pick_any(view, repo, *manifest),
+            digest: pick_for(view, repo, Some(tag), *manifest),
             force: *force,
         },
         Op::PurgeRepository { repo } => Step::PurgeRepository {
@@ -606,6 +627,7 @@ pub(crate) fn resolve(op: &Op, view: &impl View) -> Step {
             enabled: *enabled,
             days: *days,
         }),
+        Op::SetHistoryRetention(days) => Step::SetHistoryRetention(*days),
         Op::PurgeByFilter(p) => Step::PurgeByFilter(p.clone()),
         Op::AdvanceClock(secs) => Step::Advance(*secs),
         // Every op of a batch is resolved against the state before the batch.

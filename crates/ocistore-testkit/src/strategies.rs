@@ -320,6 +320,8 @@ pub struct Mix {
     pub purge: u32,
     /// `usage` and `fsck` runs.
     pub reports: u32,
+    /// T2: history retention changes, and reverts to any manifest the history names.
+    pub history: u32,
     /// C4: the blob store's disk filling up ([`Op::DiskFull`]`(true)`, this weight) and
     /// getting room again (`DiskFull(false)`, twice this weight, so that runs spend most of
     /// their ops writable), and `health` checks ([`Op::Health`], weight 1 if this is not 0).
@@ -344,6 +346,7 @@ impl Mix {
         retention: 0,
         purge: 0,
         reports: 1,
+        history: 0,
         disk_full: 0,
     };
 
@@ -361,6 +364,7 @@ impl Mix {
         retention: 2,
         purge: 2,
         reports: 1,
+        history: 1,
         disk_full: 0,
     };
 
@@ -453,6 +457,37 @@ pub(crate) fn revert_tag() -> BoxedStrategy<Op> {
             force,
         })
         .boxed()
+}
+
+/// T2: a revert to a manifest the history names, live, in the bin or purged.
+pub(crate) fn revert_named() -> BoxedStrategy<Op> {
+    let manifest = prop_oneof![
+        (0..8usize).prop_map(AnySel::Named),
+        (0..8usize).prop_map(AnySel::NamedByTag),
+    ];
+    (repo(), tag(), manifest, prop::bool::weighted(0.3))
+        .prop_map(|(repo, tag, manifest, force)| Op::RevertTag {
+            repo,
+            tag,
+            manifest,
+            force,
+        })
+        .boxed()
+}
+
+/// T2: the history retention: forever, days the clock moves reach, the default, the bound,
+/// and one out of range.
+pub(crate) fn set_history_retention() -> BoxedStrategy<Op> {
+    prop_oneof![
+        2 => Just(0u32),
+        3 => Just(1u32),
+        2 => Just(2u32),
+        1 => Just(90u32),
+        1 => Just(3650u32),
+        1 => Just(3651u32),
+    ]
+    .prop_map(Op::SetHistoryRetention)
+    .boxed()
 }
 
 pub(crate) fn purge() -> BoxedStrategy<Op> {
@@ -590,6 +625,7 @@ pub fn op_mix(mix: Mix) -> BoxedStrategy<Op> {
         retention,
         purge: purges,
         reports,
+        history,
         disk_full,
     } = mix;
     let offset = prop_oneof![
@@ -685,6 +721,8 @@ pub fn op_mix(mix: Mix) -> BoxedStrategy<Op> {
         (disk_full, Just(Op::DiskFull(true)).boxed()),
         (disk_full * 2, Just(Op::DiskFull(false)).boxed()),
         (disk_full.min(1), Just(Op::Health).boxed()),
+        (history * 2, revert_named()),
+        (history, set_history_retention()),
     ])
 }
 

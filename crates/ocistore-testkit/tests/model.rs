@@ -203,6 +203,42 @@ fn l1_l2_r1_r3_u1_u6_t1_model_matches_registry_under_locks_retention_and_purges(
     );
 }
 
+/// T1, T2: the registry behaves as the model under reverts to every manifest the history
+/// names (live, in the bin, purged or never named by that tag), history retention changes and
+/// autopurge runs over clock moves of days, mixed with pushes, tags, deletes with the policy on
+/// and off, restores, purges by hand and by filter, locks and reopens. The cases must reach
+/// each kind of revert but the locked one (rare here: `tests/history.rs` has it) and history
+/// expiring.
+#[test]
+fn t2_model_matches_registry_under_reverts_and_history_retention() {
+    let mix = Mix {
+        batches: 1,
+        reopens: 1,
+        deletes: 3,
+        policy: 1,
+        bin: 2,
+        uploads: 0,
+        clock: 8,
+        locks: 2,
+        purge: 1,
+        history: 4,
+        ..Mix::P
+    };
+    let ops = with_retention(prop::collection::vec(op_mix(mix), 1..60));
+    check_model(
+        192,
+        ops,
+        &[
+            (&["RevertTag"], "Unit"),
+            (&["RevertTag"], "ManifestUnknown"),
+            (&["RevertTag"], "NotInHistory"),
+            (&["RevertTag"], "TagConflict"),
+            (&["Autopurge"], "history"),
+            (&["SetHistoryRetention"], "InvalidSetting"),
+        ],
+    );
+}
+
 /// What the cases of the C4 test did while the disk was full, and after.
 #[derive(Debug, Default)]
 struct DiskFullStats {
