@@ -622,7 +622,7 @@ fn u6_with_soft_delete_off_a_purge_is_final() {
     assert!(r.deleted_tags(None).unwrap().is_empty());
     assert!(matches!(
         r.restore(Restore::Digest(&digests[0]), OnConflict::Refuse),
-        Err(Error::ManifestUnknown { .. })
+        Err(Error::NotDeleted { .. })
     ));
     // Its history went with the manifest (T2).
     assert!(r.tag_history("v1").unwrap().is_empty());

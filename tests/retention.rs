@@ -360,10 +360,7 @@ fn s4_autopurge_runs_with_the_policy_off() {
     push_image(&repo, "v1", "a");
     repo.delete_manifest("v1").unwrap();
     s.registry
-        .set_soft_delete_policy(SoftDeletePolicy {
-            enabled: false,
-            retention_days: 3,
-        })
+        .set_soft_delete_policy(SoftDeletePolicy::disabled(3).unwrap())
         .unwrap();
     s.advance(3 * DAY - 1);
     assert_eq!(s.registry.run_now().unwrap().manifests, 0);

@@ -11,7 +11,7 @@ use super::Registry;
 use crate::blobs::BlobReader;
 use crate::oci::{Descriptor, Reference};
 use crate::ops::push::Pushed;
-use crate::ops::recycle_bin::{OnConflict, Restore};
+use crate::ops::recycle_bin::{OnConflict, Restore, RestoreOptions};
 use crate::ops::upload::Upload;
 use crate::ops::{self, Core};
 use crate::store::bin::{self, DeletedManifest, DeletedTag};
@@ -372,8 +372,7 @@ impl Repository {
                 digest: digest.clone(),
             });
         }
-        self.restore(Restore::TagAndDigest(tag, digest), on_conflict)
-            .map(drop)
+        self.write_adding(|tx, name| tx.revert_tag(name, tag, digest, on_conflict))
     }
 
     /// Removes `tag`; the manifest and its blobs stay (D1). With the soft delete policy on,
@@ -415,7 +414,7 @@ impl Repository {
     /// Fails only with [`Error::Io`], [`Error::Database`] or [`Error::Corrupt`], when the disk or
     /// the database fails.
     pub fn deleted_manifests(&self) -> Result<Vec<DeletedManifest>> {
-        bin::deleted_manifests(&self.snapshot()?, &self.name)
+        bin::deleted_manifests(&self.snapshot()?, &self.name, self.registry.now())
     }
 
     /// The tags of this repository in the recycle bin, or only those named `tag`, most
@@ -429,29 +428,45 @@ impl Repository {
         if let Some(tag) = tag {
             validate_tag(tag)?;
         }
-        bin::deleted_tags(&self.snapshot()?, &self.name, tag)
+        bin::deleted_tags(&self.snapshot()?, &self.name, tag, self.registry.now())
     }
 
     /// Brings a manifest back out of the recycle bin, with at most one tag (S6–S11), and
-    /// returns its digest. [`OnConflict::MoveTag`] lets a restore move a tag that is live on
-    /// another manifest; the overwritten tag goes to the bin.
+    /// returns its digest: [`restore_with`](Repository::restore_with) with `on_conflict` and
+    /// the other options at their defaults (an index comes back without its children).
     ///
-    /// Restoring into a soft-deleted repository brings the repository back, holding only what
-    /// was restored. A manifest that is live is only tagged.
+    /// # Errors
+    ///
+    /// As [`restore_with`](Repository::restore_with).
+    pub fn restore(&self, what: Restore<'_>, on_conflict: OnConflict) -> Result<Digest> {
+        self.restore_with(what, &RestoreOptions::default().on_conflict(on_conflict))
+    }
+
+    /// Brings a manifest back out of the recycle bin, with at most one tag (S6–S11, S17), and
+    /// returns its digest. [`OnConflict::MoveTag`] lets a restore move a tag that is live on
+    /// another manifest; the overwritten tag goes to the bin. With
+    /// [`RestoreOptions::with_children`], an index brings back the manifests it lists that are
+    /// in the bin, untagged (and theirs in turn).
+    ///
+    /// The bin must hold something for the restore: the manifest, or the tag it names on a
+    /// live manifest (which is then only tagged). Restoring into a soft-deleted repository
+    /// brings the repository back, holding only what was restored. Expired items are gone
+    /// (S3), whether or not autopurge has removed them yet.
     ///
     /// # Errors
     ///
     /// Fails with [`Error::InvalidTag`] if the tag in `what` is invalid; [`Error::NotDeleted`] if
-    /// [`Restore::Tag`](crate::Restore::Tag) names a tag with no deletion in the bin;
-    /// [`Error::ManifestUnknown`] if the manifest is neither live nor in the bin;
-    /// [`Error::SubjectDeleted`] if it is a referrer whose subject is in the bin; [`Error::Locked`]
-    /// if the repository is write-locked, or the tag is and would move; [`Error::TagConflict`] if
-    /// the tag is live on another manifest and `on_conflict` is [`OnConflict::Refuse`]; [`Error::StorageFull`] while the
-    /// disk is full; [`Error::NestedWrite`] inside a [`Batch`](crate::Batch) of this store; and
-    /// [`Error::Io`], [`Error::Database`] or [`Error::Corrupt`] when the disk or the database
-    /// fails.
-    pub fn restore(&self, what: Restore<'_>, on_conflict: OnConflict) -> Result<Digest> {
-        self.write_adding(|tx, name| tx.restore(name, what, on_conflict))
+    /// the bin holds nothing for the restore (naming the tag if the manifest is live, else the
+    /// manifest): a tag with no deletion in the bin, a live manifest without that tag in the
+    /// bin, a manifest neither live nor in the bin, an expired one;
+    /// [`Error::SubjectDeleted`] if it, or a child it brings back, is a referrer whose subject
+    /// is in the bin; [`Error::Locked`] if the repository is write-locked, or the tag is and
+    /// would move; [`Error::TagConflict`] if the tag is live on another manifest and
+    /// `on_conflict` is [`OnConflict::Refuse`]; [`Error::StorageFull`] while the disk is full;
+    /// [`Error::NestedWrite`] inside a [`Batch`](crate::Batch) of this store; and [`Error::Io`],
+    /// [`Error::Database`] or [`Error::Corrupt`] when the disk or the database fails.
+    pub fn restore_with(&self, what: Restore<'_>, options: &RestoreOptions) -> Result<Digest> {
+        self.write_adding(|tx, name| tx.restore(name, what, options))
     }
 
     /// Permanently removes manifest `digest` from the recycle bin before it expires, with its

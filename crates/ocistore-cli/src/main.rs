@@ -866,6 +866,7 @@ fn config(registry: &Registry, out: &Out, cmd: &ConfigCommand) -> Result<()> {
             let SoftDeletePolicy {
                 enabled,
                 retention_days,
+                ..
             } = registry.soft_delete_policy()?;
             out.pairs(vec![
                 ("status", json!(status_name(enabled))),
@@ -883,7 +884,7 @@ fn config(registry: &Registry, out: &Out, cmd: &ConfigCommand) -> Result<()> {
                 }
                 registry.set_retention_policy(policy)?;
             }
-            let RetentionPolicy { enabled, days } = registry.retention_policy()?;
+            let RetentionPolicy { enabled, days, .. } = registry.retention_policy()?;
             let since = registry.retention_enabled_at()?;
             out.pairs(vec![
                 ("status", json!(status_name(enabled))),

@@ -383,10 +383,7 @@ fn s1_config_soft_delete_update_then_show_json() {
     );
     assert_eq!(
         s.registry().soft_delete_policy().unwrap(),
-        SoftDeletePolicy {
-            enabled: false,
-            retention_days: 30
-        }
+        SoftDeletePolicy::disabled(30).unwrap()
     );
 }
 

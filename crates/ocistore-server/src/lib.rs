@@ -1631,8 +1631,7 @@ async fn admin(
                         Some(days) => days,
                         None => registry.soft_delete_policy()?.retention_days,
                     };
-                    let mut policy = SoftDeletePolicy::enabled(days)?;
-                    policy.enabled = request.enabled;
+                    let policy = SoftDeletePolicy::enabled(days)?.with_enabled(request.enabled);
                     registry.set_soft_delete_policy(policy)?;
                     Ok(policy)
                 })
