@@ -312,7 +312,7 @@ impl Registry {
         })
     }
 
-    /// Soft-deleted repositories, most recently deleted first (S5).
+    /// Soft-deleted repositories that have not expired, most recently deleted first (S3, S5).
     ///
     /// # Errors
     ///
@@ -328,7 +328,7 @@ impl Registry {
     /// # Errors
     ///
     /// Fails with [`Error::InvalidRepositoryName`] if `name` is invalid, [`Error::NotDeleted`] if
-    /// the repository is not in the recycle bin, [`Error::NestedWrite`] inside a
+    /// the repository is not in the recycle bin or has expired (S3), [`Error::NestedWrite`] inside a
     /// [`Batch`](crate::Batch) of this store, and [`Error::Io`], [`Error::Database`] or
     /// [`Error::Corrupt`] when the disk or the database fails.
     pub fn purge_deleted_repository(&self, name: &str) -> Result<()> {

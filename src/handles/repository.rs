@@ -392,7 +392,8 @@ impl Repository {
     /// of it and its referrers, recursively (D5), and returns the digests deleted.
     ///
     /// Refused with [`Error::ManifestReferenced`] while a live index of this repository lists
-    /// the manifest, and with [`Error::Locked`] if a lock protects the repository, one of the
+    /// the manifest, or, with the soft delete policy off (the delete would purge it), an
+    /// unexpired index in the recycle bin (S17); and with [`Error::Locked`] if a lock protects the repository, one of the
     /// manifests or one of their tags (L1). With the soft delete policy on, all of it goes to the recycle bin.
     ///
     /// # Errors
@@ -407,7 +408,8 @@ impl Repository {
     }
 
     /// The manifests of this repository in the recycle bin, most recently deleted first (S5).
-    /// Works inside a soft-deleted repository too.
+    /// Works inside a soft-deleted repository too. Expired ones are gone (S3); a manifest an
+    /// index lists expires with it (S17).
     ///
     /// # Errors
     ///
@@ -418,7 +420,7 @@ impl Repository {
     }
 
     /// The tags of this repository in the recycle bin, or only those named `tag`, most
-    /// recently deleted first (S5).
+    /// recently deleted first (S5). Expired ones are gone (S3).
     ///
     /// # Errors
     ///
@@ -470,12 +472,13 @@ impl Repository {
     }
 
     /// Permanently removes manifest `digest` from the recycle bin before it expires, with its
-    /// tags in the bin and its history (S16).
+    /// tags in the bin and its history (S16); not while an index lists it (S17).
     ///
     /// # Errors
     ///
-    /// Fails with [`Error::NotDeleted`] if the manifest is not in the recycle bin,
-    /// [`Error::NestedWrite`] inside a [`Batch`](crate::Batch) of this store, and [`Error::Io`],
+    /// Fails with [`Error::NotDeleted`] if the manifest is not in the recycle bin or has
+    /// expired (S3), [`Error::ManifestReferenced`] if an index, live or in the bin, lists it
+    /// (naming a live one first), [`Error::NestedWrite`] inside a [`Batch`](crate::Batch) of this store, and [`Error::Io`],
     /// [`Error::Database`] or [`Error::Corrupt`] when the disk or the database fails.
     pub fn purge_deleted_manifest(&self, digest: &Digest) -> Result<()> {
         self.write(|tx, name| tx.purge_deleted_manifest(name, digest))
@@ -487,7 +490,7 @@ impl Repository {
     /// # Errors
     ///
     /// Fails with [`Error::InvalidTag`] if `tag` is invalid, [`Error::NotDeleted`] if the bin holds
-    /// no deletion of it, [`Error::NestedWrite`] inside a [`Batch`](crate::Batch) of this store,
+    /// no unexpired deletion of it, [`Error::NestedWrite`] inside a [`Batch`](crate::Batch) of this store,
     /// and [`Error::Io`], [`Error::Database`] or [`Error::Corrupt`] when the disk or the database
     /// fails.
     pub fn purge_deleted_tags(&self, tag: &str) -> Result<usize> {

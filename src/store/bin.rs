@@ -17,7 +17,7 @@ use super::tables::{
 use crate::values::{Digest, Page, Result, SoftDeletePolicy, Timestamp};
 
 /// When a manifest that a live index lists expires: never, while the index is live (S17).
-pub const NEVER: Timestamp = Timestamp::from_nanos(u64::MAX);
+pub(crate) const NEVER: Timestamp = Timestamp::from_nanos(u64::MAX);
 
 /// A repository in the recycle bin.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,7 +43,9 @@ pub struct DeletedManifest {
     pub tags: Vec<String>,
     /// When it was deleted.
     pub deleted_at: Timestamp,
-    /// When autopurge removes it, by the retention in force now (S3).
+    /// When it expires, by the retention in force now (S3): `deleted_at + retention`, or later
+    /// if an index in the bin that lists it expires later; `Timestamp::from_nanos(u64::MAX)`
+    /// while a live index lists it (S17).
     pub expires_at: Timestamp,
 }
 
