@@ -628,6 +628,9 @@ fn check_manifest(repo: &Repository, digest: &Digest, context: &str) {
     }
 }
 
+/// When a round of a worker starts, by its clock.
+type RoundStart = fn(u64) -> Timestamp;
+
 /// Runs the test `worker` as a child process on the store at `path` for `rounds` rounds, each
 /// killed (SIGKILL) after a random number of acknowledgements up to `most`; `record` takes
 /// each acknowledgement, `verify` checks the reopened store, on the clock `round_start` gives
@@ -635,7 +638,7 @@ fn check_manifest(repo: &Repository, digest: &Digest, context: &str) {
 fn crash_rounds(
     worker: &str,
     path: &Path,
-    (rounds, round_start): (u64, Option<fn(u64) -> Timestamp>),
+    (rounds, round_start): (u64, Option<RoundStart>),
     most: u64,
     mut record: impl FnMut(&str),
     mut verify: impl FnMut(&Registry, &str),

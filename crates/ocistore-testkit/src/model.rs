@@ -1434,7 +1434,8 @@ pub(crate) fn model_restore(
                 .any(|t| binned_tag(&t, tag) && t.digest == digest)
         })
     });
-    if !bin.holds(&digest) && !(live && tag_binned) {
+    let restorable = bin.holds(&digest) || (live && tag_binned);
+    if !restorable {
         let item = match tag {
             Some(tag) if live => format!("tag {tag}"),
             _ => format!("manifest {digest}"),
