@@ -120,14 +120,14 @@ impl Tx<'_> {
     /// when something of it could stay: a live index lists one of them, or it holds manifests
     /// that are not expiring (the common autopurge of a whole day's deletions reads none).
     fn kept_by_indexes(&self, expired: &[ExpiredTombstone]) -> Result<HashSet<(String, String)>> {
-        let mut by_repo: BTreeMap<&str, usize> = BTreeMap::new();
-        for (kind, repo, ..) in expired {
+        let mut by_repo: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (kind, repo, digest, ..) in expired {
             if *kind == TOMBSTONE_MANIFEST {
-                *by_repo.entry(repo).or_default() += 1;
+                by_repo.entry(repo).or_default().push(digest);
             }
         }
         let mut kept = HashSet::new();
-        for (repo, count) in by_repo {
+        for (repo, digests) in by_repo {
             let mut binned = 0;
             for row in self.t.deleted_manifests.range((repo, "")..)? {
                 if row?.0.value().0 != repo {
@@ -136,19 +136,15 @@ impl Tx<'_> {
                 binned += 1;
             }
             let mut listed = false;
-            for (kind, r, digest, ..) in expired {
-                if *kind == TOMBSTONE_MANIFEST && r == repo {
-                    listed |= !keys_under2(&self.t.children, repo, digest)?.is_empty();
-                }
+            for digest in &digests {
+                listed |= !keys_under2(&self.t.children, repo, digest)?.is_empty();
             }
-            if binned == count && !listed {
+            if binned == digests.len() && !listed {
                 continue;
             }
             let bin = BinnedManifests::load(&self.t, repo, self.now)?;
-            for (kind, r, digest, ..) in expired {
-                if *kind == TOMBSTONE_MANIFEST && r == repo && bin.holds(digest) {
-                    kept.insert((repo.to_owned(), digest.clone()));
-                }
+            for digest in digests.into_iter().filter(|d| bin.holds(d)) {
+                kept.insert((repo.to_owned(), digest.to_owned()));
             }
         }
         Ok(kept)
