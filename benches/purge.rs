@@ -131,7 +131,7 @@ fn policy(soft_delete: bool) -> SoftDeletePolicy {
     if soft_delete {
         SoftDeletePolicy::enabled(7).unwrap()
     } else {
-        SoftDeletePolicy::default()
+        SoftDeletePolicy::disabled(7).unwrap()
     }
 }
 

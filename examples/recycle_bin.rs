@@ -58,16 +58,17 @@ fn main() -> Result<(), Box<dyn Error>> {
     );
 
     let v3 = push(&hello, "latest", "three")?;
+    // v1 is live again: the bin holds nothing to restore, so it is a revert of the tag (T2).
     println!(
-        "\nday 1: push a new latest ({}), then restore latest onto {}",
+        "\nday 1: push a new latest ({}), then revert latest to {}",
         short(&v3),
         short(&v1)
     );
-    match hello.restore(Restore::TagAndDigest("latest", &v1), OnConflict::Refuse) {
-        Err(e) => println!("  plain restore refused: {e}"),
-        Ok(_) => return Err("a restore over a live tag must be refused".into()),
+    match hello.revert_tag("latest", &v1, OnConflict::Refuse) {
+        Err(e) => println!("  plain revert refused: {e}"),
+        Ok(()) => return Err("a revert over a live tag must be refused".into()),
     }
-    hello.restore(Restore::TagAndDigest("latest", &v1), OnConflict::MoveTag)?;
+    hello.revert_tag("latest", &v1, OnConflict::MoveTag)?;
     println!(
         "  forced: latest = {}; the overwritten latest (on {}) went to the bin",
         short(&hello.resolve("latest")?),

@@ -97,7 +97,7 @@ pub use ops::collector::{CollectOptions, CollectReport, Phase, Progress};
 pub use ops::fsck::{FsckOptions, FsckReport, Problem};
 pub use ops::purge::{Filter, PurgeOptions, PurgeReport, RepositoryPurge, parse_ago};
 pub use ops::push::Pushed;
-pub use ops::recycle_bin::{OnConflict, Restore};
+pub use ops::recycle_bin::{OnConflict, Restore, RestoreOptions};
 pub use ops::retention::{AutopurgeReport, Maintenance};
 pub use ops::space::Health;
 pub use ops::upload::Upload;

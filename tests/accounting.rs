@@ -13,8 +13,8 @@ use common::{
 };
 use ocistore::manifest::OCI_MANIFEST;
 use ocistore::{
-    Algorithm, CollectOptions, Digest, FsckOptions, FsckReport, OnConflict, Problem, Registry,
-    Repository, RepositoryUsage, Usage,
+    Algorithm, CollectOptions, Digest, Error, FsckOptions, FsckReport, OnConflict, Problem,
+    Registry, Repository, RepositoryUsage, Usage,
 };
 
 fn sha256(bytes: &[u8]) -> Digest {
@@ -511,8 +511,10 @@ fn a2_a_blob_record_lost_leaves_dangling_links_repaired_and_its_file_kept_to_be_
     assert_eq!(fsck(&registry, false), clean_report(1, 2));
 }
 
+/// S17 closed the gap this reported: the child of an index in the bin cannot be purged by hand,
+/// so the index comes back with its child and fsck finds nothing.
 #[test]
-fn a2_an_index_restored_after_its_child_was_purged_is_reported() {
+fn a2_an_index_and_its_child_in_the_bin_leave_nothing_for_fsck_to_report() {
     let s = Store::new();
     policy_on(&s, 7);
     let app = s.repo("app");
@@ -520,19 +522,15 @@ fn a2_an_index_restored_after_its_child_was_purged_is_reported() {
     let index = push_index(&app, Some("multi"), &[&child]);
     app.delete_manifest("multi").unwrap();
     app.delete_manifest("v1").unwrap();
-    app.purge_deleted_manifest(&child).unwrap();
-    let missing = Problem::MissingReference {
-        repository: "app".into(),
-        manifest: index.clone(),
-        reference: child,
-    };
-    assert_eq!(
-        fsck(&s.registry, false).problems,
-        std::slice::from_ref(&missing)
+    let err = app.purge_deleted_manifest(&child).unwrap_err();
+    assert!(
+        matches!(&err, Error::ManifestReferenced { digest, index: i, .. } if digest == &child && i == &index),
+        "{err:?}"
     );
+    assert_eq!(fsck(&s.registry, false).problems, []);
     app.restore(ocistore::Restore::Digest(&index), OnConflict::Refuse)
         .unwrap();
-    assert_eq!(fsck(&s.registry, false).problems, [missing]);
+    assert_eq!(fsck(&s.registry, false).problems, []);
 }
 
 #[test]

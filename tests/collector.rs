@@ -771,8 +771,8 @@ fn client(registry: &Registry, id: usize, deadline: Instant, counts: &Counts) {
                                     bump(&counts.restores);
                                     assert_complete(repo, &d, "restored instead of pushed");
                                 }
-                                // Purged meanwhile, or its tag is live on another manifest.
-                                Err(Error::ManifestUnknown { .. } | Error::TagConflict { .. }) => {}
+                                // Purged meanwhile (S6), or its tag is live on another manifest.
+                                Err(Error::NotDeleted { .. } | Error::TagConflict { .. }) => {}
                                 Err(e) => panic!("restore instead of push: {e}"),
                             }
                             break;

@@ -23,6 +23,7 @@ use ocistore::manifest::{OCI_INDEX, OCI_MANIFEST};
 use ocistore::{
     Algorithm, CollectOptions, Digest, Error, FORMAT_VERSION, FsckOptions, ManifestQuery,
     ManualClock, OnConflict, Page, Problem, Registry, Repository, Restore, SoftDeletePolicy,
+    Timestamp,
 };
 use serde_json::json;
 
@@ -627,13 +628,17 @@ fn check_manifest(repo: &Repository, digest: &Digest, context: &str) {
     }
 }
 
+/// When a round of a worker starts, by its clock.
+type RoundStart = fn(u64) -> Timestamp;
+
 /// Runs the test `worker` as a child process on the store at `path` for `rounds` rounds, each
 /// killed (SIGKILL) after a random number of acknowledgements up to `most`; `record` takes
-/// each acknowledgement, `verify` checks the reopened store. Returns how many there were.
+/// each acknowledgement, `verify` checks the reopened store, on the clock `round_start` gives
+/// the round if any (the system clock otherwise). Returns how many there were.
 fn crash_rounds(
     worker: &str,
     path: &Path,
-    rounds: u64,
+    (rounds, round_start): (u64, Option<RoundStart>),
     most: u64,
     mut record: impl FnMut(&str),
     mut verify: impl FnMut(&Registry, &str),
@@ -692,8 +697,11 @@ fn crash_rounds(
         total += seen as usize;
 
         // No grace period: nothing else writes to the store while it is checked.
-        let registry = Registry::builder()
-            .grace_period(Duration::ZERO)
+        let mut builder = Registry::builder().grace_period(Duration::ZERO);
+        if let Some(start) = round_start {
+            builder = builder.clock(ManualClock::new(start(round)));
+        }
+        let registry = builder
             .open(path)
             .unwrap_or_else(|e| panic!("{context}: the store does not reopen: {e:?}"));
         assert!(
@@ -736,7 +744,7 @@ fn c2_a_killed_writer_loses_nothing_it_acknowledged() {
     let total = crash_rounds(
         "c2_child_crash_worker",
         &path,
-        5,
+        (5, None),
         200,
         |line| acked.borrow_mut().record(line),
         |registry, context| {
@@ -771,8 +779,7 @@ fn c2_child_collecting_worker() {
         return;
     };
     let round: u64 = std::env::var(WORKER_ROUND).unwrap().parse().unwrap();
-    // Each round later than the last one could have reached, so that times only go forward.
-    let clock = ManualClock::new(START.saturating_add(Duration::from_secs(round * 30 * 86_400)));
+    let clock = ManualClock::new(collecting_round_start(round));
     let registry = Registry::builder()
         .clock(clock.clone())
         .grace_period(Duration::from_secs(60))
@@ -834,6 +841,12 @@ fn c2_child_collecting_worker() {
     }
 }
 
+/// When round `round` of the collecting worker starts: later than the last one could have
+/// reached, so that times only go forward, and past the retention of its tombstones.
+fn collecting_round_start(round: u64) -> Timestamp {
+    START.saturating_add(Duration::from_secs(round * 30 * 86_400))
+}
+
 /// Where a manifest of the collecting worker may be after a crash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Where {
@@ -853,7 +866,7 @@ fn c2_a_killed_collector_loses_nothing_it_acknowledged() {
     let total = crash_rounds(
         "c2_child_collecting_worker",
         &path,
-        6,
+        (6, Some(collecting_round_start)),
         300,
         |line| {
             let mut manifests = manifests.borrow_mut();
@@ -903,6 +916,10 @@ fn c2_a_killed_collector_loses_nothing_it_acknowledged() {
                     }
                 }
                 *places = vec![found];
+                // Expired by the next round, which changes the policy and so purges it (S3).
+                if found == Where::Binned {
+                    places.push(Where::Purged);
+                }
             }
         },
     );

@@ -592,7 +592,7 @@ fn u6_with_soft_delete_off_a_purge_is_final() {
     assert!(r.deleted_tags(None).unwrap().is_empty());
     assert!(matches!(
         r.restore(Restore::Digest(&digests[0]), OnConflict::Refuse),
-        Err(Error::ManifestUnknown { .. })
+        Err(Error::NotDeleted { .. })
     ));
     // Its history stays (T2): the purge's untag is the last entry, and names a purged manifest.
     let events = r.tag_history("v1").unwrap();

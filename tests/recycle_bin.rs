@@ -16,8 +16,9 @@ use common::{
 };
 use ocistore::manifest::{OCI_INDEX, OCI_MANIFEST};
 use ocistore::{
-    Algorithm, Digest, Error, ManifestQuery, ManualClock, OnConflict, Page, Registry, Repository,
-    Restore, SoftDeletePolicy, TagCause, Timestamp,
+    Algorithm, Digest, Error, FsckOptions, ManifestQuery, ManualClock, OnConflict, Page,
+    PurgeOptions, Registry, Repository, RepositoryState, Restore, RestoreOptions, SoftDeletePolicy,
+    TagCause, Timestamp,
 };
 use serde_json::json;
 
@@ -40,10 +41,7 @@ fn soft_delete_store(retention_days: u32) -> Store {
 
 fn policy_off(s: &Store, retention_days: u32) {
     s.registry
-        .set_soft_delete_policy(SoftDeletePolicy {
-            enabled: false,
-            retention_days,
-        })
+        .set_soft_delete_policy(SoftDeletePolicy::disabled(retention_days).unwrap())
         .unwrap();
 }
 
@@ -110,10 +108,7 @@ fn s1_the_policy_is_off_with_seven_days_by_default() {
     let s = Store::new();
     assert_eq!(
         s.registry.soft_delete_policy().unwrap(),
-        SoftDeletePolicy {
-            enabled: false,
-            retention_days: 7
-        }
+        SoftDeletePolicy::disabled(7).unwrap()
     );
     assert_eq!(
         SoftDeletePolicy::default(),
@@ -134,11 +129,10 @@ fn s1_retention_of_1_to_90_days_is_accepted() {
         let policy = SoftDeletePolicy::enabled(days).unwrap();
         assert_eq!(
             policy,
-            SoftDeletePolicy {
-                enabled: true,
-                retention_days: days
-            }
+            SoftDeletePolicy::disabled(days).unwrap().with_enabled(true)
         );
+        assert!(policy.enabled);
+        assert_eq!(policy.retention_days, days);
         assert_eq!(
             policy.retention(),
             Duration::from_secs(u64::from(days) * DAY)
@@ -152,10 +146,7 @@ fn s1_retention_of_1_to_90_days_is_accepted() {
         policy_off(&s, days);
         assert_eq!(
             s.registry.soft_delete_policy().unwrap(),
-            SoftDeletePolicy {
-                enabled: false,
-                retention_days: days
-            }
+            SoftDeletePolicy::disabled(days).unwrap()
         );
     }
 }
@@ -175,10 +166,9 @@ fn s1_retention_outside_1_to_90_days_is_refused_and_changes_nothing() {
         assert!(expected(&err), "{err:?}");
         for enabled in [true, false] {
             let err = refused(&s, &["app"], || {
-                s.registry.set_soft_delete_policy(SoftDeletePolicy {
-                    enabled,
-                    retention_days: days,
-                })
+                let mut policy = SoftDeletePolicy::default().with_enabled(enabled);
+                policy.retention_days = days;
+                s.registry.set_soft_delete_policy(policy)
             });
             assert!(expected(&err), "{enabled} {days}: {err:?}");
         }
@@ -206,7 +196,10 @@ fn s1_the_policy_can_be_changed_at_any_time_and_applies_from_the_next_delete() {
         let err = repo
             .restore(Restore::Digest(d), OnConflict::Refuse)
             .unwrap_err();
-        assert!(is_manifest_unknown(&err, "app", d.as_str()), "{err:?}");
+        assert!(
+            is_not_deleted(&err, "app", &format!("manifest {d}")),
+            "{err:?}"
+        );
     }
 }
 
@@ -229,11 +222,38 @@ fn s1_the_policy_is_persisted_across_reopen() {
     let s = s.reopen();
     assert_eq!(
         s.registry.soft_delete_policy().unwrap(),
-        SoftDeletePolicy {
-            enabled: false,
-            retention_days: 3
-        }
+        SoftDeletePolicy::disabled(3).unwrap()
     );
+}
+
+#[test]
+fn s1_switching_the_policy_off_and_on_keeps_its_retention_days() {
+    let s = soft_delete_store(30);
+    let repo = s.repo("app");
+    let a = push_image(&repo, "latest", "a");
+    repo.delete_manifest("latest").unwrap();
+
+    let off = s.registry.set_soft_delete_enabled(false).unwrap();
+    assert_eq!(off, SoftDeletePolicy::disabled(30).unwrap());
+    assert_eq!(s.registry.soft_delete_policy().unwrap(), off);
+    // The bin keeps its 30 days: on day 20 the manifest is still there (7 days would have
+    // expired it).
+    s.clock.set(day(20.0));
+    assert_eq!(repo.deleted_manifests().unwrap()[0].expires_at, day(30.0));
+    drop(repo);
+    let s = s.reopen();
+    assert_eq!(s.registry.soft_delete_policy().unwrap(), off);
+    let on = s.registry.set_soft_delete_enabled(true).unwrap();
+    assert_eq!(on, SoftDeletePolicy::enabled(30).unwrap());
+    let repo = s.repo("app");
+    assert_eq!(
+        repo.restore(Restore::Digest(&a), OnConflict::Refuse)
+            .unwrap(),
+        a
+    );
+    // Switching to what is in force already changes nothing.
+    assert_eq!(s.registry.set_soft_delete_enabled(true).unwrap(), on);
+    assert_eq!(s.registry.soft_delete_policy().unwrap(), on);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -563,7 +583,7 @@ fn s3_retention_raised_from_7_to_14_days_on_day_5_expires_on_day_14() {
         .restore(Restore::Digest(&v2), OnConflict::Refuse)
         .unwrap_err();
     assert!(
-        is_manifest_unknown(&err, "hello-world", v2.as_str()),
+        is_not_deleted(&err, "hello-world", &format!("manifest {v2}")),
         "{err:?}"
     );
     let err = hello
@@ -584,17 +604,23 @@ fn s3_retention_lowered_expires_items_by_the_new_retention() {
     repo.delete_manifest("latest").unwrap();
     assert_eq!(repo.deleted_manifests().unwrap()[0].expires_at, day(30.0));
 
-    s.clock.set(day(3.0));
+    s.clock.set(day(1.0));
     policy_on(&s, 2);
     assert_eq!(repo.deleted_manifests().unwrap()[0].expires_at, day(2.0));
     assert_eq!(repo.deleted_tags(None).unwrap()[0].expires_at, day(2.0));
 
-    assert_eq!(s.registry.run_now().unwrap(), report(day(3.0), 0, 1, 1));
+    // Expired on day 2 by the new retention: gone at once, reclaimed by the next run.
+    s.clock.set(day(3.0));
     assert!(repo.deleted_manifests().unwrap().is_empty());
+    assert!(repo.deleted_tags(None).unwrap().is_empty());
+    assert_eq!(s.registry.run_now().unwrap(), report(day(3.0), 0, 1, 1));
     let err = repo
         .restore(Restore::Digest(&a), OnConflict::Refuse)
         .unwrap_err();
-    assert!(is_manifest_unknown(&err, "app", a.as_str()), "{err:?}");
+    assert!(
+        is_not_deleted(&err, "app", &format!("manifest {a}")),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -649,7 +675,114 @@ fn s3_items_deleted_at_different_times_expire_each_on_its_own_day() {
     let err = repo
         .restore(Restore::Digest(&a), OnConflict::Refuse)
         .unwrap_err();
-    assert!(is_manifest_unknown(&err, "app", a.as_str()), "{err:?}");
+    assert!(
+        is_not_deleted(&err, "app", &format!("manifest {a}")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn s3_an_expired_item_is_gone_at_once_though_autopurge_has_not_run() {
+    let s = soft_delete_store(1);
+    let repo = s.repo("app");
+    let a = push_image(&repo, "latest", "a");
+    let b = push_image(&repo, "b", "b");
+    push_image(&s.repo("gone"), "latest", "g");
+    repo.delete_manifest("latest").unwrap();
+    repo.untag("b").unwrap();
+    s.registry.delete_repository("gone").unwrap();
+    s.clock.set(day(1.0));
+
+    // No listing shows it.
+    assert!(repo.deleted_manifests().unwrap().is_empty());
+    assert!(repo.deleted_tags(None).unwrap().is_empty());
+    assert!(repo.deleted_tags(Some("latest")).unwrap().is_empty());
+    assert!(s.registry.deleted_repositories().unwrap().is_empty());
+    assert_eq!(s.repo("gone").state().unwrap(), RepositoryState::Unknown);
+    // No restore brings it back, no purge by hand finds it.
+    let manifest_a = format!("manifest {a}");
+    for (what, item) in [
+        (Restore::Digest(&a), manifest_a.as_str()),
+        (Restore::TagAndDigest("latest", &a), manifest_a.as_str()),
+        (Restore::Tag("latest"), "tag latest"),
+        (Restore::Tag("b"), "tag b"),
+    ] {
+        let err = refused(&s, &["app"], || repo.restore(what, OnConflict::MoveTag));
+        assert!(is_not_deleted(&err, "app", item), "{what:?}: {err:?}");
+    }
+    let err = refused(&s, &["app"], || repo.purge_deleted_manifest(&a));
+    assert!(is_not_deleted(&err, "app", &manifest_a), "{err:?}");
+    let err = refused(&s, &["app"], || repo.purge_deleted_tags("b"));
+    assert!(is_not_deleted(&err, "app", "tag b"), "{err:?}");
+    let err = refused(&s, &["gone"], || {
+        s.registry.purge_deleted_repository("gone")
+    });
+    assert!(is_not_deleted(&err, "gone", "the repository"), "{err:?}");
+    // The refusals left the rows for autopurge, which reclaims them all.
+    assert_eq!(s.registry.run_now().unwrap(), report(day(1.0), 1, 2, 3));
+    assert_eq!(manifest_digests(&repo), set([&b]));
+}
+
+#[test]
+fn s3_a_push_of_an_expired_manifest_is_a_new_manifest() {
+    let s = soft_delete_store(1);
+    let repo = s.repo("app");
+    let a = push_image(&repo, "latest", "a");
+    repo.delete_manifest("latest").unwrap();
+    // Not expired: restore it instead.
+    s.clock.set(day(0.5));
+    let body = repo.pull(a.as_str()).map(drop).unwrap_err();
+    assert!(is_manifest_unknown(&body, "app", a.as_str()), "{body:?}");
+    s.clock.set(day(1.0));
+
+    assert_eq!(push_image(&repo, "again", "a"), a);
+    let m = repo.manifest(a.as_str()).unwrap();
+    assert_eq!((m.created, m.updated), (day(1.0), day(1.0)));
+    assert_eq!(m.tags, ["again"]);
+    // Its old tag entry went with the expired tombstone; the history naming it stays (T2).
+    let history = repo.tag_history("latest").unwrap();
+    assert_eq!(history.len(), 2, "{history:?}");
+    assert!(
+        history
+            .iter()
+            .all(|e| e.from.as_ref().or(e.to.as_ref()) == Some(&a))
+    );
+    assert!(repo.deleted_tags(None).unwrap().is_empty());
+    assert_eq!(s.registry.run_now().unwrap(), report(day(1.0), 0, 0, 0));
+    assert_eq!(manifest_digests(&repo), set([&a]));
+}
+
+#[test]
+fn s3_a_change_of_the_policy_first_purges_what_the_old_one_expired() {
+    let s = soft_delete_store(1);
+    let repo = s.repo("app");
+    let a = push_image(&repo, "a", "a");
+    repo.delete_manifest("a").unwrap();
+    s.clock.set(day(1.5));
+    let b = push_image(&repo, "b", "b");
+    repo.delete_manifest("b").unwrap();
+    s.clock.set(day(2.0));
+
+    // Expired under 1 day, `a` does not come back under 30; `b` (deleted half a day ago) stays.
+    policy_on(&s, 30);
+    assert_eq!(deleted_manifest_digests(&repo), set([&b]));
+    assert_eq!(deleted_tag_pairs(&repo), pairs([("b", &b)]));
+    let err = refused(&s, &["app"], || {
+        repo.restore(Restore::Digest(&a), OnConflict::Refuse)
+    });
+    assert!(
+        is_not_deleted(&err, "app", &format!("manifest {a}")),
+        "{err:?}"
+    );
+    // It was purged by the change: autopurge finds nothing left.
+    assert_eq!(s.registry.run_now().unwrap(), report(day(2.0), 0, 0, 0));
+
+    // The same for a switch: back to 1 day, then off.
+    policy_on(&s, 1);
+    s.clock.set(day(3.0));
+    s.registry.set_soft_delete_enabled(false).unwrap();
+    assert_eq!(s.registry.run_now().unwrap(), report(day(3.0), 0, 0, 0));
+    assert!(repo.deleted_manifests().unwrap().is_empty());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -683,7 +816,10 @@ fn s4_autopurge_removes_expired_tag_and_manifest_tombstones() {
         let err = repo
             .restore(Restore::Digest(d), OnConflict::Refuse)
             .unwrap_err();
-        assert!(is_manifest_unknown(&err, "app", d.as_str()), "{err:?}");
+        assert!(
+            is_not_deleted(&err, "app", &format!("manifest {d}")),
+            "{err:?}"
+        );
     }
     // Purged manifests can be pushed again (they are no longer in the bin).
     assert_eq!(push_image(&repo, "m", "m"), m);
@@ -715,7 +851,10 @@ fn s4_autopurge_removes_an_expired_repository_with_everything_in_it() {
     let err = repo
         .restore(Restore::Digest(&a), OnConflict::Refuse)
         .unwrap_err();
-    assert!(is_manifest_unknown(&err, "scratch", a.as_str()), "{err:?}");
+    assert!(
+        is_not_deleted(&err, "scratch", &format!("manifest {a}")),
+        "{err:?}"
+    );
     let err = s.registry.purge_deleted_repository("scratch").unwrap_err();
     assert!(is_not_deleted(&err, "scratch", "the repository"), "{err:?}");
     // The blob bytes stay (D6): the collector's job.
@@ -804,7 +943,8 @@ fn s4_run_due_that_is_not_due_purges_nothing() {
     let before = state(&s.registry, &["app"]);
     assert_eq!(s.registry.run_due().unwrap(), None);
     assert_eq!(state(&s.registry, &["app"]), before);
-    assert_eq!(repo.deleted_manifests().unwrap().len(), 1);
+    // S3: expired, it is gone from the bin's listing before autopurge reclaims it.
+    assert!(repo.deleted_manifests().unwrap().is_empty());
 
     s.clock.set(day(3.0));
     assert_eq!(
@@ -868,10 +1008,9 @@ fn s4_run_now_runs_whether_due_or_not_and_restarts_the_cadence() {
     // The next due run is a full interval after run_now, not after the first run.
     s.clock.set(day(1.5));
     assert_eq!(s.registry.run_due().unwrap(), None);
-    assert_eq!(
-        repo.deleted_manifests().unwrap().len(),
-        1,
-        "expired, not yet purged"
+    assert!(
+        repo.deleted_manifests().unwrap().is_empty(),
+        "expired, not yet purged: gone all the same (S3)"
     );
     s.clock.set(now.saturating_add(Duration::from_secs(DAY)));
     assert_eq!(
@@ -1375,34 +1514,33 @@ fn s6_restore_may_name_a_tag_the_manifest_never_had() {
 }
 
 #[test]
-fn s6_restore_of_a_manifest_not_in_the_repository_is_manifest_unknown_and_changes_nothing() {
+fn s6_restore_of_a_manifest_not_in_the_bin_is_not_deleted_and_changes_nothing() {
     let s = soft_delete_store(7);
     let repo = s.repo("app");
-    let other = s.repo("other");
-    push_image(&repo, "latest", "a");
-    let o = push_image(&other, "latest", "o");
-    other.delete_manifest("latest").unwrap();
+    let live = push_image(&repo, "latest", "a");
+    push_image(&repo, "other", "b");
+    let o = push_image(&s.repo("other"), "latest", "o");
+    s.repo("other").delete_manifest("latest").unwrap();
     let never = Algorithm::Sha256.digest(b"never pushed");
-    for d in [&never, &o] {
-        for what in [Restore::Digest(d), Restore::TagAndDigest("latest", d)] {
-            for force in [false, true] {
-                let err = refused(&s, &["app", "other"], || {
-                    repo.restore(
-                        what,
-                        if force {
-                            OnConflict::MoveTag
-                        } else {
-                            OnConflict::Refuse
-                        },
-                    )
-                });
-                assert!(
-                    is_manifest_unknown(&err, "app", d.as_str()),
-                    "{what:?}: {err:?}"
-                );
+    // Unknown here (in another repository's bin, never pushed) or live: the bin holds nothing.
+    for d in [&never, &o, &live] {
+        for what in [Restore::Digest(d), Restore::TagAndDigest("v1", d)] {
+            for on_conflict in [OnConflict::Refuse, OnConflict::MoveTag] {
+                let err = refused(&s, &["app", "other"], || repo.restore(what, on_conflict));
+                // A live manifest: it is the tag that is not in the bin.
+                let item = match what {
+                    Restore::TagAndDigest(..) if d == &live => "tag v1".to_owned(),
+                    _ => format!("manifest {d}"),
+                };
+                assert!(is_not_deleted(&err, "app", &item), "{what:?}: {err:?}");
             }
         }
     }
+    // A tag never deleted.
+    let err = refused(&s, &["app"], || {
+        repo.restore(Restore::Tag("other"), OnConflict::Refuse)
+    });
+    assert!(is_not_deleted(&err, "app", "tag other"), "{err:?}");
 }
 
 #[test]
@@ -1420,32 +1558,71 @@ fn s6_restore_with_an_invalid_tag_is_invalid_tag_and_changes_nothing() {
 }
 
 #[test]
-fn s6_restoring_a_live_manifest_only_tags_it() {
+fn s6_restoring_a_deleted_tag_onto_its_live_manifest_only_tags_it() {
     let s = soft_delete_store(7);
     let repo = s.repo("app");
     let a = push_image(&repo, "latest", "a");
     let b = push_image(&repo, "other", "b");
+    repo.tag("v1", &a).unwrap();
+    repo.untag("v1").unwrap();
 
-    // A digest alone: nothing to do.
-    let before = state(&s.registry, &["app"]);
+    // A tag in the bin on a live manifest: the tag comes back, the manifest is untouched.
+    let created = repo.manifest(a.as_str()).unwrap().created;
     assert_eq!(
-        repo.restore(Restore::Digest(&a), OnConflict::Refuse)
+        repo.restore(Restore::TagAndDigest("v1", &a), OnConflict::Refuse)
             .unwrap(),
         a
     );
-    assert_eq!(state(&s.registry, &["app"]), before);
-    // A tag and a digest: the tag arrives; a tag live elsewhere is still a conflict.
-    repo.restore(Restore::TagAndDigest("v1", &a), OnConflict::Refuse)
-        .unwrap();
     assert_eq!(repo.resolve("v1").unwrap(), a);
+    assert_eq!(repo.manifest(a.as_str()).unwrap().created, created);
+    assert!(repo.deleted_tags(None).unwrap().is_empty());
+    // A tag live elsewhere is still a conflict, when the bin holds the tag.
+    repo.untag("v1").unwrap();
+    repo.tag("v1", &b).unwrap();
     let err = refused(&s, &["app"], || {
-        repo.restore(Restore::TagAndDigest("other", &a), OnConflict::Refuse)
+        repo.restore(Restore::Tag("v1"), OnConflict::Refuse)
     });
     assert!(
-        matches!(&err, Error::TagConflict { tag, digest, .. } if tag == "other" && digest == &b),
+        matches!(&err, Error::TagConflict { tag, digest, .. } if tag == "v1" && digest == &b),
         "{err:?}"
     );
     assert!(repo.deleted_manifests().unwrap().is_empty());
+}
+
+#[test]
+fn s6_restore_with_options_is_restore_with_its_on_conflict() {
+    let s = soft_delete_store(7);
+    let repo = s.repo("app");
+    let a = push_image(&repo, "latest", "a");
+    repo.delete_manifest("latest").unwrap();
+    let b = push_image(&repo, "latest", "b");
+
+    let refuse = RestoreOptions::default();
+    let err = refused(&s, &["app"], || {
+        repo.restore_with(Restore::Tag("latest"), &refuse)
+    });
+    assert!(
+        matches!(&err, Error::TagConflict { repository, tag, digest }
+            if repository == "app" && tag == "latest" && digest == &b),
+        "{err:?}"
+    );
+    // In a batch, with MoveTag: the overwritten tag goes to the bin.
+    let move_tag = RestoreOptions::default().on_conflict(OnConflict::MoveTag);
+    let restored = s
+        .registry
+        .batch(|batch| batch.restore_with(&repo, Restore::Tag("latest"), &move_tag))
+        .unwrap();
+    assert_eq!(restored, a);
+    assert_eq!(repo.resolve("latest").unwrap(), a);
+    assert_eq!(deleted_tag_pairs(&repo), pairs([("latest", &b)]));
+    // The options are plain data.
+    let json = serde_json::to_value(&move_tag).unwrap();
+    assert_eq!(
+        json,
+        json!({"on_conflict": "move_tag", "with_children": false})
+    );
+    let back: RestoreOptions = serde_json::from_value(json!({"with_children": true})).unwrap();
+    assert_eq!(back, RestoreOptions::default().with_children(true));
 }
 
 #[test]
@@ -2278,7 +2455,10 @@ fn s15_deletes_after_the_policy_is_off_are_permanent() {
     let err = repo
         .restore(Restore::Digest(&b), OnConflict::Refuse)
         .unwrap_err();
-    assert!(is_manifest_unknown(&err, "app", b.as_str()), "{err:?}");
+    assert!(
+        is_not_deleted(&err, "app", &format!("manifest {b}")),
+        "{err:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2304,7 +2484,10 @@ fn s16_purge_deleted_repository_removes_it_with_everything_in_it() {
     let err = repo
         .restore(Restore::Digest(&a), OnConflict::Refuse)
         .unwrap_err();
-    assert!(is_manifest_unknown(&err, "scratch", a.as_str()), "{err:?}");
+    assert!(
+        is_not_deleted(&err, "scratch", &format!("manifest {a}")),
+        "{err:?}"
+    );
     for blob in seed_blobs("a") {
         assert!(
             blob_file(&s.registry, &blob).exists(),
@@ -2346,7 +2529,10 @@ fn s16_purge_deleted_manifest_removes_it_with_its_bin_tags_but_not_its_history()
     let err = repo
         .restore(Restore::Digest(&a), OnConflict::Refuse)
         .unwrap_err();
-    assert!(is_manifest_unknown(&err, "app", a.as_str()), "{err:?}");
+    assert!(
+        is_not_deleted(&err, "app", &format!("manifest {a}")),
+        "{err:?}"
+    );
     // Purging it again: it is no longer in the bin.
     let err = refused(&s, &["app"], || repo.purge_deleted_manifest(&a));
     assert!(
@@ -2459,4 +2645,153 @@ fn s16_purging_a_tag_not_in_the_bin_is_not_deleted_and_changes_nothing() {
         let err = refused(&s, &["app"], || repo.purge_deleted_tags(bad));
         assert!(is_invalid_tag(&err, bad), "{bad:?}: {err:?}");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// S17 — while an index exists, live or in the bin, every manifest it lists exists.
+
+fn is_referenced(err: &Error, repo: &str, manifest: &Digest, by: &Digest) -> bool {
+    matches!(err, Error::ManifestReferenced { repository, digest, index }
+        if repository == repo && digest == manifest && index == by)
+}
+
+fn fsck_problems(registry: &Registry) -> Vec<ocistore::Problem> {
+    registry.fsck(&FsckOptions::default()).unwrap().problems
+}
+
+#[test]
+fn s17_a_child_in_the_bin_is_not_purged_by_hand_before_its_index() {
+    let s = soft_delete_store(7);
+    let repo = s.repo("app");
+    let amd64 = push_image(&repo, "amd64", "amd64");
+    let index = push_index(&repo, Some("latest"), &[&amd64]);
+    repo.delete_manifest("latest").unwrap();
+    repo.delete_manifest("amd64").unwrap();
+
+    let err = refused(&s, &["app"], || repo.purge_deleted_manifest(&amd64));
+    assert!(is_referenced(&err, "app", &amd64, &index), "{err:?}");
+    // The index comes back (S9: without its child), and still the child stays.
+    repo.restore(Restore::Tag("latest"), OnConflict::Refuse)
+        .unwrap();
+    assert!(fsck_problems(&s.registry).is_empty());
+    let err = refused(&s, &["app"], || repo.purge_deleted_manifest(&amd64));
+    assert!(is_referenced(&err, "app", &amd64, &index), "{err:?}");
+    // While a live index lists it, it does not expire.
+    assert_eq!(
+        repo.deleted_manifests().unwrap()[0].expires_at,
+        Timestamp::from_nanos(u64::MAX)
+    );
+    s.clock.set(day(100.0));
+    let mut ran = s.registry.run_now().unwrap();
+    ran.history_events = 0; // T2: the history retention (90 days) has passed too.
+    assert_eq!(ran, report(day(100.0), 0, 0, 1));
+    assert_eq!(deleted_manifest_digests(&repo), set([&amd64]));
+    // Once the index is gone for good, the child expires on its own day, long past: at once.
+    policy_off(&s, 7);
+    repo.delete_manifest("latest").unwrap();
+    assert!(repo.deleted_manifests().unwrap().is_empty());
+    assert!(fsck_problems(&s.registry).is_empty());
+    assert_eq!(s.registry.run_now().unwrap(), report(day(100.0), 0, 1, 0));
+}
+
+#[test]
+fn s17_a_restore_of_an_index_can_bring_its_children_back_with_it() {
+    let s = soft_delete_store(7);
+    let repo = s.repo("app");
+    let amd64 = push_image(&repo, "amd64", "amd64");
+    let arm64 = push_image(&repo, "arm64", "arm64");
+    let inner = push_index(&repo, None, &[&arm64]);
+    let index = push_index(&repo, Some("latest"), &[&amd64, &inner]);
+    repo.delete_manifest("latest").unwrap();
+    for child in [amd64.as_str(), inner.as_str(), "arm64"] {
+        repo.delete_manifest(child).unwrap();
+    }
+    s.clock.set(day(1.0));
+
+    let options = RestoreOptions::default().with_children(true);
+    assert_eq!(
+        repo.restore_with(Restore::Tag("latest"), &options).unwrap(),
+        index
+    );
+    // Every manifest it lists, and what they list in turn, untagged; their tags stay binned.
+    assert_eq!(
+        manifest_digests(&repo),
+        set([&index, &amd64, &inner, &arm64])
+    );
+    assert!(repo.deleted_manifests().unwrap().is_empty());
+    assert_eq!(
+        deleted_tag_pairs(&repo),
+        pairs([("amd64", &amd64), ("arm64", &arm64)])
+    );
+    assert_eq!(tag_names(&repo), ["latest"]);
+    assert_eq!(repo.manifest(arm64.as_str()).unwrap().updated, day(1.0));
+    assert!(fsck_problems(&s.registry).is_empty());
+}
+
+#[test]
+fn s17_a_child_in_the_bin_expires_with_the_index_that_lists_it() {
+    let s = soft_delete_store(7);
+    let repo = s.repo("app");
+    let amd64 = push_image(&repo, "amd64", "amd64");
+    let index = push_index(&repo, Some("latest"), &[&amd64]);
+    repo.delete_manifest("latest").unwrap();
+    repo.delete_manifest("amd64").unwrap();
+    // The index back on day 2 and deleted again on day 3: the child (own expiry day 7) waits
+    // for it (day 10).
+    s.clock.set(day(2.0));
+    repo.restore(Restore::Tag("latest"), OnConflict::Refuse)
+        .unwrap();
+    s.clock.set(day(3.0));
+    repo.delete_manifest("latest").unwrap();
+    let expiries: Vec<(Digest, Timestamp)> = repo
+        .deleted_manifests()
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.digest, m.expires_at))
+        .collect();
+    assert_eq!(
+        expiries,
+        [(index.clone(), day(10.0)), (amd64.clone(), day(10.0))]
+    );
+    // Its tag entry expires on its own day.
+    assert_eq!(
+        repo.deleted_tags(Some("amd64")).unwrap()[0].expires_at,
+        day(7.0)
+    );
+
+    s.clock.set(day(9.0));
+    assert_eq!(s.registry.run_now().unwrap(), report(day(9.0), 0, 0, 1));
+    assert_eq!(deleted_manifest_digests(&repo), set([&index, &amd64]));
+    s.clock.set(day(10.0));
+    assert!(repo.deleted_manifests().unwrap().is_empty());
+    assert_eq!(s.registry.run_now().unwrap(), report(day(10.0), 0, 2, 1));
+    assert!(fsck_problems(&s.registry).is_empty());
+}
+
+#[test]
+fn s17_with_the_policy_off_a_manifest_an_index_in_the_bin_lists_stays() {
+    let s = soft_delete_store(7);
+    let repo = s.repo("app");
+    let amd64 = push_image(&repo, "amd64", "amd64");
+    let index = push_index(&repo, Some("latest"), &[&amd64]);
+    repo.delete_manifest("latest").unwrap();
+    policy_off(&s, 7);
+
+    // A delete would purge it: refused, naming the index in the bin.
+    let err = refused(&s, &["app"], || repo.delete_manifest("amd64"));
+    assert!(is_referenced(&err, "app", &amd64, &index), "{err:?}");
+    // Purge by filter leaves it too, untagged and old as it is.
+    repo.untag("amd64").unwrap();
+    s.clock.set(day(2.0));
+    let mut purge = PurgeOptions::new(["app:.*"]).unwrap();
+    purge.untagged = true;
+    let purged = s.registry.purge(&purge).unwrap();
+    assert!(purged.repositories.is_empty(), "{purged:?}");
+    assert_eq!(manifest_digests(&repo), set([&amd64]));
+    // Once the index has expired it is gone, and the manifest can go.
+    s.clock.set(day(7.0));
+    assert_eq!(repo.delete_manifest(amd64.as_str()).unwrap(), [amd64]);
+    assert!(fsck_problems(&s.registry).is_empty());
+    // The expired index went before it, with its tag in the bin.
+    assert_eq!(s.registry.run_now().unwrap(), report(day(7.0), 0, 0, 0));
 }

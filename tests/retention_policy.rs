@@ -175,10 +175,9 @@ fn stored_format_version(dir: &Path) -> Vec<u8> {
 #[test]
 fn r1_the_policy_is_off_with_seven_days_by_default_and_deletes_nothing() {
     let s = Store::new();
-    let default = RetentionPolicy {
-        enabled: false,
-        days: 7,
-    };
+    let default = RetentionPolicy::disabled(7).unwrap();
+    assert!(!default.enabled);
+    assert_eq!(default.days, 7);
     assert_eq!(RetentionPolicy::default(), default);
     assert_eq!(s.registry.retention_policy().unwrap(), default);
     assert_eq!(s.registry.retention_enabled_at().unwrap(), None);
@@ -196,11 +195,10 @@ fn r1_days_of_0_to_365_are_accepted() {
         let policy = RetentionPolicy::enabled(days).unwrap();
         assert_eq!(
             policy,
-            RetentionPolicy {
-                enabled: true,
-                days
-            }
+            RetentionPolicy::disabled(days).unwrap().with_enabled(true)
         );
+        assert!(policy.enabled);
+        assert_eq!(policy.days, days);
         assert_eq!(policy.period(), Duration::from_secs(u64::from(days) * DAY));
         s.registry.set_retention_policy(policy).unwrap();
         assert_eq!(s.registry.retention_policy().unwrap(), policy);
@@ -219,10 +217,10 @@ fn r1_days_over_365_are_invalid_setting_and_change_nothing() {
         let err = RetentionPolicy::enabled(days).unwrap_err();
         assert!(expected(&err), "{err:?}");
         for enabled in [true, false] {
-            let err = fails_writing_nothing(&s.registry, || {
-                s.registry
-                    .set_retention_policy(RetentionPolicy { enabled, days })
-            });
+            let mut policy = RetentionPolicy::default().with_enabled(enabled);
+            policy.days = days;
+            let err =
+                fails_writing_nothing(&s.registry, || s.registry.set_retention_policy(policy));
             assert!(expected(&err), "{enabled} {days}: {err:?}");
         }
     }
@@ -292,10 +290,7 @@ fn r1_disabling_then_enabling_again_restarts_its_start() {
     s.advance(60);
     let a = untagged_now(&repo, Way::Untag, "a");
     s.advance(60);
-    let off = RetentionPolicy {
-        enabled: false,
-        days: 1,
-    };
+    let off = RetentionPolicy::disabled(1).unwrap();
     s.registry.set_retention_policy(off).unwrap();
     assert_eq!(s.registry.retention_enabled_at().unwrap(), None);
     s.advance(2 * DAY);

@@ -1,7 +1,7 @@
 //! [`Batch`]: many mutating calls in one write transaction (docs/spec.md: C1).
 
 use crate::ops::push::Pushed;
-use crate::ops::recycle_bin::{OnConflict, Restore};
+use crate::ops::recycle_bin::{OnConflict, Restore, RestoreOptions};
 use crate::ops::{self, Core};
 use crate::store::Tx;
 use crate::store::locks::Locks;
@@ -153,7 +153,27 @@ impl<'t> Batch<'t> {
         what: Restore<'_>,
         on_conflict: OnConflict,
     ) -> Result<Digest> {
-        self.tx.restore(repo.name(), what, on_conflict)
+        self.restore_with(
+            repo,
+            what,
+            &RestoreOptions::default().on_conflict(on_conflict),
+        )
+    }
+
+    /// Restores a manifest with options; see [`Repository::restore_with`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Repository::restore_with`](crate::Repository::restore_with); a full disk and a
+    /// nested write are refused once for the whole batch, by
+    /// [`Registry::batch`](crate::Registry::batch).
+    pub fn restore_with(
+        &mut self,
+        repo: &Repository,
+        what: Restore<'_>,
+        options: &RestoreOptions,
+    ) -> Result<Digest> {
+        self.tx.restore(repo.name(), what, options)
     }
 
     /// Points a tag back at a manifest its history names; see [`Repository::revert_tag`].

@@ -282,6 +282,8 @@ impl Registry {
 
     /// Sets the soft delete policy; it is persisted and applies from the next call (S1).
     /// Turning it off leaves the tombstones in the bin restorable until they expire (S15).
+    /// What the policy it replaces has expired is purged first, in the same transaction, so
+    /// that a longer retention brings nothing expired back (S3).
     ///
     /// # Errors
     ///
@@ -291,17 +293,33 @@ impl Registry {
     pub fn set_soft_delete_policy(&self, policy: SoftDeletePolicy) -> Result<()> {
         policy.validate()?;
         self.core
-            .write(true, |tx| tx.set_soft_delete_policy(policy))
+            .write(true, |tx| tx.change_soft_delete_policy(|_| policy))
+            .map(drop)
     }
 
-    /// Soft-deleted repositories, most recently deleted first (S5).
+    /// Switches the soft delete policy on or off, keeping its retention days (S1), and returns
+    /// the policy now in force. Like [`set_soft_delete_policy`](Registry::set_soft_delete_policy),
+    /// it first purges what has expired.
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`Error::NestedWrite`] inside a [`Batch`](crate::Batch) of this store, and
+    /// [`Error::Io`], [`Error::Database`] or [`Error::Corrupt`] when the disk or the database
+    /// fails.
+    pub fn set_soft_delete_enabled(&self, enabled: bool) -> Result<SoftDeletePolicy> {
+        self.core.write(true, |tx| {
+            tx.change_soft_delete_policy(|policy| policy.with_enabled(enabled))
+        })
+    }
+
+    /// Soft-deleted repositories that have not expired, most recently deleted first (S3, S5).
     ///
     /// # Errors
     ///
     /// Fails only with [`Error::Io`], [`Error::Database`] or [`Error::Corrupt`], when the disk or
     /// the database fails.
     pub fn deleted_repositories(&self) -> Result<Vec<DeletedRepository>> {
-        bin::deleted_repositories(&self.core.snapshot()?)
+        bin::deleted_repositories(&self.core.snapshot()?, self.core.now())
     }
 
     /// Permanently removes soft-deleted repository `name` with everything in it, before it
@@ -310,7 +328,7 @@ impl Registry {
     /// # Errors
     ///
     /// Fails with [`Error::InvalidRepositoryName`] if `name` is invalid, [`Error::NotDeleted`] if
-    /// the repository is not in the recycle bin, [`Error::NestedWrite`] inside a
+    /// the repository is not in the recycle bin or has expired (S3), [`Error::NestedWrite`] inside a
     /// [`Batch`](crate::Batch) of this store, and [`Error::Io`], [`Error::Database`] or
     /// [`Error::Corrupt`] when the disk or the database fails.
     pub fn purge_deleted_repository(&self, name: &str) -> Result<()> {

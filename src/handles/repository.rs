@@ -11,7 +11,7 @@ use super::Registry;
 use crate::blobs::BlobReader;
 use crate::oci::{Descriptor, Reference};
 use crate::ops::push::Pushed;
-use crate::ops::recycle_bin::{OnConflict, Restore};
+use crate::ops::recycle_bin::{OnConflict, Restore, RestoreOptions};
 use crate::ops::upload::Upload;
 use crate::ops::{self, Core};
 use crate::store::bin::{self, DeletedManifest, DeletedTag};
@@ -365,7 +365,7 @@ impl Repository {
     ///
     /// Fails with [`Error::InvalidTag`] if `tag` is invalid; [`Error::NotInHistory`] if the
     /// history of `tag` does not name `digest` (never, or no longer: the history retention
-    /// removed those entries); [`Error::ManifestUnknown`] if the manifest is purged;
+    /// removed those entries); [`Error::ManifestUnknown`] if the manifest is purged or expired;
     /// [`Error::Locked`] if the repository is write-locked, or the tag is and would move;
     /// [`Error::TagConflict`] if the tag is live on another manifest and `on_conflict` is
     /// [`OnConflict::Refuse`]; [`Error::SubjectDeleted`] if the manifest is in the bin and is a
@@ -394,7 +394,8 @@ impl Repository {
     /// of it and its referrers, recursively (D5), and returns the digests deleted.
     ///
     /// Refused with [`Error::ManifestReferenced`] while a live index of this repository lists
-    /// the manifest, and with [`Error::Locked`] if a lock protects the repository, one of the
+    /// the manifest, or, with the soft delete policy off (the delete would purge it), an
+    /// unexpired index in the recycle bin (S17); and with [`Error::Locked`] if a lock protects the repository, one of the
     /// manifests or one of their tags (L1). With the soft delete policy on, all of it goes to the recycle bin.
     ///
     /// # Errors
@@ -409,18 +410,19 @@ impl Repository {
     }
 
     /// The manifests of this repository in the recycle bin, most recently deleted first (S5).
-    /// Works inside a soft-deleted repository too.
+    /// Works inside a soft-deleted repository too. Expired ones are gone (S3); a manifest an
+    /// index lists expires with it (S17).
     ///
     /// # Errors
     ///
     /// Fails only with [`Error::Io`], [`Error::Database`] or [`Error::Corrupt`], when the disk or
     /// the database fails.
     pub fn deleted_manifests(&self) -> Result<Vec<DeletedManifest>> {
-        bin::deleted_manifests(&self.snapshot()?, &self.name)
+        bin::deleted_manifests(&self.snapshot()?, &self.name, self.registry.now())
     }
 
     /// The tags of this repository in the recycle bin, or only those named `tag`, most
-    /// recently deleted first (S5).
+    /// recently deleted first (S5). Expired ones are gone (S3).
     ///
     /// # Errors
     ///
@@ -430,38 +432,55 @@ impl Repository {
         if let Some(tag) = tag {
             validate_tag(tag)?;
         }
-        bin::deleted_tags(&self.snapshot()?, &self.name, tag)
+        bin::deleted_tags(&self.snapshot()?, &self.name, tag, self.registry.now())
     }
 
     /// Brings a manifest back out of the recycle bin, with at most one tag (S6–S11), and
-    /// returns its digest. [`OnConflict::MoveTag`] lets a restore move a tag that is live on
-    /// another manifest; the overwritten tag goes to the bin.
+    /// returns its digest: [`restore_with`](Repository::restore_with) with `on_conflict` and
+    /// the other options at their defaults (an index comes back without its children).
     ///
-    /// Restoring into a soft-deleted repository brings the repository back, holding only what
-    /// was restored. A manifest that is live is only tagged.
+    /// # Errors
+    ///
+    /// As [`restore_with`](Repository::restore_with).
+    pub fn restore(&self, what: Restore<'_>, on_conflict: OnConflict) -> Result<Digest> {
+        self.restore_with(what, &RestoreOptions::default().on_conflict(on_conflict))
+    }
+
+    /// Brings a manifest back out of the recycle bin, with at most one tag (S6–S11, S17), and
+    /// returns its digest. [`OnConflict::MoveTag`] lets a restore move a tag that is live on
+    /// another manifest; the overwritten tag goes to the bin. With
+    /// [`RestoreOptions::with_children`], an index brings back the manifests it lists that are
+    /// in the bin, untagged (and theirs in turn).
+    ///
+    /// The bin must hold something for the restore: the manifest, or the tag it names on a
+    /// live manifest (which is then only tagged). Restoring into a soft-deleted repository
+    /// brings the repository back, holding only what was restored. Expired items are gone
+    /// (S3), whether or not autopurge has removed them yet.
     ///
     /// # Errors
     ///
     /// Fails with [`Error::InvalidTag`] if the tag in `what` is invalid; [`Error::NotDeleted`] if
-    /// [`Restore::Tag`](crate::Restore::Tag) names a tag with no deletion in the bin;
-    /// [`Error::ManifestUnknown`] if the manifest is neither live nor in the bin;
-    /// [`Error::SubjectDeleted`] if it is a referrer whose subject is in the bin; [`Error::Locked`]
-    /// if the repository is write-locked, or the tag is and would move; [`Error::TagConflict`] if
-    /// the tag is live on another manifest and `on_conflict` is [`OnConflict::Refuse`]; [`Error::StorageFull`] while the
-    /// disk is full; [`Error::NestedWrite`] inside a [`Batch`](crate::Batch) of this store; and
-    /// [`Error::Io`], [`Error::Database`] or [`Error::Corrupt`] when the disk or the database
-    /// fails.
-    pub fn restore(&self, what: Restore<'_>, on_conflict: OnConflict) -> Result<Digest> {
-        self.write_adding(|tx, name| tx.restore(name, what, on_conflict))
+    /// the bin holds nothing for the restore (naming the tag if the manifest is live, else the
+    /// manifest): a tag with no deletion in the bin, a live manifest without that tag in the
+    /// bin, a manifest neither live nor in the bin, an expired one;
+    /// [`Error::SubjectDeleted`] if it, or a child it brings back, is a referrer whose subject
+    /// is in the bin; [`Error::Locked`] if the repository is write-locked, or the tag is and
+    /// would move; [`Error::TagConflict`] if the tag is live on another manifest and
+    /// `on_conflict` is [`OnConflict::Refuse`]; [`Error::StorageFull`] while the disk is full;
+    /// [`Error::NestedWrite`] inside a [`Batch`](crate::Batch) of this store; and [`Error::Io`],
+    /// [`Error::Database`] or [`Error::Corrupt`] when the disk or the database fails.
+    pub fn restore_with(&self, what: Restore<'_>, options: &RestoreOptions) -> Result<Digest> {
+        self.write_adding(|tx, name| tx.restore(name, what, options))
     }
 
     /// Permanently removes manifest `digest` from the recycle bin before it expires, with its
-    /// tags in the bin and its history (S16).
+    /// tags in the bin and its history (S16); not while an index lists it (S17).
     ///
     /// # Errors
     ///
-    /// Fails with [`Error::NotDeleted`] if the manifest is not in the recycle bin,
-    /// [`Error::NestedWrite`] inside a [`Batch`](crate::Batch) of this store, and [`Error::Io`],
+    /// Fails with [`Error::NotDeleted`] if the manifest is not in the recycle bin or has
+    /// expired (S3), [`Error::ManifestReferenced`] if an index, live or in the bin, lists it
+    /// (naming a live one first), [`Error::NestedWrite`] inside a [`Batch`](crate::Batch) of this store, and [`Error::Io`],
     /// [`Error::Database`] or [`Error::Corrupt`] when the disk or the database fails.
     pub fn purge_deleted_manifest(&self, digest: &Digest) -> Result<()> {
         self.write(|tx, name| tx.purge_deleted_manifest(name, digest))
@@ -473,7 +492,7 @@ impl Repository {
     /// # Errors
     ///
     /// Fails with [`Error::InvalidTag`] if `tag` is invalid, [`Error::NotDeleted`] if the bin holds
-    /// no deletion of it, [`Error::NestedWrite`] inside a [`Batch`](crate::Batch) of this store,
+    /// no unexpired deletion of it, [`Error::NestedWrite`] inside a [`Batch`](crate::Batch) of this store,
     /// and [`Error::Io`], [`Error::Database`] or [`Error::Corrupt`] when the disk or the database
     /// fails.
     pub fn purge_deleted_tags(&self, tag: &str) -> Result<usize> {

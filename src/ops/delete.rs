@@ -8,6 +8,7 @@ use redb::ReadableTable;
 
 use crate::oci::Reference;
 use crate::store::Tx;
+use crate::store::bin::BinnedManifests;
 use crate::store::locks::{Need, locked, locks_of};
 use crate::store::repositories::repository_record;
 use crate::store::tables::keys_under2;
@@ -58,19 +59,34 @@ impl Tx<'_> {
         Ok(doomed)
     }
 
+    /// The bin of `repo` when deletes purge (the soft delete policy is off): an index in the
+    /// bin must keep what it lists (S17). `None` when deletes go to the bin.
+    pub(crate) fn bin_if_purging(&self, repo: &str) -> Result<Option<BinnedManifests>> {
+        if self.soft_delete_policy()?.enabled {
+            return Ok(None);
+        }
+        BinnedManifests::load(&self.t, repo, self.now).map(Some)
+    }
+
     /// Why manifests `doomed` cannot be deleted together, if they cannot: a live index outside
-    /// them lists one (D5), or a lock protects the repository, one of them or one of their
-    /// tags (L1).
+    /// them lists one (D5) or, when deletes purge, an index in the bin (S17); or a lock
+    /// protects the repository, one of them or one of their tags (L1).
     pub(crate) fn refusal(&self, repo: &str, doomed: &[Digest]) -> Result<Option<Error>> {
+        let bin = self.bin_if_purging(repo)?;
         for digest in doomed {
-            for index in keys_under2(&self.t.children, repo, digest.as_str())? {
-                if !doomed.iter().any(|d| d.as_str() == index) {
-                    return Ok(Some(Error::ManifestReferenced {
-                        repository: repo.to_owned(),
-                        digest: digest.clone(),
-                        index: Digest::stored(&index)?,
-                    }));
-                }
+            let live = keys_under2(&self.t.children, repo, digest.as_str())?;
+            let live = live
+                .iter()
+                .find(|index| !doomed.iter().any(|d| d.as_str() == index.as_str()));
+            let binned = bin
+                .as_ref()
+                .and_then(|bin| bin.indexes_listing(digest.as_str(), false).first().copied());
+            if let Some(index) = live.map(String::as_str).or(binned) {
+                return Ok(Some(Error::ManifestReferenced {
+                    repository: repo.to_owned(),
+                    digest: digest.clone(),
+                    index: Digest::stored(index)?,
+                }));
             }
         }
         if let Some((item, lock)) = self.lock_blocking(repo, &Item::Repository, Need::Delete)? {
@@ -109,6 +125,14 @@ impl Tx<'_> {
         doomed: &[Digest],
         cause: TagCause,
     ) -> Result<()> {
+        // S17: an expired index in the bin is gone already; it goes before what it lists.
+        if let Some(bin) = self.bin_if_purging(repo)? {
+            for digest in doomed {
+                for index in bin.indexes_listing(digest.as_str(), true) {
+                    self.purge_binned_manifest(repo, index)?;
+                }
+            }
+        }
         for digest in doomed {
             for tag in keys_under2(&self.t.manifest_tags, repo, digest.as_str())? {
                 self.unlock(repo, &Item::Tag(tag.clone()))?;

@@ -3,10 +3,11 @@
 //! by `store::tags`.
 
 use super::Core;
-use crate::ops::recycle_bin::{OnConflict, Restore};
+use crate::ops::recycle_bin::{OnConflict, RestoreOptions};
 use crate::store::Tx;
+use crate::store::bin::BinnedManifests;
 use crate::store::meta;
-use crate::store::tags::{TagCause, history_names};
+use crate::store::tags::history_names;
 use crate::values::{
     Digest, Error, Result, history_retention, validate_history_retention_days, validate_tag,
 };
@@ -29,22 +30,17 @@ impl Tx<'_> {
                 digest: digest.clone(),
             });
         }
+        // Live, or in the bin and not expired (S3); anything else is gone.
+        let bin = BinnedManifests::load(&self.t, name, self.now)?;
         let record = self
             .record(name, digest.as_str())?
+            .filter(|r| r.deleted.is_none() || bin.holds(digest.as_str()))
             .ok_or_else(|| Error::ManifestUnknown {
                 repository: name.to_owned(),
                 reference: digest.to_string(),
             })?;
-        if record.deleted.is_some() {
-            return self
-                .restore(name, Restore::TagAndDigest(tag, digest), on_conflict)
-                .map(drop);
-        }
-        // A live manifest is in a live repository: only the tag moves.
-        self.check_tag_move(name, tag, digest)?;
-        self.make_way(name, tag, digest, on_conflict)?;
-        self.move_tag(name, tag, digest, TagCause::Restore)
-            .map(drop)
+        let options = RestoreOptions::default().on_conflict(on_conflict);
+        self.bring_back(name, Some(tag), digest, record, &bin, &options)
     }
 
     /// Removes the history events older than the history retention, by the retention clock;

@@ -697,10 +697,11 @@ impl Tx<'_> {
             .collect())
     }
 
-    /// Drops the candidates (with their referrers) that an index outside all of them lists;
-    /// tells whether it dropped any.
+    /// Drops the candidates (with their referrers) that an index outside all of them lists,
+    /// live or, when deletes purge, in the bin (S17); tells whether it dropped any.
     fn keep_listed(&self, repo: &str, closures: &mut Vec<Vec<Digest>>) -> Result<bool> {
         let doomed: HashSet<&Digest> = closures.iter().flatten().collect();
+        let bin = self.bin_if_purging(repo)?;
         let mut listed = Vec::with_capacity(closures.len());
         for closure in closures.iter() {
             let mut by_one_that_stays = false;
@@ -708,6 +709,9 @@ impl Tx<'_> {
                 for index in keys_under2(&self.t.children, repo, digest.as_str())? {
                     by_one_that_stays |= !doomed.contains(&Digest::stored(&index)?);
                 }
+                by_one_that_stays |= bin
+                    .as_ref()
+                    .is_some_and(|bin| !bin.indexes_listing(digest.as_str(), false).is_empty());
             }
             listed.push(by_one_that_stays);
         }

@@ -4,6 +4,7 @@
 use super::Core;
 use crate::oci::{Descriptor, ManifestKind, Prepared};
 use crate::store::Tx;
+use crate::store::bin::BinnedManifests;
 use crate::store::links::linked_size;
 use crate::store::locks::Need;
 use crate::store::manifests::Record;
@@ -49,12 +50,17 @@ impl Tx<'_> {
             None => self.check_lock(repo, &Item::Repository, Need::Write)?,
         }
         // The bin first: a push of a tombstone is answered "restore it" whatever it references.
-        let existing = self.record(repo, digest)?;
+        let mut existing = self.record(repo, digest)?;
         if existing.as_ref().is_some_and(|r| r.deleted.is_some()) {
-            return Err(Error::ManifestSoftDeleted {
-                repository: repo.to_owned(),
-                digest: p.digest,
-            });
+            // S3: an expired tombstone is gone: purged here, and the push is of a new manifest.
+            if !BinnedManifests::load(&self.t, repo, self.now)?.expired(digest) {
+                return Err(Error::ManifestSoftDeleted {
+                    repository: repo.to_owned(),
+                    digest: p.digest,
+                });
+            }
+            self.purge_binned_manifest(repo, digest)?;
+            existing = None;
         }
         match p.parsed.kind {
             ManifestKind::Image => {

@@ -3,7 +3,7 @@
 //! retention policy deletes manifests that stayed untagged too long (R1–R3), and tag history
 //! older than the history retention goes (T2).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -12,13 +12,14 @@ use redb::ReadableTable;
 
 use super::Core;
 use crate::store::Tx;
+use crate::store::bin::{BinnedManifests, ExpiredTombstone};
 use crate::store::manifests::Record;
 use crate::store::meta::{self, StoredRetention};
 use crate::store::repositories::repository_record;
 use crate::store::tables::keys_under2;
 use crate::store::tables::{TOMBSTONE_MANIFEST, TOMBSTONE_REPOSITORY, TOMBSTONE_TAG};
 use crate::store::tags::TagCause;
-use crate::values::{Digest, Error, Result, RetentionPolicy, Timestamp};
+use crate::values::{Digest, Error, Result, RetentionPolicy, SoftDeletePolicy, Timestamp};
 
 /// What one run of the retention clock did: every expired tombstone it removed, by kind (a
 /// repository's tags and manifests deleted with it count among the tags and manifests), the
@@ -43,14 +44,39 @@ pub struct AutopurgeReport {
 }
 
 impl Tx<'_> {
-    /// Removes every tombstone deleted at least the retention ago, by the retention in force
-    /// now (S3), applies the retention policy (R1) and the history retention (T2), and records
-    /// the run.
+    /// Removes every expired tombstone (S3, S4, S17), applies the retention policy for untagged
+    /// manifests (R1) and the history retention (T2), and records the run.
     pub(crate) fn autopurge(&mut self) -> Result<AutopurgeReport> {
+        let mut report = self.purge_expired()?;
+        // After the bin is emptied, so that what this run deletes is not purged at once.
+        report.untagged_deleted = self.apply_retention()?;
+        report.history_events = self.expire_history()?;
+        meta::set_autopurge_last_run(&mut self.t, self.now)?;
+        Ok(report)
+    }
+
+    /// Sets the soft delete policy to what `change` makes of the one in force (the caller has
+    /// validated it), after purging what that one has expired, so that nothing expired comes
+    /// back when the retention grows (S1, S3).
+    pub(crate) fn change_soft_delete_policy(
+        &mut self,
+        change: impl FnOnce(SoftDeletePolicy) -> SoftDeletePolicy,
+    ) -> Result<SoftDeletePolicy> {
+        let policy = change(self.soft_delete_policy()?);
+        self.purge_expired()?;
+        self.set_soft_delete_policy(policy)?;
+        Ok(policy)
+    }
+
+    /// Removes every tombstone that has expired, by the retention in force now (S3): deleted
+    /// at least the retention ago, except the manifests an index that stays lists (S17).
+    fn purge_expired(&mut self) -> Result<AutopurgeReport> {
         let cutoff = self
             .now
             .saturating_sub(self.soft_delete_policy()?.retention());
-        let expired = self.take_tombstones_until(cutoff)?;
+        let expired = self.tombstones_until(cutoff)?;
+        let kept = self.kept_by_indexes(&expired)?;
+        self.remove_tombstones_until(cutoff, &kept)?;
         let mut report = AutopurgeReport {
             ran_at: self.now,
             repositories: 0,
@@ -70,9 +96,10 @@ impl Tx<'_> {
                         report.tags += 1;
                     }
                 }
-                TOMBSTONE_MANIFEST => {
+                TOMBSTONE_MANIFEST if !kept.contains(&(repo.clone(), digest.clone())) => {
                     manifests.entry(repo).or_default().insert(digest);
                 }
+                TOMBSTONE_MANIFEST => {}
                 TOMBSTONE_REPOSITORY => repositories.push(repo),
                 _ => {
                     return Err(Error::Corrupt {
@@ -92,11 +119,42 @@ impl Tx<'_> {
                 report.repositories += 1;
             }
         }
-        // After the bin is emptied, so that what this run deletes is not purged at once.
-        report.untagged_deleted = self.apply_retention()?;
-        report.history_events = self.expire_history()?;
-        meta::set_autopurge_last_run(&mut self.t, self.now)?;
         Ok(report)
+    }
+
+    /// Of the manifests among `expired` tombstones, those that stay because an index that
+    /// stays lists them (S17), as (repository, digest). The bin of a repository is read only
+    /// when something of it could stay: a live index lists one of them, or it holds manifests
+    /// that are not expiring (the common autopurge of a whole day's deletions reads none).
+    fn kept_by_indexes(&self, expired: &[ExpiredTombstone]) -> Result<HashSet<(String, String)>> {
+        let mut by_repo: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (kind, repo, digest, ..) in expired {
+            if *kind == TOMBSTONE_MANIFEST {
+                by_repo.entry(repo).or_default().push(digest);
+            }
+        }
+        let mut kept = HashSet::new();
+        for (repo, digests) in by_repo {
+            let mut binned = 0;
+            for row in self.t.deleted_manifests.range((repo, "")..)? {
+                if row?.0.value().0 != repo {
+                    break;
+                }
+                binned += 1;
+            }
+            let mut listed = false;
+            for digest in &digests {
+                listed |= !keys_under2(&self.t.children, repo, digest)?.is_empty();
+            }
+            if binned == digests.len() && !listed {
+                continue;
+            }
+            let bin = BinnedManifests::load(&self.t, repo, self.now)?;
+            for digest in digests.into_iter().filter(|d| bin.holds(d)) {
+                kept.insert((repo.to_owned(), digest.to_owned()));
+            }
+        }
+        Ok(kept)
     }
 
     /// Whether a live manifest stays whatever its tags (R2): a live index lists it, or it

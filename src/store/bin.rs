@@ -2,7 +2,7 @@
 //! removing them for good (docs/spec.md: S2, S3, S5, S16). What a delete or a restore decides is in
 //! `ops`; this keeps the rows and their indexes in step.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use redb::ReadableTable;
 
@@ -11,9 +11,13 @@ use super::manifests::{Record, record};
 use super::meta;
 use super::repositories::{RepositoryRecord, repository_record};
 use super::tables::{
-    Readable, TOMBSTONE_MANIFEST, TOMBSTONE_TAG, decode, encode, page_under, repository_tombstone,
+    Readable, TOMBSTONE_MANIFEST, TOMBSTONE_TAG, decode, encode, keys_under2, page_under,
+    repository_tombstone,
 };
-use crate::values::{Digest, Page, Result, Timestamp};
+use crate::values::{Digest, Page, Result, SoftDeletePolicy, Timestamp};
+
+/// When a manifest that a live index lists expires: never, while the index is live (S17).
+pub(crate) const NEVER: Timestamp = Timestamp::from_nanos(u64::MAX);
 
 /// A repository in the recycle bin.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -41,7 +45,9 @@ pub struct DeletedManifest {
     pub tags: Vec<String>,
     /// When it was deleted.
     pub deleted_at: Timestamp,
-    /// When autopurge removes it, by the retention in force now (S3).
+    /// When it expires, by the retention in force now (S3): `deleted_at + retention`, or later
+    /// if an index in the bin that lists it expires later; `Timestamp::from_nanos(u64::MAX)`
+    /// while a live index lists it (S17).
     pub expires_at: Timestamp,
 }
 
@@ -59,54 +65,67 @@ pub struct DeletedTag {
     pub expires_at: Timestamp,
 }
 
-/// Soft-deleted repositories, most recently deleted first (S5).
-pub(crate) fn deleted_repositories(r: &impl Readable) -> Result<Vec<DeletedRepository>> {
+/// Soft-deleted repositories that have not expired at `now`, most recently deleted first
+/// (S3, S5).
+pub(crate) fn deleted_repositories(
+    r: &impl Readable,
+    now: Timestamp,
+) -> Result<Vec<DeletedRepository>> {
     let policy = meta::soft_delete(r)?;
     let mut out = Vec::new();
     for row in r.repositories()?.iter()? {
         let (name, record) = row?;
         let record: RepositoryRecord = decode("repositories", record.value())?;
         if let Some(deleted) = record.deleted {
-            out.push(DeletedRepository {
-                name: name.value().to_owned(),
-                deleted_at: deleted,
-                expires_at: policy.expires_at(deleted),
-            });
+            let expires_at = policy.expires_at(deleted);
+            if now < expires_at {
+                out.push(DeletedRepository {
+                    name: name.value().to_owned(),
+                    deleted_at: deleted,
+                    expires_at,
+                });
+            }
         }
     }
     out.sort_by(|a, b| b.deleted_at.cmp(&a.deleted_at).then(a.name.cmp(&b.name)));
     Ok(out)
 }
 
-/// The manifests of `repo` in the recycle bin, most recently deleted first (S5).
-pub(crate) fn deleted_manifests(r: &impl Readable, name: &str) -> Result<Vec<DeletedManifest>> {
-    let policy = meta::soft_delete(r)?;
+/// The manifests of `repo` in the recycle bin that have not expired at `now`, most recently
+/// deleted first (S3, S5, S17).
+pub(crate) fn deleted_manifests(
+    r: &impl Readable,
+    name: &str,
+    now: Timestamp,
+) -> Result<Vec<DeletedManifest>> {
+    let bin = BinnedManifests::load(r, name, now)?;
     let deleted_tags = r.deleted_tags()?;
+    let policy = meta::soft_delete(r)?;
     let mut out = Vec::new();
-    for row in r.deleted_manifests()?.range((name, "")..)? {
-        let (key, deleted) = row?;
-        let (repo, digest) = key.value();
-        if repo != name {
-            break;
+    for (digest, (deleted_at, expires_at)) in &bin.manifests {
+        if *expires_at <= now {
+            continue;
         }
         let Some(record) = record(r, name, digest)? else {
             continue;
         };
         let mut tags = Vec::new();
-        for row in
-            deleted_tags.range((name, digest, "", 0)..=(name, digest, "\u{10ffff}", u64::MAX))?
-        {
-            tags.push(row?.0.value().2.to_owned());
+        for row in deleted_tags.range(
+            (name, digest.as_str(), "", 0)..=(name, digest.as_str(), "\u{10ffff}", u64::MAX),
+        )? {
+            let (key, deleted) = row?;
+            if now < policy.expires_at(Timestamp::from_nanos(deleted.value())) {
+                tags.push(key.value().2.to_owned());
+            }
         }
         tags.dedup();
-        let deleted_at = Timestamp::from_nanos(deleted.value());
         out.push(DeletedManifest {
             digest: Digest::stored(digest)?,
             media_type: record.media_type,
             size: record.size,
             tags,
-            deleted_at,
-            expires_at: policy.expires_at(deleted_at),
+            deleted_at: *deleted_at,
+            expires_at: *expires_at,
         });
     }
     out.sort_by(|a, b| {
@@ -117,12 +136,13 @@ pub(crate) fn deleted_manifests(r: &impl Readable, name: &str) -> Result<Vec<Del
     Ok(out)
 }
 
-/// The tags of `repo` in the recycle bin, or only those named `tag`, most recently deleted
-/// first (S5).
+/// The tags of `repo` in the recycle bin that have not expired at `now`, or only those named
+/// `tag`, most recently deleted first (S3, S5).
 pub(crate) fn deleted_tags(
     r: &impl Readable,
     name: &str,
     tag: Option<&str>,
+    now: Timestamp,
 ) -> Result<Vec<DeletedTag>> {
     let policy = meta::soft_delete(r)?;
     let mut out = Vec::new();
@@ -132,8 +152,8 @@ pub(crate) fn deleted_tags(
         if repo != name {
             break;
         }
-        if tag.is_none_or(|tag| tag == t) {
-            let deleted_at = Timestamp::from_nanos(deleted.value());
+        let deleted_at = Timestamp::from_nanos(deleted.value());
+        if tag.is_none_or(|tag| tag == t) && now < policy.expires_at(deleted_at) {
             out.push((
                 seq,
                 DeletedTag {
@@ -150,25 +170,114 @@ pub(crate) fn deleted_tags(
     Ok(out.into_iter().map(|(_, t)| t).collect())
 }
 
-/// Whether manifest `digest` of `repo` is in the bin.
-pub(crate) fn is_binned(r: &impl Readable, repo: &str, digest: &str) -> Result<bool> {
-    Ok(r.deleted_manifests()?.get((repo, digest))?.is_some())
+/// The manifests of one repository in the recycle bin, expired or not, with when each
+/// expires (S3, S17), and the indexes among them.
+#[derive(Debug)]
+pub(crate) struct BinnedManifests {
+    /// Digest → (deleted at, expires at).
+    pub manifests: BTreeMap<String, (Timestamp, Timestamp)>,
+    /// The indexes in the bin → the manifests they list.
+    indexes: BTreeMap<String, Vec<String>>,
+    now: Timestamp,
 }
 
-/// (digest, seq) of the bin's entries for `tag` in `repo`, newest first.
+impl BinnedManifests {
+    /// Reads the bin of `repo`. A manifest expires at its `deleted_at + retention` (the
+    /// retention in force), or at the expiry of an index in the bin that lists it if that is
+    /// later, and never while a live index lists it: an index never loses a child (S17).
+    pub(crate) fn load(r: &impl Readable, repo: &str, now: Timestamp) -> Result<Self> {
+        let policy: SoftDeletePolicy = meta::soft_delete(r)?;
+        let live_children = r.children()?;
+        let mut manifests = BTreeMap::new();
+        let mut indexes = BTreeMap::new();
+        for row in r.deleted_manifests()?.range((repo, "")..)? {
+            let (key, deleted) = row?;
+            let (rp, digest) = key.value();
+            if rp != repo {
+                break;
+            }
+            let deleted_at = Timestamp::from_nanos(deleted.value());
+            let held = !keys_under2(live_children, repo, digest)?.is_empty();
+            let expires_at = if held {
+                NEVER
+            } else {
+                policy.expires_at(deleted_at)
+            };
+            manifests.insert(digest.to_owned(), (deleted_at, expires_at));
+            if let Some(record) = record(r, repo, digest)? {
+                let children = record.children();
+                if !children.is_empty() {
+                    let children = children.iter().map(|c| c.digest.to_string()).collect();
+                    indexes.insert(digest.to_owned(), children);
+                }
+            }
+        }
+        // An index hands its expiry down to the manifests it lists, and they to theirs: a
+        // digest names its children, so there is no cycle, and this ends after as many rounds
+        // as the deepest nesting.
+        loop {
+            let mut changed = false;
+            for (index, children) in &indexes {
+                let at = manifests[index].1;
+                for child in children {
+                    if let Some((_, child_at)) = manifests.get_mut(child) {
+                        if *child_at < at {
+                            *child_at = at;
+                            changed = true;
+                        }
+                    }
+                }
+            }
+            if !changed {
+                return Ok(BinnedManifests {
+                    manifests,
+                    indexes,
+                    now,
+                });
+            }
+        }
+    }
+
+    /// Whether `digest` is in the bin and has not expired: expired is gone (S3).
+    pub(crate) fn holds(&self, digest: &str) -> bool {
+        self.manifests
+            .get(digest)
+            .is_some_and(|&(_, at)| self.now < at)
+    }
+
+    /// Whether `digest` is in the bin and has expired, though autopurge has not removed it yet.
+    pub(crate) fn expired(&self, digest: &str) -> bool {
+        self.manifests
+            .get(digest)
+            .is_some_and(|&(_, at)| at <= self.now)
+    }
+
+    /// The indexes in the bin that list `digest`, expired ones or the others, by digest.
+    pub(crate) fn indexes_listing(&self, digest: &str, expired: bool) -> Vec<&str> {
+        let listing = self.indexes.iter().filter(|(index, children)| {
+            self.expired(index) == expired && children.iter().any(|c| c == digest)
+        });
+        listing.map(|(index, _)| index.as_str()).collect()
+    }
+}
+
+/// (digest, seq) of the bin's entries for `tag` in `repo` that have not expired at `now`,
+/// newest first (S3).
 pub(crate) fn deleted_tag_keys(
     r: &impl Readable,
     repo: &str,
     tag: &str,
+    now: Timestamp,
 ) -> Result<Vec<(Digest, u64)>> {
+    let policy = meta::soft_delete(r)?;
     let mut out = Vec::new();
     for row in r.deleted_tags()?.range((repo, "", "", 0)..)? {
-        let (key, _) = row?;
+        let (key, deleted) = row?;
         let (r, digest, t, seq) = key.value();
         if r != repo {
             break;
         }
-        if t == tag {
+        if t == tag && now < policy.expires_at(Timestamp::from_nanos(deleted.value())) {
             out.push((Digest::stored(digest)?, seq));
         }
     }
@@ -423,13 +532,9 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// Removes every tombstone deleted at or before `cutoff` and returns their keys as
-    /// (kind, repository, digest, tag, seq), in deletion order. One pass over the range instead
-    /// of a removal per row: the purges that follow find their tombstone rows gone already.
-    pub(crate) fn take_tombstones_until(
-        &mut self,
-        cutoff: Timestamp,
-    ) -> Result<Vec<ExpiredTombstone>> {
+    /// The tombstones deleted at or before `cutoff`, as (kind, repository, digest, tag, seq),
+    /// in deletion order.
+    pub(crate) fn tombstones_until(&self, cutoff: Timestamp) -> Result<Vec<ExpiredTombstone>> {
         let end = (cutoff.as_nanos().saturating_add(1), 0, "", "", "", 0);
         let mut out = Vec::new();
         for row in self.t.tombstones.range(..end)? {
@@ -443,7 +548,25 @@ impl Tx<'_> {
                 seq,
             ));
         }
-        self.t.tombstones.retain_in(..end, |_, ()| false)?;
         Ok(out)
+    }
+
+    /// Removes the tombstones deleted at or before `cutoff`, except those of the manifests
+    /// `kept` ((repository, digest)). One pass over the range instead of a removal per row:
+    /// the purges that follow find their tombstone rows gone already.
+    pub(crate) fn remove_tombstones_until(
+        &mut self,
+        cutoff: Timestamp,
+        kept: &HashSet<(String, String)>,
+    ) -> Result<()> {
+        let end = (cutoff.as_nanos().saturating_add(1), 0, "", "", "", 0);
+        self.t
+            .tombstones
+            .retain_in(..end, |(_, kind, repo, digest, _, _), ()| {
+                kind == TOMBSTONE_MANIFEST
+                    && !kept.is_empty()
+                    && kept.contains(&(repo.to_owned(), digest.to_owned()))
+            })?;
+        Ok(())
     }
 }

@@ -122,14 +122,15 @@ pub enum Error {
         tag: String,
     },
     /// A manifest cannot be deleted on its own while a live index of its repository lists it
-    /// (D5): delete the index, or the repository, first.
+    /// (D5), nor purged while an index in the recycle bin lists it (S17): delete or purge the
+    /// index, or the repository, first.
     #[error("manifest {digest} of repository {repository} is referenced by index {index}")]
     ManifestReferenced {
         /// The repository.
         repository: String,
         /// The manifest that was to be deleted.
         digest: Digest,
-        /// The live index that lists it.
+        /// The index that lists it: a live one if there is one, else one in the bin.
         index: Digest,
     },
     /// A push named a manifest that is in the recycle bin: restore it instead (S13).

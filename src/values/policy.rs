@@ -15,11 +15,15 @@ const DAY: Duration = Duration::from_secs(86_400);
 ///
 /// ```
 /// use ocistore::SoftDeletePolicy;
-/// assert_eq!(SoftDeletePolicy::default(), SoftDeletePolicy { enabled: false, retention_days: 7 });
+/// assert_eq!(SoftDeletePolicy::default(), SoftDeletePolicy::disabled(7)?);
 /// assert!(SoftDeletePolicy::enabled(14).is_ok());
 /// assert!(SoftDeletePolicy::enabled(91).is_err());
+/// // Switching it off keeps the days (S1).
+/// assert_eq!(SoftDeletePolicy::enabled(30)?.with_enabled(false).retention_days, 30);
+/// # Ok::<(), ocistore::Error>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct SoftDeletePolicy {
     /// Whether deletes tombstone instead of removing.
     pub enabled: bool,
@@ -43,12 +47,32 @@ impl SoftDeletePolicy {
     ///
     /// Fails with [`Error::InvalidSetting`] unless `retention_days` is 1 to 90.
     pub fn enabled(retention_days: u32) -> Result<SoftDeletePolicy> {
+        Self::new(true, retention_days)
+    }
+
+    /// The policy switched off, keeping a retention of `retention_days` (1 to 90) for the
+    /// tombstones already in the bin (S15) and for when it is switched on again.
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`Error::InvalidSetting`] unless `retention_days` is 1 to 90.
+    pub fn disabled(retention_days: u32) -> Result<SoftDeletePolicy> {
+        Self::new(false, retention_days)
+    }
+
+    fn new(enabled: bool, retention_days: u32) -> Result<SoftDeletePolicy> {
         let policy = SoftDeletePolicy {
-            enabled: true,
+            enabled,
             retention_days,
         };
         policy.validate()?;
         Ok(policy)
+    }
+
+    /// This policy switched on or off, with the same retention (S1).
+    #[must_use]
+    pub fn with_enabled(self, enabled: bool) -> SoftDeletePolicy {
+        SoftDeletePolicy { enabled, ..self }
     }
 
     pub(crate) fn validate(self) -> Result<()> {
@@ -88,11 +112,14 @@ impl SoftDeletePolicy {
 ///
 /// ```
 /// use ocistore::RetentionPolicy;
-/// assert_eq!(RetentionPolicy::default(), RetentionPolicy { enabled: false, days: 7 });
+/// assert_eq!(RetentionPolicy::default(), RetentionPolicy::disabled(7)?);
 /// assert!(RetentionPolicy::enabled(0).is_ok());
 /// assert!(RetentionPolicy::enabled(366).is_err());
+/// assert_eq!(RetentionPolicy::enabled(30)?.with_enabled(false).days, 30);
+/// # Ok::<(), ocistore::Error>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RetentionPolicy {
     /// Whether untagged manifests are deleted.
     pub enabled: bool,
@@ -116,12 +143,28 @@ impl RetentionPolicy {
     ///
     /// Fails with [`Error::InvalidSetting`] if `days` is over 365.
     pub fn enabled(days: u32) -> Result<RetentionPolicy> {
-        let policy = RetentionPolicy {
-            enabled: true,
-            days,
-        };
+        Self::new(true, days)
+    }
+
+    /// The policy switched off, keeping `days` (0 to 365) for when it is switched on again.
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`Error::InvalidSetting`] if `days` is over 365.
+    pub fn disabled(days: u32) -> Result<RetentionPolicy> {
+        Self::new(false, days)
+    }
+
+    fn new(enabled: bool, days: u32) -> Result<RetentionPolicy> {
+        let policy = RetentionPolicy { enabled, days };
         policy.validate()?;
         Ok(policy)
+    }
+
+    /// This policy switched on or off, with the same days.
+    #[must_use]
+    pub fn with_enabled(self, enabled: bool) -> RetentionPolicy {
+        RetentionPolicy { enabled, ..self }
     }
 
     pub(crate) fn validate(self) -> Result<()> {

@@ -1499,7 +1499,7 @@ fn s6_restore_errors() {
         "/admin/restore",
         json!({ "repository": "app", "digest": unknown }),
     )
-    .assert_error(404, "MANIFEST_UNKNOWN");
+    .assert_error(404, "NOT_DELETED");
     s.admin("POST", "/admin/restore", json!({ "repository": "app" }))
         .assert_error(400, "INVALID_REQUEST");
     s.admin(

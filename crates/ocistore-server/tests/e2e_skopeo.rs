@@ -938,8 +938,9 @@ fn s2_s6_s7_s14_soft_deleted_images_stop_pulling_and_pull_again_after_restore() 
     let out = e.out("out");
     e.pull(&format!("team/app@{index}"), &out, "multi", true);
     assert_same_image(&src, "multi", &out, "multi");
-    // Restoring a live manifest changes nothing.
-    assert_eq!(e.admin("POST", "/admin/restore", request).ok(200), restored);
+    // Restoring a live manifest is refused (the bin holds nothing for it) and changes nothing.
+    let refused = e.admin("POST", "/admin/restore", request).ok(404);
+    assert_eq!(refused["errors"][0]["code"], "NOT_DELETED", "{refused}");
     assert_eq!(e.tags("team/app"), ["stable", "v1"]);
 
     // S11: a deleted repository comes back with what is restored, and only that.

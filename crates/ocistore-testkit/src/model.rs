@@ -102,6 +102,40 @@ pub(crate) struct BinTag {
     pub(crate) seq: u64,
 }
 
+/// The end of time: when a manifest that a live index lists expires (S17).
+pub(crate) const NEVER: Timestamp = Timestamp::from_nanos(u64::MAX);
+
+/// S3, S17: the manifests of one repository in the bin, expired or not, with when each
+/// expires: at `deleted_at + retention`, or at the expiry of an index in the bin that lists it
+/// if later, and never while a live index lists it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct BinModel {
+    pub(crate) expires: BTreeMap<String, Timestamp>,
+    /// The indexes in the bin and what they list.
+    pub(crate) indexes: BTreeMap<String, Vec<String>>,
+    pub(crate) now: Timestamp,
+}
+
+impl BinModel {
+    /// In the bin and not expired: expired is gone.
+    pub(crate) fn holds(&self, digest: &str) -> bool {
+        self.expires.get(digest).is_some_and(|at| self.now < *at)
+    }
+
+    /// In the bin and expired, though autopurge has not removed it yet.
+    pub(crate) fn expired(&self, digest: &str) -> bool {
+        self.expires.get(digest).is_some_and(|at| *at <= self.now)
+    }
+
+    /// The indexes in the bin, expired ones or the others, that list `digest`, by digest.
+    pub(crate) fn indexes_listing(&self, digest: &str, expired: bool) -> Vec<String> {
+        let listing = self.indexes.iter().filter(|(index, items)| {
+            self.expired(index) == expired && items.iter().any(|c| c == digest)
+        });
+        listing.map(|(index, _)| index.clone()).collect()
+    }
+}
+
 /// T1: the tag moved `from` one manifest `to` another.
 #[derive(Debug, Clone)]
 pub(crate) struct EventModel {
@@ -141,10 +175,7 @@ impl Model {
             uploads: Vec::new(),
             policy: SoftDeletePolicy::default(),
             last_run: None,
-            retention: RetentionPolicy {
-                enabled: false,
-                days: 7,
-            },
+            retention: RetentionPolicy::default(),
             retention_since: None,
             history_days: 90,
             blob_records: BTreeMap::new(),
@@ -190,7 +221,13 @@ impl Model {
 
     /// Runs a resolved step on the model and returns the outcome the SPEC prescribes.
     pub fn step(&mut self, step: &Step) -> Outcome {
-        model_step(self, step)
+        let outcome = model_step(self, step);
+        let lost = lost_children(self);
+        assert!(
+            lost.is_empty(),
+            "S17: indexes lost what they list: {lost:?}"
+        );
+        outcome
     }
 
     /// The repositories with a live record (not in the recycle bin), in lexical order.
@@ -218,9 +255,12 @@ impl Model {
         self.manifests_of(repo)
     }
 
-    /// The digests of the manifests of `repo` in the recycle bin, sorted.
+    /// The digests of the manifests of `repo` in the recycle bin that have not expired (S3),
+    /// sorted.
     pub fn deleted_manifests(&self, repo: &str) -> Vec<String> {
-        self.binned_of(repo)
+        let bin = self.bin(repo);
+        let held = bin.expires.keys().filter(|d| bin.holds(d));
+        held.cloned().collect()
     }
 
     /// The blobs linked to `repo` with their sizes, by digest; none while it is in the bin.
@@ -264,6 +304,23 @@ impl Model {
     /// S3: when a tombstone deleted at `at` expires, by the retention in force now.
     pub(crate) fn expires(&self, at: Timestamp) -> Timestamp {
         at.saturating_add(self.retention())
+    }
+
+    /// S3, S17: the bin of `repo` as it is now.
+    pub(crate) fn bin(&self, repo: &str) -> BinModel {
+        let r = self.repositories.get(repo);
+        r.map_or_else(BinModel::default, |r| r.bin(self.retention(), self.now))
+    }
+
+    /// S17: the bin of `repo` when deletes purge (the policy is off), whose indexes keep what
+    /// they list; `None` when deletes go to the bin.
+    pub(crate) fn bin_if_purging(&self, repo: &str) -> Option<BinModel> {
+        (!self.policy.enabled).then(|| self.bin(repo))
+    }
+
+    /// S3: whether a tag entry of the bin deleted at `at` has not expired.
+    pub(crate) fn unexpired(&self, at: Timestamp) -> bool {
+        self.now < self.expires(at)
     }
 
     /// Whether the repository has a record and is not in the bin.
@@ -505,6 +562,59 @@ impl RepoModel {
         digest
     }
 
+    /// S3, S17: this repository's bin with a retention of `retention`, at `now`.
+    pub(crate) fn bin(&self, retention: Duration, now: Timestamp) -> BinModel {
+        let mut bin = BinModel {
+            now,
+            ..BinModel::default()
+        };
+        for (digest, x) in &self.manifests {
+            let Some(deleted) = x.deleted else {
+                continue;
+            };
+            let own = deleted.saturating_add(retention);
+            let at = if self.listed(digest, &[]).is_some() {
+                NEVER
+            } else {
+                own
+            };
+            bin.expires.insert(digest.clone(), at);
+            if x.spec.index {
+                let items = x.spec.items.iter().map(|c| c.digest.to_string()).collect();
+                bin.indexes.insert(digest.clone(), items);
+            }
+        }
+        // An index hands its expiry down to what it lists, until nothing changes.
+        loop {
+            let mut changed = false;
+            for (index, items) in &bin.indexes {
+                let at = bin.expires[index];
+                for item in items {
+                    if let Some(c) = bin.expires.get_mut(item).filter(|c| **c < at) {
+                        *c = at;
+                        changed = true;
+                    }
+                }
+            }
+            if !changed {
+                return bin;
+            }
+        }
+    }
+
+    /// S17: with deletes purging, the indexes in the bin that have expired go before the
+    /// manifests `doomed` they list: they are gone already.
+    pub(crate) fn purge_expired_indexes(&mut self, doomed: &[String], purging: Option<&BinModel>) {
+        for digest in doomed {
+            for index in purging
+                .map(|b| b.indexes_listing(digest, true))
+                .unwrap_or_default()
+            {
+                self.purge_manifest(&index);
+            }
+        }
+    }
+
     /// Permanently removes a manifest with its tags in the bin; the history naming it stays
     /// (T2). Its live tags are gone already.
     pub(crate) fn purge_manifest(&mut self, digest: &str) {
@@ -630,12 +740,19 @@ impl RepoModel {
             .collect()
     }
 
-    /// D5, L1: why live manifests `doomed` of repository `name` cannot be deleted together: a
-    /// live index outside them lists one; the repository's locks; a lock of one of them or of
-    /// one of their tags.
-    pub(crate) fn delete_refusal(&self, name: &str, doomed: &[String]) -> Result<(), ErrKind> {
+    /// D5, S17, L1: why live manifests `doomed` of repository `name` cannot be deleted
+    /// together: a live index outside them lists one, or an index in the bin when deletes
+    /// purge (`purging`); the repository's locks; a lock of one of them or of one of their
+    /// tags.
+    pub(crate) fn delete_refusal(
+        &self,
+        name: &str,
+        doomed: &[String],
+        purging: Option<&BinModel>,
+    ) -> Result<(), ErrKind> {
         for digest in doomed {
-            if let Some(index) = self.listed(digest, doomed) {
+            let binned = purging.and_then(|b| b.indexes_listing(digest, false).into_iter().next());
+            if let Some(index) = self.listed(digest, doomed).or(binned) {
                 return Err(ErrKind::ManifestReferenced {
                     repository: name.to_owned(),
                     digest: digest.clone(),
@@ -1026,10 +1143,11 @@ fn model_step(m: &mut Model, step: &Step) -> Outcome {
                     value: days.to_string(),
                 });
             }
-            m.policy = SoftDeletePolicy {
-                enabled: *enabled,
-                retention_days: *days,
-            };
+            // S3: what the policy it replaces has expired goes first.
+            model_purge_expired(m);
+            m.policy = SoftDeletePolicy::disabled(*days)
+                .expect("checked above")
+                .with_enabled(*enabled);
             Ok(Value::Unit)
         }
         Step::Restore {
@@ -1037,7 +1155,15 @@ fn model_step(m: &mut Model, step: &Step) -> Outcome {
             tag,
             digest,
             force,
-        } => model_restore(m, repo, tag.as_deref(), digest.as_deref(), *force),
+            children,
+        } => model_restore(
+            m,
+            repo,
+            tag.as_deref(),
+            digest.as_deref(),
+            *force,
+            *children,
+        ),
         Step::Revert {
             repo,
             tag,
@@ -1046,7 +1172,9 @@ fn model_step(m: &mut Model, step: &Step) -> Outcome {
         } => model_revert(m, repo, tag, digest, *force),
         Step::PurgeRepository { repo } => {
             check_repo(repo)?;
-            if m.live_repo(repo) || !m.repositories.contains_key(repo.as_str()) {
+            // S3: an expired repository is gone.
+            let deleted = m.repositories.get(repo.as_str()).and_then(|r| r.deleted);
+            if !deleted.is_some_and(|at| m.unexpired(at)) {
                 return Err(ErrKind::NotDeleted {
                     repository: repo.clone(),
                     item: "the repository".to_owned(),
@@ -1057,20 +1185,24 @@ fn model_step(m: &mut Model, step: &Step) -> Outcome {
         }
         Step::PurgeManifest { repo, digest } => {
             check_repo(repo)?;
-            let binned = m
-                .repositories
-                .get(repo.as_str())
-                .and_then(|r| r.manifests.get(digest));
-            if binned.is_none_or(ManifestModel::live) {
+            let bin = m.bin(repo);
+            if !bin.holds(digest) {
                 return Err(ErrKind::NotDeleted {
                     repository: repo.clone(),
                     item: format!("manifest {digest}"),
                 });
             }
-            m.repositories
-                .get_mut(repo.as_str())
-                .unwrap()
-                .purge_manifest(digest);
+            // S17: not before an index that lists it, live or in the bin.
+            let r = m.repositories.get_mut(repo.as_str()).unwrap();
+            let binned = bin.indexes_listing(digest, false).into_iter().next();
+            if let Some(index) = r.listed(digest, &[]).or(binned) {
+                return Err(ErrKind::ManifestReferenced {
+                    repository: repo.clone(),
+                    digest: digest.clone(),
+                    index,
+                });
+            }
+            r.purge_manifest(digest);
             Ok(Value::Unit)
         }
         Step::PurgeTags { repo, tag } => {
@@ -1078,10 +1210,13 @@ fn model_step(m: &mut Model, step: &Step) -> Outcome {
             if !valid_tag(tag) {
                 return Err(ErrKind::InvalidTag(tag.clone()));
             }
+            // S3: expired entries are gone; autopurge removes them.
+            let (now, retention) = (m.now, m.retention());
             let r = m.repositories.get_mut(repo.as_str());
             let purged = r.map_or(0, |r| {
                 let before = r.bin_tags.len();
-                r.bin_tags.retain(|t| t.tag != *tag);
+                r.bin_tags
+                    .retain(|t| t.tag != *tag || t.deleted_at.saturating_add(retention) <= now);
                 before - r.bin_tags.len()
             });
             if purged == 0 {
@@ -1192,7 +1327,7 @@ fn model_step(m: &mut Model, step: &Step) -> Outcome {
                 .map(|r| r.manifests.len() as u64)
                 .sum();
             report.blobs_checked = m.blob_records.len() as u64;
-            report.problems = missing_children(m);
+            // S17: an index never loses what it lists, so no reference is missing.
             Ok(Value::Fsck(report))
         }
         // The disk stays as full as it was.
@@ -1213,11 +1348,10 @@ fn model_step(m: &mut Model, step: &Step) -> Outcome {
     }
 }
 
-/// A2: fsck's `MissingReference` for every child an index (live or in the bin) lists that is
-/// gone, in fsck's order (repository, index digest, child). Only a child purged by hand from
-/// the bin while its binned index stays can be missing: S9 lets that index be restored without
-/// it, the gap rule S17 closes.
-fn missing_children(m: &Model) -> Vec<ocistore::Problem> {
+/// S17: the (repository, index, child) of every manifest an index (live or in the bin) lists
+/// that is gone. The model checks after every step that there is none: it is what lets fsck
+/// (A2) expect no `MissingReference`.
+pub(crate) fn lost_children(m: &Model) -> Vec<(String, String, String)> {
     let mut out = Vec::new();
     for (name, repo) in &m.repositories {
         for (digest, manifest) in &repo.manifests {
@@ -1226,11 +1360,7 @@ fn missing_children(m: &Model) -> Vec<ocistore::Problem> {
             }
             for child in &manifest.spec.items {
                 if !repo.manifests.contains_key(child.digest.as_str()) {
-                    out.push(ocistore::Problem::MissingReference {
-                        repository: name.clone(),
-                        manifest: Digest::parse(digest).expect("stored digests parse"),
-                        reference: child.digest.clone(),
-                    });
+                    out.push((name.clone(), digest.clone(), child.digest.to_string()));
                 }
             }
         }
@@ -1258,34 +1388,40 @@ pub(crate) fn model_delete_manifest(m: &mut Model, repo: &str, reference: &str) 
         return Err(unknown(&digest));
     }
     let (now, bin) = (m.now, m.policy.enabled);
+    let purging = m.bin_if_purging(repo);
     let r = m.repositories.get_mut(repo).unwrap();
     let doomed = r.doomed_by(&digest);
-    r.delete_refusal(repo, &doomed)?;
+    r.delete_refusal(repo, &doomed, purging.as_ref())?;
+    r.purge_expired_indexes(&doomed, purging.as_ref());
     r.remove_manifests(&doomed, now, bin, TagCause::Delete);
     Ok(Value::Digests(doomed))
 }
 
-/// S6–S11: brings `digest` (or the manifest `tag` was most recently deleted from) back with at
-/// most `tag`; a forced restore moves `tag` off another manifest, into the bin.
+/// S6–S11, S17: brings `digest` (or the manifest `tag` was most recently deleted from) back
+/// with at most `tag`; a forced restore moves `tag` off another manifest, into the bin. The bin
+/// must hold something for it (S6): the manifest, or that tag on the live manifest. With
+/// `children`, an index brings back what it lists from the bin. Expired items are gone (S3).
 pub(crate) fn model_restore(
     m: &mut Model,
     repo: &str,
     tag: Option<&str>,
     digest: Option<&str>,
     force: bool,
+    children: bool,
 ) -> Outcome {
     check_repo(repo)?;
     if let Some(tag) = tag.filter(|t| !valid_tag(t)) {
         return Err(ErrKind::InvalidTag(tag.to_owned()));
     }
     let r = m.repositories.get(repo);
+    let binned_tag = |t: &&BinTag, tag: &str| t.tag == tag && m.unexpired(t.deleted_at);
     let digest = match (tag, digest) {
         (_, Some(digest)) => digest.to_owned(),
         (Some(tag), None) => r
             .and_then(|r| {
                 r.bin_tags
                     .iter()
-                    .filter(|t| t.tag == tag)
+                    .filter(|t| binned_tag(t, tag))
                     .max_by_key(|t| t.seq)
             })
             .map(|t| t.digest.clone())
@@ -1295,59 +1431,35 @@ pub(crate) fn model_restore(
             })?,
         (None, None) => unreachable!("a restore names a tag or a digest"),
     };
-    let Some(x) = r.and_then(|r| r.manifests.get(&digest)) else {
-        return Err(ErrKind::ManifestUnknown {
+    let bin = m.bin(repo);
+    let live = m.has_manifest(repo, &digest);
+    let tag_binned = tag.is_some_and(|tag| {
+        r.is_some_and(|r| {
+            r.bin_tags
+                .iter()
+                .any(|t| binned_tag(&t, tag) && t.digest == digest)
+        })
+    });
+    let restorable = bin.holds(&digest) || (live && tag_binned);
+    if !restorable {
+        let item = match tag {
+            Some(tag) if live => format!("tag {tag}"),
+            _ => format!("manifest {digest}"),
+        };
+        return Err(ErrKind::NotDeleted {
             repository: repo.to_owned(),
-            reference: digest,
+            item,
         });
-    };
-    let binned = !x.live();
-    if let Some(subject) = x.spec.subject.as_ref().filter(|_| binned) {
-        let subject = subject.digest.to_string();
-        if r.and_then(|r| r.manifests.get(&subject))
-            .is_some_and(|s| !s.live())
-        {
-            return Err(ErrKind::SubjectDeleted {
-                repository: repo.to_owned(),
-                subject,
-            });
-        }
     }
-    // L2: a restore writes into the repository, and moves its tag.
-    match tag {
-        Some(tag) => m.check_tag_move(repo, tag, &digest)?,
-        None => m.check_lock(repo, "", Need::Write)?,
-    }
-    let (now, bin) = (m.now, m.policy.enabled);
-    if let Some(tag) = tag {
-        let current = r.and_then(|r| r.tags.get(tag)).map(|t| t.digest.clone());
-        if let Some(current) = current.filter(|c| *c != digest) {
-            if !force {
-                return Err(ErrKind::TagConflict {
-                    repository: repo.to_owned(),
-                    tag: tag.to_owned(),
-                    digest: current,
-                });
-            }
-            let r = m.repositories.get_mut(repo).unwrap();
-            r.drop_tag(tag, now, TagCause::Restore, bin);
-        }
-    }
-    let r = m.ensure_repo(repo);
-    let x = r.manifests.get_mut(&digest).unwrap();
-    if binned {
-        x.deleted = None;
-        x.updated = now;
-    }
-    if let Some(tag) = tag {
-        r.bin_tags.retain(|t| !(t.tag == tag && t.digest == digest));
-        r.move_tag(tag, &digest, now, TagCause::Restore);
-    }
+    // All or nothing: a child's subject may refuse the restore half way.
+    let mut scratch = m.clone();
+    bring_back(&mut scratch, repo, tag, &digest, force, children, &bin)?;
+    *m = scratch;
     Ok(Value::Digest(digest))
 }
 
-/// T2: points `tag` back at `digest`, which its history must name: a manifest in the bin is
-/// restored with it (S6–S11), a live one only gets the tag, a purged one is unknown.
+/// T2: points `tag` back at `digest`, which its history must name, live or in the bin (not
+/// expired), as a restore would; a purged or expired one is unknown.
 pub(crate) fn model_revert(
     m: &mut Model,
     repo: &str,
@@ -1359,73 +1471,135 @@ pub(crate) fn model_revert(
     if !valid_tag(tag) {
         return Err(ErrKind::InvalidTag(tag.to_owned()));
     }
-    let r = m.repositories.get(repo);
-    if !r.is_some_and(|r| r.history_names(tag, digest)) {
+    if !m
+        .repositories
+        .get(repo)
+        .is_some_and(|r| r.history_names(tag, digest))
+    {
         return Err(ErrKind::NotInHistory {
             repository: repo.to_owned(),
             tag: tag.to_owned(),
             digest: digest.to_owned(),
         });
     }
-    match r
-        .and_then(|r| r.manifests.get(digest))
-        .map(ManifestModel::live)
-    {
-        None => Err(ErrKind::ManifestUnknown {
+    let bin = m.bin(repo);
+    if !m.has_manifest(repo, digest) && !bin.holds(digest) {
+        return Err(ErrKind::ManifestUnknown {
             repository: repo.to_owned(),
             reference: digest.to_owned(),
-        }),
-        Some(false) => model_restore(m, repo, Some(tag), Some(digest), force).map(|_| Value::Unit),
-        Some(true) => {
-            m.check_tag_move(repo, tag, digest)?;
-            let (now, bin) = (m.now, m.policy.enabled);
-            let r = m.repositories.get_mut(repo).unwrap();
-            if let Some(current) = r.tags.get(tag).map(|t| t.digest.clone()) {
-                if current != digest {
-                    if !force {
-                        return Err(ErrKind::TagConflict {
-                            repository: repo.to_owned(),
-                            tag: tag.to_owned(),
-                            digest: current,
-                        });
-                    }
-                    r.drop_tag(tag, now, TagCause::Restore, bin);
-                }
-            }
-            r.move_tag(tag, digest, now, TagCause::Restore);
-            Ok(Value::Unit)
-        }
+        });
     }
+    bring_back(m, repo, Some(tag), digest, force, false, &bin)?;
+    Ok(Value::Unit)
 }
 
-/// S3, S4: removes every tombstone whose retention, as it is now, has run out: tags, then
-/// manifests (with what belongs to them), then repositories (with everything in them). T2:
-/// then the history events older than the history retention.
-pub(crate) fn model_autopurge(m: &mut Model) -> Value {
-    let (now, retention) = (m.now, m.retention());
-    let expired = move |at: Timestamp| at.saturating_add(retention) <= now;
-    let (mut tags, mut manifests) = (0, 0);
-    for r in m.repositories.values_mut() {
-        let before = r.bin_tags.len();
-        r.bin_tags.retain(|t| !expired(t.deleted_at));
-        tags += before - r.bin_tags.len();
+/// S6–S11, S17: the restore of `digest`, live or in `bin`, with `tag`, once it is known the
+/// bin holds something for it.
+fn bring_back(
+    m: &mut Model,
+    repo: &str,
+    tag: Option<&str>,
+    digest: &str,
+    force: bool,
+    children: bool,
+    bin: &BinModel,
+) -> Result<(), ErrKind> {
+    let binned = !m.has_manifest(repo, digest);
+    if binned {
+        check_subject(m, repo, digest, bin)?;
     }
-    for r in m.repositories.values_mut() {
-        let doomed: Vec<String> = r
-            .manifests
-            .iter()
-            .filter(|(_, x)| x.deleted.is_some_and(expired))
-            .map(|(d, _)| d.clone())
-            .collect();
-        manifests += doomed.len();
-        for digest in doomed {
-            r.purge_manifest(&digest);
+    // L2: a restore writes into the repository, and moves its tag.
+    match tag {
+        Some(tag) => m.check_tag_move(repo, tag, digest)?,
+        None => m.check_lock(repo, "", Need::Write)?,
+    }
+    let (now, policy_on) = (m.now, m.policy.enabled);
+    let r = m.repositories.get(repo);
+    if let Some(tag) = tag {
+        let current = r.and_then(|r| r.tags.get(tag)).map(|t| t.digest.clone());
+        if let Some(current) = current.filter(|c| *c != digest) {
+            if !force {
+                return Err(ErrKind::TagConflict {
+                    repository: repo.to_owned(),
+                    tag: tag.to_owned(),
+                    digest: current,
+                });
+            }
+            let r = m.repositories.get_mut(repo).unwrap();
+            r.drop_tag(tag, now, TagCause::Restore, policy_on);
         }
     }
-    let before = m.repositories.len();
-    m.repositories
-        .retain(|_, r| !r.deleted.is_some_and(expired));
-    let repositories = before - m.repositories.len();
+    let retention = m.retention();
+    let r = m.ensure_repo(repo);
+    let x = r.manifests.get_mut(digest).unwrap();
+    if binned {
+        x.deleted = None;
+        x.updated = now;
+    }
+    let items: Vec<String> = x.spec.items.iter().map(|c| c.digest.to_string()).collect();
+    let items = if children && x.spec.index {
+        items
+    } else {
+        Vec::new()
+    };
+    if let Some(tag) = tag {
+        // S3: an expired entry of the tag stays for autopurge.
+        r.bin_tags.retain(|t| {
+            !(t.tag == tag && t.digest == digest && now < t.deleted_at.saturating_add(retention))
+        });
+        r.move_tag(tag, digest, now, TagCause::Restore);
+    }
+    for item in items {
+        restore_child(m, repo, &item, bin)?;
+    }
+    Ok(())
+}
+
+/// S17: brings `digest`, listed by an index being restored, back untagged if it is in the
+/// bin, and what it lists in turn, depth first in list order.
+fn restore_child(m: &mut Model, repo: &str, digest: &str, bin: &BinModel) -> Result<(), ErrKind> {
+    let r = &m.repositories[repo];
+    let in_bin = r.manifests.get(digest).is_some_and(|x| !x.live());
+    if !in_bin || !bin.holds(digest) {
+        return Ok(());
+    }
+    check_subject(m, repo, digest, bin)?;
+    let now = m.now;
+    let x = m.ensure_repo(repo).manifests.get_mut(digest).unwrap();
+    x.deleted = None;
+    x.updated = now;
+    let items: Vec<String> = match x.spec.index {
+        true => x.spec.items.iter().map(|c| c.digest.to_string()).collect(),
+        false => Vec::new(),
+    };
+    for item in items {
+        restore_child(m, repo, &item, bin)?;
+    }
+    Ok(())
+}
+
+/// S10: a referrer whose subject is in the bin, and not expired, stays there.
+fn check_subject(m: &Model, repo: &str, digest: &str, bin: &BinModel) -> Result<(), ErrKind> {
+    let r = &m.repositories[repo];
+    let Some(subject) = r.manifests[digest].spec.subject.as_ref() else {
+        return Ok(());
+    };
+    let subject = subject.digest.to_string();
+    let binned = r.manifests.get(&subject).is_some_and(|s| !s.live());
+    if binned && bin.holds(&subject) {
+        return Err(ErrKind::SubjectDeleted {
+            repository: repo.to_owned(),
+            subject,
+        });
+    }
+    Ok(())
+}
+
+/// S3, S4: removes every expired tombstone, then applies the retention policy (R1). T2: then
+/// the history events older than the history retention.
+pub(crate) fn model_autopurge(m: &mut Model) -> Value {
+    let now = m.now;
+    let (repositories, manifests, tags) = model_purge_expired(m);
     // After the bin is emptied: what the policy deletes now stays in the bin.
     let untagged_deleted = model_retention(m);
     let mut history_events = 0;
@@ -1446,6 +1620,39 @@ pub(crate) fn model_autopurge(m: &mut Model) -> Value {
         untagged_deleted,
         history_events,
     }
+}
+
+/// S3, S17: removes every tombstone whose retention, as it is now, has run out: tags, then
+/// manifests (with what belongs to them) but those an index that stays lists, then
+/// repositories (with everything in them). Returns how many repositories, manifests and
+/// tags.
+pub(crate) fn model_purge_expired(m: &mut Model) -> (usize, usize, usize) {
+    let (now, retention) = (m.now, m.retention());
+    let expired = move |at: Timestamp| at.saturating_add(retention) <= now;
+    let (mut tags, mut manifests) = (0, 0);
+    for r in m.repositories.values_mut() {
+        let before = r.bin_tags.len();
+        r.bin_tags.retain(|t| !expired(t.deleted_at));
+        tags += before - r.bin_tags.len();
+    }
+    for r in m.repositories.values_mut() {
+        let bin = r.bin(retention, now);
+        let doomed: Vec<String> = bin
+            .expires
+            .keys()
+            .filter(|d| bin.expired(d))
+            .cloned()
+            .collect();
+        manifests += doomed.len();
+        for digest in doomed {
+            r.purge_manifest(&digest);
+        }
+    }
+    let before = m.repositories.len();
+    m.repositories
+        .retain(|_, r| !r.deleted.is_some_and(expired));
+    let repositories = before - m.repositories.len();
+    (repositories, manifests, tags)
 }
 
 /// R1–R3: deletes every live manifest that has stayed untagged for the policy's days since a
@@ -1487,6 +1694,7 @@ pub(crate) fn retention_pass(m: &mut Model) -> usize {
     let (now, bin) = (m.now, m.policy.enabled);
     let mut deleted = 0;
     for (_, name, digest) in due {
+        let purging = m.bin_if_purging(&name);
         let r = m.repositories.get_mut(&name).unwrap();
         // An earlier deletion may have taken it along as a referrer.
         let live = r.manifests.get(&digest).is_some_and(ManifestModel::live);
@@ -1494,7 +1702,8 @@ pub(crate) fn retention_pass(m: &mut Model) -> usize {
             continue;
         }
         let doomed = r.doomed_by(&digest);
-        if r.delete_refusal(&name, &doomed).is_ok() {
+        if r.delete_refusal(&name, &doomed, purging.as_ref()).is_ok() {
+            r.purge_expired_indexes(&doomed, purging.as_ref());
             r.remove_manifests(&doomed, now, bin, TagCause::Retention);
             deleted += doomed.len();
         }
@@ -1528,7 +1737,7 @@ pub(crate) fn model_purge(m: &mut Model, p: &PurgeSel) -> Outcome {
     }
     let dry_run = p.run == PurgeRun::Dry;
     let mut work = m.clone();
-    let (now, bin) = (work.now, work.policy.enabled);
+    let (now, bin, retention) = (work.now, work.policy.enabled, work.retention());
     let cutoff = now.saturating_sub(Duration::from_secs(ago));
     let mut repositories = Vec::new();
     // Live repositories a filter's repository part matches, in name order.
@@ -1537,7 +1746,9 @@ pub(crate) fn model_purge(m: &mut Model, p: &PurgeSel) -> Outcome {
         if r.deleted.is_some() || here.is_empty() {
             continue;
         }
-        repositories.extend(r.purge_by_filter(name, &here, p, cutoff, now, bin));
+        let purging = (!bin).then(|| r.bin(retention, now));
+        let purging = purging.as_ref();
+        repositories.extend(r.purge_by_filter(name, &here, p, cutoff, now, purging));
     }
     if !dry_run {
         *m = work;
@@ -1551,7 +1762,7 @@ pub(crate) fn model_purge(m: &mut Model, p: &PurgeSel) -> Outcome {
 
 impl RepoModel {
     /// U2–U4, U6: purges this repository, `name`, by the filters that match its name; `None`
-    /// if there was nothing to do or report.
+    /// if there was nothing to do or report. `purging` is its bin when deletes purge (S17).
     pub(crate) fn purge_by_filter(
         &mut self,
         name: &str,
@@ -1559,8 +1770,9 @@ impl RepoModel {
         p: &PurgeSel,
         cutoff: Timestamp,
         now: Timestamp,
-        bin: bool,
+        purging: Option<&BinModel>,
     ) -> Option<RepositoryPurge> {
+        let bin = purging.is_none();
         // U2: matching tags last updated before the cutoff, newest first (names break ties),
         // without the `keep` first.
         let mut selected: Vec<(Timestamp, String)> = self
@@ -1582,8 +1794,8 @@ impl RepoModel {
         // U4: a locked repository is skipped whole, with or without `include_locked`, and
         // reported if the purge would change it but for the locks.
         if self.check_lock(name, "", Need::Delete).is_err() {
-            let busy =
-                !tags.is_empty() || (p.untagged && !self.unlisted(cutoff, &before).is_empty());
+            let busy = !tags.is_empty()
+                || (p.untagged && !self.unlisted(cutoff, &before, purging).is_empty());
             report.locked.push(Item::Repository);
             return busy.then_some(report);
         }
@@ -1606,7 +1818,7 @@ impl RepoModel {
             for tag in &untag {
                 trial.drop_tag(tag, now, TagCause::Purge, bin);
             }
-            let mut closures = trial.unlisted(cutoff, &before);
+            let mut closures = trial.unlisted(cutoff, &before, purging);
             // U4: of what would go, what a lock keeps, and then what it lists.
             if !p.include_locked {
                 closures.retain(|closure| {
@@ -1614,7 +1826,7 @@ impl RepoModel {
                     locked.extend(held.iter().map(|(key, _)| lock_item(key)));
                     held.is_empty()
                 });
-                trial.keep_listed(&mut closures);
+                trial.keep_listed(&mut closures, purging);
             }
             doomed = closures.concat();
         }
@@ -1624,6 +1836,7 @@ impl RepoModel {
                 self.drop_tag(tag, now, TagCause::Purge, bin);
             }
         }
+        self.purge_expired_indexes(&doomed, purging);
         self.remove_manifests(&doomed, now, bin, TagCause::Purge);
         report.tags_untagged = untag;
         report.tags_untagged.sort();
@@ -1642,19 +1855,24 @@ impl RepoModel {
         &self,
         cutoff: Timestamp,
         before: &BTreeMap<String, Timestamp>,
+        purging: Option<&BinModel>,
     ) -> Vec<Vec<String>> {
         let candidates = self.purge_candidates(cutoff, before).into_iter();
         let mut closures: Vec<Vec<String>> = candidates.map(|c| self.doomed_by(&c)).collect();
-        self.keep_listed(&mut closures);
+        self.keep_listed(&mut closures, purging);
         closures
     }
 
-    /// D5: keeps (drops from `closures`) what a live index outside them lists, which may keep
-    /// that index's children too; until nothing changes.
-    pub(crate) fn keep_listed(&self, closures: &mut Vec<Vec<String>>) {
+    /// D5, S17: keeps (drops from `closures`) what a live index outside them lists, or an
+    /// index in the bin when deletes purge, which may keep that index's children too; until
+    /// nothing changes.
+    pub(crate) fn keep_listed(&self, closures: &mut Vec<Vec<String>>, purging: Option<&BinModel>) {
+        let in_bin = |d: &str| purging.is_some_and(|b| !b.indexes_listing(d, false).is_empty());
         while let Some(kept) = closures.iter().position(|closure| {
             let all: Vec<String> = closures.concat();
-            closure.iter().any(|d| self.listed(d, &all).is_some())
+            closure
+                .iter()
+                .any(|d| self.listed(d, &all).is_some() || in_bin(d))
         }) {
             closures.remove(kept);
         }
@@ -1710,12 +1928,14 @@ pub(crate) fn model_push(
         Some(tag) => m.check_tag_move(repo, tag, &digest)?,
         None => m.check_lock(repo, "", Need::Write)?,
     }
-    // S13: the bin first, whatever the manifest references.
+    // S13: the bin first, whatever the manifest references. S3: an expired tombstone is
+    // gone: purged, and the push is of a new manifest.
+    let expired = m.bin(repo).expired(&digest);
     let binned = m
         .repositories
         .get(repo)
         .and_then(|r| r.manifests.get(&digest));
-    if binned.is_some_and(|x| !x.live()) {
+    if binned.is_some_and(|x| !x.live()) && !expired {
         return Err(ErrKind::ManifestSoftDeleted {
             repository: repo.to_owned(),
             digest,
@@ -1738,6 +1958,9 @@ pub(crate) fn model_push(
     }
     let now = m.now;
     let r = m.ensure_repo(repo);
+    if expired {
+        r.purge_manifest(&digest);
+    }
     match r.manifests.get_mut(&digest) {
         Some(existing) => existing.updated = now,
         None => {

@@ -469,7 +469,7 @@ pub enum Op {
         /// The retention, in days.
         days: u32,
     },
-    /// S6–S11: a restore, forced or not.
+    /// S6–S11, S17: a restore, forced or not, an index with its children or not.
     Restore {
         /// The repository, by name.
         repo: &'static str,
@@ -477,6 +477,8 @@ pub enum Op {
         what: RestoreSel,
         /// Whether a tag now on another manifest moves anyway (S7).
         force: bool,
+        /// Whether an index brings back what it lists from the bin (S17).
+        children: bool,
     },
     /// T2.
     RevertTag {

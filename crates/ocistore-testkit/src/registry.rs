@@ -7,7 +7,7 @@ use std::time::Duration;
 use ocistore::{
     Algorithm, Batch, BlobStore, CollectOptions, Descriptor, Digest, Error, FsckOptions, Item,
     Locks, ManifestQuery, ManualClock, OnConflict, Page, Problem, PurgeOptions, Registry, Restore,
-    SoftDeletePolicy, Timestamp, Upload, parse_ago,
+    RestoreOptions, SoftDeletePolicy, Timestamp, Upload, parse_ago,
 };
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -247,11 +247,9 @@ fn registry_step(sut: &mut RegistrySystem, step: &Step) -> Outcome {
             Ok(values.pop().expect("one value per step"))
         }
         Step::SetPolicy { enabled, days } => {
-            reg.set_soft_delete_policy(SoftDeletePolicy {
-                enabled: *enabled,
-                retention_days: *days,
-            })
-            .map_err(kind)?;
+            let mut policy = SoftDeletePolicy::default().with_enabled(*enabled);
+            policy.retention_days = *days;
+            reg.set_soft_delete_policy(policy).map_err(kind)?;
             Ok(Value::Unit)
         }
         Step::Revert {
@@ -485,16 +483,21 @@ pub(crate) fn batch_step(b: &mut Batch<'_>, reg: &Registry, step: &Step) -> Resu
             tag,
             digest,
             force,
+            children,
         } => {
             let repo = repository(repo)?;
             let digest = digest.as_deref().map(parse_digest).transpose()?;
-            let restored = b
-                .restore(
-                    &repo,
-                    restore_what(tag.as_deref(), digest.as_ref()),
-                    on_conflict(*force),
-                )
-                .map_err(kind)?;
+            let what = restore_what(tag.as_deref(), digest.as_ref());
+            // The short form when it says it all, so both are exercised.
+            let restored = if *children {
+                let options = RestoreOptions::default()
+                    .on_conflict(on_conflict(*force))
+                    .with_children(true);
+                b.restore_with(&repo, what, &options)
+            } else {
+                b.restore(&repo, what, on_conflict(*force))
+            }
+            .map_err(kind)?;
             Ok(Value::Digest(restored.to_string()))
         }
         other => panic!("not an op of a batch: {other:?}"),
@@ -558,12 +561,12 @@ pub(crate) fn compare(model: &Model, registry: &Registry) -> Result<(), TestCase
         let page = registry.repositories(&Page::after(*last, 5)).unwrap();
         prop_assert_eq!(page, after, "repositories after {}", last);
     }
-    // S5: soft-deleted repositories, most recently deleted first.
+    // S3, S5: soft-deleted repositories that have not expired, most recently deleted first.
     let mut deleted: Vec<ExpectedDeletedRepository> = model
         .repositories
         .iter()
         .filter_map(|(name, r)| {
-            let at = r.deleted?;
+            let at = r.deleted.filter(|at| model.unexpired(*at))?;
             Some(ExpectedDeletedRepository {
                 name: name.clone(),
                 deleted_at: at,
@@ -668,15 +671,17 @@ pub(crate) fn compare_bin(
     r: &RepoModel,
 ) -> Result<(), TestCaseError> {
     let repo = registry.repository(name).unwrap();
+    // S3, S17: what has expired is gone; a manifest expires with the indexes that list it.
+    let expiries = r.bin(model.retention(), model.now());
     let mut manifests: Vec<ExpectedDeletedManifest> = r
         .manifests
         .iter()
         .filter_map(|(digest, m)| {
-            let at = m.deleted?;
+            let at = m.deleted.filter(|_| expiries.holds(digest))?;
             let tags: BTreeSet<String> = r
                 .bin_tags
                 .iter()
-                .filter(|t| &t.digest == digest)
+                .filter(|t| &t.digest == digest && model.unexpired(t.deleted_at))
                 .map(|t| t.tag.clone())
                 .collect();
             Some(ExpectedDeletedManifest {
@@ -685,7 +690,7 @@ pub(crate) fn compare_bin(
                 size: m.body.len() as u64,
                 tags: tags.into_iter().collect(),
                 deleted_at: at,
-                expires_at: model.expires(at),
+                expires_at: expiries.expires[digest],
             })
         })
         .collect();
@@ -702,7 +707,11 @@ pub(crate) fn compare_bin(
     );
 
     // Newest first; the event number orders deletions at the same time.
-    let mut bin: Vec<&BinTag> = r.bin_tags.iter().collect();
+    let mut bin: Vec<&BinTag> = r
+        .bin_tags
+        .iter()
+        .filter(|t| model.unexpired(t.deleted_at))
+        .collect();
     bin.sort_by(|a, b| b.deleted_at.cmp(&a.deleted_at).then(b.seq.cmp(&a.seq)));
     let deleted_tag = |t: &&BinTag| ExpectedDeletedTag {
         tag: t.tag.clone(),

@@ -231,6 +231,8 @@ pub enum Step {
         digest: Option<String>,
         /// Whether a tag now on another manifest moves anyway (S7).
         force: bool,
+        /// Whether an index brings back what it lists from the bin (S17).
+        children: bool,
     },
     /// `revert_tag`.
     Revert {
@@ -573,7 +575,12 @@ pub(crate) fn resolve(op: &Op, view: &impl View) -> Step {
             enabled: *enabled,
             days: *days,
         },
-        Op::Restore { repo, what, force } => {
+        Op::Restore {
+            repo,
+            what,
+            force,
+            children,
+        } => {
             let (tag, digest) = match what {
                 RestoreSel::Tag(t) => (Some(t), None),
                 RestoreSel::Digest(sel) => (None, Some(*sel)),
@@ -584,6 +591,7 @@ pub(crate) fn resolve(op: &Op, view: &impl View) -> Step {
                 tag: tag.map(|t| t.to_string()),
                 digest: digest.map(|sel| pick_any(view, repo, sel)),
                 force: *force,
+                children: *children,
             }
         }
         Op::RevertTag {
@@ -623,10 +631,12 @@ pub(crate) fn resolve(op: &Op, view: &impl View) -> Step {
             },
             locks: *locks,
         },
-        Op::SetRetention { enabled, days } => Step::SetRetention(RetentionPolicy {
-            enabled: *enabled,
-            days: *days,
-        }),
+        Op::SetRetention { enabled, days } => {
+            // Built field by field: the days may be out of range, to be refused.
+            let mut policy = RetentionPolicy::default().with_enabled(*enabled);
+            policy.days = *days;
+            Step::SetRetention(policy)
+        }
         Op::SetHistoryRetention(days) => Step::SetHistoryRetention(*days),
         Op::PurgeByFilter(p) => Step::PurgeByFilter(p.clone()),
         Op::AdvanceClock(secs) => Step::Advance(*secs),

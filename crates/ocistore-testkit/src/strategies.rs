@@ -443,8 +443,14 @@ pub(crate) fn restore() -> BoxedStrategy<Op> {
         2 => binned_sel().prop_map(RestoreSel::Digest),
         4 => (tag(), binned_sel()).prop_map(|(t, sel)| RestoreSel::TagAndDigest(t, sel)),
     ];
-    (repo(), what, prop::bool::weighted(0.3))
-        .prop_map(|(repo, what, force)| Op::Restore { repo, what, force })
+    let flags = (prop::bool::weighted(0.3), prop::bool::weighted(0.3));
+    (repo(), what, flags)
+        .prop_map(|(repo, what, (force, children))| Op::Restore {
+            repo,
+            what,
+            force,
+            children,
+        })
         .boxed()
 }
 

@@ -320,7 +320,7 @@ fn p8_a_system_without_referrers_leaves_them_out_of_the_strategy() {
         1..=8,
     ));
     let config = ProptestConfig {
-        cases: 16,
+        cases: 32,
         ..config(16)
     };
     let rng = TestRng::deterministic_rng(RngAlgorithm::ChaCha);
