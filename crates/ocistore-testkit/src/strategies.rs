@@ -455,22 +455,18 @@ pub(crate) fn restore() -> BoxedStrategy<Op> {
 }
 
 pub(crate) fn revert_tag() -> BoxedStrategy<Op> {
-    (repo(), tag(), any_sel(), prop::bool::weighted(0.3))
-        .prop_map(|(repo, tag, manifest, force)| Op::RevertTag {
-            repo,
-            tag,
-            manifest,
-            force,
-        })
-        .boxed()
+    revert_to(any_sel())
 }
 
 /// T2: a revert to a manifest the history names, live, in the bin or purged.
 pub(crate) fn revert_named() -> BoxedStrategy<Op> {
-    let manifest = prop_oneof![
+    revert_to(prop_oneof![
         (0..8usize).prop_map(AnySel::Named),
         (0..8usize).prop_map(AnySel::NamedByTag),
-    ];
+    ])
+}
+
+fn revert_to(manifest: impl Strategy<Value = AnySel> + 'static) -> BoxedStrategy<Op> {
     (repo(), tag(), manifest, prop::bool::weighted(0.3))
         .prop_map(|(repo, tag, manifest, force)| Op::RevertTag {
             repo,
