@@ -96,10 +96,10 @@ enum Command {
         after_help = "Examples:\n  $ ocistore manifest list-metadata team/app\n  $ ocistore manifest show team/app:v1"
     )]
     Manifest(ManifestCommand),
-    /// The soft delete and retention policies.
+    /// The soft delete, retention and tag history retention policies.
     #[command(
         subcommand,
-        after_help = "Examples:\n  $ ocistore config soft-delete show\n  $ ocistore config retention update --status enabled --days 30"
+        after_help = "Examples:\n  $ ocistore config soft-delete show\n  $ ocistore config retention update --status enabled --days 30\n  $ ocistore config history-retention update --days 365"
     )]
     Config(ConfigCommand),
     /// Lock a repository, a manifest or a tag against deletes, or against any change.
@@ -344,6 +344,14 @@ enum ConfigCommand {
         after_help = "Examples:\n  $ ocistore config retention show\n  $ ocistore config retention update --status enabled --days 30"
     )]
     Retention(PolicyCommand),
+    /// The tag history retention: history events are kept 0 (for ever) to 3650 days, 90 unless set.
+    ///
+    /// Maintenance runs remove the older events. With -o json it is `{"days": 90}`.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  $ ocistore config history-retention show\n  $ ocistore config history-retention update --days 0\n  $ ocistore config history-retention show -o json\n  {\n    \"days\": 90\n  }"
+    )]
+    HistoryRetention(HistoryRetentionCommand),
 }
 
 /// The examples of `show` and `update`, which both policies share.
@@ -359,6 +367,24 @@ enum PolicyCommand {
     /// Change the policy: what is not given stays as it is.
     #[command(after_help = POLICY_UPDATE_EXAMPLES)]
     Update(PolicyUpdate),
+}
+
+#[derive(Subcommand)]
+enum HistoryRetentionCommand {
+    /// Show how many days tag history is kept.
+    #[command(
+        after_help = "Examples:\n  $ ocistore config history-retention show\n  $ ocistore config history-retention show -o json"
+    )]
+    Show,
+    /// Set how many days tag history is kept.
+    #[command(
+        after_help = "Examples:\n  $ ocistore config history-retention update --days 365\n  $ ocistore config history-retention update --days 0"
+    )]
+    Update {
+        /// Days: 0 (keep for ever) to 3650.
+        #[arg(long)]
+        days: u32,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -516,6 +542,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                     ("manifests purged", r.manifests.to_string()),
                     ("tags purged", r.tags.to_string()),
                     ("untagged deleted", r.untagged_deleted.to_string()),
+                    ("history events removed", r.history_events.to_string()),
                 ]),
             })?;
         }
@@ -1133,6 +1160,16 @@ fn config(registry: &Registry, out: &Out, cmd: &ConfigCommand) -> Result<()> {
                     ("days", policy.days.to_string()),
                     ("enabled at", or_dash(since)),
                 ]);
+            })?;
+        }
+        ConfigCommand::HistoryRetention(cmd) => {
+            if let HistoryRetentionCommand::Update { days } = cmd {
+                registry.set_history_retention_days(*days)?;
+            }
+            let days = registry.history_retention_days()?;
+            out.print(&json!({ "days": days }), || {
+                let forever = if days == 0 { " (kept for ever)" } else { "" };
+                print_pairs(&[("days", format!("{days}{forever}"))]);
             })?;
         }
     }

@@ -5,7 +5,9 @@
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use ocistore::{Digest, Item, Locks, Registry, SoftDeletePolicy, manifest::OCI_MANIFEST};
+use ocistore::{
+    Digest, Item, Locks, ManualClock, Registry, SoftDeletePolicy, manifest::OCI_MANIFEST,
+};
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -460,6 +462,71 @@ fn config_bad_days_and_status() {
 }
 
 #[test]
+fn t2_config_history_retention_show_default_update_and_json() {
+    let s = Store::new();
+    assert_eq!(s.ok(&["config", "history-retention", "show"]), "days  90\n");
+    let json = |days: u32| serde_json::json!({ "days": days });
+    assert_eq!(s.json(&["config", "history-retention", "show"]), json(90));
+    let v = s.json(&["config", "history-retention", "update", "--days", "365"]);
+    assert_eq!(v, json(365));
+    assert_eq!(s.registry().history_retention_days().unwrap(), 365);
+    assert_eq!(
+        s.ok(&["config", "history-retention", "update", "--days", "0"]),
+        "days  0 (kept for ever)\n"
+    );
+    assert_eq!(s.registry().history_retention_days().unwrap(), 0);
+    assert_eq!(s.json(&["config", "history-retention", "show"]), json(0));
+}
+
+#[test]
+fn t2_config_history_retention_refuses_3651_and_changes_nothing() {
+    let s = Store::new();
+    let message = s.err(
+        &["config", "history-retention", "update", "--days", "3651"],
+        1,
+    );
+    assert_eq!(
+        message,
+        "error: invalid setting history retention days = 3651: must be 0 (keep forever) to \
+         3650 days\n"
+    );
+    s.err(
+        &["config", "history-retention", "update", "--days", "-1"],
+        2,
+    );
+    s.err(&["config", "history-retention", "update"], 2);
+    assert_eq!(s.registry().history_retention_days().unwrap(), 90);
+}
+
+#[test]
+fn t2_maintenance_run_text_shows_the_history_events_removed() {
+    let s = Store::new();
+    // A tag pushed two days ago, under a history retention of one day.
+    let two_days_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 86_400);
+    let registry = Registry::builder()
+        .clock(ManualClock::new(two_days_ago.into()))
+        .open(s.dir.path())
+        .unwrap();
+    registry
+        .repository("team/app")
+        .unwrap()
+        .tag("old", &s.v1)
+        .unwrap();
+    registry.set_history_retention_days(1).unwrap();
+    drop(registry);
+    let text = s.ok(&["maintenance", "run"]);
+    assert!(text.contains("\nhistory events removed  1\n"), "{text}");
+    assert!(
+        s.registry()
+            .repository("team/app")
+            .unwrap()
+            .tag_history("old")
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
 fn l1_lock_a_tag_then_untag_is_refused_until_unlocked() {
     let s = Store::new();
     let v = s.json(&["lock", "team/app:v1"]);
@@ -893,7 +960,9 @@ fn help_describes_every_verb_and_gives_examples_of_it() {
 }
 
 /// The verbs that name no repository.
-const VERBS_WITHOUT_A_REPOSITORY: [&str; 11] = [
+const VERBS_WITHOUT_A_REPOSITORY: [&str; 13] = [
+    "config history-retention show",
+    "config history-retention update",
     "config retention show",
     "config retention update",
     "config soft-delete show",

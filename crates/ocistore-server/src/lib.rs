@@ -35,9 +35,10 @@ use ocistore::manifest::{MAX_MANIFEST_SIZE, OCI_INDEX};
 use ocistore::{
     BlobReader, CollectOptions, Digest, Error, FsckOptions, FsckReport, Health, OnConflict, Page,
     PurgeOptions, Reference, Registry, Repository, RepositoryState, Restore, SoftDeletePolicy,
-    Upload, parse_ago,
+    Upload,
 };
-use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 /// Request bodies of blobs are appended to their upload session this many bytes at a time, so
@@ -1425,77 +1426,22 @@ struct RestoreRequest {
     on_conflict: OnConflict,
 }
 
-#[derive(Deserialize)]
+/// The history retention (T2), in days, 0 for ever: the body of a PUT and the answer. The
+/// library has no type for it, only `u32`; this is the CLI's `-o json` form too.
+#[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PurgeRequest {
-    filters: Vec<String>,
-    #[serde(default)]
-    ago: Option<String>,
-    #[serde(default)]
-    keep: usize,
-    #[serde(default)]
-    untagged: bool,
-    #[serde(default)]
-    dry_run: bool,
-    #[serde(default)]
-    include_locked: bool,
+struct HistoryRetention {
+    days: u32,
 }
 
-/// A grace period in a request: a duration such as `"1h"`, `"30m"` or `"0s"` ([`parse_ago`]),
-/// or a whole number of seconds.
-struct Grace(Duration);
-
-impl<'de> Deserialize<'de> for Grace {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Grace, D::Error> {
-        struct Visitor;
-        impl serde::de::Visitor<'_> for Visitor {
-            type Value = Grace;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a duration such as \"1h\", \"30m\" or \"0s\", or a number of seconds")
-            }
-
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Grace, E> {
-                parse_ago(v).map(Grace).map_err(E::custom)
-            }
-
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Grace, E> {
-                Ok(Grace(Duration::from_secs(v)))
-            }
-        }
-        deserializer.deserialize_any(Visitor)
-    }
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct GcRequest {
-    #[serde(default)]
-    dry_run: bool,
-    #[serde(default)]
-    grace: Option<Grace>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct FsckRequest {
-    #[serde(default)]
-    repair: bool,
-    #[serde(default)]
-    verify_digests: Option<bool>,
-    #[serde(default)]
-    grace: Option<Grace>,
-}
-
-/// Reads a JSON request body; an empty body is `{}`.
-async fn json_request<T: for<'de> Deserialize<'de>>(body: Body) -> Result<T> {
+/// Reads a JSON request body, which must be an object; an empty body is `{}`.
+async fn json_object(body: Body) -> Result<Value> {
     let bytes = BodyReader::new(body).read(MAX_ADMIN_BODY + 1).await?;
     if bytes.len() > MAX_ADMIN_BODY {
         return Err(admin_body_too_large());
     }
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return serde_json::from_value(json!({}))
-            .map_err(|e| ApiError::bad_request(format!("request body: {e}")));
+        return Ok(json!({}));
     }
     let value: Value = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request(format!("request body: {e}")))?;
@@ -1513,7 +1459,38 @@ async fn json_request<T: for<'de> Deserialize<'de>>(body: Body) -> Result<T> {
             "request body: expected a JSON object, found {kind}"
         )));
     }
+    Ok(value)
+}
+
+fn from_object<T: DeserializeOwned>(value: Value) -> Result<T> {
     serde_json::from_value(value).map_err(|e| ApiError::bad_request(format!("request body: {e}")))
+}
+
+/// Reads a JSON request body; an empty body is `{}`.
+async fn json_request<T: DeserializeOwned>(body: Body) -> Result<T> {
+    from_object(json_object(body).await?)
+}
+
+/// Reads one of the library's option forms (`docs/json.md`). The library ignores the fields it
+/// does not know; the server refuses them, since a misspelt `dry_run` would otherwise run a
+/// real purge. The form writes every field it knows, so the unknown ones are those it does not
+/// write back.
+async fn options_request<T: DeserializeOwned + Serialize>(body: Body) -> Result<T> {
+    let value = json_object(body).await?;
+    let given: Vec<String> = value
+        .as_object()
+        .into_iter()
+        .flat_map(|o| o.keys().cloned())
+        .collect();
+    let options: T = from_object(value)?;
+    let known = serde_json::to_value(&options)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", e.to_string()))?;
+    if let Some(field) = given.iter().find(|k| known.get(k.as_str()).is_none()) {
+        return Err(ApiError::bad_request(format!(
+            "request body: unknown field `{field}`"
+        )));
+    }
+    Ok(options)
 }
 
 async fn admin(
@@ -1593,22 +1570,24 @@ async fn admin(
             }
             _ => Err(ApiError::method("GET, PUT")),
         },
+        ("policy", [what]) if what == "history-retention" => {
+            let set = match *method {
+                Method::GET => None,
+                Method::PUT => Some(json_request::<HistoryRetention>(body).await?.days),
+                _ => return Err(ApiError::method("GET, PUT")),
+            };
+            let days = blocking(move || {
+                if let Some(days) = set {
+                    registry.set_history_retention_days(days)?;
+                }
+                registry.history_retention_days()
+            })
+            .await?;
+            answer(&HistoryRetention { days })
+        }
         ("purge", []) => {
             require(method, Method::POST)?;
-            let request: PurgeRequest = json_request(body).await?;
-            if request.filters.is_empty() {
-                return Err(ApiError::bad_request(
-                    "a purge takes at least one filter, repository-regex:tag-regex",
-                ));
-            }
-            let mut options = PurgeOptions::new(&request.filters)?;
-            if let Some(ago) = &request.ago {
-                options.ago = parse_ago(ago)?;
-            }
-            options.keep = request.keep;
-            options.untagged = request.untagged;
-            options.dry_run = request.dry_run;
-            options.include_locked = request.include_locked;
+            let options: PurgeOptions = options_request(body).await?;
             let report = blocking(move || registry.purge(&options)).await?;
             answer(&report)
         }
@@ -1619,22 +1598,16 @@ async fn admin(
         }
         ("gc", []) => {
             require(method, Method::POST)?;
-            let request: GcRequest = json_request(body).await?;
-            let mut options = CollectOptions::default().dry_run(request.dry_run);
-            options.grace_period = request.grace.map(|g| g.0);
+            let options: CollectOptions = options_request(body).await?;
             let report = blocking(move || registry.collect(&options)).await?;
             answer(&report)
         }
         ("fsck", []) => {
             require(method, Method::POST)?;
-            let request: FsckRequest = json_request(body).await?;
-            let mut options = FsckOptions::default()
-                .repair(request.repair)
-                .verify_digests(request.verify_digests.unwrap_or(true));
-            options.grace_period = request.grace.map(|g| g.0);
-            let grace = options.grace_period;
+            let options: FsckOptions = options_request(body).await?;
+            let (repair, grace) = (options.repair, options.grace_period);
             let report = blocking(move || registry.fsck(&options)).await?;
-            let notes = fsck_notes(&report, request.repair, grace);
+            let notes = fsck_notes(&report, repair, grace);
             answer(&json!({ "report": report, "notes": notes }))
         }
         ("autopurge", []) => {
@@ -1705,8 +1678,9 @@ fn fsck_notes(report: &FsckReport, repair: bool, grace: Option<Duration>) -> Vec
         };
         notes.push(format!(
             "{} stray files kept: modified within the grace period ({grace}), a write may still \
-             be about to commit them; check again later, or repair with a shorter \"grace\" \
-             (\"0s\" when nothing is writing to the store, as after a crash)",
+             be about to commit them; check again later, or repair with a shorter \
+             \"grace_period\" in seconds (0 when nothing is writing to the store, as after a \
+             crash)",
             report.too_recent
         ));
     }
@@ -1770,16 +1744,5 @@ mod tests {
             (push.status, push.code),
             (StatusCode::INSUFFICIENT_STORAGE, "STORAGE_FULL")
         );
-    }
-
-    #[test]
-    fn grace_is_a_duration_or_seconds() {
-        let grace = |json: &str| serde_json::from_str::<Grace>(json).map(|g| g.0);
-        assert_eq!(grace(r#""0s""#).unwrap(), Duration::ZERO);
-        assert_eq!(grace(r#""1h""#).unwrap(), Duration::from_secs(3600));
-        assert_eq!(grace("90").unwrap(), Duration::from_secs(90));
-        assert!(grace(r#""soon""#).is_err());
-        assert!(grace("-1").is_err());
-        assert!(grace("[1]").is_err());
     }
 }

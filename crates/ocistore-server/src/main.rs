@@ -125,8 +125,11 @@
 //! JSON in, JSON out. Every report and listing is the library's own type in the serde form it
 //! derives (`docs/json.md`: field names in snake_case, times in RFC 3339, durations in seconds),
 //! the same as `ocistore -o json` prints; an object around one only adds context, such as the
-//! repository it is of. Unknown request fields are refused (but in a `SoftDeletePolicy`, read
-//! as the library reads it), and a body that is not a JSON object is 400. Deletes there follow
+//! repository it is of. The bodies of purge, the collector and fsck are the library's option
+//! forms, `PurgeOptions`, `CollectOptions` and `FsckOptions`, durations in seconds and the
+//! fields left out defaulted as the library reads them. Unknown request fields are refused (but
+//! in a `SoftDeletePolicy`, read as the library reads it): a misspelt `dry_run` must not run a
+//! real purge. A body that is not a JSON object is 400. Deletes there follow
 //! the soft delete policy like any other.
 //!
 //! An endpoint naming a repository (here and `tags/list`) reads its state once
@@ -142,17 +145,16 @@
 //! | POST | `/admin/restore` | `{"repository","tag"?,"digest"?,"on_conflict"?}` | `{"repository","tag","digest"}` (S6–S11); `on_conflict` is `"refuse"` (the default: a tag live on another manifest is 409 `TAG_CONFLICT`) or `"move_tag"` (the tag moves, the overwritten one goes to the bin) |
 //! | GET | `/admin/policy/soft-delete` | | the library's `SoftDeletePolicy`: `{"enabled","retention_days"}` |
 //! | PUT | `/admin/policy/soft-delete` | a `SoftDeletePolicy`, `{"enabled","retention_days"}`, both required | the policy now (S1; retention_days 1–90) |
-//! | POST | `/admin/purge` | `{"filters":["repo-regex:tag-regex"],"ago":"1d","keep":0,"untagged":false,"dry_run":false,"include_locked":false}` | a `PurgeReport`: `{"dry_run","ran_at","repositories":[{"repository","tags_untagged","manifests_deleted","locked":[Item]}]}` (U) |
+//! | GET | `/admin/policy/history-retention` | | `{"days"}`: the days tag history is kept, 0 for ever (T2; 90 unless set) |
+//! | PUT | `/admin/policy/history-retention` | `{"days"}`, required, 0–3650 | `{"days"}` now; out of range: 400 `INVALID_REQUEST`, nothing changed |
+//! | POST | `/admin/purge` | a `PurgeOptions`: `{"filters":["repo-regex:tag-regex"],"ago":86400.0,"keep":0,"untagged":false,"dry_run":false,"include_locked":false}`, only `filters` required | a `PurgeReport`: `{"dry_run","ran_at","repositories":[{"repository","tags_untagged","manifests_deleted","locked":[Item]}]}` (U) |
 //! | GET | `/admin/usage` | | a `Usage`: `{"blobs","bytes","repositories":[RepositoryUsage],"soft_deleted_bytes","garbage_bytes"}` (A1) |
 //! | GET, HEAD | `/health` | | `{"writable","storage_full","problem"}`: 200, or 503 when the store cannot write (C5) |
-//! | POST | `/admin/gc` | `{"dry_run":false,"grace":"1h"?}` | a `CollectReport`: `{"dry_run","blobs_marked","bytes_marked","blobs_swept","bytes_swept","blobs_kept","bytes_kept","links_removed","uploads_removed","mark_time","sweep_time","longest_write"}`, times in seconds (G) |
-//! | POST | `/admin/fsck` | `{"repair":false,"verify_digests":true,"grace":"1h"?}` (optional) | `{"report":FsckReport,"notes":[…]}` (A2), the report `{"manifests_checked","blobs_checked","problems":[Problem],"repaired","too_recent","kept_named"}`: `too_recent` counts the stray files a repair kept for being younger than the grace period; `notes` say why what is left was not repaired |
-//! | POST | `/admin/autopurge` | | runs autopurge now: an `AutopurgeReport`, `{"ran_at","repositories","manifests","tags","untagged_deleted"}` (S4) |
+//! | POST | `/admin/gc` | a `CollectOptions`, `{"dry_run":false,"grace_period":3600.0}`, all optional (`grace_period` `null`: the store's) | a `CollectReport`: `{"dry_run","blobs_marked","bytes_marked","blobs_swept","bytes_swept","blobs_kept","bytes_kept","links_removed","uploads_removed","mark_time","sweep_time","longest_write"}`, times in seconds (G) |
+//! | POST | `/admin/fsck` | an `FsckOptions`, `{"repair":false,"verify_digests":true,"grace_period":3600.0}`, all optional | `{"report":FsckReport,"notes":[…]}` (A2), the report `{"manifests_checked","blobs_checked","problems":[Problem],"repaired","too_recent","kept_named"}`: `too_recent` counts the stray files a repair kept for being younger than the grace period; `notes` say why what is left was not repaired |
+//! | POST | `/admin/autopurge` | | runs autopurge now: an `AutopurgeReport`, `{"ran_at","repositories","manifests","tags","untagged_deleted","history_events"}` (S4, T2) |
 //! | DELETE | `/admin/repositories/<name>` | | 202: deletes the repository (D4) |
 //! | DELETE | `/admin/manifests/<name>/<reference>` | | 202 `{"deleted":[digests]}`: deletes the manifest a tag or digest names, with all its tags and referrers (D2, D3), as `az acr repository delete --image` does |
-//!
-//! `ago` and `grace` are durations such as `1d3h6m`, `30m` or `0`; `grace` may also be a
-//! number of seconds.
 
 use std::future::poll_fn;
 use std::net::SocketAddr;

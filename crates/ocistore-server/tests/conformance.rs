@@ -1377,6 +1377,59 @@ fn s1_soft_delete_policy_get_and_put_are_the_library_policy() {
 }
 
 #[test]
+fn t2_history_retention_get_and_put() {
+    let s = Server::start();
+    let path = "/admin/policy/history-retention";
+    let r = s.get(path);
+    assert_eq!((r.status, r.json()), (200, json!({ "days": 90 })));
+    for days in [0, 3650, 30] {
+        let r = s.admin("PUT", path, json!({ "days": days }));
+        assert_eq!((r.status, r.json()), (200, json!({ "days": days })));
+        assert_eq!(s.registry.history_retention_days().unwrap(), days);
+    }
+    // Out of range or malformed: 400, and nothing changed.
+    for bad in [
+        json!({ "days": 3651 }),
+        json!({ "days": -1 }),
+        json!({ "days": "30" }),
+        json!({ "days": 30, "dayz": 7 }),
+        json!({}),
+    ] {
+        s.admin("PUT", path, bad.clone())
+            .assert_error(400, "INVALID_REQUEST");
+    }
+    let message = s.admin("PUT", path, json!({ "days": 3651 })).json();
+    assert!(
+        message["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("0 (keep forever) to 3650 days"),
+        "{message}"
+    );
+    assert_eq!(s.get(path).json(), json!({ "days": 30 }));
+    assert_eq!(s.registry.history_retention_days().unwrap(), 30);
+    s.admin("POST", path, json!({ "days": 1 }))
+        .assert_error(405, "UNSUPPORTED");
+}
+
+#[test]
+fn t2_autopurge_via_admin_reports_the_history_events_removed() {
+    let s = Server::start();
+    s.push_image("app", "v1", "one");
+    s.admin(
+        "PUT",
+        "/admin/policy/history-retention",
+        json!({ "days": 1 }),
+    );
+    s.clock.advance(Duration::from_secs(2 * 86_400));
+    let r = s.admin("POST", "/admin/autopurge", json!({}));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["history_events"], 1);
+    let history = s.registry.repository("app").unwrap().tag_history("v1");
+    assert!(history.unwrap().is_empty());
+}
+
+#[test]
 fn s6_soft_delete_then_restore_via_admin() {
     let s = Server::start();
     s.enable_soft_delete();
@@ -1651,21 +1704,20 @@ fn u5_purge_dry_run_via_admin_reports_and_changes_nothing() {
     }
     s.clock.advance(Duration::from_secs(2 * 86_400));
     s.push_image("team/app", "build-4", "build-4"); // too young
-    let request = json!({
-        "filters": ["team/.*:build-.*"],
-        "ago": "1d",
-        "keep": 1,
-        "untagged": true,
-        "dry_run": true,
-    });
-    let r = s.admin("POST", "/admin/purge", request.clone());
+    // The body is the library's own `PurgeOptions`.
+    let options = PurgeOptions::new(["team/.*:build-.*"])
+        .unwrap()
+        .keep(1)
+        .untagged(true)
+        .dry_run(true);
+    let r = s.admin("POST", "/admin/purge", library(&options));
     assert_eq!(r.status, 200);
     let report = r.json();
-    let mut options = PurgeOptions::new(["team/.*:build-.*"]).unwrap();
-    options.keep = 1;
-    options.untagged = true;
-    options.dry_run = true;
     assert_eq!(report, library(s.registry.purge(&options).unwrap()));
+    // Fields left out are the library's defaults (`ago` one day).
+    let short =
+        json!({ "filters": ["team/.*:build-.*"], "keep": 1, "untagged": true, "dry_run": true });
+    assert_eq!(s.admin("POST", "/admin/purge", short).json(), report);
     assert_eq!(report["dry_run"], true);
     assert_eq!(
         report["repositories"][0]["manifests_deleted"]
@@ -1690,9 +1742,7 @@ fn u5_purge_dry_run_via_admin_reports_and_changes_nothing() {
     assert_eq!(s.get("/v2/team/app/tags/list").json()["tags"], json!(all));
 
     // The real run does what the dry run said (U5).
-    let mut real = request;
-    real["dry_run"] = json!(false);
-    let r = s.admin("POST", "/admin/purge", real);
+    let r = s.admin("POST", "/admin/purge", library(options.dry_run(false)));
     assert_eq!(
         r.json()["repositories"][0]["manifests_deleted"],
         repo["manifests_deleted"]
@@ -1706,8 +1756,12 @@ fn u5_purge_dry_run_via_admin_reports_and_changes_nothing() {
         json!({ "filters": [] }),
         json!({ "filters": ["no-colon"] }),
         json!({ "filters": ["a:("] }),
-        json!({ "filters": ["a:b"], "ago": "1 day" }),
-        json!({ "filters": ["a:b"], "dryrun": true }),
+        json!({ "filters": ["a:b"], "ago": -1 }),
+        // The form before the library's: `ago` a duration text.
+        json!({ "filters": ["a:b"], "ago": "1d" }),
+        // A misspelt flag is refused, not ignored: this must not purge for real.
+        json!({ "filters": [".*:.*"], "ago": 0, "dryrun": true }),
+        json!({}),
     ] {
         s.admin("POST", "/admin/purge", bad.clone())
             .assert_error(400, "INVALID_REQUEST");
@@ -1723,21 +1777,17 @@ fn g5_gc_via_admin_dry_run_then_sweep() {
     let path = format!("/v2/app/blobs/{}", garbage.digest);
 
     // Within the default grace period of an hour, nothing goes.
-    let r = s.admin("POST", "/admin/gc", json!({ "dry_run": false }));
+    let r = s.admin("POST", "/admin/gc", library(CollectOptions::default()));
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["blobs_swept"], 0);
     assert_eq!(s.head(&path).status, 200);
 
     s.clock.advance(Duration::from_secs(10 * 60));
-    let r = s.admin(
-        "POST",
-        "/admin/gc",
-        json!({ "dry_run": true, "grace": "5m" }),
-    );
-    let report = r.json();
     let options = CollectOptions::default()
         .dry_run(true)
         .grace_period(Duration::from_secs(300));
+    let r = s.admin("POST", "/admin/gc", library(&options));
+    let report = r.json();
     let library_report = library(s.registry.collect(&options).unwrap());
     // The library's report but for the times measured.
     for (key, value) in library_report.as_object().unwrap() {
@@ -1762,8 +1812,14 @@ fn g5_gc_via_admin_dry_run_then_sweep() {
     s.get(&path).assert_error(404, "BLOB_UNKNOWN");
     assert_eq!(s.get("/v2/app/manifests/v1").status, 200);
 
-    s.admin("POST", "/admin/gc", json!({ "grace": "soon" }))
-        .assert_error(400, "INVALID_REQUEST");
+    for bad in [
+        json!({ "grace_period": "soon" }),
+        // The form before the library's.
+        json!({ "grace": "5m" }),
+    ] {
+        s.admin("POST", "/admin/gc", bad)
+            .assert_error(400, "INVALID_REQUEST");
+    }
 }
 
 #[test]
@@ -1821,10 +1877,8 @@ fn a2_fsck_via_admin() {
     assert_eq!(report["problems"], json!([]));
     // A file left in tmp/ by a crash is found, and repaired once older than the grace period.
     std::fs::write(s.registry.path().join("tmp/left-behind"), b"half").unwrap();
-    let answer = s
-        .admin("POST", "/admin/fsck", json!({ "verify_digests": false }))
-        .json();
     let options = FsckOptions::default().verify_digests(false);
+    let answer = s.admin("POST", "/admin/fsck", library(&options)).json();
     assert_eq!(
         answer["report"],
         library(s.registry.fsck(&options).unwrap())
@@ -1919,7 +1973,11 @@ fn c4_writes_on_a_full_disk_are_507_storage_full_while_reads_and_deletes_go_on()
             .status,
         202
     );
-    let gc = s.admin("POST", "/admin/gc", json!({ "grace": "0s" }));
+    let gc = s.admin(
+        "POST",
+        "/admin/gc",
+        library(CollectOptions::default().grace_period(Duration::ZERO)),
+    );
     assert_eq!(gc.status, 200, "{}", String::from_utf8_lossy(&gc.body));
     assert_eq!(gc.json()["blobs_swept"], 2);
 }
@@ -1948,7 +2006,8 @@ fn a2_fsck_via_admin_takes_a_grace_period_and_says_why_files_were_left() {
     s.push_image("app", "v1", "one");
     std::fs::write(s.registry.path().join("tmp/left-by-a-crash"), b"half").unwrap();
     // A fresh file is younger than the default grace period (1 h): kept, and said so.
-    let r = s.admin("POST", "/admin/fsck", json!({ "repair": true }));
+    let repair = FsckOptions::default().repair(true);
+    let r = s.admin("POST", "/admin/fsck", library(&repair));
     assert_eq!(r.status, 200);
     let answer = r.json();
     let report = &answer["report"];
@@ -1961,7 +2020,7 @@ fn a2_fsck_via_admin_takes_a_grace_period_and_says_why_files_were_left() {
     assert_eq!(notes.len(), 1, "{notes:?}");
     let note = notes[0].as_str().unwrap();
     assert!(
-        note.contains("grace period") && note.contains("\"0s\""),
+        note.contains("grace period") && note.contains("\"grace_period\""),
         "{note}"
     );
     // Without repair, the note says a repair removes it.
@@ -1971,15 +2030,12 @@ fn a2_fsck_via_admin_takes_a_grace_period_and_says_why_files_were_left() {
         answer["notes"][0].as_str().unwrap().contains("repair"),
         "{answer}"
     );
-    // With a zero grace, as after a crash, it goes; seconds are taken too.
-    for grace in [json!(3600), json!("1h")] {
-        let answer = s
-            .admin(
-                "POST",
-                "/admin/fsck",
-                json!({ "repair": true, "grace": grace }),
-            )
-            .json();
+    // With a zero grace, as after a crash, it goes; whole seconds are taken too.
+    for body in [
+        library(repair.clone().grace_period(Duration::from_secs(3600))),
+        json!({ "repair": true, "grace_period": 3600 }),
+    ] {
+        let answer = s.admin("POST", "/admin/fsck", body).json();
         assert_eq!(answer["report"]["too_recent"], 1);
         assert!(
             answer["notes"][0].as_str().unwrap().contains("(1h)"),
@@ -1990,7 +2046,7 @@ fn a2_fsck_via_admin_takes_a_grace_period_and_says_why_files_were_left() {
         .admin(
             "POST",
             "/admin/fsck",
-            json!({ "repair": true, "grace": "0s" }),
+            library(repair.grace_period(Duration::ZERO)),
         )
         .json();
     assert_eq!(
@@ -2001,12 +2057,18 @@ fn a2_fsck_via_admin_takes_a_grace_period_and_says_why_files_were_left() {
         (json!(1), json!(0))
     );
     assert_eq!(answer["notes"], json!([]));
-    let answer = s.admin("POST", "/admin/fsck", json!({ "grace": 0 })).json();
+    let answer = s
+        .admin("POST", "/admin/fsck", json!({ "grace_period": 0 }))
+        .json();
     assert_eq!(answer["report"]["problems"], json!([]));
-    s.admin("POST", "/admin/fsck", json!({ "grace": "soon" }))
-        .assert_error(400, "INVALID_REQUEST");
-    s.admin("POST", "/admin/gc", json!({ "grace": -5 }))
-        .assert_error(400, "INVALID_REQUEST");
+    for (path, bad) in [
+        ("/admin/fsck", json!({ "grace_period": "soon" })),
+        ("/admin/fsck", json!({ "grace": "0s" })),
+        ("/admin/gc", json!({ "grace_period": -5 })),
+    ] {
+        s.admin("POST", path, bad)
+            .assert_error(400, "INVALID_REQUEST");
+    }
 }
 
 #[test]
@@ -2018,6 +2080,7 @@ fn admin_bodies_must_be_json_objects_not_arrays() {
         ("POST", "/admin/purge", json!([["app:.*"], "1d"])),
         ("POST", "/admin/restore", json!(["app", "v1"])),
         ("PUT", "/admin/policy/soft-delete", json!([true, 7])),
+        ("PUT", "/admin/policy/history-retention", json!([30])),
         ("POST", "/admin/fsck", json!("repair")),
         ("POST", "/admin/fsck", json!(1)),
         ("POST", "/admin/fsck", json!(null)),

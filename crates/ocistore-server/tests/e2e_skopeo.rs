@@ -25,8 +25,8 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use ocistore::Algorithm;
 use ocistore::manifest::{OCI_INDEX, OCI_MANIFEST};
+use ocistore::{Algorithm, CollectOptions, FsckOptions};
 use serde_json::{Value, json};
 use serving::{Resp, Served, read, tempdir};
 use ureq::http;
@@ -570,12 +570,11 @@ impl E2e {
     #[track_caller]
     fn gc(&self, dry_run: bool) -> Value {
         self.served.clock.advance(Duration::from_secs(60));
-        self.admin(
-            "POST",
-            "/admin/gc",
-            json!({ "dry_run": dry_run, "grace": "0s" }),
-        )
-        .ok(200)
+        let options = CollectOptions::default()
+            .dry_run(dry_run)
+            .grace_period(Duration::ZERO);
+        self.admin("POST", "/admin/gc", serde_json::to_value(&options).unwrap())
+            .ok(200)
     }
 
     /// The status of a `HEAD` of a blob in `repository`.
@@ -1053,7 +1052,13 @@ fn g1_g5_d6_the_collector_sweeps_dead_layers_and_every_live_image_still_pulls() 
     assert_eq!(usage["garbage_bytes"], 0, "{usage}");
     let live_bytes: u64 = live.iter().map(|d| src.size(d)).sum();
     assert_eq!(usage["bytes"], live_bytes, "{usage}");
-    let fsck = e.admin("POST", "/admin/fsck", json!({})).ok(200);
+    let fsck = e
+        .admin(
+            "POST",
+            "/admin/fsck",
+            serde_json::to_value(FsckOptions::default()).unwrap(),
+        )
+        .ok(200);
     assert_eq!(fsck["report"]["problems"], json!([]), "{fsck}");
     let report = e.gc(false);
     assert_eq!(report["blobs_swept"], 0, "{report}");
