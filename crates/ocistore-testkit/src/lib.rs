@@ -95,8 +95,8 @@ thread_local! {
     static REACHED: RefCell<BTreeSet<String>> = const { RefCell::new(BTreeSet::new()) };
 }
 
-/// A label for an op and its outcome, `"PushImage -> Digest"`: the op's and the outcome's
-/// variant names. Purges by filter tell what they did (`untag`, `delete`, `locked`, dry or
+/// A label for an op and its outcome, `"PushImage -> Pushed new"`: the op's and the outcome's
+/// variant names. Pushes tell whether the manifest was new, purges by filter tell what they did (`untag`, `delete`, `locked`, dry or
 /// real), autopurge runs whether the retention policy deleted and history expired.
 pub fn label(op: &Op, outcome: &Outcome) -> String {
     let name = |debug: String| debug.split([' ', '(', '{']).next().unwrap_or("").to_owned();
@@ -114,6 +114,9 @@ pub fn label(op: &Op, outcome: &Outcome) -> String {
             label.extend(did("delete", |r| !r.manifests_deleted.is_empty()));
             label.extend(did("locked", |r| !r.locked.is_empty()));
             label
+        }
+        Ok(Value::Pushed { created, .. }) => {
+            format!("Pushed {}", if *created { "new" } else { "again" })
         }
         Ok(Value::Purged {
             untagged_deleted,

@@ -1961,6 +1961,11 @@ pub(crate) fn model_push(
     if expired {
         r.purge_manifest(&digest);
     }
+    let created = !r.manifests.contains_key(&digest);
+    let previous = tag
+        .as_ref()
+        .and_then(|tag| r.tags.get(tag))
+        .map(|t| t.digest.clone());
     match r.manifests.get_mut(&digest) {
         Some(existing) => existing.updated = now,
         None => {
@@ -1978,5 +1983,10 @@ pub(crate) fn model_push(
     if let Some(tag) = tag {
         r.move_tag(&tag, &digest, now, TagCause::Push);
     }
-    Ok(Value::Digest(digest))
+    Ok(Value::Pushed {
+        digest,
+        created,
+        subject: spec.subject.as_ref().map(|s| s.digest.to_string()),
+        previous,
+    })
 }

@@ -12,6 +12,18 @@ pub enum Value {
     Unit,
     /// A digest, as text.
     Digest(String),
+    /// What a manifest push did (P3, P5, P8): its digest, whether it was new to the
+    /// repository, its subject and the manifest its tag pointed at before.
+    Pushed {
+        /// The manifest's digest.
+        digest: String,
+        /// Whether it was new to the repository.
+        created: bool,
+        /// Its subject's digest.
+        subject: Option<String>,
+        /// For a push by tag, the manifest the tag pointed at before.
+        previous: Option<String>,
+    },
     /// An upload session's offset.
     Offset(u64),
     /// A new upload session (its id is random).

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use ocistore::{
     Algorithm, Batch, BlobStore, CollectOptions, Descriptor, Digest, Error, FsckOptions, Item,
-    Locks, ManifestQuery, ManualClock, OnConflict, Page, Problem, PurgeOptions, Registry, Restore,
-    RestoreOptions, SoftDeletePolicy, Timestamp, Upload, parse_ago,
+    Locks, ManifestQuery, ManualClock, OnConflict, Page, Problem, PurgeOptions, Pushed, Registry,
+    Restore, RestoreOptions, SoftDeletePolicy, Timestamp, Upload, parse_ago,
 };
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -125,6 +125,17 @@ pub(crate) fn restore_what<'a>(tag: Option<&'a str>, digest: Option<&'a Digest>)
     }
 }
 
+/// A push's result as the model predicts it.
+fn pushed_value(pushed: Pushed) -> Value {
+    let text = |d: Option<Digest>| d.as_ref().map(Digest::to_string);
+    Value::Pushed {
+        digest: pushed.digest.to_string(),
+        created: pushed.created,
+        subject: text(pushed.subject),
+        previous: text(pushed.previous),
+    }
+}
+
 /// The conflict choice of a step's `force` flag (S6).
 pub(crate) fn on_conflict(force: bool) -> OnConflict {
     if force {
@@ -220,10 +231,10 @@ fn registry_step(sut: &mut RegistrySystem, step: &Step) -> Outcome {
             body,
             ..
         } => {
-            let d = repository(repo)?
+            let pushed = repository(repo)?
                 .push_manifest(reference, declared, body)
                 .map_err(kind)?;
-            Ok(Value::Digest(d.digest.to_string()))
+            Ok(pushed_value(pushed))
         }
         Step::Tag { repo, tag, digest } => {
             let repo = repository(repo)?;
@@ -449,10 +460,10 @@ pub(crate) fn batch_step(b: &mut Batch<'_>, reg: &Registry, step: &Step) -> Resu
             ..
         } => {
             let repo = repository(repo)?;
-            let d = b
+            let pushed = b
                 .push_manifest(&repo, reference, declared, body)
                 .map_err(kind)?;
-            Ok(Value::Digest(d.digest.to_string()))
+            Ok(pushed_value(pushed))
         }
         Step::Tag { repo, tag, digest } => {
             let repo = repository(repo)?;

@@ -347,7 +347,7 @@ fn c4_model_matches_registry_while_the_blob_store_disk_fills_up_and_gets_room_ag
         let went_on: &[&[&str]] = &[
             &["PutBlob -> Unit", "PutBlobSha256 -> Digest"],
             &["MountBlob -> Unit"],
-            &["PushImage -> Digest"],
+            &["PushImage -> Pushed new", "PushImage -> Pushed again"],
             &["Tag -> Unit"],
             &["Batch -> Batch"],
             &[

@@ -335,7 +335,7 @@ fn p8_a_system_without_referrers_leaves_them_out_of_the_strategy() {
     eprintln!("{reached:#?}");
     assert!(!reached.iter().any(|l| l.starts_with("PushReferrer")));
     for label in [
-        "PushImage -> Digest",
+        "PushImage -> Pushed new",
         "Tag -> Unit",
         "DeleteManifest -> Digests",
     ] {
