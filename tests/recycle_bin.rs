@@ -16,7 +16,7 @@ use common::{
 };
 use ocistore::manifest::{OCI_INDEX, OCI_MANIFEST};
 use ocistore::{
-    Algorithm, Digest, Error, FsckOptions, ManifestQuery, ManualClock, OnConflict, Page,
+    Algorithm, Digest, Error, FsckOptions, Item, ManifestQuery, ManualClock, OnConflict, Page,
     PurgeOptions, Registry, Repository, RepositoryState, Restore, RestoreOptions, SoftDeletePolicy,
     TagCause, Timestamp,
 };
@@ -96,8 +96,22 @@ fn is_manifest_soft_deleted(err: &Error, repo: &str, manifest: &Digest) -> bool 
         if repository == repo && digest == manifest)
 }
 
-fn is_not_deleted(err: &Error, repo: &str, what: &str) -> bool {
-    matches!(err, Error::NotDeleted { repository, item } if repository == repo && item.to_string() == what)
+fn is_not_deleted(err: &Error, repo: &str, what: &Item) -> bool {
+    matches!(err, Error::NotDeleted { repository, item } if repository == repo && item == what)
+}
+
+/// Restores `what` from `repo`, which the bin cannot answer: `NotDeleted` naming `item`.
+fn restore_is_not_deleted(
+    repo: &Repository,
+    what: Restore<'_>,
+    on_conflict: OnConflict,
+    item: Item,
+) {
+    let err = repo.restore(what, on_conflict).unwrap_err();
+    assert!(
+        is_not_deleted(&err, repo.name(), &item),
+        "{what:?}: {err:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -193,12 +207,11 @@ fn s1_the_policy_can_be_changed_at_any_time_and_applies_from_the_next_delete() {
 
     assert_eq!(deleted_manifest_digests(&repo), set([&b]));
     for d in [&a, &c] {
-        let err = repo
-            .restore(Restore::Digest(d), OnConflict::Refuse)
-            .unwrap_err();
-        assert!(
-            is_not_deleted(&err, "app", &format!("manifest {d}")),
-            "{err:?}"
+        restore_is_not_deleted(
+            &repo,
+            Restore::Digest(d),
+            OnConflict::Refuse,
+            Item::Manifest(d.clone()),
         );
     }
 }
@@ -579,17 +592,18 @@ fn s3_retention_raised_from_7_to_14_days_on_day_5_expires_on_day_14() {
     assert!(hello.deleted_manifests().unwrap().is_empty());
     assert!(hello.deleted_tags(None).unwrap().is_empty());
     assert!(scratch.deleted_manifests().unwrap().is_empty());
-    let err = hello
-        .restore(Restore::Digest(&v2), OnConflict::Refuse)
-        .unwrap_err();
-    assert!(
-        is_not_deleted(&err, "hello-world", &format!("manifest {v2}")),
-        "{err:?}"
+    restore_is_not_deleted(
+        &hello,
+        Restore::Digest(&v2),
+        OnConflict::Refuse,
+        Item::Manifest(v2.clone()),
     );
-    let err = hello
-        .restore(Restore::Tag("stable"), OnConflict::Refuse)
-        .unwrap_err();
-    assert!(is_not_deleted(&err, "hello-world", "tag stable"), "{err:?}");
+    restore_is_not_deleted(
+        &hello,
+        Restore::Tag("stable"),
+        OnConflict::Refuse,
+        Item::Tag("stable".into()),
+    );
     // The untagged manifest of `stable` was never deleted: it stays.
     assert_eq!(hello.pull(stable.as_str()).unwrap().digest, stable);
     // What was restored on day 13.9 stays too.
@@ -614,12 +628,11 @@ fn s3_retention_lowered_expires_items_by_the_new_retention() {
     assert!(repo.deleted_manifests().unwrap().is_empty());
     assert!(repo.deleted_tags(None).unwrap().is_empty());
     assert_eq!(s.registry.run_now().unwrap(), report(day(3.0), 0, 1, 1));
-    let err = repo
-        .restore(Restore::Digest(&a), OnConflict::Refuse)
-        .unwrap_err();
-    assert!(
-        is_not_deleted(&err, "app", &format!("manifest {a}")),
-        "{err:?}"
+    restore_is_not_deleted(
+        &repo,
+        Restore::Digest(&a),
+        OnConflict::Refuse,
+        Item::Manifest(a.clone()),
     );
 }
 
@@ -672,12 +685,11 @@ fn s3_items_deleted_at_different_times_expire_each_on_its_own_day() {
     s.clock.set(day(9.0));
     assert_eq!(s.registry.run_now().unwrap(), report(day(9.0), 0, 1, 1));
     assert!(repo.deleted_manifests().unwrap().is_empty());
-    let err = repo
-        .restore(Restore::Digest(&a), OnConflict::Refuse)
-        .unwrap_err();
-    assert!(
-        is_not_deleted(&err, "app", &format!("manifest {a}")),
-        "{err:?}"
+    restore_is_not_deleted(
+        &repo,
+        Restore::Digest(&a),
+        OnConflict::Refuse,
+        Item::Manifest(a.clone()),
     );
 }
 
@@ -700,24 +712,27 @@ fn s3_an_expired_item_is_gone_at_once_though_autopurge_has_not_run() {
     assert!(s.registry.deleted_repositories().unwrap().is_empty());
     assert_eq!(s.repo("gone").state().unwrap(), RepositoryState::Unknown);
     // No restore brings it back, no purge by hand finds it.
-    let manifest_a = format!("manifest {a}");
+    let manifest_a = Item::Manifest(a.clone());
     for (what, item) in [
-        (Restore::Digest(&a), manifest_a.as_str()),
-        (Restore::TagAndDigest("latest", &a), manifest_a.as_str()),
-        (Restore::Tag("latest"), "tag latest"),
-        (Restore::Tag("b"), "tag b"),
+        (Restore::Digest(&a), manifest_a.clone()),
+        (Restore::TagAndDigest("latest", &a), manifest_a.clone()),
+        (Restore::Tag("latest"), Item::Tag("latest".into())),
+        (Restore::Tag("b"), Item::Tag("b".into())),
     ] {
         let err = refused(&s, &["app"], || repo.restore(what, OnConflict::MoveTag));
-        assert!(is_not_deleted(&err, "app", item), "{what:?}: {err:?}");
+        assert!(is_not_deleted(&err, "app", &item), "{what:?}: {err:?}");
     }
     let err = refused(&s, &["app"], || repo.purge_deleted_manifest(&a));
     assert!(is_not_deleted(&err, "app", &manifest_a), "{err:?}");
     let err = refused(&s, &["app"], || repo.purge_deleted_tags("b"));
-    assert!(is_not_deleted(&err, "app", "tag b"), "{err:?}");
+    assert!(
+        is_not_deleted(&err, "app", &Item::Tag("b".into())),
+        "{err:?}"
+    );
     let err = refused(&s, &["gone"], || {
         s.registry.purge_deleted_repository("gone")
     });
-    assert!(is_not_deleted(&err, "gone", "the repository"), "{err:?}");
+    assert!(is_not_deleted(&err, "gone", &Item::Repository), "{err:?}");
     // The refusals left the rows for autopurge, which reclaims them all.
     assert_eq!(s.registry.run_now().unwrap(), report(day(1.0), 1, 2, 3));
     assert_eq!(manifest_digests(&repo), set([&b]));
@@ -771,7 +786,7 @@ fn s3_a_change_of_the_policy_first_purges_what_the_old_one_expired() {
         repo.restore(Restore::Digest(&a), OnConflict::Refuse)
     });
     assert!(
-        is_not_deleted(&err, "app", &format!("manifest {a}")),
+        is_not_deleted(&err, "app", &Item::Manifest(a.clone())),
         "{err:?}"
     );
     // It was purged by the change: autopurge finds nothing left.
@@ -808,17 +823,18 @@ fn s4_autopurge_removes_expired_tag_and_manifest_tombstones() {
     assert!(repo.deleted_tags(None).unwrap().is_empty());
     // The untagged manifest was never deleted: it stays, untagged.
     assert_eq!(manifest_digests(&repo), set([&x]));
-    let err = repo
-        .restore(Restore::Tag("x"), OnConflict::Refuse)
-        .unwrap_err();
-    assert!(is_not_deleted(&err, "app", "tag x"), "{err:?}");
+    restore_is_not_deleted(
+        &repo,
+        Restore::Tag("x"),
+        OnConflict::Refuse,
+        Item::Tag("x".into()),
+    );
     for d in [&m, &sig] {
-        let err = repo
-            .restore(Restore::Digest(d), OnConflict::Refuse)
-            .unwrap_err();
-        assert!(
-            is_not_deleted(&err, "app", &format!("manifest {d}")),
-            "{err:?}"
+        restore_is_not_deleted(
+            &repo,
+            Restore::Digest(d),
+            OnConflict::Refuse,
+            Item::Manifest(d.clone()),
         );
     }
     // Purged manifests can be pushed again (they are no longer in the bin).
@@ -844,19 +860,23 @@ fn s4_autopurge_removes_an_expired_repository_with_everything_in_it() {
         repo.blobs(&Page::all()).unwrap().is_empty(),
         "blob links go"
     );
-    let err = repo
-        .restore(Restore::Tag("latest"), OnConflict::Refuse)
-        .unwrap_err();
-    assert!(is_not_deleted(&err, "scratch", "tag latest"), "{err:?}");
-    let err = repo
-        .restore(Restore::Digest(&a), OnConflict::Refuse)
-        .unwrap_err();
-    assert!(
-        is_not_deleted(&err, "scratch", &format!("manifest {a}")),
-        "{err:?}"
+    restore_is_not_deleted(
+        &repo,
+        Restore::Tag("latest"),
+        OnConflict::Refuse,
+        Item::Tag("latest".into()),
+    );
+    restore_is_not_deleted(
+        &repo,
+        Restore::Digest(&a),
+        OnConflict::Refuse,
+        Item::Manifest(a.clone()),
     );
     let err = s.registry.purge_deleted_repository("scratch").unwrap_err();
-    assert!(is_not_deleted(&err, "scratch", "the repository"), "{err:?}");
+    assert!(
+        is_not_deleted(&err, "scratch", &Item::Repository),
+        "{err:?}"
+    );
     // The blob bytes stay (D6): the collector's job.
     for blob in seed_blobs("a") {
         assert!(blob_file(&s.registry, &blob).exists());
@@ -1447,10 +1467,12 @@ fn s6_force_restore_with_the_policy_off_drops_the_overwritten_tag() {
     assert_eq!(repo.resolve("latest").unwrap(), a);
     assert!(repo.deleted_tags(None).unwrap().is_empty());
     assert!(repo.manifest(b.as_str()).unwrap().tags.is_empty());
-    let err = repo
-        .restore(Restore::Tag("latest"), OnConflict::MoveTag)
-        .unwrap_err();
-    assert!(is_not_deleted(&err, "hello-world", "tag latest"), "{err:?}");
+    restore_is_not_deleted(
+        &repo,
+        Restore::Tag("latest"),
+        OnConflict::MoveTag,
+        Item::Tag("latest".into()),
+    );
 }
 
 #[test]
@@ -1529,8 +1551,8 @@ fn s6_restore_of_a_manifest_not_in_the_bin_is_not_deleted_and_changes_nothing() 
                 let err = refused(&s, &["app", "other"], || repo.restore(what, on_conflict));
                 // A live manifest: it is the tag that is not in the bin.
                 let item = match what {
-                    Restore::TagAndDigest(..) if d == &live => "tag v1".to_owned(),
-                    _ => format!("manifest {d}"),
+                    Restore::TagAndDigest(..) if d == &live => Item::Tag("v1".into()),
+                    _ => Item::Manifest(d.clone()),
                 };
                 assert!(is_not_deleted(&err, "app", &item), "{what:?}: {err:?}");
             }
@@ -1540,7 +1562,10 @@ fn s6_restore_of_a_manifest_not_in_the_bin_is_not_deleted_and_changes_nothing() 
     let err = refused(&s, &["app"], || {
         repo.restore(Restore::Tag("other"), OnConflict::Refuse)
     });
-    assert!(is_not_deleted(&err, "app", "tag other"), "{err:?}");
+    assert!(
+        is_not_deleted(&err, "app", &Item::Tag("other".into())),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -1776,7 +1801,7 @@ fn s7_restore_by_a_tag_not_in_the_bin_is_not_deleted_and_changes_nothing() {
                 )
             });
             assert!(
-                is_not_deleted(&err, "app", &format!("tag {tag}")),
+                is_not_deleted(&err, "app", &Item::Tag(tag.to_string())),
                 "{err:?}"
             );
         }
@@ -2452,12 +2477,11 @@ fn s15_deletes_after_the_policy_is_off_are_permanent() {
 
     assert_eq!(deleted_manifest_digests(&repo), set([&a]));
     assert_eq!(deleted_tag_pairs(&repo), pairs([("a", &a)]));
-    let err = repo
-        .restore(Restore::Digest(&b), OnConflict::Refuse)
-        .unwrap_err();
-    assert!(
-        is_not_deleted(&err, "app", &format!("manifest {b}")),
-        "{err:?}"
+    restore_is_not_deleted(
+        &repo,
+        Restore::Digest(&b),
+        OnConflict::Refuse,
+        Item::Manifest(b.clone()),
     );
 }
 
@@ -2481,12 +2505,11 @@ fn s16_purge_deleted_repository_removes_it_with_everything_in_it() {
     assert!(repo.deleted_manifests().unwrap().is_empty());
     assert!(repo.deleted_tags(None).unwrap().is_empty());
     assert!(repo.blobs(&Page::all()).unwrap().is_empty());
-    let err = repo
-        .restore(Restore::Digest(&a), OnConflict::Refuse)
-        .unwrap_err();
-    assert!(
-        is_not_deleted(&err, "scratch", &format!("manifest {a}")),
-        "{err:?}"
+    restore_is_not_deleted(
+        &repo,
+        Restore::Digest(&a),
+        OnConflict::Refuse,
+        Item::Manifest(a.clone()),
     );
     for blob in seed_blobs("a") {
         assert!(
@@ -2518,25 +2541,23 @@ fn s16_purge_deleted_manifest_removes_it_with_its_bin_tags_but_not_its_history()
         // T2: the history stays, naming a manifest that is gone.
         let history = repo.tag_history(tag).unwrap();
         assert_eq!(history[0].from.as_ref(), Some(&a), "{tag}: {history:?}");
-        let err = repo
-            .restore(Restore::Tag(tag), OnConflict::Refuse)
-            .unwrap_err();
-        assert!(
-            is_not_deleted(&err, "app", &format!("tag {tag}")),
-            "{err:?}"
+        restore_is_not_deleted(
+            &repo,
+            Restore::Tag(tag),
+            OnConflict::Refuse,
+            Item::Tag(tag.to_string()),
         );
     }
-    let err = repo
-        .restore(Restore::Digest(&a), OnConflict::Refuse)
-        .unwrap_err();
-    assert!(
-        is_not_deleted(&err, "app", &format!("manifest {a}")),
-        "{err:?}"
+    restore_is_not_deleted(
+        &repo,
+        Restore::Digest(&a),
+        OnConflict::Refuse,
+        Item::Manifest(a.clone()),
     );
     // Purging it again: it is no longer in the bin.
     let err = refused(&s, &["app"], || repo.purge_deleted_manifest(&a));
     assert!(
-        is_not_deleted(&err, "app", &format!("manifest {a}")),
+        is_not_deleted(&err, "app", &Item::Manifest(a.clone())),
         "{err:?}"
     );
 }
@@ -2581,10 +2602,12 @@ fn s16_purge_deleted_tags_removes_every_deletion_of_that_tag() {
     assert_eq!(deleted_manifest_digests(&repo), set([&b]));
     assert_eq!(other.deleted_tags(None).unwrap().len(), 1);
     assert_eq!(repo.resolve("v1").unwrap(), a);
-    let err = repo
-        .restore(Restore::Tag("latest"), OnConflict::Refuse)
-        .unwrap_err();
-    assert!(is_not_deleted(&err, "app", "tag latest"), "{err:?}");
+    restore_is_not_deleted(
+        &repo,
+        Restore::Tag("latest"),
+        OnConflict::Refuse,
+        Item::Tag("latest".into()),
+    );
     assert_eq!(
         repo.restore(Restore::Digest(&b), OnConflict::Refuse)
             .unwrap(),
@@ -2600,7 +2623,7 @@ fn s16_purging_a_repository_not_in_the_bin_is_not_deleted_and_changes_nothing() 
         let err = refused(&s, &["live", "never"], || {
             s.registry.purge_deleted_repository(name)
         });
-        assert!(is_not_deleted(&err, name, "the repository"), "{err:?}");
+        assert!(is_not_deleted(&err, name, &Item::Repository), "{err:?}");
     }
     for bad in ["", "Live", "a//b"] {
         let err = refused(&s, &["live"], || s.registry.purge_deleted_repository(bad));
@@ -2620,7 +2643,7 @@ fn s16_purging_a_manifest_not_in_the_bin_is_not_deleted_and_changes_nothing() {
     for d in [&live, &elsewhere, &never] {
         let err = refused(&s, &["app", "other"], || repo.purge_deleted_manifest(d));
         assert!(
-            is_not_deleted(&err, "app", &format!("manifest {d}")),
+            is_not_deleted(&err, "app", &Item::Manifest(d.clone())),
             "{err:?}"
         );
     }
@@ -2637,7 +2660,7 @@ fn s16_purging_a_tag_not_in_the_bin_is_not_deleted_and_changes_nothing() {
     for tag in ["latest", "never", "gone"] {
         let err = refused(&s, &["app", "other"], || repo.purge_deleted_tags(tag));
         assert!(
-            is_not_deleted(&err, "app", &format!("tag {tag}")),
+            is_not_deleted(&err, "app", &Item::Tag(tag.to_string())),
             "{err:?}"
         );
     }
