@@ -109,8 +109,8 @@ pub use store::manifests::{Manifest, ManifestQuery, PulledManifest};
 pub use store::repositories::RepositoryState;
 pub use store::tags::{Tag, TagCause, TagEvent};
 pub use values::{
-    Algorithm, Clock, DatabaseError, Digest, Error, Hasher, Item, MAX_NAME_LEN, ManualClock, Page,
-    Result, RetentionPolicy, SoftDeletePolicy, SystemClock, Timestamp,
+    Algorithm, Clock, DatabaseError, Digest, Error, Hasher, Item, MAX_NAME_LEN, ManualClock,
+    OpenMode, Page, Result, RetentionPolicy, SoftDeletePolicy, SystemClock, Timestamp,
 };
 
 /// The README's examples, run as doctests.

@@ -193,14 +193,14 @@ fn n5_open_of_an_open_store_is_refused_and_touches_nothing() {
     refused!(
         reg,
         Registry::open(reg.path()),
-        ocistore::Error::AlreadyOpen { path } if path == reg.path()
+        ocistore::Error::AlreadyOpen { path, held_by: ocistore::OpenMode::Exclusive } if path == reg.path()
     );
     refused!(
         reg,
         Registry::builder()
             .clock(ManualClock::new(START))
             .open(reg.path()),
-        ocistore::Error::AlreadyOpen { path } if path == reg.path()
+        ocistore::Error::AlreadyOpen { path, held_by: ocistore::OpenMode::Exclusive } if path == reg.path()
     );
     // The setting is checked first: an invalid one is named even when the store is open.
     refused!(

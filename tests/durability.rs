@@ -970,7 +970,7 @@ fn c2_format_version_a_second_open_in_this_process_is_already_open() {
     for _ in 0..2 {
         let err = Registry::open(&dir).unwrap_err();
         assert!(
-            matches!(err, Error::AlreadyOpen { ref path } if *path == dir),
+            matches!(err, Error::AlreadyOpen { ref path, held_by: ocistore::OpenMode::Exclusive } if *path == dir),
             "{err:?}"
         );
     }
@@ -1003,7 +1003,10 @@ fn c2_format_version_a_second_process_is_already_open() {
     let dir = store.registry.path().to_path_buf();
     std::fs::write(dir.join("tmp/in-flight"), b"bytes").unwrap();
     let line = probe_from_another_process(&dir);
-    assert_eq!(line, format!("Err(AlreadyOpen {{ path: {dir:?} }})"));
+    assert_eq!(
+        line,
+        format!("Err(AlreadyOpen {{ path: {dir:?}, held_by: Exclusive }})")
+    );
     assert_eq!(files_in(&dir.join("tmp")), ["in-flight"]);
     // The parent's handle is unharmed.
     assert_eq!(store.repo("app").blob(&digest).unwrap(), &b"kept"[..]);

@@ -84,7 +84,7 @@ impl DirectoryStore {
 }
 
 impl BlobStore for DirectoryStore {
-    fn open(&self) -> Result<()> {
+    fn open(&self, alone: bool) -> Result<()> {
         for alg in Algorithm::ALL {
             let alg_dir = self.blobs.join(alg.name());
             if alg_dir.join("ff").is_dir() {
@@ -101,6 +101,9 @@ impl BlobStore for DirectoryStore {
             fs::create_dir_all(d).at(d)?;
         }
         sync_dir(&self.root)?;
+        if !alone {
+            return Ok(());
+        }
         for entry in fs::read_dir(&self.tmp).at(&self.tmp)? {
             let path = entry.at(&self.tmp)?.path();
             fs::remove_file(&path).at(&path)?;

@@ -27,14 +27,16 @@ use crate::values::{Digest, Result};
 ///
 /// Implementations must be safe to call from many threads at once.
 pub trait BlobStore: Send + Sync + fmt::Debug + 'static {
-    /// Called once when a registry opens on the store, after it holds its database: creates
-    /// what the store needs and discards temporary bytes of writes that never finished.
+    /// Called once when a registry opens a writing handle on the store, after it holds its
+    /// database: creates what the store needs. When `alone` (no other handle, in any process,
+    /// has the store open) it also discards temporary bytes of writes that never finished;
+    /// otherwise they may be another process's writes in flight, and stay.
     ///
     /// # Errors
     ///
     /// An implementation returns [`Error::StorageFull`](crate::Error::StorageFull) when the storage
     /// has no room left, [`Error::Io`](crate::Error::Io) when it fails otherwise.
-    fn open(&self) -> Result<()>;
+    fn open(&self, alone: bool) -> Result<()>;
 
     /// Stores `bytes` as blob `digest`, after checking that they hash to it
     /// ([`Error::DigestMismatch`](crate::Error::DigestMismatch) otherwise, and nothing stays).

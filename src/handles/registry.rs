@@ -15,10 +15,11 @@ use crate::ops::space::{Health, Space};
 use crate::ops::usage::Usage;
 use crate::ops::{self, Core, OpenMark};
 use crate::store::bin::{self, DeletedRepository};
+use crate::store::membership::Membership;
 use crate::store::{Db, meta, repositories};
 use crate::values::{
-    Clock, Error, Page, Result, RetentionPolicy, SoftDeletePolicy, SystemClock, Timestamp,
-    validate_name,
+    Clock, Error, OpenMode, Page, Result, RetentionPolicy, SoftDeletePolicy, SystemClock,
+    Timestamp, validate_name,
 };
 
 const DATABASE_FILE: &str = "metadata.redb";
@@ -64,6 +65,7 @@ pub struct RegistryBuilder {
     grace_period: Duration,
     blob_store: Option<Box<dyn BlobStore>>,
     space_reserve: u64,
+    mode: OpenMode,
 }
 
 /// The default reserve: room for thousands of the transactions that free space (a delete
@@ -80,6 +82,7 @@ impl Default for RegistryBuilder {
             grace_period: Duration::from_secs(3600),
             blob_store: None,
             space_reserve: DEFAULT_SPACE_RESERVE,
+            mode: OpenMode::Exclusive,
         }
     }
 }
@@ -133,6 +136,15 @@ impl RegistryBuilder {
         self
     }
 
+    /// How this handle shares the store with other handles and processes (M1; default
+    /// [`OpenMode::Exclusive`]). Every process on one store must use the same settings
+    /// (clock aside): the upload timeout, the autopurge interval and the grace period.
+    #[must_use]
+    pub fn mode(mut self, mode: OpenMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
     /// Where the blob bytes live (O1): any [`BlobStore`], such as one that fails or crashes on
     /// command in tests. The default is a [`DirectoryStore`] in the store's own directory.
     #[must_use]
@@ -167,23 +179,43 @@ impl RegistryBuilder {
             }
         }
         let dir = dir.as_ref().to_path_buf();
-        std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
-            path: dir.clone(),
-            source,
-        })?;
-        let space = Space::open(&dir, self.space_reserve)?;
-        let open_db = || Db::open(&dir.join(DATABASE_FILE), self.cache_size, &dir);
+        if self.mode != OpenMode::ReadOnly {
+            std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        // Held and checked before anything is written: an open that is refused touches nothing.
+        let membership = Membership::begin(&dir, self.mode)?;
+        let alone = membership.alone();
+        let open_db = || {
+            Db::open(
+                &dir.join(DATABASE_FILE),
+                self.cache_size,
+                &dir,
+                self.mode,
+                alone,
+            )
+        };
+        // A read-only handle writes nothing, so it keeps no reserve.
+        let reserve = if self.mode == OpenMode::ReadOnly {
+            0
+        } else {
+            self.space_reserve
+        };
+        let space = Space::open(&dir, reserve)?;
         // On a disk full to the last byte, the reserve gives opening the room it needs.
         let db = match space.watch(open_db()) {
             Err(Error::StorageFull { .. }) => open_db()?,
             opened => opened?,
         };
-        // Only the holder of the database gets here, so no other writer uses the blob store.
         let blobs = self
             .blob_store
             .unwrap_or_else(|| Box::new(DirectoryStore::new(&dir)));
-        blobs.open()?;
-        let core = Arc::new(Core {
+        if self.mode != OpenMode::ReadOnly {
+            blobs.open(alone)?;
+        }
+        let mut core = Core {
             db,
             dir,
             blobs,
@@ -191,11 +223,19 @@ impl RegistryBuilder {
             upload_timeout: self.upload_timeout,
             autopurge_interval: self.autopurge_interval,
             grace_period: self.grace_period,
-            collector: Mutex::default(),
             uploads: Mutex::default(),
             space,
-        });
-        ops::upload::reconcile(&core)?;
+            membership,
+        };
+        if self.mode != OpenMode::ReadOnly {
+            if alone {
+                // Upload files no session names: no live process can be writing them.
+                ops::upload::reconcile(&core)?;
+            }
+            ops::collector::end_dead_collection(&core)?;
+        }
+        core.membership.admit()?;
+        let core = Arc::new(core);
         Ok(Registry { core })
     }
 }
@@ -220,6 +260,12 @@ impl Registry {
     #[must_use]
     pub fn path(&self) -> &Path {
         &self.core.dir
+    }
+
+    /// How this handle shares the store (M1).
+    #[must_use]
+    pub fn mode(&self) -> OpenMode {
+        self.core.db.mode()
     }
 
     /// Now, by the registry's clock.

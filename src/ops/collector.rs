@@ -28,7 +28,6 @@
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::Bound;
-use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -37,9 +36,10 @@ use super::Core;
 use super::blobs::{Unnamed, remove_unnamed};
 use crate::oci::ManifestKind;
 use crate::store::Tx;
+use crate::store::membership::{lock_file, try_lock};
 use crate::store::tables::{Readable, Snapshot};
 use crate::store::{meta, uploads};
-use crate::values::{Digest, Error, Result, Timestamp};
+use crate::values::{Digest, Error, IoContext, Result, Timestamp};
 
 /// Links or upload sessions per sweep transaction: small enough that no writer waits long for
 /// one.
@@ -419,6 +419,30 @@ impl Writer<'_> {
     }
 }
 
+/// The lock file a collection (and fsck) holds while it runs, in whichever process (M3).
+const COLLECTOR_LOCK: &str = "collector.lock";
+
+/// Waits until no collection or fsck runs on the store, in any process, and holds it so until
+/// the returned lock is dropped: two sweeps at once would each empty the other's journal.
+pub(crate) fn hold(core: &Core) -> Result<std::fs::File> {
+    let path = core.dir.join(COLLECTOR_LOCK);
+    let file = lock_file(&path)?;
+    file.lock().at(&path)?;
+    Ok(file)
+}
+
+/// Turns off the journal of a collection that is not running any more: its process died in
+/// the middle. Writers would otherwise go on journaling for it until the next collection.
+pub(crate) fn end_dead_collection(core: &Core) -> Result<()> {
+    // Created at open, not at the first collection: the store's files stay the same after.
+    let path = core.dir.join(COLLECTOR_LOCK);
+    let file = lock_file(&path)?;
+    if meta::collecting(&core.snapshot()?)? && try_lock(&file, &path)? {
+        core.write(true, |tx| meta::set_collecting(&mut tx.t, false))?;
+    }
+    Ok(())
+}
+
 /// Runs the collector; see [`Registry::collect_with_progress`](crate::Registry::collect_with_progress).
 pub(crate) fn collect(
     core: &Core,
@@ -426,10 +450,7 @@ pub(crate) fn collect(
     mut progress: impl FnMut(Progress),
 ) -> Result<CollectReport> {
     core.check_no_batch()?;
-    let _running = core
-        .collector
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
+    let _running = hold(core)?;
     let grace = options.grace_period.unwrap_or(core.grace_period);
     let mut writer = Writer {
         core,

@@ -23,7 +23,6 @@
 //!    the only copy of bytes whose record was lost.
 
 use std::path::PathBuf;
-use std::sync::PoisonError;
 use std::time::SystemTime;
 
 use redb::{ReadableTable, ReadableTableMetadata};
@@ -213,10 +212,7 @@ impl Problem {
 /// Checks the store; see [`Registry::fsck`](crate::Registry::fsck).
 pub(crate) fn fsck(core: &Core, options: &FsckOptions) -> Result<FsckReport> {
     core.check_no_batch()?;
-    let _collector = core
-        .collector
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
+    let _collector = super::collector::hold(core)?;
     let mut check = Check {
         core,
         options,

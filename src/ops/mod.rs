@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::blobs::BlobStore;
+use crate::store::membership::Membership;
 use crate::store::{Db, Snapshot, Tx};
 use crate::values::{Clock, Error, Result, Timestamp};
 
@@ -38,11 +39,11 @@ pub(crate) struct Core {
     pub(crate) grace_period: Duration,
     /// The reserve that keeps the calls that free space able to commit on a full disk (C4).
     pub(crate) space: space::Space,
-    /// Held by the collection running, so that two never overlap.
-    pub(crate) collector: Mutex<()>,
     /// Upload sessions touched since open, with their running hash; others are rebuilt from
     /// their bytes on resume.
     pub(crate) uploads: Mutex<HashMap<String, Arc<Mutex<upload::UploadState>>>>,
+    /// This handle's hold on the store, for as long as it is open.
+    pub(crate) membership: Membership,
 }
 
 thread_local! {

@@ -1,8 +1,10 @@
 //! The on-disk format: the version a store is in, and the upgrade of older ones.
 
+use std::path::Path;
+
 use redb::ReadableTable;
 
-use super::tables::Tables;
+use super::tables::{Readable, Tables};
 use super::{meta, tags};
 use crate::values::{Error, Result};
 
@@ -11,9 +13,9 @@ use crate::values::{Error, Result};
 pub const FORMAT_VERSION: u32 = 2;
 
 /// Writes the format version into a new store, upgrades an older one, or refuses one it does
-/// not know. A collection the last process was running when it stopped is over.
-pub(crate) fn check(t: &mut Tables<'_>, store: &std::path::Path) -> Result<()> {
-    meta::set_collecting(t, false)?;
+/// not know. Run only by a handle that has the store alone (`membership`): an upgrade under a
+/// live process of an older build would change its tables beneath it.
+pub(crate) fn check(t: &mut Tables<'_>, store: &Path) -> Result<()> {
     // A table added within version 2, so built here rather than by an upgrade: an older build
     // still reads the store, which has only gained a table it does not know.
     tags::index_history_by_time(t)?;
@@ -24,11 +26,33 @@ pub(crate) fn check(t: &mut Tables<'_>, store: &std::path::Path) -> Result<()> {
             index_untagged_manifests(t)?;
             meta::set_format_version(t, FORMAT_VERSION)
         }
-        Some(found) => Err(Error::UnsupportedFormat {
+        Some(found) => Err(unsupported(store, found)),
+    }
+}
+
+/// Checks, without writing, that a store others have open is in this build's format: a
+/// handle that joins a store does not upgrade it.
+pub(crate) fn check_current(r: &impl Readable, store: &Path) -> Result<()> {
+    match meta::format_version(r)? {
+        Some(FORMAT_VERSION) => Ok(()),
+        Some(found) if found < FORMAT_VERSION => Err(Error::NeedsUpgrade {
             path: store.to_path_buf(),
             found,
             supported: FORMAT_VERSION,
         }),
+        Some(found) => Err(unsupported(store, found)),
+        None => Err(Error::Corrupt {
+            table: "meta",
+            reason: format!("store {} has no format version", store.display()),
+        }),
+    }
+}
+
+fn unsupported(store: &Path, found: u32) -> Error {
+    Error::UnsupportedFormat {
+        path: store.to_path_buf(),
+        found,
+        supported: FORMAT_VERSION,
     }
 }
 
@@ -49,13 +73,13 @@ fn index_untagged_manifests(t: &mut Tables<'_>) -> Result<()> {
 mod tests {
     use super::super::Db;
     use crate::store::tags::{TagCause, TagEvent, history};
-    use crate::values::{Digest, Timestamp};
+    use crate::values::{Digest, OpenMode, Timestamp};
 
     #[test]
     fn t2_a_store_without_the_history_time_index_gets_it_at_open() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("metadata.redb");
-        let open = || Db::open(&path, 1 << 20, dir.path()).unwrap();
+        let open = || Db::open(&path, 1 << 20, dir.path(), OpenMode::Exclusive, true).unwrap();
         let digest = Digest::parse(&format!("sha256:{}", "a".repeat(64))).unwrap();
         let event = |at: u64| TagEvent {
             tag: "v1".to_owned(),

@@ -9,6 +9,7 @@ pub(crate) mod format;
 pub(crate) mod links;
 pub(crate) mod locks;
 pub(crate) mod manifests;
+pub(crate) mod membership;
 pub(crate) mod meta;
 pub(crate) mod repositories;
 pub(crate) mod tables;
@@ -20,44 +21,79 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use redb::{Database, ReadableDatabase};
+use redb::{Database, ReadOnlyDatabase, ReadableDatabase};
 
 pub(crate) use tables::{Snapshot, Tables};
 
-use crate::values::{Error, Result, SoftDeletePolicy, Timestamp};
+use crate::values::{Error, OpenMode, Result, SoftDeletePolicy, Timestamp};
 
 /// How long a reopen waits for the other users of the failed database to let go of it.
 const REOPEN_WAIT: Duration = Duration::from_secs(5);
 
-/// The metadata database of one store. After an I/O error redb refuses every further
-/// transaction until the database is reopened; this reopens it, inside the handle, for the next
-/// call (C5), so no user of the store has to.
+/// The metadata database of one store, opened in one [`OpenMode`]. After an I/O error redb
+/// refuses every further transaction until the database is reopened; this reopens it, inside
+/// the handle, for the next call (C5), so no user of the store has to.
 pub(crate) struct Db {
     path: PathBuf,
     store: PathBuf,
     cache_size: usize,
+    mode: OpenMode,
     /// `None` once an I/O error closed the database and no reopen has succeeded since.
-    current: RwLock<Option<Arc<Database>>>,
+    current: RwLock<Option<Handle>>,
+}
+
+/// An open database: one that writes, or one opened read-only.
+#[derive(Clone)]
+enum Handle {
+    Writes(Arc<Database>),
+    Reads(Arc<ReadOnlyDatabase>),
+}
+
+impl Handle {
+    fn same(&self, other: &Handle) -> bool {
+        match (self, other) {
+            (Handle::Writes(a), Handle::Writes(b)) => Arc::ptr_eq(a, b),
+            (Handle::Reads(a), Handle::Reads(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
 }
 
 impl Db {
-    /// Opens (creating if needed) the database file `path`, checks its format and upgrades an
-    /// older one; [`Error::AlreadyOpen`] if another handle or process holds it.
-    pub(crate) fn open(path: &Path, cache_size: usize, store: &Path) -> Result<Db> {
+    /// Opens the database file `path` in `mode` (creating it if need be, unless read-only) and
+    /// checks its format. With the store `alone` (no other handle has it open) an older format
+    /// is upgraded; otherwise it is refused with [`Error::NeedsUpgrade`].
+    pub(crate) fn open(
+        path: &Path,
+        cache_size: usize,
+        store: &Path,
+        mode: OpenMode,
+        alone: bool,
+    ) -> Result<Db> {
         let db = Db {
-            current: RwLock::new(Some(Arc::new(create(path, cache_size, store)?))),
+            current: RwLock::new(Some(create(path, cache_size, store, mode)?)),
             path: path.to_path_buf(),
             store: store.to_path_buf(),
             cache_size,
+            mode,
         };
-        db.write(Timestamp::default(), true, |tx| {
-            format::check(&mut tx.t, store)
-        })?;
+        if alone && mode != OpenMode::ReadOnly {
+            db.write(Timestamp::default(), true, |tx| {
+                format::check(&mut tx.t, store)
+            })?;
+        } else {
+            format::check_current(&db.snapshot()?, store)?;
+        }
         Ok(db)
     }
 
+    /// How the database was opened.
+    pub(crate) fn mode(&self) -> OpenMode {
+        self.mode
+    }
+
     /// The open database, reopened first if an I/O error closed it.
-    fn database(&self) -> Result<Arc<Database>> {
+    fn database(&self) -> Result<Handle> {
         if let Some(db) = &*self.current.read().unwrap_or_else(PoisonError::into_inner) {
             return Ok(db.clone());
         }
@@ -68,11 +104,11 @@ impl Db {
         // Transactions begun on the failed database hold its file lock until they end.
         let deadline = Instant::now() + REOPEN_WAIT;
         let db = loop {
-            match create(&self.path, self.cache_size, &self.store) {
+            match create(&self.path, self.cache_size, &self.store, self.mode) {
                 Err(Error::AlreadyOpen { .. }) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(2));
                 }
-                opened => break Arc::new(opened?),
+                opened => break opened?,
             }
         };
         *current = Some(db.clone());
@@ -81,13 +117,13 @@ impl Db {
 
     /// Classifies the outcome of a use of `db`: after an I/O error the database is closed, to
     /// be reopened by the next call, and a lack of space is [`Error::StorageFull`].
-    fn checked<T>(&self, db: &Arc<Database>, outcome: Result<T>) -> Result<T> {
+    fn checked<T>(&self, db: &Handle, outcome: Result<T>) -> Result<T> {
         let Err(e) = outcome else { return outcome };
         let Some(full) = e.database_io() else {
             return Err(e);
         };
         let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
-        if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, db)) {
+        if current.as_ref().is_some_and(|c| c.same(db)) {
             *current = None;
         }
         if full {
@@ -99,10 +135,15 @@ impl Db {
     }
 
     /// Gives the pages that deletes freed inside the database file back to the file system;
-    /// false if it could not run now (a transaction is open) or had nothing to give.
+    /// false if it could not run now (a transaction is open) or had nothing to give. Only an
+    /// exclusive handle compacts: a shared one would stop every other process's reads while
+    /// it runs (C3).
     pub(crate) fn compact(&self) -> Result<bool> {
         let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
-        let Some(db) = current.as_mut().and_then(Arc::get_mut) else {
+        let Some(Handle::Writes(db)) = current.as_mut() else {
+            return Ok(false);
+        };
+        let Some(db) = Arc::get_mut(db).filter(|_| self.mode == OpenMode::Exclusive) else {
             return Ok(false);
         };
         let e: Error = match db.compact() {
@@ -121,21 +162,32 @@ impl Db {
         self.database().map(drop)
     }
 
-    /// A consistent read of the store as it is now.
+    /// A consistent read of the store as it is now: in a shared store, with every commit any
+    /// process made before it began (M2).
     pub(crate) fn snapshot(&self) -> Result<Snapshot> {
         let db = self.database()?;
-        let txn = db.begin_read().map_err(Error::from);
-        self.checked(&db, txn).map(Snapshot::new)
+        let txn = match &db {
+            Handle::Writes(d) => d.begin_read(),
+            Handle::Reads(d) => d.begin_read(),
+        };
+        self.checked(&db, txn.map_err(Error::from))
+            .map(Snapshot::new)
     }
 
-    /// Begins a write transaction; redb runs one at a time.
+    /// Begins a write transaction; redb runs one at a time, across processes in a shared
+    /// store. [`Error::ReadOnly`] on a read-only handle.
     pub(crate) fn begin(&self) -> Result<WriteTxn<'_>> {
-        let db = self.database()?;
+        let handle = self.database()?;
+        let Handle::Writes(db) = &handle else {
+            return Err(Error::ReadOnly {
+                path: self.store.clone(),
+            });
+        };
         let txn = db.begin_write().map_err(Error::from);
-        let txn = self.checked(&db, txn)?;
+        let txn = self.checked(&handle, txn)?;
         Ok(WriteTxn {
             txn,
-            db,
+            db: handle,
             owner: self,
         })
     }
@@ -158,29 +210,55 @@ impl Db {
     }
 }
 
-fn create(path: &Path, cache_size: usize, store: &Path) -> Result<Database> {
-    redb::Builder::new()
-        .set_cache_size(cache_size)
-        .create(path)
-        .map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => Error::AlreadyOpen {
-                path: store.to_path_buf(),
-            },
-            redb::DatabaseError::Storage(redb::StorageError::Io(e))
-                if crate::values::is_out_of_space(&e) =>
-            {
-                Error::StorageFull {
+fn create(path: &Path, cache_size: usize, store: &Path, mode: OpenMode) -> Result<Handle> {
+    let mut builder = redb::Builder::new();
+    builder.set_cache_size(cache_size);
+    let opened = match mode {
+        OpenMode::Exclusive => builder.create(path).map(|d| Handle::Writes(Arc::new(d))),
+        OpenMode::Shared => builder
+            .set_concurrency_mode(redb::ConcurrencyMode::MultiWriter)
+            .create(path)
+            .map(|d| Handle::Writes(Arc::new(d))),
+        OpenMode::ReadOnly => {
+            if !path.exists() {
+                return Err(Error::Io {
                     path: path.to_path_buf(),
-                }
+                    source: std::io::ErrorKind::NotFound.into(),
+                });
             }
-            e => e.into(),
-        })
+            builder
+                .set_concurrency_mode(redb::ConcurrencyMode::MultiWriter)
+                .open_read_only(path)
+                .map(|d| Handle::Reads(Arc::new(d)))
+        }
+    };
+    opened.map_err(|e| match e {
+        // Only a handle outside the lock files' protocol (or the failed handle a reopen
+        // replaces) gets here: one that holds the database's whole file.
+        redb::DatabaseError::DatabaseAlreadyOpen | redb::DatabaseError::LockProtocolMismatch => {
+            Error::AlreadyOpen {
+                path: store.to_path_buf(),
+                held_by: OpenMode::Exclusive,
+            }
+        }
+        redb::DatabaseError::RepairAborted => Error::NeedsRecovery {
+            path: store.to_path_buf(),
+        },
+        redb::DatabaseError::Storage(redb::StorageError::Io(e))
+            if crate::values::is_out_of_space(&e) =>
+        {
+            Error::StorageFull {
+                path: path.to_path_buf(),
+            }
+        }
+        e => e.into(),
+    })
 }
 
 /// A write transaction begun, before its [`Tx`] opens its tables and after it finished.
 pub(crate) struct WriteTxn<'d> {
     txn: redb::WriteTransaction,
-    db: Arc<Database>,
+    db: Handle,
     owner: &'d Db,
 }
 

@@ -231,11 +231,43 @@ pub enum Error {
         /// The blob's size.
         size: u64,
     },
-    /// Another process (or another handle in this one) has the store open.
-    #[error("store {path} is already open by another handle or process")]
+    /// Another handle, in this process or another, holds the store in a mode this open cannot
+    /// join (M1): an exclusive handle excludes every other; shared and read-only handles
+    /// exclude an exclusive one.
+    #[error("store {path} is already open {held_by} by another handle or process")]
     AlreadyOpen {
         /// The store's directory.
         path: PathBuf,
+        /// How the store is held: [`OpenMode::Exclusive`](crate::OpenMode::Exclusive) by one
+        /// handle, or [`OpenMode::Shared`](crate::OpenMode::Shared) by shared or read-only ones.
+        held_by: super::OpenMode,
+    },
+    /// A write was asked of a handle opened [read-only](crate::OpenMode::ReadOnly) (M1).
+    #[error("store {path} is open read-only; open it shared to write")]
+    ReadOnly {
+        /// The store's directory.
+        path: PathBuf,
+    },
+    /// A read-only open found the store as a process that died while writing left it; it
+    /// needs a writing open (shared or exclusive) to recover it first (M4).
+    #[error("store {path} needs recovery by a writing open before it can be opened read-only")]
+    NeedsRecovery {
+        /// The store's directory.
+        path: PathBuf,
+    },
+    /// A shared or read-only open found the store in an older on-disk format while other
+    /// processes have it open: the upgrade runs only in a process that has the store alone.
+    #[error(
+        "store {path} is in on-disk format {found}; it is upgraded to {supported} by the next \
+         open that has it alone"
+    )]
+    NeedsUpgrade {
+        /// The store's directory.
+        path: PathBuf,
+        /// The version found in the store.
+        found: u32,
+        /// The version this build reads and writes.
+        supported: u32,
     },
     /// A write was started on a thread that already has a batch open on this store: inside a
     /// [`Registry::batch`](crate::Registry::batch) closure, use the [`Batch`](crate::Batch)'s

@@ -225,8 +225,8 @@ impl FaultyStore {
 }
 
 impl BlobStore for FaultyStore {
-    fn open(&self) -> Result<()> {
-        self.inner.open()
+    fn open(&self, alone: bool) -> Result<()> {
+        self.inner.open(alone)
     }
 
     fn put(&self, digest: &Digest, bytes: &[u8]) -> Result<()> {
