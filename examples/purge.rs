@@ -73,7 +73,7 @@ fn main() -> Res<()> {
         clock.set(now);
         let since = now.since(START);
         for p in &mut pipelines {
-            if since.as_nanos() % p.every.as_nanos() == 0 {
+            if since.as_nanos().is_multiple_of(p.every.as_nanos()) {
                 p.build(&registry, since)?;
             }
         }
@@ -268,7 +268,7 @@ impl Pipeline {
         self.builds += 1;
         let n = self.builds;
         let repo = &self.repo;
-        let release = (self.releases && since.as_secs() % (7 * 86_400) == 0 && since > DAY)
+        let release = (self.releases && since.as_secs().is_multiple_of(7 * 86_400) && since > DAY)
             .then(|| format!("v1.{}", since.as_secs() / (7 * 86_400) - 1));
         registry.batch(|b| {
             let tag = format!("build-{n}");

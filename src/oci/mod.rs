@@ -152,17 +152,17 @@ pub(crate) fn parse(media_type: &str, body: &[u8]) -> Result<Parsed> {
     let text =
         std::str::from_utf8(body).map_err(|e| invalid(format!("a manifest is UTF-8 JSON: {e}")))?;
     let b: Body = serde_json::from_str(text).map_err(|e| invalid(e.to_string()))?;
-    if let Some(body_type) = &b.media_type {
-        if body_type != media_type {
-            // A schema 1 body is named as such even when declared otherwise.
-            if DOCKER_SCHEMA1.contains(&body_type.as_str()) {
-                ManifestKind::of_media_type(body_type)?;
-            }
-            return Err(Error::MediaTypeMismatch {
-                declared: media_type.to_owned(),
-                body: body_type.clone(),
-            });
+    if let Some(body_type) = &b.media_type
+        && body_type != media_type
+    {
+        // A schema 1 body is named as such even when declared otherwise.
+        if DOCKER_SCHEMA1.contains(&body_type.as_str()) {
+            ManifestKind::of_media_type(body_type)?;
         }
+        return Err(Error::MediaTypeMismatch {
+            declared: media_type.to_owned(),
+            body: body_type.clone(),
+        });
     }
     match b.schema_version {
         Some(2) => {}

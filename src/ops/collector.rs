@@ -61,7 +61,7 @@ const PROGRESS_EVERY: u64 = 10_000;
 
 /// The last report of a phase, with its total, unless the periodic one just gave it.
 fn report_end(progress: &mut impl FnMut(Progress), phase: Phase, done: u64) {
-    if done % PROGRESS_EVERY != 0 || done == 0 {
+    if !done.is_multiple_of(PROGRESS_EVERY) || done == 0 {
         progress(Progress { phase, done });
     }
 }

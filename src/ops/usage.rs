@@ -85,14 +85,14 @@ pub(crate) fn usage(core: &Core) -> Result<Usage> {
         }
     }
     scan_references(&snapshot, None, None, |visit| {
-        if let Visit::Reference { live, blob, .. } = visit {
-            if let Some(blob) = blobs.get_mut(&fingerprint(blob)) {
-                *if live {
-                    &mut blob.live
-                } else {
-                    &mut blob.binned
-                } = true;
-            }
+        if let Visit::Reference { live, blob, .. } = visit
+            && let Some(blob) = blobs.get_mut(&fingerprint(blob))
+        {
+            *if live {
+                &mut blob.live
+            } else {
+                &mut blob.binned
+            } = true;
         }
         Ok(())
     })?;

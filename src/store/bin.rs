@@ -220,11 +220,11 @@ impl BinnedManifests {
             for (index, children) in &indexes {
                 let at = manifests[index].1;
                 for child in children {
-                    if let Some((_, child_at)) = manifests.get_mut(child) {
-                        if *child_at < at {
-                            *child_at = at;
-                            changed = true;
-                        }
+                    if let Some((_, child_at)) = manifests.get_mut(child)
+                        && *child_at < at
+                    {
+                        *child_at = at;
+                        changed = true;
                     }
                 }
             }
@@ -505,12 +505,12 @@ impl Tx<'_> {
         for digest in links {
             blob_links.remove((repo, digest.as_str()))?;
         }
-        if let Some(record) = repository_record(&self.t, repo)? {
-            if let Some(deleted) = record.deleted {
-                self.t
-                    .tombstones
-                    .remove(repository_tombstone(repo, deleted))?;
-            }
+        if let Some(record) = repository_record(&self.t, repo)?
+            && let Some(deleted) = record.deleted
+        {
+            self.t
+                .tombstones
+                .remove(repository_tombstone(repo, deleted))?;
         }
         self.t.repositories.remove(repo)?;
         Ok(())

@@ -215,10 +215,10 @@ impl Tx<'_> {
         if let Some(flag) = locks_of(&self.t, repo, &Item::Repository)?.refuses(need) {
             return Ok(Some((Item::Repository, flag)));
         }
-        if *item != Item::Repository {
-            if let Some(flag) = locks_of(&self.t, repo, item)?.refuses(need) {
-                return Ok(Some((item.clone(), flag)));
-            }
+        if *item != Item::Repository
+            && let Some(flag) = locks_of(&self.t, repo, item)?.refuses(need)
+        {
+            return Ok(Some((item.clone(), flag)));
         }
         Ok(None)
     }

@@ -771,10 +771,10 @@ pub(crate) async fn serve(
 
 /// Sets the options of an accepted socket: `TCP_NODELAY`.
 fn prepare(stream: &TcpStream, config: &Config) {
-    if config.tcp_nodelay {
-        if let Err(e) = stream.set_nodelay(true) {
-            eprintln!("ocistore-server: TCP_NODELAY: {e}");
-        }
+    if config.tcp_nodelay
+        && let Err(e) = stream.set_nodelay(true)
+    {
+        eprintln!("ocistore-server: TCP_NODELAY: {e}");
     }
 }
 
@@ -830,11 +830,10 @@ async fn connection(
     loop {
         tokio::select! {
             done = served.as_mut() => {
-                if let Err(e) = done {
-                    if log {
+                if let Err(e) = done
+                    && log {
                         eprintln!("ocistore-server: connection closed: {e}");
                     }
-                }
                 return;
             }
             () = conn.evict.notified() => {

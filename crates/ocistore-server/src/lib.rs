@@ -1091,13 +1091,13 @@ fn check_content_range(headers: &HeaderMap, name: &str, session: &Session) -> Re
             "chunk starts at {start}; the upload is at offset {offset}"
         )));
     }
-    if let Some(length) = content_length(headers) {
-        if length != last - start + 1 {
-            return Err(refuse(format!(
-                "Content-Range {start}-{last} is {} bytes; Content-Length is {length}",
-                last - start + 1
-            )));
-        }
+    if let Some(length) = content_length(headers)
+        && length != last - start + 1
+    {
+        return Err(refuse(format!(
+            "Content-Range {start}-{last} is {} bytes; Content-Length is {length}",
+            last - start + 1
+        )));
     }
     Ok(())
 }

@@ -251,10 +251,10 @@ async fn shutdown_signal() {
             return Poll::Ready(());
         }
         #[cfg(unix)]
-        if let Some(term) = term.as_mut() {
-            if term.poll_recv(cx).is_ready() {
-                return Poll::Ready(());
-            }
+        if let Some(term) = term.as_mut()
+            && term.poll_recv(cx).is_ready()
+        {
+            return Poll::Ready(());
         }
         Poll::Pending
     })

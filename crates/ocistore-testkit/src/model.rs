@@ -1002,10 +1002,10 @@ fn model_step(m: &mut Model, step: &Step) -> Outcome {
             let room = m.room();
             let s = m.live_session(*slot)?;
             let actual = s.bytes.len() as u64;
-            if let Some(expected) = *at {
-                if expected != actual {
-                    return Err(ErrKind::UploadOffsetMismatch { expected, actual });
-                }
+            if let Some(expected) = *at
+                && expected != actual
+            {
+                return Err(ErrKind::UploadOffsetMismatch { expected, actual });
             }
             // C4: refused, an empty chunk too; the session stays at its offset.
             room?;

@@ -47,16 +47,17 @@ impl Wrapper {
 
 impl System for Wrapper {
     fn step(&mut self, step: &Step) -> Outcome {
-        if let Step::Untag { repo, tag } = step {
-            if self.broken && tag == "latest" {
-                // The bug: when the tag exists (so that the untag would succeed), pretend.
-                let pull = Step::Pull {
-                    repo: repo.clone(),
-                    reference: tag.clone(),
-                };
-                if self.inner.step(&pull).is_ok() {
-                    return Ok(Value::Unit);
-                }
+        if let Step::Untag { repo, tag } = step
+            && self.broken
+            && tag == "latest"
+        {
+            // The bug: when the tag exists (so that the untag would succeed), pretend.
+            let pull = Step::Pull {
+                repo: repo.clone(),
+                reference: tag.clone(),
+            };
+            if self.inner.step(&pull).is_ok() {
+                return Ok(Value::Unit);
             }
         }
         self.inner.step(step)
