@@ -212,6 +212,9 @@ impl Problem {
 /// Checks the store; see [`Registry::fsck`](crate::Registry::fsck).
 pub(crate) fn fsck(core: &Core, options: &FsckOptions) -> Result<FsckReport> {
     core.check_no_batch()?;
+    if options.repair {
+        core.db.check_writable()?;
+    }
     let _collector = super::collector::hold(core)?;
     let mut check = Check {
         core,

@@ -103,12 +103,13 @@ impl Core {
         f: impl FnOnce(&mut Tx<'_>) -> Result<T>,
     ) -> Result<T> {
         let _open = OpenMark::new(self)?;
-        self.space.watch(self.db.write(self.now(), commit, f))
+        self.space.watch(self.db.write(|| self.now(), commit, f))
     }
 
     /// `Ok` if a write that adds to the store may go; [`Error::StorageFull`](crate::Error::StorageFull)
     /// while the disk is full (C4).
     pub(crate) fn room(&self) -> Result<()> {
+        self.db.check_writable()?;
         self.space.check(|| self.db.compact())
     }
 

@@ -90,7 +90,7 @@ mod tests {
         };
         // Events as a build without the index wrote them.
         open()
-            .write(Timestamp::default(), true, |tx| {
+            .write(Timestamp::default, true, |tx| {
                 for (seq, at) in [(1, 10), (2, 20)] {
                     let row = serde_json::to_vec(&serde_json::json!({
                         "tag": "v1", "from": null, "to": digest, "at": at, "cause": "push",
@@ -106,7 +106,7 @@ mod tests {
         drop(open());
         let db = open();
         let removed = db
-            .write(Timestamp::default(), true, |tx| {
+            .write(Timestamp::default, true, |tx| {
                 tx.forget_history_until(Timestamp::from_nanos(10))
             })
             .unwrap();

@@ -78,7 +78,7 @@ impl Db {
             mode,
         };
         if alone && mode != OpenMode::ReadOnly {
-            db.write(Timestamp::default(), true, |tx| {
+            db.write(Timestamp::default, true, |tx| {
                 format::check(&mut tx.t, store)
             })?;
         } else {
@@ -174,14 +174,27 @@ impl Db {
             .map(Snapshot::new)
     }
 
+    /// [`Error::ReadOnly`] on a read-only handle: checked before a call writes anything,
+    /// blob bytes included.
+    pub(crate) fn check_writable(&self) -> Result<()> {
+        if self.mode == OpenMode::ReadOnly {
+            return Err(self.read_only());
+        }
+        Ok(())
+    }
+
+    fn read_only(&self) -> Error {
+        Error::ReadOnly {
+            path: self.store.clone(),
+        }
+    }
+
     /// Begins a write transaction; redb runs one at a time, across processes in a shared
     /// store. [`Error::ReadOnly`] on a read-only handle.
     pub(crate) fn begin(&self) -> Result<WriteTxn<'_>> {
         let handle = self.database()?;
         let Handle::Writes(db) = &handle else {
-            return Err(Error::ReadOnly {
-                path: self.store.clone(),
-            });
+            return Err(self.read_only());
         };
         let txn = db.begin_write().map_err(Error::from);
         let txn = self.checked(&handle, txn)?;
@@ -192,16 +205,17 @@ impl Db {
         })
     }
 
-    /// Runs `f` in one write transaction at time `now`, and commits it if `commit` and `f`
-    /// succeeded: a dry run is the real run, aborted.
+    /// Runs `f` in one write transaction at time `now()`, and commits it if `commit` and `f`
+    /// succeeded: a dry run is the real run, aborted. The time is read once the transaction
+    /// began: a write that waited behind another process's is not stamped before it.
     pub(crate) fn write<T>(
         &self,
-        now: Timestamp,
+        now: impl FnOnce() -> Timestamp,
         commit: bool,
         f: impl FnOnce(&mut Tx<'_>) -> Result<T>,
     ) -> Result<T> {
         let txn = self.begin()?;
-        let out = txn.tx(now).and_then(|mut tx| {
+        let out = txn.tx(now()).and_then(|mut tx| {
             let out = f(&mut tx)?;
             tx.finish()?;
             Ok(out)
