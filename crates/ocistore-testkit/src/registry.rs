@@ -1,13 +1,14 @@
 //! A real [`Registry`] as a [`System`](super::System), and the comparison of its whole
 //! state with the model.
 
+use std::cell::Cell;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use ocistore::{
     Algorithm, Batch, BlobStore, CollectOptions, Descriptor, Digest, Error, FsckOptions, Item,
-    Locks, ManifestQuery, ManualClock, OnConflict, Page, Problem, PurgeOptions, Pushed, Registry,
-    Restore, RestoreOptions, SoftDeletePolicy, Timestamp, Upload, parse_ago,
+    Locks, ManifestQuery, ManualClock, OnConflict, OpenMode, Page, Problem, PurgeOptions, Pushed,
+    Registry, Restore, RestoreOptions, SoftDeletePolicy, Timestamp, Upload, parse_ago,
 };
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -34,6 +35,11 @@ pub struct RegistrySystem {
     pub(crate) faults: Faults,
     /// `None` only while reopening.
     pub(crate) registry: Option<Registry>,
+    /// More [shared](OpenMode::Shared) handles on the same store: [`registry`](Self::registry)
+    /// hands out each in turn, so consecutive steps write through one and read through
+    /// another (M2).
+    pub(crate) peers: Vec<Registry>,
+    turn: Cell<usize>,
     pub(crate) uploads: Vec<ClientUpload>,
 }
 
@@ -61,25 +67,53 @@ impl RegistrySystem {
 
     /// A new, empty store whose blob writes obey `faults`.
     pub fn with_faults(faults: Faults) -> RegistrySystem {
+        RegistrySystem::open_new(faults, 0)
+    }
+
+    /// A new, empty store opened [shared](OpenMode::Shared) by `handles` handles, which take
+    /// turns: each holds its own locks on the store, as another process would (M1, M2).
+    pub fn shared(handles: usize) -> RegistrySystem {
+        RegistrySystem::open_new(Faults::new(), handles.saturating_sub(1).max(1))
+    }
+
+    fn open_new(faults: Faults, peers: usize) -> RegistrySystem {
         let dir = match tmpfs() {
             Some(tmpfs) => tempfile::tempdir_in(tmpfs),
             None => tempfile::tempdir(),
         }
         .expect("tempdir");
-        let clock = ManualClock::new(START);
-        let registry = open(dir.path(), &clock, &faults);
-        RegistrySystem {
+        let mut system = RegistrySystem {
             dir,
-            clock,
+            clock: ManualClock::new(START),
             faults,
-            registry: Some(registry),
+            registry: None,
+            peers: Vec::new(),
+            turn: Cell::new(0),
             uploads: Vec::new(),
-        }
+        };
+        system.open_handles(peers);
+        system
     }
 
-    /// The store.
+    fn open_handles(&mut self, peers: usize) {
+        let mode = if peers == 0 {
+            OpenMode::Exclusive
+        } else {
+            OpenMode::Shared
+        };
+        let open = || open(self.dir.path(), &self.clock, &self.faults, mode);
+        self.registry = Some(open());
+        self.peers = (0..peers).map(|_| open()).collect();
+    }
+
+    /// The store: with shared handles, the next one in turn.
     pub fn registry(&self) -> &Registry {
-        self.registry.as_ref().expect("open")
+        let turn = self.turn.get();
+        self.turn.set(turn.wrapping_add(1));
+        match turn % (self.peers.len() + 1) {
+            0 => self.registry.as_ref().expect("open"),
+            peer => &self.peers[peer - 1],
+        }
     }
 
     /// The handle the store's blob writes obey.
@@ -92,8 +126,10 @@ impl RegistrySystem {
         for u in &mut self.uploads {
             u.handle = None;
         }
+        let peers = self.peers.len();
         drop(self.registry.take());
-        self.registry = Some(open(self.dir.path(), &self.clock, &self.faults));
+        self.peers.clear();
+        self.open_handles(peers);
     }
 
     /// The session's handle, resumed through its repository after a reopen.
@@ -1011,8 +1047,9 @@ pub(crate) fn tmpfs() -> Option<&'static std::path::Path> {
 
 /// Opens the store in `path` on `clock`, its blobs through a [`FaultyStore`](crate::FaultyStore)
 /// of `faults`, with a small page cache: the kit opens many stores.
-fn open(path: &std::path::Path, clock: &ManualClock, faults: &Faults) -> Registry {
+fn open(path: &std::path::Path, clock: &ManualClock, faults: &Faults, mode: OpenMode) -> Registry {
     Registry::builder()
+        .mode(mode)
         .clock(clock.clone())
         .cache_size(16 << 20)
         .blob_store(faults.directory_store(path))

@@ -107,6 +107,28 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(config(96))]
+
+    /// M1–M3: two shared handles on one store, taking turns op by op (a write through one, the
+    /// next read through the other), behave as one store under every kind of op: pushes,
+    /// uploads, deletes, the recycle bin, policies, batches, collections and reopens.
+    #[test]
+    fn m2_m3_model_matches_two_shared_handles_taking_turns(
+        ops in seeded(prop::collection::vec(
+            op_mix(Mix { batches: 1, reopens: 1, deletes: 2, policy: 1, bin: 2, collect: 2, clock: 3, ..Mix::P }),
+            1..50,
+        )),
+    ) {
+        run_on(&ops, &mut RegistrySystem::shared(2))?;
+    }
+}
+
+/// [`run`] on one given system.
+fn run_on(ops: &[Op], system: &mut RegistrySystem) -> Result<Vec<Outcome>, TestCaseError> {
+    ocistore_testkit::run(ops, &mut [system])
+}
+
 /// Runs `cases` cases of `ops` (or as many as [`config`] says), then checks that they reached
 /// every outcome of `must_reach` at least once: a label of [`count`] for one of the ops named
 /// whose outcome holds each of the words (`"PurgeByFilter -> PurgeReport real untag delete"`
