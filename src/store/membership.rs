@@ -11,11 +11,18 @@
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::{Duration, Instant};
 
 use crate::values::{Error, IoContext, OpenMode, Result};
 
 const STORE_LOCK: &str = "store.lock";
 const OPEN_LOCK: &str = "open.lock";
+
+/// How long a refused open tries again before it reports the store as held. A process forking
+/// a child shares its open files, locks included, with the child until the child runs its
+/// program (which closes them): a store just closed can look held for that instant.
+const FORK_WAIT: Duration = Duration::from_millis(200);
 
 /// The lock file `path`, created if need be; read-only where the directory cannot be written.
 pub(crate) fn lock_file(path: &Path) -> Result<File> {
@@ -59,26 +66,28 @@ impl Membership {
         gate.lock().at(&gate_path)?;
         let path = dir.join(STORE_LOCK);
         let store = lock_file(&path)?;
-        let alone = try_lock(&store, &path)?;
-        if !alone {
+        let deadline = Instant::now() + FORK_WAIT;
+        let alone = loop {
+            if try_lock(&store, &path)? {
+                break true;
+            }
             let refused = match mode {
                 OpenMode::Exclusive => Some(held_by(&store, &path)?),
                 OpenMode::Shared | OpenMode::ReadOnly => {
-                    let joined = match store.try_lock_shared() {
-                        Ok(()) => true,
-                        Err(TryLockError::WouldBlock) => false,
-                        Err(TryLockError::Error(e)) => return Err(e).at(&path),
-                    };
-                    (!joined).then_some(OpenMode::Exclusive)
+                    (!try_lock_shared(&store, &path)?).then_some(OpenMode::Exclusive)
                 }
             };
-            if let Some(held_by) = refused {
-                return Err(Error::AlreadyOpen {
-                    path: dir.to_path_buf(),
-                    held_by,
-                });
+            match refused {
+                None => break false,
+                Some(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(2)),
+                Some(held_by) => {
+                    return Err(Error::AlreadyOpen {
+                        path: dir.to_path_buf(),
+                        held_by,
+                    });
+                }
             }
-        }
+        };
         Ok(Membership {
             gate: Some(gate),
             store,
@@ -105,14 +114,20 @@ impl Membership {
     }
 }
 
-/// How the holders of `store`, whose exclusive lock was refused, hold it.
-fn held_by(store: &File, path: &Path) -> Result<OpenMode> {
-    match store.try_lock_shared() {
-        Ok(()) => {
-            store.unlock().at(path)?;
-            Ok(OpenMode::Shared)
-        }
-        Err(TryLockError::WouldBlock) => Ok(OpenMode::Exclusive),
+/// Takes `file`'s lock shared if no one holds it exclusively: `false` if one does.
+fn try_lock_shared(file: &File, path: &Path) -> Result<bool> {
+    match file.try_lock_shared() {
+        Ok(()) => Ok(true),
+        Err(TryLockError::WouldBlock) => Ok(false),
         Err(TryLockError::Error(e)) => Err(e).at(path),
     }
+}
+
+/// How the holders of `store`, whose exclusive lock was refused, hold it.
+fn held_by(store: &File, path: &Path) -> Result<OpenMode> {
+    if try_lock_shared(store, path)? {
+        store.unlock().at(path)?;
+        return Ok(OpenMode::Shared);
+    }
+    Ok(OpenMode::Exclusive)
 }
