@@ -18,7 +18,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use ocistore::manifest::OCI_MANIFEST;
-use ocistore::{Algorithm, Registry, SoftDeletePolicy};
+use ocistore::{Algorithm, Error, OpenMode, Registry, SoftDeletePolicy};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use ureq::http;
@@ -267,10 +267,12 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
-        // SAFETY: a signal to our own child, which has not been waited for yet.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-        let _ = self.child.wait();
+        if let Ok(None) = self.child.try_wait() {
+            let pid = libc::pid_t::try_from(self.child.id()).unwrap();
+            // SAFETY: a signal to our own child, running and not waited for.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            let _ = self.child.wait();
+        }
     }
 }
 
@@ -642,4 +644,37 @@ fn m1_a_purge_spares_what_was_pushed_while_its_question_waited() {
     assert_eq!(repo.manifest("v2").unwrap().digest.as_str(), v2);
     let _closing = spawn_lock();
     drop(registry);
+}
+
+#[test]
+fn m1_a_read_command_opens_shared_to_recover_a_store_a_killed_server_left() {
+    let dir = store();
+    let s = dir.path();
+    let (mut server, _) = Server::start(s, &[]);
+    let images: Vec<Pushed> = (0..3)
+        .map(|i| server.push("team/app", &format!("v{i}"), &format!("app {i}")))
+        .map(Option::unwrap)
+        .collect();
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let read_only = || {
+        Registry::builder()
+            .mode(OpenMode::ReadOnly)
+            .open(s)
+            .map(drop)
+    };
+    {
+        let _closing = spawn_lock();
+        assert!(matches!(read_only(), Err(Error::NeedsRecovery { .. })));
+    }
+    let tags = cli_json(s, &["repository", "show-tags", "team/app"]);
+    let digests: Vec<&str> = tags
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["digest"].as_str().unwrap())
+        .collect();
+    let pushed: Vec<&str> = images.iter().map(|i| i.digest.as_str()).collect();
+    assert_eq!(digests, pushed);
+    read_only().unwrap();
 }
