@@ -1,15 +1,22 @@
 //! `ocistore`: the administrative command line for an ocistore store, like `sqlite3` for
-//! SQLite. It opens the store directory itself (the store must not be open elsewhere), and
-//! mirrors the verbs of `az acr` where they fit. The `ocistore-cli` crate of the workspace.
+//! SQLite. It opens the store directory itself, beside a running `ocistore-server` or any other
+//! process that has it open shared (M1), and mirrors the verbs of `az acr` where they fit. The
+//! `ocistore-cli` crate of the workspace.
 //!
 //! Every command prints text by default and, with `--output json`, the library's own serde form
 //! of what it read or did (an object around it only adds context); deleting commands ask for
 //! confirmation on a terminal unless `--yes`; errors are one line on stderr and exit code 1
 //! (usage errors: 2; a repository that is unknown, or in the recycle bin for a verb that needs it
 //! live: 3). `--help` says so, with examples for every verb.
+//!
+//! Commands that only read open the store read-only, commands that write open it shared, each
+//! for as long as the command runs (`--mode` forces one). A deleting command asks its question
+//! with the store closed: it first opens the store to check what it would delete and to word
+//! the question, closes it, asks, then opens it again to do it, and refuses if the answer to
+//! the question would have changed in between.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
@@ -17,8 +24,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ocistore::{
     CollectOptions, Digest, Error, FsckOptions, FsckReport, Item, Locks, ManifestQuery, OnConflict,
-    Page, Phase, Problem, PurgeOptions, Registry, Repository, RepositoryState, Restore, Timestamp,
-    parse_ago,
+    OpenMode, Page, Phase, Problem, PurgeOptions, Registry, Repository, RepositoryState, Restore,
+    Timestamp, parse_ago,
 };
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -32,10 +39,16 @@ const EXIT_NOT_LIVE: u8 = 3;
 const LONG_ABOUT: &str = "\
 Administer an ocistore store: inspect and clean a container registry on its directory.
 
-It opens the store directory itself, so the store must not be open elsewhere (stop the \
-server first). The verbs mirror those of `az acr` where they fit. Every command prints text \
-by default and, with `--output json`, the library's own JSON form of what it read or did. \
-Deleting commands ask for confirmation on a terminal, and need `--yes` otherwise.";
+It opens the store directory itself, and works beside a running ocistore-server (which opens \
+the store shared unless started with --mode exclusive): commands that only read open the \
+store read-only, commands that write open it shared, each only while the command runs; \
+--mode forces a mode. The verbs mirror those of `az acr` where they fit. Every command prints \
+text by default and, with `--output json`, the library's own JSON form of what it read or did.
+
+Deleting commands ask for confirmation on a terminal, and need `--yes` otherwise. The store \
+is not held open while the question waits for an answer: the command checks what it would \
+delete, closes the store, asks, then opens it again and deletes; if the answer to the question \
+changed in between (a tag moved to another manifest, say), it deletes nothing and says so.";
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -44,10 +57,12 @@ Examples:
   $ ocistore repository show team/app
   $ ocistore manifest show team/app:latest -o json
   $ ocistore purge --filter 'team/.*:.*' --ago 30d --untagged --dry-run
+  $ ocistore --mode exclusive fsck --repair --grace 0s
 
 Exit codes:
   0  success
-  1  an error (one line on stderr); fsck: problems left unrepaired
+  1  an error (one line on stderr); fsck: problems left unrepaired; the store held by a
+     process that excludes this one (one that opened it exclusive, or any for --mode exclusive)
   2  bad usage: an unknown verb or flag, a value that does not parse
   3  the repository named is unknown, or in the recycle bin and the verb needs it live";
 
@@ -70,8 +85,31 @@ struct Cli {
     /// Do not ask for confirmation before deleting.
     #[arg(long, short = 'y', global = true)]
     yes: bool,
+    /// How to open the store: by default read-only for commands that only read, shared for
+    /// those that write, beside other processes; exclusive needs the store alone.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "OCISTORE_MODE",
+        default_value_t = Mode::Auto
+    )]
+    mode: Mode,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    /// Read-only for commands that only read (shared if the store must first be recovered
+    /// after a crash or upgraded), shared for commands that write.
+    Auto,
+    /// Read-only: commands that write are refused.
+    ReadOnly,
+    /// Shared with other processes, such as a running ocistore-server.
+    Shared,
+    /// Alone: refused while any other process has the store open.
+    Exclusive,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -132,7 +170,10 @@ enum Command {
     /// Untag old tags, and with --untagged delete untagged manifests, by filter and age.
     ///
     /// A filter is REPO-REGEX:TAG-REGEX, as `az acr purge` takes it; both regular expressions
-    /// must match whole names. Deletes follow the soft delete policy.
+    /// must match whole names. Deletes follow the soft delete policy. After a y/n question,
+    /// the age counts from when the question was asked: a tag pushed or moved while the
+    /// question waited is not purged. Even a --dry-run opens the store shared: it runs the
+    /// purge and rolls it back.
     #[command(
         after_help = "Examples:\n  $ ocistore purge --filter 'team/app:v.*' --ago 30d --keep 5 --dry-run\n  $ ocistore purge --filter 'team/.*:.*' --ago 0 --untagged --yes"
     )]
@@ -207,13 +248,15 @@ enum RepositoryCommand {
     /// Delete a repository with its manifests and tags.
     ///
     /// With soft delete on, the repository goes to the recycle bin: a restore of anything in it
-    /// brings it back.
+    /// brings it back. What was pushed into it while the y/n question waited goes with it.
     #[command(after_help = "Examples:\n  $ ocistore repository delete team/old --yes")]
     Delete {
         /// The repository.
         repository: String,
     },
     /// Remove a tag (REPO:TAG); the manifest stays.
+    ///
+    /// If the tag moved to another manifest while the y/n question waited, it is not removed.
     #[command(after_help = "Examples:\n  $ ocistore repository untag team/app:v1 --yes")]
     Untag {
         /// REPO:TAG.
@@ -306,7 +349,8 @@ enum ManifestCommand {
     /// Delete a manifest (REPO@DIGEST, or REPO:TAG for the manifest the tag points at).
     ///
     /// Its tags and its referrers go with it. With soft delete on, all of it goes to the
-    /// recycle bin.
+    /// recycle bin. If REPO:TAG moved to another manifest while the y/n question waited,
+    /// nothing is deleted.
     #[command(after_help = "Examples:\n  $ ocistore manifest delete team/app:v1 --yes")]
     Delete {
         /// REPO@DIGEST or REPO:TAG.
@@ -417,7 +461,7 @@ struct PurgeArgs {
     /// Also delete the untagged manifests of the matching repositories.
     #[arg(long)]
     untagged: bool,
-    /// Report what would be purged without changing anything.
+    /// Report what would be purged without changing anything (the purge, rolled back).
     #[arg(long)]
     dry_run: bool,
     /// Unlock and delete locked tags and manifests instead of skipping them.
@@ -479,35 +523,140 @@ fn fail<T>(message: impl Into<String>) -> Result<T> {
     Err(message.into().into())
 }
 
-fn open(store: Option<&Path>) -> Result<Registry> {
-    let Some(dir) = store else {
+impl Command {
+    /// Whether the command writes to the store: it then opens it shared, else read-only.
+    fn writes(&self) -> bool {
+        match self {
+            Command::Repository(c) => matches!(
+                c,
+                RepositoryCommand::Delete { .. }
+                    | RepositoryCommand::Untag { .. }
+                    | RepositoryCommand::PurgeDeleted { .. }
+            ),
+            Command::Manifest(c) => matches!(
+                c,
+                ManifestCommand::Restore { .. }
+                    | ManifestCommand::Delete { .. }
+                    | ManifestCommand::PurgeDeleted { .. }
+            ),
+            Command::Config(c) => matches!(
+                c,
+                ConfigCommand::SoftDelete(PolicyCommand::Update(_))
+                    | ConfigCommand::Retention(PolicyCommand::Update(_))
+                    | ConfigCommand::HistoryRetention(HistoryRetentionCommand::Update { .. })
+            ),
+            // A dry run too: the library runs the purge in a transaction it rolls back.
+            Command::Lock { .. } | Command::Unlock { .. } | Command::Purge(_) => true,
+            Command::Maintenance(_) => true,
+            Command::Locks { .. } | Command::Usage => false,
+            Command::Gc { dry_run, .. } => !dry_run,
+            Command::Fsck { repair, .. } => *repair,
+        }
+    }
+
+    /// Whether the command asks before it deletes (unless `--yes`).
+    fn asks(&self) -> bool {
+        match self {
+            Command::Repository(c) => matches!(
+                c,
+                RepositoryCommand::Delete { .. }
+                    | RepositoryCommand::Untag { .. }
+                    | RepositoryCommand::PurgeDeleted { .. }
+            ),
+            Command::Manifest(c) => matches!(
+                c,
+                ManifestCommand::Delete { .. } | ManifestCommand::PurgeDeleted { .. }
+            ),
+            Command::Purge(args) => !args.dry_run,
+            _ => false,
+        }
+    }
+}
+
+/// Opens the store for a command that `writes` or only reads, in the mode `--mode` says.
+fn open(cli: &Cli, writes: bool) -> Result<Registry> {
+    let Some(dir) = cli.store.as_deref() else {
         return fail("no store given: pass --store DIR or set OCISTORE_STORE");
     };
     if !dir.join("metadata.redb").is_file() {
         return fail(format!("no ocistore store at {}", dir.display()));
     }
-    Ok(Registry::open(dir)?)
+    let mode = match cli.mode {
+        Mode::Auto if writes => OpenMode::Shared,
+        Mode::Auto | Mode::ReadOnly => OpenMode::ReadOnly,
+        Mode::Shared => OpenMode::Shared,
+        Mode::Exclusive => OpenMode::Exclusive,
+    };
+    let open = |mode| Registry::builder().mode(mode).open(dir);
+    let opened = match open(mode) {
+        // Only a writing open recovers a store a crashed writer left, or upgrades an older
+        // format; the shared one does it here, and does it only with the store alone.
+        Err(Error::NeedsRecovery { .. } | Error::NeedsUpgrade { .. }) if cli.mode == Mode::Auto => {
+            open(OpenMode::Shared)
+        }
+        opened => opened,
+    };
+    match opened {
+        Err(e @ Error::AlreadyOpen { held_by, .. }) => {
+            let advice = if held_by == OpenMode::Exclusive {
+                "stop that process, or have it open the store shared (ocistore-server does \
+                 unless started with --mode exclusive)"
+            } else {
+                "--mode exclusive needs the store alone: stop the processes sharing it, or \
+                 leave --mode out"
+            };
+            fail(format!("{e}: {advice}"))
+        }
+        opened => Ok(opened?),
+    }
 }
 
 fn run(cli: &Cli) -> Result<ExitCode> {
-    let registry = open(cli.store.as_deref())?;
     let out = Out { format: cli.output };
-    let confirm = |what: &str| confirm(cli.yes, what);
-    match &cli.command {
-        Command::Repository(cmd) => repository(&registry, &out, cmd, &confirm)?,
-        Command::Manifest(cmd) => manifest(&registry, &out, cmd, &confirm)?,
-        Command::Config(cmd) => config(&registry, &out, cmd)?,
+    let command = &cli.command;
+    if cli.mode == Mode::ReadOnly && command.writes() {
+        return fail("this command writes to the store: it cannot run with --mode read-only");
+    }
+    if cli.yes || !command.asks() {
+        let registry = open(cli, command.writes())?;
+        return dispatch(&registry, &out, command, &Consent::Yes);
+    }
+    // The verb's checks and its question, on an open that ends before anyone is asked: a
+    // person may take minutes to answer, and the store is shared.
+    let asked = {
+        let registry = open(cli, false)?;
+        let preview = Consent::Preview(registry.now());
+        match dispatch(&registry, &out, command, &preview) {
+            Err(e) => *e.downcast::<Asked>()?,
+            done => return done,
+        }
+    };
+    confirm(&asked.question)?;
+    let registry = open(cli, true)?;
+    dispatch(&registry, &out, command, &Consent::Agreed(asked))
+}
+
+fn dispatch(
+    registry: &Registry,
+    out: &Out,
+    command: &Command,
+    consent: &Consent,
+) -> Result<ExitCode> {
+    match command {
+        Command::Repository(cmd) => repository(registry, out, cmd, consent)?,
+        Command::Manifest(cmd) => manifest(registry, out, cmd, consent)?,
+        Command::Config(cmd) => config(registry, out, cmd)?,
         Command::Lock { target, read_only } => {
             let locks = if *read_only {
                 Locks::READ_ONLY
             } else {
                 Locks::NO_DELETE
             };
-            set_lock(&registry, &out, target, locks)?;
+            set_lock(registry, out, target, locks)?;
         }
-        Command::Unlock { target } => set_lock(&registry, &out, target, Locks::UNLOCKED)?,
+        Command::Unlock { target } => set_lock(registry, out, target, Locks::UNLOCKED)?,
         Command::Locks { repository } => {
-            let items = live_repository(&registry, repository)?.locked_items()?;
+            let items = live_repository(registry, repository)?.locked_items()?;
             out.print(&locked(&items), || {
                 print_table(
                     &["ITEM", "LOCK"],
@@ -520,14 +669,14 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                 );
             })?;
         }
-        Command::Purge(args) => purge(&registry, &out, args, &confirm)?,
-        Command::Gc { dry_run, grace } => gc(&registry, &out, *dry_run, *grace)?,
-        Command::Usage => usage(&registry, &out)?,
+        Command::Purge(args) => purge(registry, out, args, consent)?,
+        Command::Gc { dry_run, grace } => gc(registry, out, *dry_run, *grace)?,
+        Command::Usage => usage(registry, out)?,
         Command::Fsck {
             repair,
             no_verify,
             grace,
-        } => return fsck(&registry, &out, *repair, *no_verify, *grace),
+        } => return fsck(registry, out, *repair, *no_verify, *grace),
         Command::Maintenance(MaintenanceCommand::Run { due }) => {
             let report = if *due {
                 registry.run_due()?
@@ -550,11 +699,62 @@ fn run(cli: &Cli) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Asks before deleting: on a terminal, a y/n question; elsewhere, only `--yes` will do.
-fn confirm(yes: bool, what: &str) -> Result<()> {
-    if yes {
-        return Ok(());
+/// The question a deleting command asked, and when, by the registry's clock.
+#[derive(Debug)]
+struct Asked {
+    question: String,
+    at: Timestamp,
+}
+
+impl std::fmt::Display for Asked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "not confirmed: {}", self.question)
     }
+}
+
+impl std::error::Error for Asked {}
+
+/// Whether a deleting verb may go ahead.
+enum Consent {
+    /// `--yes`.
+    Yes,
+    /// Not yet: the verb stops at its question, with [`Asked`] as its error. The time is now
+    /// at the preview.
+    Preview(Timestamp),
+    /// The person said yes to this question: the verb goes ahead if it would ask the same.
+    Agreed(Asked),
+}
+
+impl Consent {
+    /// When the question was (or is being) asked: what it describes is as of then.
+    fn asked_at(&self) -> Option<Timestamp> {
+        match self {
+            Consent::Yes => None,
+            Consent::Preview(at) => Some(*at),
+            Consent::Agreed(asked) => Some(asked.at),
+        }
+    }
+
+    /// Whether the verb may delete `what`.
+    fn ask(&self, what: String) -> Result<()> {
+        match self {
+            Consent::Yes => Ok(()),
+            Consent::Preview(at) => Err(Box::new(Asked {
+                question: what,
+                at: *at,
+            })),
+            Consent::Agreed(asked) if asked.question == what => Ok(()),
+            Consent::Agreed(asked) => fail(format!(
+                "the store changed while the question waited: it would now delete {what}, not \
+                 {}; nothing was deleted, run the command again",
+                asked.question
+            )),
+        }
+    }
+}
+
+/// Asks before deleting: on a terminal, a y/n question; elsewhere, only `--yes` will do.
+fn confirm(what: &str) -> Result<()> {
     if !std::io::stdin().is_terminal() {
         return fail("refusing to delete without --yes when not on a terminal");
     }
@@ -733,7 +933,7 @@ fn repository(
     registry: &Registry,
     out: &Out,
     cmd: &RepositoryCommand,
-    confirm: &dyn Fn(&str) -> Result<()>,
+    consent: &Consent,
 ) -> Result<()> {
     match cmd {
         RepositoryCommand::List => {
@@ -764,7 +964,7 @@ fn repository(
         }
         RepositoryCommand::Delete { repository } => {
             live_repository(registry, repository)?;
-            confirm(&format!(
+            consent.ask(format!(
                 "repository {repository} with all its manifests and tags"
             ))?;
             registry.delete_repository(repository)?;
@@ -774,15 +974,15 @@ fn repository(
         RepositoryCommand::Untag { image } => {
             let (name, tag) = tag_target(image)?;
             let repo = live_repository(registry, &name)?;
-            repo.resolve(&tag)?;
-            confirm(&format!("tag {name}:{tag}"))?;
+            let digest = repo.resolve(&tag)?;
+            consent.ask(format!("tag {name}:{tag} (on {digest})"))?;
             repo.untag(&tag)?;
             let value = json!({ "repository": name, "untagged": tag });
             out.print(&value, || print_pairs(&[("untagged", image.clone())]))?;
         }
         RepositoryCommand::PurgeDeleted { repository } => {
             known_repository(registry, repository)?;
-            confirm(&format!(
+            consent.ask(format!(
                 "repository {repository} from the recycle bin, for good"
             ))?;
             registry.purge_deleted_repository(repository)?;
@@ -932,7 +1132,7 @@ fn manifest(
     registry: &Registry,
     out: &Out,
     cmd: &ManifestCommand,
-    confirm: &dyn Fn(&str) -> Result<()>,
+    consent: &Consent,
 ) -> Result<()> {
     match cmd {
         ManifestCommand::ListMetadata {
@@ -1059,7 +1259,7 @@ fn manifest(
             let (name, reference) = manifest_target(image)?;
             let repo = live_repository(registry, &name)?;
             let manifest = repo.manifest(&reference)?;
-            confirm(&format!(
+            consent.ask(format!(
                 "manifest {name}@{} and every tag pointing at it",
                 manifest.digest
             ))?;
@@ -1078,7 +1278,7 @@ fn manifest(
         ManifestCommand::PurgeDeleted { image } => {
             let bin_of = |name: &str| -> Result<Repository> {
                 let repo = known_repository(registry, name)?;
-                confirm(&format!("{image} from the recycle bin, for good"))?;
+                consent.ask(format!("{image} from the recycle bin, for good"))?;
                 Ok(repo)
             };
             match parse_target(image)? {
@@ -1208,12 +1408,7 @@ fn spinner(message: &str) -> ProgressBar {
     bar
 }
 
-fn purge(
-    registry: &Registry,
-    out: &Out,
-    args: &PurgeArgs,
-    confirm: &dyn Fn(&str) -> Result<()>,
-) -> Result<()> {
+fn purge(registry: &Registry, out: &Out, args: &PurgeArgs, consent: &Consent) -> Result<()> {
     let mut options = PurgeOptions::new(&args.filter)?;
     options.ago = parse_ago(&args.ago)?;
     options.keep = args.keep;
@@ -1221,8 +1416,16 @@ fn purge(
     options.dry_run = args.dry_run;
     options.include_locked = args.include_locked;
     if !args.dry_run {
-        confirm(&format!(
-            "the tags{} matching {} older than {}",
+        let mut before = String::new();
+        if let Some(asked) = consent.asked_at() {
+            // The age counts from the question: a tag pushed or moved while it waited for an
+            // answer was not in what the person agreed to.
+            let cutoff = asked.saturating_sub(options.ago);
+            options.ago = registry.now().since(cutoff);
+            before = format!(" (before {cutoff})");
+        }
+        consent.ask(format!(
+            "the tags{} matching {} last updated more than {} ago{before}",
             if args.untagged {
                 " and untagged manifests"
             } else {

@@ -7,9 +7,10 @@
 //! interface unless told otherwise.
 //!
 //! ```text
-//! cargo run -p ocistore-server -- --store DIR [--listen ADDR] [--log] [limits]
+//! cargo run -p ocistore-server -- --store DIR [--listen ADDR] [--mode MODE] [--log] [limits]
 //!
 //!   --store DIR              the store's directory (created if missing)
+//!   --mode MODE              shared (the default) or exclusive: how the store is opened
 //!   --listen ADDR            address to listen on (default 127.0.0.1:5000; port 0 picks a free one)
 //!   --log                    one line per request on stderr
 //!   --header-timeout T       time to send a request head (default 10s)
@@ -22,6 +23,12 @@
 //! actually bound. Ctrl-C or SIGTERM stops it gracefully: requests in flight finish, the
 //! store closes. The retention clock (autopurge of expired tombstones, S4) runs in the
 //! background, checked every minute.
+//!
+//! The store is opened **shared** by default (M1): the `ocistore` command line can list,
+//! delete, restore, purge and collect in it while the server serves, and several servers (behind
+//! one load balancer) can serve one store. `--mode exclusive` keeps it to this process alone: a
+//! commit costs one fsync less, and every other open, the command line's included, is refused
+//! with "already open exclusive" until the server stops.
 //!
 //! ```text
 //! skopeo copy --dest-tls-verify=false oci:layout:tag docker://127.0.0.1:5000/team/app:tag
@@ -164,12 +171,16 @@ use std::process::ExitCode;
 use std::task::Poll;
 use std::time::Duration;
 
-use ocistore::Registry;
+use ocistore::{OpenMode, Registry};
 use ocistore_server::Config;
 
-const USAGE: &str = "usage: ocistore-server --store DIR [--listen ADDR] [--log] [limits]
+const USAGE: &str =
+    "usage: ocistore-server --store DIR [--listen ADDR] [--mode MODE] [--log] [limits]
 
   --store DIR              the store's directory (created if missing)
+  --mode MODE              shared (default): the ocistore command line and other servers may
+                           open the store too; exclusive: this server alone, one fsync less a
+                           commit
   --listen ADDR            address to listen on (default 127.0.0.1:5000; port 0 picks a free one)
   --log                    one line per request on stderr
   --header-timeout T       time to send a request head (default 10s)
@@ -182,6 +193,7 @@ const USAGE: &str = "usage: ocistore-server --store DIR [--listen ADDR] [--log] 
 struct Args {
     store: PathBuf,
     listen: String,
+    mode: OpenMode,
     config: Config,
 }
 
@@ -197,6 +209,7 @@ fn duration(flag: &str, value: &str) -> Result<Duration, String> {
 fn parse_args() -> Result<Args, String> {
     let mut store = None;
     let mut listen = "127.0.0.1:5000".to_owned();
+    let mut mode = OpenMode::Shared;
     let mut config = Config::default();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -215,6 +228,13 @@ fn parse_args() -> Result<Args, String> {
         match flag.as_str() {
             "--store" => store = Some(PathBuf::from(value()?)),
             "--listen" => listen = value()?,
+            "--mode" => {
+                mode = match value()?.as_str() {
+                    "shared" => OpenMode::Shared,
+                    "exclusive" => OpenMode::Exclusive,
+                    _ => return Err("--mode takes shared or exclusive".into()),
+                };
+            }
             "--log" => config.log = true,
             "--header-timeout" => config.header_timeout = duration(&flag, &value()?)?,
             "--body-timeout" => config.body_timeout = duration(&flag, &value()?)?,
@@ -237,6 +257,7 @@ fn parse_args() -> Result<Args, String> {
     Ok(Args {
         store,
         listen,
+        mode,
         config,
     })
 }
@@ -282,7 +303,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    let registry = Registry::open(&args.store)?;
+    let registry = Registry::builder().mode(args.mode).open(&args.store)?;
     let maintenance = registry.start_maintenance(Duration::from_secs(60));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -293,8 +314,9 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         println!("listening on http://{addr}");
         let c = &args.config;
         eprintln!(
-            "ocistore-server: store {}; at most {} connections; timeouts: header {:?}, body {:?}, idle {:?}",
+            "ocistore-server: store {} ({}); at most {} connections; timeouts: header {:?}, body {:?}, idle {:?}",
             registry.path().display(),
+            registry.mode(),
             c.max_connections,
             c.header_timeout,
             c.body_timeout,
