@@ -4,7 +4,6 @@
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 use ocistore::{
     Digest, Item, Locks, ManualClock, Registry, SoftDeletePolicy, manifest::OCI_MANIFEST,
@@ -55,25 +54,6 @@ fn push_image(repo: &ocistore::Repository, reference: &str, seed: &str) -> Diges
         .digest
 }
 
-/// How long a store this process just closed may still be held: a child that another test
-/// thread is spawning holds copies of this process's descriptors, the store's locks with them,
-/// until its `exec` closes them.
-const BUSY_FOR: Duration = Duration::from_millis(500);
-
-/// Opens a store with `open`, again for a while if it is held (see [`BUSY_FOR`]).
-#[track_caller]
-fn open_when_free(open: impl Fn() -> ocistore::Result<Registry>) -> Registry {
-    let deadline = Instant::now() + BUSY_FOR;
-    loop {
-        match open() {
-            Err(ocistore::Error::AlreadyOpen { .. }) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            opened => return opened.unwrap(),
-        }
-    }
-}
-
 impl Store {
     fn new() -> Store {
         let shm = Path::new("/dev/shm");
@@ -104,26 +84,17 @@ impl Store {
         }
     }
 
-    /// Runs the binary on the store, stdin not a terminal; again for a while if the store
-    /// was held (see [`BUSY_FOR`]).
+    /// Runs the binary on the store, stdin not a terminal.
     fn run(&self, args: &[&str]) -> Output {
-        let deadline = Instant::now() + BUSY_FOR;
-        loop {
-            let out = Command::new(env!("CARGO_BIN_EXE_ocistore"))
-                .arg("--store")
-                .arg(self.dir.path())
-                .args(args)
-                .stdin(Stdio::null())
-                .env_remove("OCISTORE_STORE")
-                .env_remove("OCISTORE_MODE")
-                .output()
-                .unwrap();
-            let held = String::from_utf8_lossy(&out.stderr).contains("is already open");
-            if !held || Instant::now() > deadline {
-                return out;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        Command::new(env!("CARGO_BIN_EXE_ocistore"))
+            .arg("--store")
+            .arg(self.dir.path())
+            .args(args)
+            .stdin(Stdio::null())
+            .env_remove("OCISTORE_STORE")
+            .env_remove("OCISTORE_MODE")
+            .output()
+            .unwrap()
     }
 
     /// Runs it and expects success; gives stdout.
@@ -172,7 +143,7 @@ impl Store {
     }
 
     fn registry(&self) -> Registry {
-        open_when_free(|| Registry::open(self.dir.path()))
+        Registry::open(self.dir.path()).unwrap()
     }
 }
 
@@ -533,11 +504,10 @@ fn t2_maintenance_run_text_shows_the_history_events_removed() {
     let s = Store::new();
     // A tag pushed two days ago, under a history retention of one day.
     let two_days_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 86_400);
-    let registry = open_when_free(|| {
-        Registry::builder()
-            .clock(ManualClock::new(two_days_ago.into()))
-            .open(s.dir.path())
-    });
+    let registry = Registry::builder()
+        .clock(ManualClock::new(two_days_ago.into()))
+        .open(s.dir.path())
+        .unwrap();
     registry
         .repository("team/app")
         .unwrap()
