@@ -13,8 +13,8 @@ use std::time::Duration;
 use common::{START, fails_writing_nothing, upload_image};
 use ocistore::manifest::OCI_MANIFEST;
 use ocistore::{
-    CollectOptions, Digest, Error, FsckOptions, ManualClock, OnConflict, Registry, Repository,
-    SoftDeletePolicy,
+    CollectOptions, Digest, Error, FsckOptions, ManualClock, OnConflict, OpenMode, Registry,
+    Repository, SoftDeletePolicy,
 };
 use tempfile::TempDir;
 
@@ -71,11 +71,19 @@ fn full_store(mib: u32, soft_delete: bool) -> (SmallDisk, ManualClock, Registry)
 }
 
 fn open(dir: &Path, clock: &ManualClock) -> Registry {
+    open_in(dir, clock, OpenMode::Exclusive)
+}
+
+/// The reserve every store of these tests keeps.
+const RESERVE: u64 = 2 << 20;
+
+fn open_in(dir: &Path, clock: &ManualClock, mode: OpenMode) -> Registry {
     Registry::builder()
         .clock(clock.clone())
         .cache_size(4 << 20)
-        .space_reserve(2 << 20)
+        .space_reserve(RESERVE)
         .grace_period(Duration::ZERO)
+        .mode(mode)
         .open(dir)
         .expect("open store")
 }
@@ -413,4 +421,115 @@ fn c4_binned_manifests_survive_a_full_disk_whole_and_restore_once_there_is_room(
     live.extend(binned);
     all_read_back(&repo, &live);
     fsck_is_clean(&registry);
+}
+
+/// The reserve file's identity and size, if it is there.
+fn reserve(dir: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(dir.join("space-reserve")).ok()?;
+    Some((m.ino(), m.len()))
+}
+
+/// Two shared handles behave as two processes (their locks belong to their open files): the
+/// full mode one of them enters holds for both, and the reserve is taken back once.
+#[test]
+fn c4_in_a_shared_store_a_full_disk_in_one_process_holds_back_every_other() {
+    let disk = SmallDisk::new(24);
+    let clock = ManualClock::new(START);
+    let a = open_in(disk.path(), &clock, OpenMode::Shared);
+    let b = open_in(disk.path(), &clock, OpenMode::Shared);
+    assert_eq!(reserve(disk.path()).map(|r| r.1), Some(RESERVE));
+    let mut acknowledged = fill(&a.repository("app").unwrap());
+    // A released the reserve: B knows without having failed a write itself.
+    assert_eq!(reserve(disk.path()), None);
+    let health = b.health();
+    assert!(health.storage_full && !health.writable, "{health:?}");
+
+    // B's writes that add are refused before they write anything, the space A freed included.
+    let repo = b.repository("app").unwrap();
+    let (first_tag, first) = acknowledged.first_key_value().unwrap();
+    let (first_tag, first) = (first_tag.clone(), first.clone());
+    type Call<'a> = Box<dyn FnOnce() -> ocistore::Result<()> + 'a>;
+    let refusals: Vec<(&str, Call<'_>)> = vec![
+        (
+            "put_blob",
+            Box::new(|| repo.put_blob_sha256(layer(1 << 41, 64 << 10)).map(drop)),
+        ),
+        ("start_upload", Box::new(|| repo.start_upload().map(drop))),
+        ("tag", Box::new(|| repo.tag("another", &first))),
+        (
+            "batch",
+            Box::new(|| b.batch(|batch| batch.untag(&repo, &first_tag))),
+        ),
+    ];
+    for (call, f) in refusals {
+        let e = fails_writing_nothing(&b, f);
+        assert!(is_full(&e), "{call} in B on a disk A found full: {e}");
+    }
+    assert_eq!(
+        reserve(disk.path()),
+        None,
+        "a refusal took the reserve back"
+    );
+
+    // B's deletes and collector commit, in the room A's release gave.
+    let doomed: Vec<String> = acknowledged.keys().step_by(2).cloned().collect();
+    for tag in &doomed {
+        repo.delete_manifest(tag)
+            .unwrap_or_else(|e| panic!("delete {tag} in B: {e}"));
+        acknowledged.remove(tag);
+    }
+    collect(&b, &clock);
+
+    // Both handles race to take the reserve back: one does, once, and both then write.
+    let (a_repo, b_repo) = (a.repository("app").unwrap(), repo.clone());
+    std::thread::scope(|s| {
+        for n in 0..8u64 {
+            let repo = if n % 2 == 0 { &a_repo } else { &b_repo };
+            s.spawn(move || repo.put_blob_sha256(layer(1 << 42 | n, 4 << 10)).unwrap());
+        }
+    });
+    let taken = reserve(disk.path()).expect("the reserve was taken back");
+    assert_eq!(taken.1, RESERVE);
+    for registry in [&a, &b] {
+        let health = registry.health();
+        assert!(health.writable && !health.storage_full, "{health:?}");
+    }
+    a_repo.put_blob_sha256(b"after, in A").unwrap();
+    b_repo.put_blob_sha256(b"after, in B").unwrap();
+    assert_eq!(
+        reserve(disk.path()),
+        Some(taken),
+        "the reserve was taken again"
+    );
+    all_read_back(&a_repo, &acknowledged);
+    fsck_is_clean(&b);
+}
+
+/// A read-only handle keeps no reserve: it never takes it, and never releases it.
+#[test]
+fn c4_a_read_only_handle_never_touches_the_reserve() {
+    let disk = SmallDisk::new(24);
+    let clock = ManualClock::new(START);
+    let writer = open_in(disk.path(), &clock, OpenMode::Shared);
+    let held = reserve(disk.path()).expect("the writer's reserve");
+    let reader = open_in(disk.path(), &clock, OpenMode::ReadOnly);
+    let e = reader
+        .repository("app")
+        .unwrap()
+        .put_blob_sha256(b"refused")
+        .unwrap_err();
+    assert!(matches!(e, Error::ReadOnly { .. }), "{e}");
+    drop(reader);
+    assert_eq!(reserve(disk.path()), Some(held));
+    // The writer fills the disk and releases it; a read-only open does not take it back.
+    fill(&writer.repository("app").unwrap());
+    assert_eq!(reserve(disk.path()), None);
+    let reader = open_in(disk.path(), &clock, OpenMode::ReadOnly);
+    let tags = reader
+        .repository("app")
+        .unwrap()
+        .tags(&ocistore::Page::all());
+    assert!(tags.unwrap().len() > 4);
+    assert_eq!(reserve(disk.path()), None);
 }

@@ -5,49 +5,60 @@
 //! locks — may write: they commit into the space the reserve gave back. Every other write is
 //! refused with [`Error::StorageFull`] before it writes anything. The first such write that finds
 //! room for the reserve again takes it back, and writes go on: no restart, no reopen.
+//!
+//! The reserve file is the flag, so that every process sharing the store agrees (M3): the store
+//! is full while the file is missing or shorter than the reserve. It is released and taken back
+//! only under the lock on `space.lock`, so no process takes it back while another releases it,
+//! and each release is taken back once.
 
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, PoisonError};
 
+use crate::store::membership::lock_file;
 use crate::values::{Error, IoContext, Result};
 
 /// The reserve's file in the store's directory.
 const RESERVE: &str = "space-reserve";
+/// The lock file held while the reserve is released or taken back, in whichever process.
+const LOCK: &str = "space.lock";
 
-/// The reserve of one store, and whether the disk is full.
+/// The reserve of one store, as one handle keeps it.
 pub(crate) struct Space {
     dir: PathBuf,
+    /// 0 for none: such a handle (a read-only one among them) never finds the store full and
+    /// never touches the reserve.
     size: u64,
-    full: AtomicBool,
-    /// A write committed while full: it may have freed pages that a compaction can give back.
+    /// A write committed while full, since the last compaction: it may have freed pages that
+    /// a compaction can give back. Only an exclusive handle compacts, and then no other process
+    /// commits, so this process's commits are all there are.
     freed: AtomicBool,
-    /// Held while the reserve is released or taken back.
-    changing: Mutex<()>,
 }
 
 impl Space {
     /// Takes the reserve of `size` bytes in `dir` (0: none), or starts full if there is no
-    /// room for it.
+    /// room for it and as much besides: another process may have released it.
     pub(crate) fn open(dir: &Path, size: u64) -> Result<Space> {
         let space = Space {
             dir: dir.to_path_buf(),
             size,
-            full: AtomicBool::new(false),
             freed: AtomicBool::new(false),
-            changing: Mutex::default(),
         };
-        match space.take_reserve() {
-            Err(Error::StorageFull { .. }) => space.full.store(true, Ordering::Release),
-            taken => taken?,
+        if size > 0 {
+            // Created at open, not at the first release: the store's files stay the same after.
+            lock_file(&space.dir.join(LOCK))?;
+            match space.take_back() {
+                Err(Error::StorageFull { .. }) => {}
+                taken => taken?,
+            }
         }
         Ok(space)
     }
 
-    /// Whether the disk was found full and the reserve is released.
+    /// Whether the disk was found full and the reserve is released, by this process or
+    /// another.
     pub(crate) fn is_full(&self) -> bool {
-        self.full.load(Ordering::Acquire)
+        self.size > 0 && fs::metadata(self.dir.join(RESERVE)).map_or(true, |m| m.len() < self.size)
     }
 
     /// `Ok` if a write that adds to the store may go: the disk is not full, or has room again
@@ -58,28 +69,37 @@ impl Space {
         if !self.is_full() {
             return Ok(());
         }
-        let _changing = self.changing.lock().unwrap_or_else(PoisonError::into_inner);
-        if !self.is_full() {
-            return Ok(());
-        }
-        if self.take_back().is_err() {
+        match self.take_back() {
             // Deletes free pages inside the database file, which only a compaction returns: worth
             // its cost only once something was written since the last one.
-            if !self.freed.swap(false, Ordering::AcqRel) || !compact().unwrap_or(false) {
-                return Err(self.full_error());
+            Err(Error::StorageFull { .. })
+                if self.freed.swap(false, Ordering::AcqRel) && compact().unwrap_or(false) =>
+            {
+                self.take_back()
             }
-            self.take_back()?;
+            taken => taken,
         }
-        self.full.store(false, Ordering::Release);
-        Ok(())
     }
 
     /// Takes the reserve back if the disk then still has as much free: writes resume only
     /// once real room was made, not at the first byte freed.
     fn take_back(&self) -> Result<()> {
-        self.take_reserve()?;
+        let _lock = self.lock()?;
+        // Another handle may have taken it back while this one waited.
+        if !self.is_full() {
+            return Ok(());
+        }
+        let path = self.dir.join(RESERVE);
+        let held = fs::metadata(&path).map_or(0, |m| m.len());
+        // Every refused write comes here: while the file system plainly lacks the room, it is
+        // not worth an allocation and a removal.
+        let free = free_bytes(&self.dir).at(&self.dir)?;
+        if free.saturating_add(held) < self.size.saturating_mul(2) {
+            return Err(self.full_error());
+        }
+        self.take_reserve(&path)?;
         if free_bytes(&self.dir).at(&self.dir)? < self.size {
-            let _ = fs::remove_file(self.dir.join(RESERVE));
+            let _ = fs::remove_file(&path);
             return Err(self.full_error());
         }
         Ok(())
@@ -92,37 +112,45 @@ impl Space {
     }
 
     /// Passes `outcome` on; on [`Error::StorageFull`] releases the reserve, so that the calls
-    /// that free space can commit.
+    /// that free space can commit, in every process.
     pub(crate) fn watch<T>(&self, outcome: Result<T>) -> Result<T> {
-        if outcome.is_ok() && self.is_full() {
-            self.freed.store(true, Ordering::Release);
-        }
-        if matches!(outcome, Err(Error::StorageFull { .. })) && !self.is_full() {
-            let _changing = self.changing.lock().unwrap_or_else(PoisonError::into_inner);
-            self.full.store(true, Ordering::Release);
-            // Gone already is as good: the space is free.
-            let _ = fs::remove_file(self.dir.join(RESERVE));
+        match &outcome {
+            Ok(_) if self.is_full() => self.freed.store(true, Ordering::Release),
+            Err(Error::StorageFull { .. }) if self.size > 0 => {
+                // Without the lock rather than not at all: freeing the room matters more.
+                let _lock = self.lock();
+                // Gone already is as good: the space is free.
+                let _ = fs::remove_file(self.dir.join(RESERVE));
+            }
+            _ => {}
         }
         outcome
     }
 
-    /// Makes the reserve file hold `size` bytes of allocated space.
-    fn take_reserve(&self) -> Result<()> {
-        let path = self.dir.join(RESERVE);
-        if self.size == 0 {
-            return Ok(());
-        }
-        if fs::metadata(&path).is_ok_and(|m| m.len() >= self.size) {
-            return Ok(());
-        }
-        let taken = File::create(&path)
+    /// Holds the reserve's lock until the file is dropped. A file of its own per call: `flock`
+    /// belongs to an open file, so this excludes the other threads of the process as well.
+    fn lock(&self) -> Result<File> {
+        let path = self.dir.join(LOCK);
+        let file = lock_file(&path)?;
+        file.lock().at(&path)?;
+        Ok(file)
+    }
+
+    /// Makes the reserve file `path` hold `size` bytes of allocated space. It grows to its
+    /// length only once allocated, so until then it reads as full.
+    fn take_reserve(&self, path: &Path) -> Result<()> {
+        let taken = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
             .and_then(|file| {
                 allocate(&file, self.size)?;
                 file.sync_all()
             })
-            .at(&path);
+            .at(path);
         if taken.is_err() {
-            let _ = fs::remove_file(&path);
+            let _ = fs::remove_file(path);
         }
         taken
     }
@@ -186,8 +214,9 @@ fn allocate(mut file: &File, size: u64) -> std::io::Result<()> {
 pub struct Health {
     /// Every call can write.
     pub writable: bool,
-    /// The disk is full: reads, deletes, purges of the recycle bin and the collector run; other
-    /// writes are refused until there is room for the reserve again.
+    /// The disk is full, as any process sharing the store found it: reads, deletes, purges of
+    /// the recycle bin and the collector run; other writes are refused until there is room for
+    /// the reserve again.
     pub storage_full: bool,
     /// What keeps the store from writing, if anything: the disk is full, or the database
     /// could not be reopened after an I/O error (with the error).
