@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::{START, Store, push_image, report, snapshot};
 use ocistore::{
-    Clock, Error, ManualClock, OnConflict, Registry, Restore, SoftDeletePolicy, Timestamp,
+    Clock, Error, ManualClock, OnConflict, OpenMode, Registry, Restore, SoftDeletePolicy, Timestamp,
 };
 
 const HOUR: u64 = 3_600;
@@ -628,4 +628,145 @@ fn s4_a_clock_set_back_does_not_stall_autopurge() {
     s.advance(2 * DAY);
     let at = s.registry.now();
     assert_eq!(s.registry.run_due().unwrap(), Some(report(at, 0, 1, 1)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// S4 across processes (M3)
+
+/// A shared handle on the store in `dir`. Two of them behave as two processes: redb's locks and
+/// the store's lock files belong to open files, not to processes.
+fn open_shared(dir: &std::path::Path, clock: &ManualClock, mode: OpenMode) -> Registry {
+    Registry::builder()
+        .clock(clock.clone())
+        .cache_size(16 << 20)
+        .mode(mode)
+        .open(dir)
+        .expect("open store")
+}
+
+/// The database file's modification time and length: every commit writes the file, so while
+/// they stay put nothing committed.
+fn database_stamp(dir: &std::path::Path) -> (std::time::SystemTime, u64) {
+    let meta = std::fs::metadata(dir.join("metadata.redb")).unwrap();
+    (meta.modified().unwrap(), meta.len())
+}
+
+/// Pushes `v<n>` to `app` and deletes it into the bin (retention one day).
+fn bin_one(registry: &Registry, n: u64) {
+    let repo = registry.repository("app").unwrap();
+    push_image(&repo, &format!("v{n}"), &format!("seed {n}"));
+    repo.delete_manifest(&format!("v{n}")).unwrap();
+}
+
+#[test]
+fn m3_two_processes_polling_together_run_autopurge_once_per_due_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START);
+    let a = open_shared(dir.path(), &clock, OpenMode::Shared);
+    let b = open_shared(dir.path(), &clock, OpenMode::Shared);
+    a.set_soft_delete_policy(SoftDeletePolicy::enabled(1).unwrap())
+        .unwrap();
+    for day in 0..10 {
+        bin_one(if day % 2 == 0 { &a } else { &b }, day);
+        clock.advance(Duration::from_secs(DAY));
+        let barrier = std::sync::Barrier::new(2);
+        let reports: Vec<_> = std::thread::scope(|s| {
+            let runs: Vec<_> = [&a, &b]
+                .into_iter()
+                .map(|registry| {
+                    let barrier = &barrier;
+                    s.spawn(move || {
+                        barrier.wait();
+                        registry.run_due().unwrap()
+                    })
+                })
+                .collect();
+            runs.into_iter().filter_map(|t| t.join().unwrap()).collect()
+        });
+        // One run, which purged what expired: the manifest of a day ago and its tag.
+        assert_eq!(reports, [report(clock.now(), 0, 1, 1)], "day {day}");
+        for registry in [&a, &b] {
+            assert_eq!(registry.autopurge_last_run().unwrap(), Some(clock.now()));
+            assert_eq!(registry.usage().unwrap().soft_deleted_bytes, 0);
+            assert_eq!(registry.run_due().unwrap(), None);
+        }
+    }
+}
+
+#[test]
+fn m3_two_processes_maintenance_threads_run_autopurge_once_per_due_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START);
+    let a = open_shared(dir.path(), &clock, OpenMode::Shared);
+    let b = open_shared(dir.path(), &clock, OpenMode::Shared);
+    a.set_soft_delete_policy(SoftDeletePolicy::enabled(1).unwrap())
+        .unwrap();
+    let threads = [
+        a.start_maintenance(Duration::from_millis(1)),
+        b.start_maintenance(Duration::from_millis(1)),
+    ];
+    wait_until("the first run", || {
+        a.autopurge_last_run().unwrap() == Some(START)
+    });
+    for day in 0..5 {
+        bin_one(&a, day);
+        clock.advance(Duration::from_secs(DAY));
+        let due = clock.now();
+        wait_until("the due run", || {
+            b.autopurge_last_run().unwrap() == Some(due)
+        });
+        assert_eq!(a.usage().unwrap().soft_deleted_bytes, 0, "day {day}");
+        // Both threads go on polling, hundreds of times: no second run, and no empty commit.
+        let stamp = database_stamp(dir.path());
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(database_stamp(dir.path()), stamp, "day {day}");
+    }
+    for thread in threads {
+        assert_eq!(thread.last_error(), None);
+        thread.shutdown();
+    }
+}
+
+#[test]
+fn s4_run_due_when_not_due_commits_nothing() {
+    for mode in [OpenMode::Exclusive, OpenMode::Shared] {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(START);
+        let registry = open_shared(dir.path(), &clock, mode);
+        assert!(registry.run_due().unwrap().is_some());
+        clock.advance(Duration::from_secs(DAY - 1));
+        let stamp = database_stamp(dir.path());
+        // Past the file system's timestamp granularity, so a commit would show.
+        std::thread::sleep(Duration::from_millis(50));
+        for _ in 0..10 {
+            assert_eq!(registry.run_due().unwrap(), None, "{mode:?}");
+        }
+        assert_eq!(database_stamp(dir.path()), stamp, "{mode:?}");
+        // The same stamp does move with a commit: the run once due.
+        clock.advance(Duration::from_secs(1));
+        assert!(registry.run_due().unwrap().is_some());
+        assert_ne!(database_stamp(dir.path()), stamp, "{mode:?}");
+    }
+}
+
+#[test]
+fn s4_a_read_only_handle_runs_no_autopurge() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START);
+    let writer = open_shared(dir.path(), &clock, OpenMode::Shared);
+    let reader = open_shared(dir.path(), &clock, OpenMode::ReadOnly);
+    let is_read_only = |e: Error| matches!(e, Error::ReadOnly { .. });
+    // Due (it never ran), and still refused, not skipped.
+    assert!(is_read_only(reader.run_due().unwrap_err()));
+    assert!(is_read_only(reader.run_now().unwrap_err()));
+    let maintenance = reader.start_maintenance(Duration::from_millis(1));
+    wait_until("the thread's first run", || {
+        maintenance.last_error().is_some()
+    });
+    assert!(maintenance.last_error().unwrap().contains("read-only"));
+    maintenance.shutdown();
+    // And when not due, too.
+    assert!(writer.run_due().unwrap().is_some());
+    assert!(is_read_only(reader.run_due().unwrap_err()));
+    assert_eq!(reader.autopurge_last_run().unwrap(), Some(START));
 }
