@@ -728,6 +728,30 @@ fn m3_two_processes_maintenance_threads_run_autopurge_once_per_due_time() {
 }
 
 #[test]
+fn m3_with_different_intervals_the_shortest_sets_the_cadence_once_per_due_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START);
+    let open = |interval| {
+        Registry::builder()
+            .clock(clock.clone())
+            .mode(OpenMode::Shared)
+            .autopurge_interval(Duration::from_secs(interval))
+            .open(dir.path())
+            .unwrap()
+    };
+    let (hourly, daily) = (open(HOUR), open(DAY));
+    assert!(daily.run_due().unwrap().is_some());
+    for hour in 1..=48 {
+        clock.advance(Duration::from_secs(HOUR));
+        let runs = [&daily, &hourly, &daily]
+            .iter()
+            .filter_map(|r| r.run_due().unwrap())
+            .count();
+        assert_eq!(runs, 1, "hour {hour}");
+    }
+}
+
+#[test]
 fn s4_run_due_when_not_due_commits_nothing() {
     for mode in [OpenMode::Exclusive, OpenMode::Shared] {
         let dir = tempfile::tempdir().unwrap();

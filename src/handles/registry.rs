@@ -104,6 +104,8 @@ impl RegistryBuilder {
 
     /// How long an upload session may live, from its start, before it can no longer be
     /// appended to, finished or resumed (default 24 hours). Must be at least one second.
+    /// Processes sharing a store must agree: a collector with a shorter timeout sweeps sessions
+    /// another process still accepts.
     #[must_use]
     pub fn upload_timeout(mut self, timeout: Duration) -> Self {
         self.upload_timeout = timeout;
@@ -111,7 +113,9 @@ impl RegistryBuilder {
     }
 
     /// How often autopurge runs on the retention clock (default 24 hours, at least one
-    /// second); see [`Registry::run_due`] (S4).
+    /// second); see [`Registry::run_due`] (S4). Processes sharing a store should agree: each
+    /// runs it once the interval it was given has passed since the last run in any process, so
+    /// the shortest interval among them sets the cadence (never two runs for one due time).
     #[must_use]
     pub fn autopurge_interval(mut self, interval: Duration) -> Self {
         self.autopurge_interval = interval;
@@ -121,6 +125,8 @@ impl RegistryBuilder {
     /// How old an unreferenced blob or blob link must be before the collector removes it
     /// (default one hour; zero is allowed): a client that just uploaded a layer has not pushed
     /// its manifest yet (G1, G3). A [`CollectOptions`](crate::CollectOptions) can override it.
+    /// Processes sharing a store must agree: a collector's grace covers the uploads of every
+    /// process.
     #[must_use]
     pub fn grace_period(mut self, grace: Duration) -> Self {
         self.grace_period = grace;
@@ -129,7 +135,9 @@ impl RegistryBuilder {
 
     /// How many bytes of disk the store keeps in reserve, in a preallocated file in its
     /// directory, so that deletes, purges of the recycle bin and the collector can still commit
-    /// when the disk is full (C4); default [`DEFAULT_SPACE_RESERVE`], 0 for none.
+    /// when the disk is full (C4); default [`DEFAULT_SPACE_RESERVE`], 0 for none. Processes
+    /// sharing a store must agree: the store is full while the file is shorter than the reserve,
+    /// and a handle with none never finds it full. A read-only handle keeps none.
     #[must_use]
     pub fn space_reserve(mut self, bytes: u64) -> Self {
         self.space_reserve = bytes;
@@ -138,7 +146,8 @@ impl RegistryBuilder {
 
     /// How this handle shares the store with other handles and processes (M1; default
     /// [`OpenMode::Exclusive`]). Every process on one store must use the same settings
-    /// (clock aside): the upload timeout, the autopurge interval and the grace period.
+    /// (clock aside): the upload timeout, the autopurge interval, the grace period and the
+    /// space reserve.
     #[must_use]
     pub fn mode(mut self, mode: OpenMode) -> Self {
         self.mode = mode;
@@ -457,9 +466,9 @@ impl Registry {
     ///
     /// # Errors
     ///
-    /// Fails with [`Error::NestedWrite`] inside a [`Batch`](crate::Batch) of this store, and
-    /// [`Error::Io`], [`Error::Database`] or [`Error::Corrupt`] when the disk or the database
-    /// fails.
+    /// Fails with [`Error::NestedWrite`] inside a [`Batch`](crate::Batch) of this store,
+    /// [`Error::ReadOnly`] on a read-only handle (due or not), and [`Error::Io`],
+    /// [`Error::Database`] or [`Error::Corrupt`] when the disk or the database fails.
     pub fn run_due(&self) -> Result<Option<AutopurgeReport>> {
         ops::retention::run_due(&self.core)
     }
@@ -468,9 +477,9 @@ impl Registry {
     ///
     /// # Errors
     ///
-    /// Fails with [`Error::NestedWrite`] inside a [`Batch`](crate::Batch) of this store, and
-    /// [`Error::Io`], [`Error::Database`] or [`Error::Corrupt`] when the disk or the database
-    /// fails.
+    /// Fails with [`Error::NestedWrite`] inside a [`Batch`](crate::Batch) of this store,
+    /// [`Error::ReadOnly`] on a read-only handle, and [`Error::Io`], [`Error::Database`] or
+    /// [`Error::Corrupt`] when the disk or the database fails.
     pub fn run_now(&self) -> Result<AutopurgeReport> {
         #[allow(clippy::redundant_closure_for_method_calls)]
         // `Tx::autopurge` is not general enough over `Tx`'s lifetime
@@ -478,7 +487,9 @@ impl Registry {
     }
 
     /// Starts a background thread that calls [`run_due`](Registry::run_due) every `poll`
-    /// of real time, until [`Maintenance::shutdown`] (or the handle is dropped).
+    /// of real time, until [`Maintenance::shutdown`] (or the handle is dropped). On a
+    /// read-only handle each run fails with [`Error::ReadOnly`], which
+    /// [`Maintenance::last_error`] reports.
     #[must_use]
     pub fn start_maintenance(&self, poll: Duration) -> Maintenance {
         ops::retention::start_maintenance(self.core.clone(), poll)
