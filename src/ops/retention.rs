@@ -19,9 +19,7 @@ use crate::store::repositories::repository_record;
 use crate::store::tables::{Readable, keys_under2};
 use crate::store::tables::{TOMBSTONE_MANIFEST, TOMBSTONE_REPOSITORY, TOMBSTONE_TAG};
 use crate::store::tags::TagCause;
-use crate::values::{
-    Digest, Error, OpenMode, Result, RetentionPolicy, SoftDeletePolicy, Timestamp,
-};
+use crate::values::{Digest, Error, Result, RetentionPolicy, SoftDeletePolicy, Timestamp};
 
 /// What one run of the retention clock did: every expired tombstone it removed, by kind (a
 /// repository's tags and manifests deleted with it count among the tags and manifests), the
@@ -256,11 +254,8 @@ pub(crate) fn set_policy(core: &Core, policy: RetentionPolicy) -> Result<()> {
 /// keeps a run once per due time across processes (S4, M3).
 pub(crate) fn run_due(core: &Core) -> Result<Option<AutopurgeReport>> {
     let _open = OpenMark::new(core)?;
-    if core.db.mode() == OpenMode::ReadOnly {
-        return Err(Error::ReadOnly {
-            path: core.dir.clone(),
-        });
-    }
+    // Refused even when not due, as every write of a read-only handle.
+    core.db.check_writable()?;
     let interval = core.autopurge_interval;
     if !is_due(&core.snapshot()?, core.now(), interval)? {
         return Ok(None);
