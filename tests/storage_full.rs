@@ -520,6 +520,9 @@ fn c4_a_read_only_handle_never_touches_the_reserve() {
         .put_blob_sha256(b"refused")
         .unwrap_err();
     assert!(matches!(e, Error::ReadOnly { .. }), "{e}");
+    let health = reader.health();
+    assert!(!health.writable && !health.storage_full, "{health:?}");
+    assert!(health.problem.unwrap().contains("read-only"));
     drop(reader);
     assert_eq!(reserve(disk.path()), Some(held));
     // The writer fills the disk and releases it; a read-only open does not take it back.

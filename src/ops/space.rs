@@ -239,9 +239,10 @@ pub(crate) fn health(core: &super::Core) -> Health {
             storage_full: false,
             problem: None,
         },
+        // Not only a full disk: a read-only handle, or a reserve that cannot be checked.
         Err(e) => Health {
             writable: false,
-            storage_full: true,
+            storage_full: matches!(e, Error::StorageFull { .. }),
             problem: Some(e.to_string()),
         },
     }
