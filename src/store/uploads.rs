@@ -17,6 +17,12 @@ pub(crate) fn session(r: &impl Readable, id: &str) -> Result<Option<(String, Tim
     }))
 }
 
+/// The offset session `id` acknowledged last; `None` for a session without the row (closed,
+/// or started by a build that kept offsets only in memory: its bytes' length is its offset).
+pub(crate) fn offset(r: &impl Readable, id: &str) -> Result<Option<u64>> {
+    Ok(r.upload_offsets()?.get(id)?.map(|row| row.value()))
+}
+
 /// Whether upload session `id` is open.
 pub(crate) fn is_open(r: &impl Readable, id: &str) -> Result<bool> {
     Ok(r.uploads()?.get(id)?.is_some())
@@ -38,17 +44,36 @@ impl Tx<'_> {
     /// Opens session `id` into `repo`, started at `started`.
     pub(crate) fn open_upload(&mut self, id: &str, repo: &str, started: Timestamp) -> Result<()> {
         self.t.uploads.insert(id, (repo, started.as_nanos()))?;
+        self.t.upload_offsets.insert(id, 0)?;
         Ok(())
+    }
+
+    /// Records that open session `id` holds `offset` bytes; false if it is not open.
+    pub(crate) fn set_upload_offset(&mut self, id: &str, offset: u64) -> Result<bool> {
+        if self.t.uploads.get(id)?.is_none() {
+            return Ok(false);
+        }
+        self.t.upload_offsets.insert(id, offset)?;
+        Ok(true)
     }
 
     /// Closes session `id`; whether it was open.
     pub(crate) fn close_upload(&mut self, id: &str) -> Result<bool> {
+        self.t.upload_offsets.remove(id)?;
         Ok(self.t.uploads.remove(id)?.is_some())
     }
 
     /// Closes every session whose id is not in `held`, and takes the open ones out of it.
     pub(crate) fn keep_uploads(&mut self, held: &mut HashSet<String>) -> Result<()> {
-        self.t.uploads.retain(|id, _| held.remove(id))?;
+        let mut open = HashSet::new();
+        self.t.uploads.retain(|id, _| {
+            let kept = held.remove(id);
+            if kept {
+                open.insert(id.to_owned());
+            }
+            kept
+        })?;
+        self.t.upload_offsets.retain(|id, _| open.contains(id))?;
         Ok(())
     }
 }
