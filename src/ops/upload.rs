@@ -52,7 +52,9 @@ impl UploadState {
 
 /// A streamed upload into one repository. Chunks are durable as they are appended, so a
 /// session can be resumed with [`Repository::resume_upload`](crate::Repository::resume_upload)
-/// after the process restarts, at the offset it had reached.
+/// after the process restarts, or in another process sharing the store (M3), at the offset it
+/// had reached. Handles of one session, in any processes, append in turn: each chunk goes at
+/// the session's end as the store records it.
 ///
 /// ```
 /// # let dir = tempfile::tempdir()?;

@@ -1,5 +1,6 @@
-//! The rows of upload sessions (SPEC P1, G4): which sessions are open, for which repository,
-//! since when. Their bytes are the blob store's.
+//! The rows of upload sessions (SPEC P1, G4, M3): which sessions are open, for which
+//! repository, since when, and the offset each acknowledged last. Their bytes are the blob
+//! store's.
 
 use std::collections::HashSet;
 
