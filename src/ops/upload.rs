@@ -453,3 +453,37 @@ pub(crate) fn reconcile(core: &Core) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{Algorithm, Registry};
+
+    #[test]
+    fn p1_a_session_without_an_offset_row_goes_on_from_the_length_of_its_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::open(dir.path()).unwrap();
+        let upload = registry.repository("app").unwrap().start_upload().unwrap();
+        upload.append(b"older ").unwrap();
+        let id = upload.id().to_owned();
+        // As a build that kept the offset in memory only left the session.
+        let removed = registry
+            .core
+            .write(true, |tx| {
+                Ok(tx.t.upload_offsets.remove(id.as_str())?.is_some())
+            })
+            .unwrap();
+        assert!(removed);
+        drop((upload, registry));
+        let registry = Registry::open(dir.path()).unwrap();
+        let resumed = registry
+            .repository("app")
+            .unwrap()
+            .resume_upload(&id)
+            .unwrap();
+        assert_eq!(resumed.offset(), 6);
+        assert_eq!(resumed.append(b"build").unwrap(), 11);
+        resumed
+            .finish(&Algorithm::Sha256.digest(b"older build"))
+            .unwrap();
+    }
+}
