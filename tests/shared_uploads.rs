@@ -18,6 +18,11 @@ use ocistore::{
 const CHILD_DIR: &str = "OCISTORE_TEST_UPLOAD_CHILD_DIR";
 /// The session the child continues.
 const CHILD_SESSION: &str = "OCISTORE_TEST_UPLOAD_CHILD_SESSION";
+/// Set to a store directory: `m4_child_upload_appender` appends to a session there until
+/// it is killed.
+const APPENDER_DIR: &str = "OCISTORE_TEST_UPLOAD_APPENDER_DIR";
+/// The size of the appender's chunks: large, so that a kill often lands inside an append.
+const APPENDER_CHUNK: usize = 1 << 20;
 
 fn sha256(bytes: &[u8]) -> Digest {
     Algorithm::Sha256.digest(bytes)
@@ -316,5 +321,81 @@ fn m3_a_child_process_continues_a_session_the_parent_started() {
         registry.repository("app").unwrap().blob(&digest).unwrap(),
         &b"parent child again"[..]
     );
+    assert_clean(&registry);
+}
+
+/// Run as a child by `m4_a_process_killed_while_appending_leaves_the_session_to_the_others`:
+/// appends chunk after chunk (chunk `i` is `APPENDER_CHUNK` bytes of `i`) and prints each new
+/// offset, until killed.
+#[test]
+fn m4_child_upload_appender() {
+    let Some(dir) = std::env::var_os(APPENDER_DIR) else {
+        return;
+    };
+    let id = std::env::var(CHILD_SESSION).unwrap();
+    let registry = Registry::builder()
+        .mode(OpenMode::Shared)
+        .open(&dir)
+        .expect("the child joins the store");
+    let upload = registry
+        .repository("app")
+        .unwrap()
+        .resume_upload(&id)
+        .unwrap();
+    for i in 0u8.. {
+        let end = upload.append(&vec![i; APPENDER_CHUNK]).unwrap();
+        println!("ACK {end}");
+    }
+}
+
+#[test]
+fn m4_a_process_killed_while_appending_leaves_the_session_to_the_others() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::builder()
+        .mode(OpenMode::Shared)
+        .open(dir.path())
+        .unwrap();
+    let repo = registry.repository("app").unwrap();
+    let upload = repo.start_upload().unwrap();
+    let mut child = child_test("m4_child_upload_appender")
+        .env(APPENDER_DIR, dir.path())
+        .env(CHILD_SESSION, upload.id())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut acked = 0;
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    for line in lines {
+        if let Some((_, end)) = line.unwrap().split_once("ACK ") {
+            acked = end.parse().unwrap();
+            if acked >= 3 * APPENDER_CHUNK as u64 {
+                break;
+            }
+        }
+    }
+    child.kill().unwrap(); // SIGKILL, perhaps inside an append, holding the session's lock
+    child.wait().unwrap();
+    // The dead child's lock went with it; its last chunk counts only if its offset committed.
+    let end = upload.append(b"tail").unwrap();
+    let whole = end - 4;
+    assert!(
+        whole >= acked && whole.is_multiple_of(APPENDER_CHUNK as u64),
+        "{whole} after {acked}"
+    );
+    let mut bytes = Vec::new();
+    for i in 0..whole / APPENDER_CHUNK as u64 {
+        bytes.extend(std::iter::repeat_n(
+            u8::try_from(i).unwrap(),
+            APPENDER_CHUNK,
+        ));
+    }
+    bytes.extend_from_slice(b"tail");
+    let digest = sha256(&bytes);
+    upload.finish(&digest).unwrap();
+    assert_eq!(repo.blob(&digest).unwrap(), bytes);
     assert_clean(&registry);
 }
