@@ -6,7 +6,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::{BlobStore, Entry, EntryKind};
+use super::{BlobStore, Entry, EntryKind, UploadLock};
 use crate::values::{Algorithm, Digest, Error, IoContext, Result, verify};
 
 /// Below this size hashing on a second thread costs more than it saves.
@@ -183,16 +183,40 @@ impl BlobStore for DirectoryStore {
         file.sync_data().at(&path)
     }
 
-    fn read_upload(&self, id: &str) -> Result<Option<Box<dyn Read + Send>>> {
+    fn read_upload(&self, id: &str, start: u64) -> Result<Option<Box<dyn Read + Send>>> {
         let path = self.upload_path(id);
-        match File::open(&path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            opened => Ok(Some(Box::new(opened.at(path)?))),
+        let mut file = match File::open(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            opened => opened.at(&path)?,
+        };
+        if start > 0 {
+            file.seek(SeekFrom::Start(start)).at(&path)?;
         }
+        Ok(Some(Box::new(file)))
     }
 
-    fn finish_upload(&self, id: &str, digest: &Digest) -> Result<()> {
-        self.promote(&self.upload_path(id), digest)
+    fn finish_upload(&self, id: &str, digest: &Digest, len: u64) -> Result<()> {
+        let path = self.upload_path(id);
+        let file = OpenOptions::new().write(true).open(&path).at(&path)?;
+        if file.metadata().at(&path)?.len() > len {
+            // Durable before the rename: a crash must not leave the torn tail in the blob.
+            file.set_len(len).at(&path)?;
+            file.sync_all().at(&path)?;
+        }
+        drop(file);
+        self.promote(&path, digest)
+    }
+
+    fn lock_upload(&self, id: &str) -> Result<Option<UploadLock>> {
+        let path = self.upload_path(id);
+        let file = match File::open(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            opened => opened.at(&path)?,
+        };
+        // A flock: it belongs to this open file, so it excludes other handles of this process
+        // as it does other processes, and goes with a process that dies holding it.
+        file.lock().at(&path)?;
+        Ok(Some(UploadLock::new(file)))
     }
 
     fn delete_upload(&self, id: &str) -> Result<bool> {

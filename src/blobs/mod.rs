@@ -98,22 +98,38 @@ pub trait BlobStore: Send + Sync + fmt::Debug + 'static {
     /// has no room left, [`Error::Io`](crate::Error::Io) when it fails otherwise.
     fn append_upload(&self, id: &str, offset: u64, chunk: &[u8]) -> Result<()>;
 
-    /// The bytes session `id` holds, from the start, or `None` if it has none.
+    /// The bytes session `id` holds from offset `start` to its end, or `None` if it has none.
+    /// They may run past the session's acknowledged offset (the torn end of a failed append):
+    /// the caller reads only up to it.
     ///
     /// # Errors
     ///
     /// An implementation returns [`Error::Io`](crate::Error::Io) when the storage fails; a session
     /// without bytes is `Ok(None)`.
-    fn read_upload(&self, id: &str) -> Result<Option<Box<dyn Read + Send>>>;
+    fn read_upload(&self, id: &str, start: u64) -> Result<Option<Box<dyn Read + Send>>>;
 
-    /// Makes the bytes of session `id` blob `digest`, which the caller verified they hash to.
+    /// Makes the first `len` bytes of session `id` blob `digest`, which the caller verified
+    /// they hash to; whatever the session held past them (a torn append) is dropped first.
     /// The session's bytes are gone afterwards.
     ///
     /// # Errors
     ///
     /// An implementation returns [`Error::StorageFull`](crate::Error::StorageFull) when the storage
     /// has no room left, [`Error::Io`](crate::Error::Io) when it fails otherwise.
-    fn finish_upload(&self, id: &str, digest: &Digest) -> Result<()>;
+    fn finish_upload(&self, id: &str, digest: &Digest, len: u64) -> Result<()>;
+
+    /// Locks session `id` against every other holder of the lock, in this process or another,
+    /// waiting for it if need be, until the returned guard is dropped; `None` if the session
+    /// has no bytes. The core appends to, finishes and cancels a session only under this
+    /// lock, so two processes continuing one session (M3) take turns. A lock that outlives
+    /// the session's bytes (finished or cancelled meanwhile) is harmless: the core checks the
+    /// session's row once it holds the lock.
+    ///
+    /// # Errors
+    ///
+    /// An implementation returns [`Error::Io`](crate::Error::Io) when the storage fails; a session
+    /// without bytes is `Ok(None)`.
+    fn lock_upload(&self, id: &str) -> Result<Option<UploadLock>>;
 
     /// Removes the bytes of session `id`; returns whether they were there.
     ///
@@ -148,6 +164,28 @@ pub trait BlobStore: Send + Sync + fmt::Debug + 'static {
     /// An implementation returns [`Error::Io`](crate::Error::Io) when the storage fails; an entry
     /// already gone is `Ok(false)`.
     fn remove_entry(&self, location: &std::path::Path) -> Result<bool>;
+}
+
+/// The lock on one upload session that [`BlobStore::lock_upload`] took, held until dropped.
+pub struct UploadLock {
+    _held: Box<dyn Send>,
+}
+
+impl UploadLock {
+    /// A lock held for as long as `held` lives: an open locked file, say, which drops its lock
+    /// when closed.
+    #[must_use]
+    pub fn new(held: impl Send + 'static) -> UploadLock {
+        UploadLock {
+            _held: Box::new(held),
+        }
+    }
+}
+
+impl fmt::Debug for UploadLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UploadLock").finish_non_exhaustive()
+    }
 }
 
 /// One thing a [`BlobStore`] holds, as [`BlobStore::entries`] finds it.

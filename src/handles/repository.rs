@@ -192,8 +192,9 @@ impl Repository {
         ops::upload::start(self.core(), &self.name)
     }
 
-    /// Resumes the upload session `id` of this repository, in this process or after a
-    /// restart; its [`offset`](Upload::offset) tells where the next chunk goes.
+    /// Resumes the upload session `id` of this repository, in this process, in another one
+    /// sharing the store, or after a restart; its [`offset`](Upload::offset) tells where the
+    /// next chunk goes.
     ///
     /// Sessions older than the registry's upload timeout are gone ([`Error::UploadUnknown`]).
     ///

@@ -1,29 +1,60 @@
 //! Streamed blob uploads: sessions that take chunks, report their offset, survive a restart
-//! of the process and end in a verified blob (docs/spec.md: P1, G4).
+//! of the process, can be continued by another process (M3), and end in a verified blob
+//! (docs/spec.md: P1, G4).
+//!
+//! The database is the only truth about a session: its row says it is open, and its
+//! acknowledged offset is committed after each chunk is durable. Appends, finishes and cancels
+//! of one session take turns under the blob store's lock on it ([`BlobStore::lock_upload`]),
+//! across handles and processes, and check the row again once they hold it. What a process
+//! keeps in memory (the running hash) is a cache of the bytes up to the stored offset.
+//!
+//! [`BlobStore::lock_upload`]: crate::BlobStore::lock_upload
 
+use std::io::Read;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use super::Core;
+use crate::blobs::UploadLock;
 use crate::store::locks::{Need, check_writable};
-use crate::store::uploads;
+use crate::store::{Snapshot, uploads};
 use crate::values::{
-    Algorithm, Digest, Error, Hasher, IoContext, Item, Result, Timestamp, hash_reader,
+    Algorithm, Digest, Error, Hasher, IoContext, Item, Result, Timestamp, hash_into,
 };
 
-/// The in-process state of a session: where it is and the running hash of what it holds.
+/// The in-process state of a session: where it was last seen and the running hash of its
+/// first bytes.
 pub(crate) struct UploadState {
     repository: String,
     started: Timestamp,
+    /// The stored offset when this process last looked.
     offset: u64,
-    /// sha256 of the bytes so far; a finish under another algorithm rereads them.
+    /// sha256 of the session's first `hashed` bytes: valid for a finish only while `hashed`
+    /// is the stored offset, caught up from the bytes otherwise. A finish under another
+    /// algorithm rereads them.
     hasher: Hasher,
+    hashed: u64,
     /// Finished or cancelled: every further call answers `UploadUnknown`.
     closed: bool,
 }
 
+impl UploadState {
+    fn new(repository: &str, started: Timestamp, offset: u64) -> UploadState {
+        UploadState {
+            repository: repository.to_owned(),
+            started,
+            offset,
+            hasher: Algorithm::Sha256.hasher(),
+            hashed: 0,
+            closed: false,
+        }
+    }
+}
+
 /// A streamed upload into one repository. Chunks are durable as they are appended, so a
 /// session can be resumed with [`Repository::resume_upload`](crate::Repository::resume_upload)
-/// after the process restarts, at the offset it had reached.
+/// after the process restarts, or in another process sharing the store (M3), at the offset it
+/// had reached. Handles of one session, in any processes, append in turn: each chunk goes at
+/// the session's end as the store records it.
 ///
 /// ```
 /// # let dir = tempfile::tempdir()?;
@@ -67,13 +98,7 @@ pub(crate) fn start(core: &Arc<Core>, repo: &str) -> Result<Upload> {
         core.blobs.delete_upload(&id)?;
         return Err(e);
     }
-    let state = Arc::new(Mutex::new(UploadState {
-        repository: repo.to_owned(),
-        started,
-        offset: 0,
-        hasher: Algorithm::Sha256.hasher(),
-        closed: false,
-    }));
+    let state = Arc::new(Mutex::new(UploadState::new(repo, started, 0)));
     lock(&core.uploads).insert(id.clone(), state.clone());
     Ok(Upload {
         core: core.clone(),
@@ -82,8 +107,9 @@ pub(crate) fn start(core: &Arc<Core>, repo: &str) -> Result<Upload> {
     })
 }
 
-/// Resumes upload session `id` of repository `repo`, in this process or after a restart.
-/// Sessions older than the registry's upload timeout are gone ([`Error::UploadUnknown`]).
+/// Resumes upload session `id` of repository `repo`, in this process or another, or after a
+/// restart, at the offset the store holds for it. Sessions older than the registry's upload
+/// timeout are gone ([`Error::UploadUnknown`]).
 pub(crate) fn resume(core: &Arc<Core>, repo: &str, id: &str) -> Result<Upload> {
     let unknown = || Error::UploadUnknown { id: id.to_owned() };
     let mut sessions = lock(&core.uploads);
@@ -96,15 +122,11 @@ pub(crate) fn resume(core: &Arc<Core>, repo: &str, id: &str) -> Result<Upload> {
         }
         state
     } else {
-        let started = {
-            let (repository, started) =
-                uploads::session(&core.snapshot()?, id)?.ok_or_else(unknown)?;
-            if repository != repo {
-                return Err(unknown());
-            }
-            started
-        };
-        let state = Arc::new(Mutex::new(reopen(core, id, repo, started)?));
+        let (repository, started) = uploads::session(&core.snapshot()?, id)?.ok_or_else(unknown)?;
+        if repository != repo {
+            return Err(unknown());
+        }
+        let state = Arc::new(Mutex::new(UploadState::new(repo, started, 0)));
         sessions.insert(id.to_owned(), state.clone());
         drop(sessions);
         state
@@ -114,32 +136,32 @@ pub(crate) fn resume(core: &Arc<Core>, repo: &str, id: &str) -> Result<Upload> {
         id: id.to_owned(),
         state,
     };
-    drop(upload.open_state()?);
+    // Without the session's lock: a resume reads, and a thread with a batch open may call it.
+    let mut state = upload.open_state()?;
+    upload.refresh(&mut state, &core.snapshot()?)?;
+    // No bytes: a finish made them a blob and then failed to commit.
+    if core.blobs.read_upload(id, 0)?.is_none() {
+        upload.close(&mut state);
+        return Err(unknown());
+    }
+    drop(state);
     Ok(upload)
-}
-
-/// Rebuilds a session's state from its bytes, after a restart.
-fn reopen(core: &Core, id: &str, repository: &str, started: Timestamp) -> Result<UploadState> {
-    // No bytes: its finish made them a blob and then failed to commit.
-    let mut bytes = core
-        .blobs
-        .read_upload(id)?
-        .ok_or_else(|| Error::UploadUnknown { id: id.to_owned() })?;
-    let (hasher, offset) =
-        hash_reader(&mut bytes, Algorithm::Sha256).at(format!("uploads/{id}"))?;
-    Ok(UploadState {
-        repository: repository.to_owned(),
-        started,
-        offset,
-        hasher,
-        closed: false,
-    })
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock cannot leave the state half-changed in a way that
     // matters: the blob store and the database are the truth.
     m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A session as an append, finish or cancel sees it: its state, the blob store's lock on it
+/// and the offset the store holds, read once the lock was taken.
+struct Locked<'a> {
+    state: MutexGuard<'a, UploadState>,
+    stored: u64,
+    /// Bound by name where the struct is taken apart: a field left to `..` would drop, and
+    /// release the lock, at once.
+    _held: UploadLock,
 }
 
 impl Upload {
@@ -149,39 +171,120 @@ impl Upload {
         &self.id
     }
 
-    /// How many bytes the session holds: where the next chunk goes.
+    /// How many bytes the session held when this handle last looked (at its start, resume or
+    /// last call): where the next chunk goes, unless another handle, perhaps in another
+    /// process, appended since.
     #[must_use]
     pub fn offset(&self) -> u64 {
         lock(&self.state).offset
     }
 
-    /// Checks the session is open and not expired, and gives its state.
+    fn unknown(&self) -> Error {
+        Error::UploadUnknown {
+            id: self.id.clone(),
+        }
+    }
+
+    /// Checks the session is open and not expired, as this process knows, and gives its state.
     fn open_state(&self) -> Result<MutexGuard<'_, UploadState>> {
         let state = lock(&self.state);
         let expired = self.core.now().since(state.started) > self.core.upload_timeout;
         if state.closed || expired {
-            return Err(Error::UploadUnknown {
-                id: self.id.clone(),
-            });
+            return Err(self.unknown());
         }
         Ok(state)
     }
 
-    /// Appends a chunk, makes it durable and returns the new offset.
+    /// Takes the session's lock, then checks on a fresh snapshot that the session is still
+    /// open: another handle or process may have finished or cancelled it, or a collection
+    /// swept it, while this one waited.
+    fn locked(&self) -> Result<Locked<'_>> {
+        let mut state = self.open_state()?;
+        let Some(held) = self.core.blobs.lock_upload(&self.id)? else {
+            self.close(&mut state);
+            return Err(self.unknown());
+        };
+        let stored = self.refresh(&mut state, &self.core.snapshot()?)?;
+        Ok(Locked {
+            state,
+            stored,
+            _held: held,
+        })
+    }
+
+    /// Reads the session's row and offset from `snapshot` into `state`; closes the session
+    /// here if it is gone from the store.
+    fn refresh(&self, state: &mut UploadState, snapshot: &Snapshot) -> Result<u64> {
+        let open = uploads::session(snapshot, &self.id)?
+            .is_some_and(|(repository, _)| repository == state.repository);
+        if !open {
+            self.close(state);
+            return Err(self.unknown());
+        }
+        // No offset row: a session an older build started, whose bytes' length was its offset.
+        let stored = if let Some(offset) = uploads::offset(snapshot, &self.id)? {
+            offset
+        } else {
+            std::io::copy(&mut self.bytes(0)?, &mut std::io::sink()).at(self.path())?
+        };
+        state.offset = stored;
+        Ok(stored)
+    }
+
+    fn path(&self) -> String {
+        format!("uploads/{}", self.id)
+    }
+
+    /// The session's bytes from `start`.
+    fn bytes(&self, start: u64) -> Result<Box<dyn Read + Send>> {
+        self.core
+            .blobs
+            .read_upload(&self.id, start)?
+            .ok_or_else(|| self.unknown())
+    }
+
+    /// Feeds `hasher` the session's bytes `start..end`, which must all be there.
+    fn hash_range(&self, hasher: &mut Hasher, start: u64, end: u64) -> Result<()> {
+        let read = hash_into(&mut self.bytes(start)?.take(end - start), hasher).at(self.path())?;
+        if read != end - start {
+            return Err(Error::Io {
+                path: self.path().into(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "upload holds {} bytes, its acknowledged offset is {end}",
+                        start + read
+                    ),
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// The sha256 of the session's first `stored` bytes, from the running hash brought there.
+    fn sha256(&self, state: &mut UploadState, stored: u64) -> Result<Digest> {
+        if state.hashed > stored {
+            state.hasher = Algorithm::Sha256.hasher();
+            state.hashed = 0;
+        }
+        if state.hashed < stored {
+            self.hash_range(&mut state.hasher, state.hashed, stored)?;
+            state.hashed = stored;
+        }
+        Ok(state.hasher.clone().finish())
+    }
+
+    /// Appends a chunk, makes it durable and returns the new offset: the end of the session,
+    /// which another handle may have moved since this one last looked.
     ///
     /// # Errors
     ///
-    /// Fails with [`Error::UploadUnknown`] if the session is finished, cancelled or expired,
-    /// [`Error::StorageFull`] while the disk is full, and [`Error::Io`] when the disk fails.
+    /// Fails with [`Error::UploadUnknown`] if the session is finished, cancelled or expired (by
+    /// this handle or another, in any process), [`Error::StorageFull`] while the disk is full,
+    /// [`Error::NestedWrite`] inside a [`Batch`](crate::Batch) of this store, and [`Error::Io`],
+    /// [`Error::Database`] or [`Error::Corrupt`] when the disk or the database fails.
     pub fn append(&self, chunk: &[u8]) -> Result<u64> {
-        let mut state = self.open_state()?;
-        let core = &*self.core;
-        core.room()?;
-        core.space
-            .watch(core.blobs.append_upload(&self.id, state.offset, chunk))?;
-        state.hasher.update(chunk);
-        state.offset += chunk.len() as u64;
-        Ok(state.offset)
+        self.append_checked(None, chunk)
     }
 
     /// Appends a chunk that the caller sends for `offset`, refused unless the session is
@@ -192,46 +295,73 @@ impl Upload {
     /// Fails with [`Error::UploadOffsetMismatch`] if the session is not at `offset`; otherwise as
     /// [`append`](Upload::append).
     pub fn append_at(&self, offset: u64, chunk: &[u8]) -> Result<u64> {
-        let actual = self.open_state()?.offset;
-        if actual != offset {
+        self.append_checked(Some(offset), chunk)
+    }
+
+    fn append_checked(&self, expected: Option<u64>, chunk: &[u8]) -> Result<u64> {
+        let core = &*self.core;
+        // Before the session's lock: a thread in a batch holds the database's writer, which
+        // the lock's holder may be waiting for.
+        core.check_no_batch()?;
+        let Locked {
+            mut state,
+            stored,
+            _held,
+        } = self.locked()?;
+        if let Some(expected) = expected.filter(|&e| e != stored) {
             return Err(Error::UploadOffsetMismatch {
                 id: self.id.clone(),
-                expected: offset,
-                actual,
+                expected,
+                actual: stored,
             });
         }
-        self.append(chunk)
+        core.room()?;
+        // Written at the stored offset, which drops a torn tail a failed append left.
+        core.space
+            .watch(core.blobs.append_upload(&self.id, stored, chunk))?;
+        let end = stored + chunk.len() as u64;
+        // Committed after the chunk is durable: no process ever reads past durable bytes.
+        if !core.write(true, |tx| tx.set_upload_offset(&self.id, end))? {
+            self.close(&mut state);
+            return Err(self.unknown());
+        }
+        if state.hashed == stored {
+            state.hasher.update(chunk);
+            state.hashed = end;
+        }
+        state.offset = end;
+        Ok(end)
     }
 
     /// Ends the session: the bytes received must hash to `digest` (P1). They become the blob,
     /// linked into the session's repository. On a mismatch, or if the repository is
     /// write-locked ([`Error::Locked`]), nothing is stored and the session stays open; once
     /// the digest matched and the lock let it through, the session is over even if the commit
-    /// fails (the caller puts the blob again).
+    /// fails (the caller puts the blob again). The bytes are those the store acknowledged,
+    /// whichever handle or process appended them.
     ///
     /// # Errors
     ///
-    /// Fails with [`Error::UploadUnknown`] if the session is finished, cancelled or expired, or its
-    /// bytes are gone; [`Error::DigestMismatch`] if they do not hash to `digest`; [`Error::Locked`]
-    /// if the repository is write-locked; [`Error::StorageFull`] while the disk is full;
-    /// [`Error::NestedWrite`] inside a [`Batch`](crate::Batch) of this store; and [`Error::Io`],
-    /// [`Error::Database`] or [`Error::Corrupt`] when the disk or the database fails.
+    /// Fails with [`Error::UploadUnknown`] if the session is finished, cancelled or expired (by
+    /// this handle or another, in any process), or its bytes are gone; [`Error::DigestMismatch`]
+    /// if they do not hash to `digest`; [`Error::Locked`] if the repository is write-locked;
+    /// [`Error::StorageFull`] while the disk is full; [`Error::NestedWrite`] inside a
+    /// [`Batch`](crate::Batch) of this store; and [`Error::Io`], [`Error::Database`] or
+    /// [`Error::Corrupt`] when the disk or the database fails.
     pub fn finish(&self, digest: &Digest) -> Result<()> {
-        let mut state = self.open_state()?;
         let core = &*self.core;
+        core.check_no_batch()?;
+        let Locked {
+            mut state,
+            stored,
+            _held,
+        } = self.locked()?;
         let actual = if digest.algorithm() == Algorithm::Sha256 {
-            state.hasher.clone().finish()
+            self.sha256(&mut state, stored)?
         } else {
-            let mut bytes =
-                core.blobs
-                    .read_upload(&self.id)?
-                    .ok_or_else(|| Error::UploadUnknown {
-                        id: self.id.clone(),
-                    })?;
-            hash_reader(&mut bytes, digest.algorithm())
-                .at(format!("uploads/{}", self.id))?
-                .0
-                .finish()
+            let mut hasher = digest.algorithm().hasher();
+            self.hash_range(&mut hasher, 0, stored)?;
+            hasher.finish()
         };
         if &actual != digest {
             return Err(Error::DigestMismatch {
@@ -239,25 +369,26 @@ impl Upload {
                 actual,
             });
         }
-        core.check_no_batch()?;
         // Refused before the bytes move into the blob store, so a refusal leaves the session
         // open and writes nothing (L2). The commit below checks again.
         check_writable(&core.snapshot()?, &state.repository)?;
         core.room()?;
         if !core.blobs.contains(digest)? {
             core.space
-                .watch(core.blobs.finish_upload(&self.id, digest))?;
+                .watch(core.blobs.finish_upload(&self.id, digest, stored))?;
         }
-        let size = state.offset;
         let repository = state.repository.clone();
         let committed = core.write(true, |tx| {
-            tx.close_upload(&self.id)?;
+            // A collection swept the expired session since the check under the lock.
+            if !tx.close_upload(&self.id)? {
+                return Err(self.unknown());
+            }
             // The blob existed but a collection swept it since: the session's bytes become it.
-            tx.link_blob(&repository, digest, size, || {
+            tx.link_blob(&repository, digest, stored, || {
                 if core.blobs.contains(digest)? {
                     return Ok(());
                 }
-                core.blobs.finish_upload(&self.id, digest)
+                core.blobs.finish_upload(&self.id, digest, stored)
             })
         });
         // Committed or not, the session's bytes may now be the blob's: it takes no more.
@@ -273,13 +404,20 @@ impl Upload {
     ///
     /// # Errors
     ///
-    /// Fails with [`Error::UploadUnknown`] if the session is finished, cancelled or expired,
-    /// [`Error::NestedWrite`] inside a [`Batch`](crate::Batch) of this store, and [`Error::Io`],
-    /// [`Error::Database`] or [`Error::Corrupt`] when the disk or the database fails.
+    /// Fails with [`Error::UploadUnknown`] if the session is finished, cancelled or expired (by
+    /// this handle or another, in any process), [`Error::NestedWrite`] inside a
+    /// [`Batch`](crate::Batch) of this store, and [`Error::Io`], [`Error::Database`] or
+    /// [`Error::Corrupt`] when the disk or the database fails.
     pub fn cancel(&self) -> Result<()> {
-        let mut state = self.open_state()?;
-        self.core.write(true, |tx| tx.close_upload(&self.id))?;
+        self.core.check_no_batch()?;
+        let Locked {
+            mut state, _held, ..
+        } = self.locked()?;
+        let closed = self.core.write(true, |tx| tx.close_upload(&self.id))?;
         self.close(&mut state);
+        if !closed {
+            return Err(self.unknown());
+        }
         // An `fsck` repair may have taken the bytes once the row was gone.
         self.core.blobs.delete_upload(&self.id).map(drop)
     }
@@ -299,6 +437,8 @@ pub(crate) fn forget(core: &Core, id: &str) -> Result<()> {
     if let Some(state) = session {
         lock(&state).closed = true;
     }
+    // After an append in progress in another process, which then finds the row gone.
+    let _held = core.blobs.lock_upload(id)?;
     core.blobs.delete_upload(id).map(drop)
 }
 
@@ -312,4 +452,38 @@ pub(crate) fn reconcile(core: &Core) -> Result<()> {
         core.blobs.delete_upload(&stray)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Algorithm, Registry};
+
+    #[test]
+    fn p1_a_session_without_an_offset_row_goes_on_from_the_length_of_its_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::open(dir.path()).unwrap();
+        let upload = registry.repository("app").unwrap().start_upload().unwrap();
+        upload.append(b"older ").unwrap();
+        let id = upload.id().to_owned();
+        // As a build that kept the offset in memory only left the session.
+        let removed = registry
+            .core
+            .write(true, |tx| {
+                Ok(tx.t.upload_offsets.remove(id.as_str())?.is_some())
+            })
+            .unwrap();
+        assert!(removed);
+        drop((upload, registry));
+        let registry = Registry::open(dir.path()).unwrap();
+        let resumed = registry
+            .repository("app")
+            .unwrap()
+            .resume_upload(&id)
+            .unwrap();
+        assert_eq!(resumed.offset(), 6);
+        assert_eq!(resumed.append(b"build").unwrap(), 11);
+        resumed
+            .finish(&Algorithm::Sha256.digest(b"older build"))
+            .unwrap();
+    }
 }

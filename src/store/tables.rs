@@ -123,6 +123,9 @@ tables! {
     history_by_time, HISTORY_BY_TIME, HistoryByTime: (u64, &'static str, &'static str, u64) => ();
     /// Upload session id → (repository, started): sessions that survive a restart (P1).
     uploads, UPLOADS, Uploads: &'static str => (&'static str, u64);
+    /// Upload session id → the offset its last acknowledged append reached, committed after
+    /// the chunk was durable: the truth every process continuing the session goes by (M3).
+    upload_offsets, UPLOAD_OFFSETS, UploadOffsets: &'static str => u64;
     /// (repository, item) → lock bits (1: delete disabled, 2: write disabled): the locked items
     /// (L1). The item is "" for the repository, a digest for a manifest, a name for a tag; only
     /// locked items have a row.

@@ -1,5 +1,6 @@
-//! The rows of upload sessions (SPEC P1, G4): which sessions are open, for which repository,
-//! since when. Their bytes are the blob store's.
+//! The rows of upload sessions (SPEC P1, G4, M3): which sessions are open, for which
+//! repository, since when, and the offset each acknowledged last. Their bytes are the blob
+//! store's.
 
 use std::collections::HashSet;
 
@@ -15,6 +16,12 @@ pub(crate) fn session(r: &impl Readable, id: &str) -> Result<Option<(String, Tim
         let (repository, started) = row.value();
         (repository.to_owned(), Timestamp::from_nanos(started))
     }))
+}
+
+/// The offset session `id` acknowledged last; `None` for a session without the row (closed,
+/// or started by a build that kept offsets only in memory: its bytes' length is its offset).
+pub(crate) fn offset(r: &impl Readable, id: &str) -> Result<Option<u64>> {
+    Ok(r.upload_offsets()?.get(id)?.map(|row| row.value()))
 }
 
 /// Whether upload session `id` is open.
@@ -38,17 +45,36 @@ impl Tx<'_> {
     /// Opens session `id` into `repo`, started at `started`.
     pub(crate) fn open_upload(&mut self, id: &str, repo: &str, started: Timestamp) -> Result<()> {
         self.t.uploads.insert(id, (repo, started.as_nanos()))?;
+        self.t.upload_offsets.insert(id, 0)?;
         Ok(())
+    }
+
+    /// Records that open session `id` holds `offset` bytes; false if it is not open.
+    pub(crate) fn set_upload_offset(&mut self, id: &str, offset: u64) -> Result<bool> {
+        if self.t.uploads.get(id)?.is_none() {
+            return Ok(false);
+        }
+        self.t.upload_offsets.insert(id, offset)?;
+        Ok(true)
     }
 
     /// Closes session `id`; whether it was open.
     pub(crate) fn close_upload(&mut self, id: &str) -> Result<bool> {
+        self.t.upload_offsets.remove(id)?;
         Ok(self.t.uploads.remove(id)?.is_some())
     }
 
     /// Closes every session whose id is not in `held`, and takes the open ones out of it.
     pub(crate) fn keep_uploads(&mut self, held: &mut HashSet<String>) -> Result<()> {
-        self.t.uploads.retain(|id, _| held.remove(id))?;
+        let mut open = HashSet::new();
+        self.t.uploads.retain(|id, _| {
+            let kept = held.remove(id);
+            if kept {
+                open.insert(id.to_owned());
+            }
+            kept
+        })?;
+        self.t.upload_offsets.retain(|id, _| open.contains(id))?;
         Ok(())
     }
 }

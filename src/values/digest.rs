@@ -265,12 +265,21 @@ pub(crate) fn hash_reader(
     algorithm: Algorithm,
 ) -> std::io::Result<(Hasher, u64)> {
     let mut hasher = algorithm.hasher();
+    let total = hash_into(reader, &mut hasher)?;
+    Ok((hasher, total))
+}
+
+/// Feeds `hasher` everything `reader` gives, a buffer at a time; returns the length.
+pub(crate) fn hash_into(
+    reader: &mut dyn std::io::Read,
+    hasher: &mut Hasher,
+) -> std::io::Result<u64> {
     let mut buf = vec![0; 1 << 20];
     let mut total = 0;
     loop {
         let n = reader.read(&mut buf)?;
         if n == 0 {
-            return Ok((hasher, total));
+            return Ok(total);
         }
         hasher.update(&buf[..n]);
         total += n as u64;

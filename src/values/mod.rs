@@ -13,7 +13,7 @@ mod policy;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use digest::{Algorithm, Digest, Hasher};
-pub(crate) use digest::{hash_reader, verify};
+pub(crate) use digest::{hash_into, hash_reader, verify};
 pub use error::{DatabaseError, Error, Result};
 pub(crate) use error::{IoContext, is_out_of_space};
 pub(crate) use forms::{nanos, seconds, utf8};

@@ -4,7 +4,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use ocistore::{BlobStore, Digest, DirectoryStore, Entry, Error, Result};
+use ocistore::{BlobStore, Digest, DirectoryStore, Entry, Error, Result, UploadLock};
 
 /// The message of every injected failure's [`std::io::Error`].
 pub const INJECTED: &str = "write failure injected by ocistore_testkit::Faults";
@@ -263,13 +263,17 @@ impl BlobStore for FaultyStore {
         self.inner.append_upload(id, offset, chunk)
     }
 
-    fn read_upload(&self, id: &str) -> Result<Option<Box<dyn Read + Send>>> {
-        self.inner.read_upload(id)
+    fn read_upload(&self, id: &str, start: u64) -> Result<Option<Box<dyn Read + Send>>> {
+        self.inner.read_upload(id, start)
     }
 
-    fn finish_upload(&self, id: &str, digest: &Digest) -> Result<()> {
+    fn finish_upload(&self, id: &str, digest: &Digest, len: u64) -> Result<()> {
         self.before_write(format!("blobs/{digest}"))?;
-        self.inner.finish_upload(id, digest)
+        self.inner.finish_upload(id, digest, len)
+    }
+
+    fn lock_upload(&self, id: &str) -> Result<Option<UploadLock>> {
+        self.inner.lock_upload(id)
     }
 
     fn delete_upload(&self, id: &str) -> Result<bool> {
