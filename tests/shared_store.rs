@@ -149,8 +149,16 @@ fn m1_a_read_only_open_of_a_missing_store_is_a_clear_error_and_creates_nothing()
 #[test]
 fn m1_a_read_only_handle_refuses_every_write_and_writes_nothing() {
     let (dir, digest) = store();
+    let session = {
+        let writer = open(dir.path(), OpenMode::Exclusive).unwrap();
+        let upload = writer.repository("app").unwrap().start_upload().unwrap();
+        upload.append(b"first").unwrap();
+        upload.id().to_owned()
+    };
     let registry = open(dir.path(), OpenMode::ReadOnly).unwrap();
     let repo = registry.repository("app").unwrap();
+    let upload = repo.resume_upload(&session).unwrap();
+    assert_eq!(upload.offset(), 5);
     let files = || {
         let mut names: Vec<_> = walk(dir.path());
         names.sort();
@@ -161,6 +169,9 @@ fn m1_a_read_only_handle_refuses_every_write_and_writes_nothing() {
     let refusals: Vec<(&str, ocistore::Result<()>)> = vec![
         ("put_blob", repo.put_blob_sha256(b"new").map(drop)),
         ("start_upload", repo.start_upload().map(drop)),
+        ("append", upload.append(b"more").map(drop)),
+        ("finish", upload.finish(&digest)),
+        ("cancel", upload.cancel()),
         (
             "push",
             repo.push_manifest("v2", OCI_MANIFEST, &body).map(drop),

@@ -199,6 +199,8 @@ impl Upload {
     /// open: another handle or process may have finished or cancelled it, or a collection
     /// swept it, while this one waited.
     fn locked(&self) -> Result<Locked<'_>> {
+        // Every caller writes: a read-only handle is refused before it touches the bytes.
+        self.core.db.check_writable()?;
         let mut state = self.open_state()?;
         let Some(held) = self.core.blobs.lock_upload(&self.id)? else {
             self.close(&mut state);
