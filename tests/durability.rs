@@ -8,14 +8,13 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+use common::kills::{Kill, Rng, Worker, ack, check_manifest, run_crew};
 use common::{
     START, Store, child_test, image_body, index_body, push_image, snapshot, upload_image,
 };
@@ -49,26 +48,6 @@ fn files_in(dir: &Path) -> Vec<String> {
         .collect();
     names.sort();
     names
-}
-
-/// A tiny xorshift generator: enough to vary where the crash test kills its child.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| self.next() as u8).collect()
-    }
 }
 
 // =============================================================================================
@@ -397,13 +376,6 @@ fn c2_a_blob_file_left_by_a_crash_before_its_commit_is_reused() {
     assert_eq!(app.blob(&digest).unwrap(), &bytes[..]);
 }
 
-/// One line per acknowledged call, `ACK <kind> <repository> …`.
-fn ack(line: std::fmt::Arguments<'_>) {
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "ACK {line}").unwrap();
-    out.flush().unwrap();
-}
-
 /// The child side of the crash test: writes until it is killed, acknowledging on stdout each
 /// call that returned Ok.
 #[test]
@@ -595,39 +567,6 @@ impl Acked {
     }
 }
 
-/// A manifest pulls with its digest, and every blob and child it references is readable.
-fn check_manifest(repo: &Repository, digest: &Digest, context: &str) {
-    let name = repo.name();
-    let pulled = repo
-        .pull(digest.as_str())
-        .unwrap_or_else(|e| panic!("{context}: manifest {digest} in {name}: {e}"));
-    assert_eq!(&pulled.digest, digest);
-    assert_eq!(&digest.algorithm().digest(&pulled.body), digest);
-    let body: serde_json::Value = serde_json::from_slice(&pulled.body).unwrap();
-    let refs = |key: &str| {
-        body[key]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|d| Digest::parse(d["digest"].as_str().unwrap()).unwrap())
-            .collect::<Vec<_>>()
-    };
-    for blob in refs("layers").into_iter().chain(
-        body["config"]["digest"]
-            .as_str()
-            .map(|d| d.parse().unwrap()),
-    ) {
-        let bytes = repo
-            .blob(&blob)
-            .unwrap_or_else(|e| panic!("{context}: {digest} references {blob}: {e}"));
-        assert_eq!(blob.algorithm().digest(&bytes), blob, "{context}");
-    }
-    for child in refs("manifests") {
-        repo.pull(child.as_str())
-            .unwrap_or_else(|e| panic!("{context}: index {digest} references {child}: {e}"));
-    }
-}
-
 /// When a round of a worker starts, by its clock.
 type RoundStart = fn(u64) -> Timestamp;
 
@@ -643,58 +582,28 @@ fn crash_rounds(
     mut record: impl FnMut(&str),
     mut verify: impl FnMut(&Registry, &str),
 ) -> usize {
-    let seed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        ^ u64::from(std::process::id());
-    let mut rng = Rng(seed | 1);
+    let (seed, mut rng) = Rng::from_time();
     let (mut total, mut strays) = (0, 0);
     for round in 0..rounds {
         // Early in a call, deep in a loop, in the middle of a batch's acknowledgements: the
         // kill lands wherever the worker is when its n-th line is read.
         let kill_after = 1 + rng.below(if round % 2 == 0 { 30 } else { most });
         let context = format!("{worker}: seed {seed}, round {round}, kill after {kill_after}");
-        let stderr_path = path.with_file_name(format!("worker-{round}.stderr"));
-        let mut child = child_test(worker)
-            .env(WORKER_DIR, path)
-            .env(WORKER_ROUND, round.to_string())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr_path).unwrap())
-            .spawn()
-            .unwrap();
-        let mut seen = 0;
-        // Kept open until the kill, so the worker's next lines do not hit a closed pipe; read
-        // to the end after it.
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        for line in lines.by_ref() {
-            let line = line.unwrap();
-            // The harness may print `test … ... ` on the same line before the first one.
-            if let Some((_, a)) = line.split_once("ACK ") {
-                record(a);
-                seen += 1;
-                if seen == kill_after {
-                    break;
-                }
-            }
-        }
-        // Past the line, so that the kill lands anywhere in the step that follows.
-        thread::sleep(Duration::from_micros(rng.below(20_000)));
-        child.kill().unwrap(); // SIGKILL
-        let status = child.wait().unwrap();
-        // What it said before it died counts too: a step it began after the line read.
-        for line in lines {
-            if let Some((_, a)) = line.unwrap().split_once("ACK ") {
-                record(a);
-            }
-        }
-        assert_eq!(
-            seen,
-            kill_after,
-            "{context}: the worker stopped early ({status}):\n{}",
-            std::fs::read_to_string(&stderr_path).unwrap()
+        let mut cmd = child_test(worker);
+        cmd.env(WORKER_DIR, path)
+            .env(WORKER_ROUND, round.to_string());
+        run_crew(
+            vec![Worker { cmd, endless: true }],
+            Some(Kill {
+                worker: 0,
+                after: kill_after,
+            }),
+            &mut rng,
+            path.parent().unwrap(),
+            &context,
+            |_, line| record(line),
         );
-        total += seen as usize;
+        total += kill_after as usize;
 
         // No grace period: nothing else writes to the store while it is checked.
         let mut builder = Registry::builder().grace_period(Duration::ZERO);

@@ -15,6 +15,8 @@ use ocistore::{
 use serde_json::json;
 use tempfile::TempDir;
 
+pub mod kills;
+
 pub const CONFIG_TYPE: &str = "application/vnd.oci.image.config.v1+json";
 pub const LAYER_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 pub const SIG_TYPE: &str = "application/vnd.example.signature.v1";
