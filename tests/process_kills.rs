@@ -476,7 +476,7 @@ fn shared_store(dir: &Path) -> Registry {
 
 #[test]
 fn m4_killed_processes_lose_nothing_any_process_acknowledged() {
-    let rounds = std::env::var(ROUNDS).map_or(6, |r| r.parse().unwrap());
+    let rounds = std::env::var(ROUNDS).map_or(16, |r| r.parse().unwrap());
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store");
     let registry = shared_store(&path);
