@@ -626,7 +626,7 @@ fn collectable_store(scale: usize) -> (tempfile::TempDir, u64) {
         registry
             .batch(|b| {
                 for digest in &doomed {
-                    b.delete_manifest(&repo, &digest.to_string())?;
+                    b.delete_manifest(&repo, digest.as_ref())?;
                 }
                 Ok(())
             })
