@@ -1,16 +1,19 @@
 //! Many processes on one store (issue 17): what the shared mode costs, how writers in several
 //! processes share the store, and how soon a read-only process sees a commit.
 //!
-//! 1. Shared against exclusive, the same work on a fresh store opened in each mode (criterion;
-//!    the ratio of the medians is printed after each pair and in the summary, against the target
-//!    of 1.10):
+//! 1. Shared against exclusive, the same work on a fresh store opened in each mode: criterion
+//!    runs each mode, then 15 paired rounds time the two modes one after the other (in
+//!    alternating order, about 0.1 s each, or one collection), so that the ratio of each round is immune to the
+//!    drifts of a shared machine. Printed after each pair and in the summary: criterion's
+//!    medians, their ratio, and the median (and quartiles) of the paired ratios, against the
+//!    target of 1.10:
 //!    - `push_manifest`: one manifest push, one transaction (its blobs uploaded beforehand);
 //!    - `push_image`: one image push, as a client makes it: a config blob and an 8 KiB layer
 //!      (`put_blob`, one transaction each) and the manifest (a third);
 //!    - `batch_50_images`: 50 such images (100 blobs, 50 manifests) in one `Registry::batch`;
 //!    - `resolve`: tag resolution, 1,000 tags in 10 repositories, one thread;
 //!    - `collect`: a full collection (grace period zero) of a store of 3,000 image manifests in
-//!      10 repositories over 700 blobs, after 300 of the manifests were deleted: their 300
+//!      10 repositories over 690 blobs, after 300 of the manifests were deleted: their 300
 //!      config blobs and links to sweep. Each run collects a fresh copy of the store, made and
 //!      opened outside the timing (the copies keep no space reserve, to copy less).
 //! 2. `processes`: image pushes per second with 1, 2 and 4 child processes (this binary run
@@ -38,11 +41,9 @@
 
 mod common;
 
-use std::cell::RefCell;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::copy_dir;
@@ -72,7 +73,7 @@ const TAGS_PER_REPOSITORY: usize = 100;
 /// pools of configs and layers.
 const GC_REPOSITORIES: usize = 10;
 const GC_MANIFESTS_PER_REPOSITORY: usize = 300;
-const GC_CONFIGS: usize = 10;
+const GC_CONFIGS: usize = GC_DELETE_EVERY - 1;
 const GC_LAYERS: usize = 30;
 /// One manifest in `GC_DELETE_EVERY` is deleted before the collection.
 const GC_DELETE_EVERY: usize = 10;
@@ -103,7 +104,7 @@ fn main() {
 
     let mut criterion = Criterion::default().configure_from_args();
     let mut comparisons = Vec::new();
-    shared_vs_exclusive(&mut criterion, &mut comparisons, scale);
+    shared_vs_exclusive(&mut criterion, &args, &mut comparisons, scale);
     criterion.final_summary();
 
     let processes = if full && wanted(&args, "processes") {
@@ -253,22 +254,19 @@ fn open(dir: &Path, mode: OpenMode) -> Registry {
 // ---------------------------------------------------------------------------------------------
 // Shared against exclusive
 
-/// The (iterations, time) of every call criterion made to a routine: warm-up first, then one
+/// Runs its work `n` times on one store and returns the time the work took (setup excluded).
+type Runner<'a> = Box<dyn FnMut(u64) -> Duration + 'a>;
+
+/// The (iterations, time) of every call criterion made to a runner: warm-up first, then one
 /// per sample.
-#[derive(Clone, Default)]
-struct Recorder(Rc<RefCell<Vec<(u64, Duration)>>>);
+#[derive(Default)]
+struct Recorder(Vec<(u64, Duration)>);
 
 impl Recorder {
-    fn record(&self, iters: u64, time: Duration) -> Duration {
-        self.0.borrow_mut().push((iters, time));
-        time
-    }
-
     /// The median time per iteration over the last `samples` calls (criterion's samples);
-    /// `None` if the routine did not run.
+    /// `None` if the runner was not called.
     fn median(&self, samples: usize) -> Option<Duration> {
-        let calls = self.0.borrow();
-        let mut per_iter: Vec<f64> = calls[calls.len().saturating_sub(samples)..]
+        let mut per_iter: Vec<f64> = self.0[self.0.len().saturating_sub(samples)..]
             .iter()
             .map(|(iters, time)| time.as_secs_f64() / *iters as f64)
             .collect();
@@ -283,21 +281,29 @@ impl Recorder {
 struct Comparison {
     name: &'static str,
     unit: &'static str,
+    /// Criterion's medians, per iteration.
     exclusive: Duration,
     shared: Duration,
+    /// The paired rounds' ratios, sorted.
+    paired: Vec<f64>,
 }
 
 impl std::fmt::Display for Comparison {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let ratio = self.shared.as_secs_f64() / self.exclusive.as_secs_f64();
+        let q = |p: f64| self.paired[((self.paired.len() - 1) as f64 * p).round() as usize];
+        let paired = q(0.5);
         write!(
             f,
-            "{:<16} exclusive {:>12}  shared {:>12}  {}  shared/exclusive {ratio:.2} ({})",
+            "{:<16} exclusive {:>11}  shared {:>11} {:<15} shared/exclusive {ratio:.2}; \
+             paired {paired:.2} ({:.2}-{:.2}) ({})",
             self.name,
             ms(self.exclusive),
             ms(self.shared),
             self.unit,
-            if ratio <= TARGET {
+            q(0.25),
+            q(0.75),
+            if paired <= TARGET {
                 "within 10%"
             } else {
                 "target missed"
@@ -310,19 +316,29 @@ impl std::fmt::Display for Comparison {
 struct Sampling {
     flat: bool,
     warm_up: Duration,
+    /// The most iterations a paired round runs (a collection's copy of the store, outside the
+    /// timing, costs more than the collection).
+    paired_max: u64,
     samples: usize,
     measurement: Duration,
     throughput: Option<Throughput>,
 }
 
-/// Runs `routine` once per mode in group `shared_vs_exclusive/<name>` and keeps the ratio.
-fn compare(
+/// Paired rounds after criterion's runs: each round times both modes, one after the other in
+/// alternating order, for about `PAIRED_ROUND` each; the ratio of a round is immune to the
+/// slow drifts of a shared machine that criterion's consecutive runs are not.
+const PAIRED_ROUNDS: usize = 15;
+const PAIRED_ROUND: Duration = Duration::from_millis(100);
+
+/// Benchmarks group `shared_vs_exclusive/<name>`: the runners `setup` makes for each mode,
+/// under criterion, then in paired rounds; keeps the ratios.
+fn compare<'a>(
     c: &mut Criterion,
     out: &mut Vec<Comparison>,
     name: &'static str,
     unit: &'static str,
     sampling: Sampling,
-    mut routine: impl FnMut(OpenMode, &mut Bencher<'_>, &Recorder),
+    mut setup: impl FnMut(OpenMode) -> Runner<'a>,
 ) {
     let mut group = c.benchmark_group(format!("shared_vs_exclusive/{name}"));
     group
@@ -335,208 +351,247 @@ fn compare(
     if let Some(throughput) = sampling.throughput {
         group.throughput(throughput);
     }
+    let mut runners = [setup(OpenMode::Exclusive), setup(OpenMode::Shared)];
     let mut medians = Vec::new();
-    for mode in [OpenMode::Exclusive, OpenMode::Shared] {
-        let recorder = Recorder::default();
-        group.bench_function(mode.as_str(), |b| routine(mode, b, &recorder));
+    for (mode, runner) in [OpenMode::Exclusive, OpenMode::Shared]
+        .into_iter()
+        .zip(&mut runners)
+    {
+        let mut recorder = Recorder::default();
+        group.bench_function(mode.as_str(), |b: &mut Bencher<'_>| {
+            b.iter_custom(|iters| {
+                let time = runner(iters);
+                recorder.0.push((iters, time));
+                time
+            })
+        });
         medians.push(recorder.median(sampling.samples));
     }
     group.finish();
-    if let [Some(exclusive), Some(shared)] = medians[..] {
-        let comparison = Comparison {
-            name,
-            unit,
-            exclusive,
-            shared,
-        };
-        println!("ratio: {comparison}");
-        out.push(comparison);
-    }
+    let [Some(exclusive), Some(shared)] = medians[..] else {
+        return;
+    };
+    // Enough iterations for a round of about PAIRED_ROUND in the slower mode.
+    let n = (PAIRED_ROUND.as_secs_f64() / exclusive.max(shared).as_secs_f64()).ceil() as u64;
+    let n = n.clamp(1, sampling.paired_max);
+    let mut paired: Vec<f64> = (0..PAIRED_ROUNDS)
+        .map(|round| {
+            let [e, s] = &mut runners;
+            let (exclusive, shared) = if round % 2 == 0 {
+                let exclusive = e(n);
+                (exclusive, s(n))
+            } else {
+                let shared = s(n);
+                (e(n), shared)
+            };
+            shared.as_secs_f64() / exclusive.as_secs_f64()
+        })
+        .collect();
+    paired.sort_by(f64::total_cmp);
+    let comparison = Comparison {
+        name,
+        unit,
+        exclusive,
+        shared,
+        paired,
+    };
+    println!("ratio: {comparison}");
+    out.push(comparison);
 }
 
-fn shared_vs_exclusive(c: &mut Criterion, out: &mut Vec<Comparison>, scale: u32) {
-    let seconds = |s: u64| Duration::from_secs(s * u64::from(scale));
-    let flat = |samples, measurement| Sampling {
-        flat: true,
-        warm_up: Duration::from_secs(1),
-        samples,
-        measurement,
-        throughput: Some(Throughput::Elements(1)),
-    };
+/// Manifest pushes, one transaction each, on a store whose blobs are in place.
+fn push_manifest_runner(mode: OpenMode) -> Runner<'static> {
+    let dir = scratch("push-manifest");
+    let registry = open(dir.path(), mode);
+    let repo = registry.repository("team/app").unwrap();
+    let (config, layers) = registry
+        .batch(|b| {
+            let (config, _) = image_blobs("base", 0);
+            let config = (b.put_blob_sha256(&repo, &config)?, config.len());
+            let mut layers = Vec::new();
+            for i in 0..16 {
+                let (_, layer) = image_blobs("base", i);
+                layers.push((b.put_blob_sha256(&repo, &layer)?, layer.len()));
+            }
+            Ok((config, layers))
+        })
+        .unwrap();
+    let mut seq = 0usize;
+    Box::new(move |iters| {
+        let _dir = &dir;
+        let manifests: Vec<(String, Vec<u8>)> = (0..iters)
+            .map(|_| {
+                seq += 1;
+                let layer = &layers[seq % layers.len()];
+                let tag = format!("build-{seq}");
+                let body = manifest_body((&config.0, config.1), &[(&layer.0, layer.1)], &tag);
+                (tag, body)
+            })
+            .collect();
+        let start = Instant::now();
+        for (tag, body) in &manifests {
+            repo.push_manifest(tag, OCI_MANIFEST, body).unwrap();
+        }
+        start.elapsed()
+    })
+}
 
-    compare(
-        c,
-        out,
-        "push_manifest",
-        "per push",
-        flat(10, seconds(3)),
-        |mode, b, recorder| {
-            let dir = scratch("push-manifest");
-            let registry = open(dir.path(), mode);
-            let repo = registry.repository("team/app").unwrap();
-            let (config, layers) = registry
+/// Image pushes: two blobs and a manifest, a transaction each.
+fn push_image_runner(mode: OpenMode) -> Runner<'static> {
+    let dir = scratch("push-image");
+    let registry = open(dir.path(), mode);
+    let repo = registry.repository("team/app").unwrap();
+    let mut seq = 0;
+    Box::new(move |iters| {
+        let _dir = &dir;
+        let start = Instant::now();
+        for _ in 0..iters {
+            seq += 1;
+            push_image(&repo, "bench", seq).unwrap();
+        }
+        start.elapsed()
+    })
+}
+
+/// Batches of `IMAGES_PER_BATCH` image pushes.
+fn batch_runner(mode: OpenMode) -> Runner<'static> {
+    let dir = scratch("batch");
+    let registry = open(dir.path(), mode);
+    let repo = registry.repository("team/app").unwrap();
+    let mut seq = 0;
+    Box::new(move |iters| {
+        let _dir = &dir;
+        let start = Instant::now();
+        for _ in 0..iters {
+            registry
                 .batch(|b| {
-                    let (config, _) = image_blobs("base", 0);
-                    let config = (b.put_blob_sha256(&repo, &config)?, config.len());
-                    let mut layers = Vec::new();
-                    for i in 0..16 {
-                        let (_, layer) = image_blobs("base", i);
-                        layers.push((b.put_blob_sha256(&repo, &layer)?, layer.len()));
+                    for _ in 0..IMAGES_PER_BATCH {
+                        seq += 1;
+                        push_image_in(b, &repo, "bench", seq)?;
                     }
-                    Ok((config, layers))
+                    Ok(())
                 })
                 .unwrap();
-            let mut seq = 0usize;
-            b.iter_custom(|iters| {
-                let manifests: Vec<(String, Vec<u8>)> = (0..iters)
-                    .map(|_| {
-                        seq += 1;
-                        let layer = &layers[seq % layers.len()];
-                        let tag = format!("build-{seq}");
-                        let body =
-                            manifest_body((&config.0, config.1), &[(&layer.0, layer.1)], &tag);
-                        (tag, body)
-                    })
-                    .collect();
-                let start = Instant::now();
-                for (tag, body) in &manifests {
-                    repo.push_manifest(tag, OCI_MANIFEST, body).unwrap();
-                }
-                recorder.record(iters, start.elapsed())
-            })
-        },
-    );
+        }
+        start.elapsed()
+    })
+}
 
-    compare(
-        c,
-        out,
-        "push_image",
-        "per push",
-        flat(10, seconds(3)),
-        |mode, b, recorder| {
-            let dir = scratch("push-image");
-            let registry = open(dir.path(), mode);
-            let repo = registry.repository("team/app").unwrap();
-            let mut seq = 0;
-            b.iter_custom(|iters| {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    seq += 1;
-                    push_image(&repo, "bench", seq).unwrap();
-                }
-                recorder.record(iters, start.elapsed())
-            })
-        },
-    );
+/// Tag resolutions over 1,000 tags, in a scattered order.
+fn resolve_runner(mode: OpenMode) -> Runner<'static> {
+    let dir = scratch("resolve");
+    let registry = open(dir.path(), mode);
+    let pairs = populate_tags(&registry);
+    let order: Vec<usize> = (0..pairs.len()).map(|i| (i * 617) % pairs.len()).collect();
+    let mut i = 0;
+    Box::new(move |iters| {
+        let _dir = &dir;
+        let start = Instant::now();
+        for _ in 0..iters {
+            let (repo, tag) = &pairs[order[i]];
+            i = (i + 1) % order.len();
+            std::hint::black_box(repo.resolve(std::hint::black_box(tag)).unwrap());
+        }
+        start.elapsed()
+    })
+}
 
-    compare(
-        c,
-        out,
-        "batch_50_images",
-        "per batch",
-        Sampling {
-            flat: true,
-            warm_up: Duration::from_millis(500),
-            samples: 10,
-            measurement: seconds(3),
-            throughput: Some(Throughput::Elements(IMAGES_PER_BATCH)),
-        },
-        |mode, b, recorder| {
-            let dir = scratch("batch");
-            let registry = open(dir.path(), mode);
-            let repo = registry.repository("team/app").unwrap();
-            let mut seq = 0;
-            b.iter_custom(|iters| {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    registry
-                        .batch(|b| {
-                            for _ in 0..IMAGES_PER_BATCH {
-                                seq += 1;
-                                push_image_in(b, &repo, "bench", seq)?;
-                            }
-                            Ok(())
-                        })
-                        .unwrap();
-                }
-                recorder.record(iters, start.elapsed())
-            })
-        },
-    );
+/// Collections of fresh copies of `template`, each expected to sweep `swept` blobs.
+fn collect_runner(mode: OpenMode, template: &Path, swept: u64) -> Runner<'_> {
+    let scratch_dir = scratch("collect");
+    let mut run = 0;
+    Box::new(move |iters| {
+        let mut total = Duration::ZERO;
+        for _ in 0..iters {
+            run += 1;
+            let dir = scratch_dir.path().join(run.to_string());
+            copy_dir(template, &dir);
+            let registry = open_unreserved(&dir, mode);
+            let start = Instant::now();
+            let report = registry
+                .collect(&CollectOptions::default().grace_period(Duration::ZERO))
+                .unwrap();
+            total += start.elapsed();
+            assert_eq!(report.blobs_swept, swept, "{report:?}");
+            drop(registry);
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+        total
+    })
+}
 
-    compare(
-        c,
-        out,
-        "resolve",
-        "per resolve",
-        Sampling {
+fn shared_vs_exclusive(c: &mut Criterion, args: &[String], out: &mut Vec<Comparison>, scale: u32) {
+    let seconds = |s: u64| Duration::from_secs(s * u64::from(scale));
+    let flat = |warm_up, samples, measurement, elements| Sampling {
+        flat: true,
+        warm_up,
+        paired_max: u64::MAX,
+        samples,
+        measurement,
+        throughput: Some(Throughput::Elements(elements)),
+    };
+    let one_second = Duration::from_secs(1);
+    let name = |n: &str| format!("shared_vs_exclusive/{n}");
+    if wanted(args, &name("push_manifest")) {
+        let sampling = flat(one_second, 10, seconds(3), 1);
+        compare(
+            c,
+            out,
+            "push_manifest",
+            "per push",
+            sampling,
+            push_manifest_runner,
+        );
+    }
+    if wanted(args, &name("push_image")) {
+        let sampling = flat(one_second, 10, seconds(3), 1);
+        compare(
+            c,
+            out,
+            "push_image",
+            "per push",
+            sampling,
+            push_image_runner,
+        );
+    }
+    if wanted(args, &name("batch_50_images")) {
+        let sampling = flat(Duration::from_millis(500), 10, seconds(3), IMAGES_PER_BATCH);
+        compare(
+            c,
+            out,
+            "batch_50_images",
+            "per batch",
+            sampling,
+            batch_runner,
+        );
+    }
+    if wanted(args, &name("resolve")) {
+        let sampling = Sampling {
             flat: false,
-            warm_up: Duration::from_secs(1),
+            warm_up: one_second,
+            paired_max: u64::MAX,
             samples: 50,
             measurement: seconds(3),
             throughput: Some(Throughput::Elements(1)),
-        },
-        |mode, b, recorder| {
-            let dir = scratch("resolve");
-            let registry = open(dir.path(), mode);
-            let pairs = populate_tags(&registry);
-            // Visit the tags in a scattered order, not in key order.
-            let order: Vec<usize> = (0..pairs.len()).map(|i| (i * 617) % pairs.len()).collect();
-            let mut i = 0;
-            b.iter_custom(|iters| {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    let (repo, tag) = &pairs[order[i]];
-                    i = (i + 1) % order.len();
-                    std::hint::black_box(repo.resolve(std::hint::black_box(tag)).unwrap());
-                }
-                recorder.record(iters, start.elapsed())
-            })
-        },
-    );
-
-    let gc_manifests = GC_REPOSITORIES * GC_MANIFESTS_PER_REPOSITORY * scale as usize;
-    let mut template = None;
-    compare(
-        c,
-        out,
-        "collect",
-        "per collection",
-        Sampling {
+        };
+        compare(c, out, "resolve", "per resolve", sampling, resolve_runner);
+    }
+    if wanted(args, &name("collect")) {
+        let (template, swept) = collectable_store(scale as usize);
+        let sampling = Sampling {
             flat: true,
-            warm_up: Duration::from_millis(300),
+            warm_up: Duration::from_millis(100),
+            paired_max: 1,
             samples: 10,
-            measurement: seconds(1),
+            measurement: seconds(1) / 2,
             throughput: None,
-        },
-        |mode, b, recorder| {
-            let (template, swept) =
-                template.get_or_insert_with(|| collectable_store(scale as usize));
-            let scratch_dir = scratch("collect");
-            let mut run = 0;
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    run += 1;
-                    let dir = scratch_dir.path().join(run.to_string());
-                    copy_dir(template.path(), &dir);
-                    let registry = open_unreserved(&dir, mode);
-                    let start = Instant::now();
-                    let report = registry
-                        .collect(&CollectOptions::default().grace_period(Duration::ZERO))
-                        .unwrap();
-                    total += start.elapsed();
-                    assert_eq!(report.blobs_swept, *swept, "{report:?}");
-                    drop(registry);
-                    std::fs::remove_dir_all(&dir).unwrap();
-                }
-                recorder.record(iters, total)
-            })
-        },
-    );
-    if let Some((_, swept)) = template {
+        };
+        compare(c, out, "collect", "per collection", sampling, |mode| {
+            collect_runner(mode, template.path(), swept)
+        });
         println!(
-            "collect: {gc_manifests} manifests in {GC_REPOSITORIES} repositories, {swept} blobs swept each run"
+            "collect: {} manifests in {GC_REPOSITORIES} repositories, {swept} blobs swept each run",
+            GC_REPOSITORIES * GC_MANIFESTS_PER_REPOSITORY * scale as usize
         );
     }
 }
@@ -578,7 +633,7 @@ fn open_unreserved(dir: &Path, mode: OpenMode) -> Registry {
 
 /// The store the collection benchmark collects copies of, built in exclusive mode and closed:
 /// `scale` × 3,000 image manifests in 10 repositories, each over a config and two layers from
-/// its repository's pools of 10 and 30, made distinct by an annotation. One manifest in ten has
+/// its repository's pools of 9 and 30, made distinct by an annotation. One manifest in ten has
 /// a config of its own instead, and is deleted (soft delete is off). Returns the store with the
 /// number of blobs a collection sweeps: those configs.
 fn collectable_store(scale: usize) -> (tempfile::TempDir, u64) {
@@ -608,7 +663,7 @@ fn collectable_store(scale: usize) -> (tempfile::TempDir, u64) {
                         let (own, _) = image_blobs(&who, m as u64);
                         (b.put_blob_sha256(&repo, &own)?, own.len())
                     } else {
-                        configs[m % GC_CONFIGS].clone()
+                        configs[m % GC_DELETE_EVERY - 1].clone()
                     };
                     let a = &layers[m % GC_LAYERS];
                     let z = &layers[(m * 7 + 1) % GC_LAYERS];
