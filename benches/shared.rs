@@ -162,8 +162,13 @@ fn wall_ns() -> i64 {
         .as_nanos() as i64
 }
 
+/// A duration in milliseconds, or in microseconds under a tenth of a millisecond.
 fn ms(d: Duration) -> String {
-    format!("{:.3} ms", d.as_secs_f64() * 1e3)
+    if d < Duration::from_micros(100) {
+        format!("{:.2} µs", d.as_secs_f64() * 1e6)
+    } else {
+        format!("{:.3} ms", d.as_secs_f64() * 1e3)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
