@@ -1,4 +1,9 @@
-//! Helpers shared by the benchmarks that build a store once and measure on copies of it.
+//! Helpers shared by the benchmarks that build a store once and measure on copies of it, and
+//! [`machine`]: where the stores go and the machine's limits printed beside the figures. Each
+//! benchmark uses some of them.
+#![allow(dead_code)]
+
+pub mod machine;
 
 use std::path::Path;
 
