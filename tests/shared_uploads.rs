@@ -269,6 +269,20 @@ fn m3_racing_appends_and_finishes_never_store_a_blob_that_mismatches_its_digest(
     assert_clean(&pair.b);
 }
 
+/// In a child: joins the store in `dir` shared and resumes the parent's session.
+fn join_session(dir: &std::ffi::OsStr) -> ocistore::Upload {
+    let id = std::env::var(CHILD_SESSION).unwrap();
+    let registry = Registry::builder()
+        .mode(OpenMode::Shared)
+        .open(dir)
+        .expect("the child joins the store");
+    registry
+        .repository("app")
+        .unwrap()
+        .resume_upload(&id)
+        .unwrap()
+}
+
 /// Run as a child by `m3_a_child_process_continues_a_session_the_parent_started`: resumes
 /// the parent's session, checks its offset and appends to it.
 #[test]
@@ -276,16 +290,7 @@ fn m3_child_upload_worker() {
     let Some(dir) = std::env::var_os(CHILD_DIR) else {
         return;
     };
-    let id = std::env::var(CHILD_SESSION).unwrap();
-    let registry = Registry::builder()
-        .mode(OpenMode::Shared)
-        .open(&dir)
-        .expect("the child joins the store");
-    let upload = registry
-        .repository("app")
-        .unwrap()
-        .resume_upload(&id)
-        .unwrap();
+    let upload = join_session(&dir);
     let end = upload.append_at(upload.offset(), b" child").unwrap();
     println!("CHILD {end}");
 }
@@ -332,16 +337,7 @@ fn m4_child_upload_appender() {
     let Some(dir) = std::env::var_os(APPENDER_DIR) else {
         return;
     };
-    let id = std::env::var(CHILD_SESSION).unwrap();
-    let registry = Registry::builder()
-        .mode(OpenMode::Shared)
-        .open(&dir)
-        .expect("the child joins the store");
-    let upload = registry
-        .repository("app")
-        .unwrap()
-        .resume_upload(&id)
-        .unwrap();
+    let upload = join_session(&dir);
     for i in 0u8.. {
         let end = upload.append(&vec![i; APPENDER_CHUNK]).unwrap();
         println!("ACK {end}");

@@ -525,33 +525,26 @@ fn fail<T>(message: impl Into<String>) -> Result<T> {
 
 impl Command {
     /// Whether the command writes to the store: it then opens it shared, else read-only.
+    /// Every command that asks writes.
     fn writes(&self) -> bool {
-        match self {
-            Command::Repository(c) => matches!(
-                c,
-                RepositoryCommand::Delete { .. }
-                    | RepositoryCommand::Untag { .. }
-                    | RepositoryCommand::PurgeDeleted { .. }
-            ),
-            Command::Manifest(c) => matches!(
-                c,
-                ManifestCommand::Restore { .. }
-                    | ManifestCommand::Delete { .. }
-                    | ManifestCommand::PurgeDeleted { .. }
-            ),
-            Command::Config(c) => matches!(
-                c,
-                ConfigCommand::SoftDelete(PolicyCommand::Update(_))
-                    | ConfigCommand::Retention(PolicyCommand::Update(_))
-                    | ConfigCommand::HistoryRetention(HistoryRetentionCommand::Update { .. })
-            ),
-            // A dry run too: the library runs the purge in a transaction it rolls back.
-            Command::Lock { .. } | Command::Unlock { .. } | Command::Purge(_) => true,
-            Command::Maintenance(_) => true,
-            Command::Locks { .. } | Command::Usage => false,
-            Command::Gc { dry_run, .. } => !dry_run,
-            Command::Fsck { repair, .. } => *repair,
-        }
+        self.asks()
+            || match self {
+                Command::Manifest(c) => matches!(c, ManifestCommand::Restore { .. }),
+                Command::Config(c) => matches!(
+                    c,
+                    ConfigCommand::SoftDelete(PolicyCommand::Update(_))
+                        | ConfigCommand::Retention(PolicyCommand::Update(_))
+                        | ConfigCommand::HistoryRetention(HistoryRetentionCommand::Update { .. })
+                ),
+                // A dry run too: the library runs the purge in a transaction it rolls back.
+                Command::Lock { .. }
+                | Command::Unlock { .. }
+                | Command::Purge(_)
+                | Command::Maintenance(_) => true,
+                Command::Gc { dry_run, .. } => !dry_run,
+                Command::Fsck { repair, .. } => *repair,
+                Command::Repository(_) | Command::Locks { .. } | Command::Usage => false,
+            }
     }
 
     /// Whether the command asks before it deletes (unless `--yes`).
