@@ -162,18 +162,23 @@ impl RegistryBuilder {
         self
     }
 
-    /// Opens the store in `dir`, creating it if it does not exist.
+    /// Opens the store in `dir` in the [mode](RegistryBuilder::mode) set, creating it if it
+    /// does not exist (unless read-only).
     ///
-    /// Fails with [`Error::AlreadyOpen`] if another handle or process has it open, and with
-    /// [`Error::UnsupportedFormat`] if it was written in another on-disk format.
+    /// An open that finds no other handle on the store cleans up what dead processes left
+    /// (temporary files, upload files no session names) and upgrades an older format; one that
+    /// joins others does neither.
     ///
     /// # Errors
     ///
     /// Fails with [`Error::InvalidSetting`] if the upload timeout or the autopurge interval is
-    /// under one second, [`Error::AlreadyOpen`] if another handle or process has the store open,
-    /// [`Error::UnsupportedFormat`] if it is in an on-disk format this build does not read,
-    /// [`Error::StorageFull`] if the disk has no room to create it, and [`Error::Io`],
-    /// [`Error::Database`] or [`Error::Corrupt`] when the disk or the database fails.
+    /// under one second, [`Error::AlreadyOpen`] if the store is held in a mode this one cannot
+    /// join (M1), [`Error::UnsupportedFormat`] if it is in an on-disk format this build does not
+    /// read, [`Error::NeedsUpgrade`] if it is in an older one and others have it open,
+    /// [`Error::NeedsRecovery`] for a read-only open of a store a killed writer left,
+    /// [`Error::StorageFull`] if the disk has no room to create it, and [`Error::Io`] (a
+    /// read-only open of a store that does not exist: `NotFound`), [`Error::Database`] or
+    /// [`Error::Corrupt`] when the disk or the database fails.
     pub fn open(self, dir: impl AsRef<Path>) -> Result<Registry> {
         for (setting, value) in [
             ("upload_timeout", self.upload_timeout),
