@@ -615,3 +615,72 @@ fn m3_a_collector_in_one_process_never_sweeps_a_blob_a_push_in_another_uses() {
         unknown.1
     );
 }
+
+/// Run as a child by `m4_a_writer_killed_alone_leaves_read_only_opens_waiting_for_a_writer`:
+/// pushes `NAME:v1`, says so, and waits to be killed.
+#[test]
+fn m4_child_lone_writer() {
+    let Some((registry, name, _)) = child_env() else {
+        return;
+    };
+    let repo = registry.repository(REPO).unwrap();
+    let body = serde_json::to_vec(&image_body(
+        &(
+            repo.put_blob_sha256(name.as_bytes()).unwrap(),
+            name.len() as u64,
+        ),
+        &[],
+    ))
+    .unwrap();
+    let digest = repo
+        .push_manifest(&name, OCI_MANIFEST, &body)
+        .unwrap()
+        .digest;
+    println!("PUSHED {digest}");
+    thread::sleep(Duration::from_secs(60));
+}
+
+#[test]
+fn m4_a_writer_killed_alone_leaves_read_only_opens_waiting_for_a_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    drop(open_shared(&path));
+    let mut child = child_test("m4_child_lone_writer")
+        .env(CHILD_DIR, &path)
+        .env(CHILD_NAME, "lone")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = String::new();
+    let mut stdout = child.stdout.take().unwrap();
+    while !out.contains("PUSHED ") || !out.ends_with('\n') {
+        let mut buf = [0; 256];
+        let n = stdout.read(&mut buf).unwrap();
+        assert!(n > 0, "the child ended before it pushed: {out}");
+        out.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    let acked = out
+        .split_once("PUSHED ")
+        .and_then(|(_, rest)| rest.lines().next())
+        .map(|d| Digest::parse(d.trim()).unwrap())
+        .unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // No writer is left to repair what the killed one left: a read-only open cannot, and says so.
+    let read_only = || Registry::builder().mode(OpenMode::ReadOnly).open(&path);
+    match read_only() {
+        Err(Error::NeedsRecovery { path: p }) => assert_eq!(p, path),
+        other => panic!("expected NeedsRecovery, got {:?}", other.map(drop)),
+    }
+    // A writing open recovers it, and the acknowledged push is there for every mode after.
+    let writer = open_shared(&path);
+    assert_eq!(
+        writer.repository(REPO).unwrap().resolve("lone").unwrap(),
+        acked
+    );
+    let reader = read_only().unwrap();
+    assert_eq!(
+        reader.repository(REPO).unwrap().resolve("lone").unwrap(),
+        acked
+    );
+}
