@@ -199,6 +199,9 @@ impl Upload {
     /// open: another handle or process may have finished or cancelled it, or a collection
     /// swept it, while this one waited.
     fn locked(&self) -> Result<Locked<'_>> {
+        // Before the session's lock: a thread in a batch holds the database's writer, which
+        // the lock's holder may be waiting for.
+        self.core.check_no_batch()?;
         // Every caller writes: a read-only handle is refused before it touches the bytes.
         self.core.db.check_writable()?;
         let mut state = self.open_state()?;
@@ -302,9 +305,6 @@ impl Upload {
 
     fn append_checked(&self, expected: Option<u64>, chunk: &[u8]) -> Result<u64> {
         let core = &*self.core;
-        // Before the session's lock: a thread in a batch holds the database's writer, which
-        // the lock's holder may be waiting for.
-        core.check_no_batch()?;
         let Locked {
             mut state,
             stored,
@@ -352,7 +352,6 @@ impl Upload {
     /// [`Error::Corrupt`] when the disk or the database fails.
     pub fn finish(&self, digest: &Digest) -> Result<()> {
         let core = &*self.core;
-        core.check_no_batch()?;
         let Locked {
             mut state,
             stored,
@@ -411,7 +410,6 @@ impl Upload {
     /// [`Batch`](crate::Batch) of this store, and [`Error::Io`], [`Error::Database`] or
     /// [`Error::Corrupt`] when the disk or the database fails.
     pub fn cancel(&self) -> Result<()> {
-        self.core.check_no_batch()?;
         let Locked {
             mut state, _held, ..
         } = self.locked()?;
