@@ -90,7 +90,10 @@ mod oci;
 mod ops;
 mod store;
 
-pub use blobs::{BlobReader, BlobStore, DirectoryStore, Entry, EntryKind, UploadLock};
+pub use blobs::{
+    BlobReader, BlobStore, DirectoryStore, Entry, EntryKind, UploadCheckpoint, UploadLock,
+    UploadMark,
+};
 pub use handles::{Batch, DEFAULT_SPACE_RESERVE, Registry, RegistryBuilder, Repository};
 pub use oci::{Descriptor, ManifestKind, Reference};
 pub use ops::collector::{CollectOptions, CollectReport, Phase, Progress};

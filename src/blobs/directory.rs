@@ -6,10 +6,13 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::{BlobStore, Entry, EntryKind, UploadLock};
-use crate::values::{Algorithm, Digest, Error, IoContext, Result, verify};
+use super::{BlobStore, Entry, EntryKind, UploadLock, UploadMark};
+use crate::values::{Algorithm, Digest, Error, IoContext, Result, hash_reader, verify};
 
 /// Below this size hashing on a second thread costs more than it saves.
+/// What [`BlobStore::location`] says of a store in the registry's own directory.
+pub(crate) const DIRECTORY_LOCATION: &str = "directory";
+
 const PARALLEL_HASH_MIN: usize = 1 << 20;
 
 /// A blob's writeback starts every this many bytes, while the rest is still being copied.
@@ -84,7 +87,7 @@ impl DirectoryStore {
 }
 
 impl BlobStore for DirectoryStore {
-    fn open(&self, alone: bool) -> Result<()> {
+    fn open(&self, _dir: &Path, alone: bool) -> Result<()> {
         for alg in Algorithm::ALL {
             let alg_dir = self.blobs.join(alg.name());
             if alg_dir.join("ff").is_dir() {
@@ -135,6 +138,10 @@ impl BlobStore for DirectoryStore {
         self.promote(&tmp, digest)
     }
 
+    fn location(&self) -> String {
+        DIRECTORY_LOCATION.to_owned()
+    }
+
     fn contains(&self, digest: &Digest) -> Result<bool> {
         Ok(self.path(digest).exists())
     }
@@ -173,14 +180,21 @@ impl BlobStore for DirectoryStore {
         sync_dir(&self.uploads)
     }
 
-    fn append_upload(&self, id: &str, offset: u64, chunk: &[u8]) -> Result<()> {
+    fn append_upload(
+        &self,
+        id: &str,
+        offset: u64,
+        chunk: &[u8],
+        _mark: Option<&UploadMark>,
+    ) -> Result<Option<UploadMark>> {
         let path = self.upload_path(id);
         let file = OpenOptions::new().write(true).open(&path).at(&path)?;
         if file.metadata().at(&path)?.len() != offset {
             file.set_len(offset).at(&path)?;
         }
         file.write_all_at(chunk, offset).at(&path)?;
-        file.sync_data().at(&path)
+        file.sync_data().at(&path)?;
+        Ok(None)
     }
 
     fn read_upload(&self, id: &str, start: u64) -> Result<Option<Box<dyn Read + Send>>> {
@@ -195,9 +209,20 @@ impl BlobStore for DirectoryStore {
         Ok(Some(Box::new(file)))
     }
 
-    fn finish_upload(&self, id: &str, digest: &Digest, len: u64) -> Result<()> {
+    fn finish_upload(
+        &self,
+        id: &str,
+        digest: &Digest,
+        len: u64,
+        _mark: Option<&UploadMark>,
+        verified: bool,
+    ) -> Result<()> {
         let path = self.upload_path(id);
         let file = OpenOptions::new().write(true).open(&path).at(&path)?;
+        if !verified {
+            let (hasher, _) = hash_reader(&mut (&file).take(len), digest.algorithm()).at(&path)?;
+            verify(digest, hasher.finish())?;
+        }
         if file.metadata().at(&path)?.len() > len {
             // Durable before the rename: a crash must not leave the torn tail in the blob.
             file.set_len(len).at(&path)?;

@@ -10,12 +10,13 @@ mod directory;
 
 use std::fmt;
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+pub(crate) use directory::DIRECTORY_LOCATION;
 pub use directory::DirectoryStore;
 
-use crate::values::{Digest, Result};
+use crate::values::{Digest, Hasher, Result};
 
 /// The bytes of blobs and of upload sessions in progress.
 ///
@@ -27,16 +28,25 @@ use crate::values::{Digest, Result};
 ///
 /// Implementations must be safe to call from many threads at once.
 pub trait BlobStore: Send + Sync + fmt::Debug + 'static {
-    /// Called once when a registry opens a writing handle on the store, after it holds its
-    /// database: creates what the store needs. When `alone` (no other handle, in any process,
-    /// has the store open) it also discards temporary bytes of writes that never finished;
-    /// otherwise they may be another process's writes in flight, and stay.
+    /// Called once when a registry opens a writing handle on the store in directory `dir`,
+    /// after it holds its database: creates what the store needs (a store whose bytes live
+    /// elsewhere may keep the state of its upload sessions under `dir`, which every process
+    /// sharing the store sees). When `alone` (no other handle, in any process, has the store
+    /// open) it also discards temporary bytes of writes that never finished; otherwise they
+    /// may be another process's writes in flight, and stay.
     ///
     /// # Errors
     ///
     /// An implementation returns [`Error::StorageFull`](crate::Error::StorageFull) when the storage
-    /// has no room left, [`Error::Io`](crate::Error::Io) when it fails otherwise.
-    fn open(&self, alone: bool) -> Result<()>;
+    /// has no room left, [`Error::BlobLocationTaken`](crate::Error::BlobLocationTaken) when
+    /// another store keeps its blobs in the same place, [`Error::Io`](crate::Error::Io) when it
+    /// fails otherwise.
+    fn open(&self, dir: &Path, alone: bool) -> Result<()>;
+
+    /// Where the blobs live, as the store records it at creation and compares at every open
+    /// (O4): `directory` for the store's own directory, or a URL such as
+    /// `az://container/prefix` or `s3://bucket/prefix`, without credentials.
+    fn location(&self) -> String;
 
     /// Stores `bytes` as blob `digest`, after checking that they hash to it
     /// ([`Error::DigestMismatch`](crate::Error::DigestMismatch) otherwise, and nothing stays).
@@ -81,6 +91,26 @@ pub trait BlobStore: Send + Sync + fmt::Debug + 'static {
     /// stored is `Ok(false)`.
     fn delete(&self, digest: &Digest) -> Result<bool>;
 
+    /// Removes every blob in `digests` that is stored, in as few requests as the storage
+    /// allows: the collector's sweep and fsck's repair remove a batch at a time.
+    ///
+    /// # Errors
+    ///
+    /// An implementation returns [`Error::Io`](crate::Error::Io) when the storage fails; blobs
+    /// not stored are no error.
+    fn delete_many(&self, digests: &[Digest]) -> Result<()> {
+        for digest in digests {
+            self.delete(digest)?;
+        }
+        Ok(())
+    }
+
+    /// How many blobs fsck reads and hashes at once: 1 for a local disk, more for storage
+    /// whose every read waits on a network.
+    fn read_parallelism(&self) -> usize {
+        1
+    }
+
     /// Creates the empty bytes of upload session `id`.
     ///
     /// # Errors
@@ -90,15 +120,53 @@ pub trait BlobStore: Send + Sync + fmt::Debug + 'static {
     fn create_upload(&self, id: &str) -> Result<()>;
 
     /// Writes `chunk` at `offset` of session `id`, durably, and drops whatever the session held
-    /// past `offset` (the torn end of an append that failed part way).
+    /// past `offset` (the torn end of an append that failed part way). `mark` is what the
+    /// last acknowledged append returned, as the database holds it. Returns a new mark when
+    /// the session's state changed in a way only the database may keep (the id of a part sent
+    /// to object storage, say): the core commits it with the new offset, in one transaction,
+    /// so a part is never recorded without the bytes that cover it, nor the other way round.
     ///
     /// # Errors
     ///
     /// An implementation returns [`Error::StorageFull`](crate::Error::StorageFull) when the storage
     /// has no room left, [`Error::Io`](crate::Error::Io) when it fails otherwise.
-    fn append_upload(&self, id: &str, offset: u64, chunk: &[u8]) -> Result<()>;
+    fn append_upload(
+        &self,
+        id: &str,
+        offset: u64,
+        chunk: &[u8],
+        mark: Option<&UploadMark>,
+    ) -> Result<Option<UploadMark>>;
 
-    /// The bytes session `id` holds from offset `start` to its end, or `None` if it has none.
+    /// Where [`read_upload`](BlobStore::read_upload) can start reading session `id`, whose
+    /// acknowledged offset is `offset` and mark `mark`, and the sha256 of the bytes before
+    /// that point: a store that sends an upload's parts away keeps no copy of them. The default
+    /// is the start, every byte readable.
+    ///
+    /// # Errors
+    ///
+    /// An implementation returns [`Error::Io`](crate::Error::Io) when the storage fails.
+    fn upload_checkpoint(
+        &self,
+        id: &str,
+        offset: u64,
+        mark: Option<&UploadMark>,
+    ) -> Result<UploadCheckpoint> {
+        let _ = (id, offset, mark);
+        Ok(UploadCheckpoint::start())
+    }
+
+    /// Whether session `id` has bytes (a finish made them a blob, then failed to commit).
+    ///
+    /// # Errors
+    ///
+    /// An implementation returns [`Error::Io`](crate::Error::Io) when the storage fails.
+    fn upload_exists(&self, id: &str) -> Result<bool> {
+        Ok(self.read_upload(id, 0)?.is_some())
+    }
+
+    /// The bytes session `id` holds from offset `start` (at or past its
+    /// [checkpoint](BlobStore::upload_checkpoint)) to its end, or `None` if it has none.
     /// They may run past the session's acknowledged offset (the torn end of a failed append):
     /// the caller reads only up to it.
     ///
@@ -108,15 +176,26 @@ pub trait BlobStore: Send + Sync + fmt::Debug + 'static {
     /// without bytes is `Ok(None)`.
     fn read_upload(&self, id: &str, start: u64) -> Result<Option<Box<dyn Read + Send>>>;
 
-    /// Makes the first `len` bytes of session `id` blob `digest`, which the caller verified
-    /// they hash to; whatever the session held past them (a torn append) is dropped first.
-    /// The session's bytes are gone afterwards.
+    /// Makes the first `len` bytes of session `id` (mark `mark`) blob `digest`; whatever the
+    /// session held past them (a torn append) is dropped first. When `verified`, the caller
+    /// checked that they hash to `digest`; otherwise it could not read them all back (its
+    /// checkpoint was past the start and `digest` is not sha256) and the store checks them,
+    /// answering [`Error::DigestMismatch`](crate::Error::DigestMismatch) if they do not, with no
+    /// blob stored. The session's bytes are gone afterwards, in both cases.
     ///
     /// # Errors
     ///
-    /// An implementation returns [`Error::StorageFull`](crate::Error::StorageFull) when the storage
-    /// has no room left, [`Error::Io`](crate::Error::Io) when it fails otherwise.
-    fn finish_upload(&self, id: &str, digest: &Digest, len: u64) -> Result<()>;
+    /// An implementation returns [`Error::DigestMismatch`](crate::Error::DigestMismatch) as said,
+    /// [`Error::StorageFull`](crate::Error::StorageFull) when the storage has no room left,
+    /// [`Error::Io`](crate::Error::Io) when it fails otherwise.
+    fn finish_upload(
+        &self,
+        id: &str,
+        digest: &Digest,
+        len: u64,
+        mark: Option<&UploadMark>,
+        verified: bool,
+    ) -> Result<()>;
 
     /// Locks session `id` against every other holder of the lock, in this process or another,
     /// waiting for it if need be, until the returned guard is dropped; `None` if the session
@@ -131,7 +210,9 @@ pub trait BlobStore: Send + Sync + fmt::Debug + 'static {
     /// without bytes is `Ok(None)`.
     fn lock_upload(&self, id: &str) -> Result<Option<UploadLock>>;
 
-    /// Removes the bytes of session `id`; returns whether they were there.
+    /// Removes the bytes of session `id`, wherever they went (a store that sends parts away
+    /// keeps enough beside the session to remove them without its mark, whose row may be
+    /// gone); returns whether they were there.
     ///
     /// # Errors
     ///
@@ -164,6 +245,55 @@ pub trait BlobStore: Send + Sync + fmt::Debug + 'static {
     /// An implementation returns [`Error::Io`](crate::Error::Io) when the storage fails; an entry
     /// already gone is `Ok(false)`.
     fn remove_entry(&self, location: &std::path::Path) -> Result<bool>;
+}
+
+/// What a [`BlobStore`] needs the database to keep about an upload session, committed with
+/// the session's offset; opaque to the core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadMark(Vec<u8>);
+
+impl UploadMark {
+    /// A mark holding `bytes`.
+    #[must_use]
+    pub fn new(bytes: Vec<u8>) -> UploadMark {
+        UploadMark(bytes)
+    }
+
+    /// The bytes the mark holds.
+    #[must_use]
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// Where an upload session's bytes can be read back from, and the hash of those before.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct UploadCheckpoint {
+    /// The first offset [`BlobStore::read_upload`] serves.
+    pub offset: u64,
+    /// The sha256 state of the session's first `offset` bytes; `None` only at offset 0.
+    pub sha256: Option<Hasher>,
+}
+
+impl UploadCheckpoint {
+    /// Every byte is readable.
+    #[must_use]
+    pub fn start() -> UploadCheckpoint {
+        UploadCheckpoint {
+            offset: 0,
+            sha256: None,
+        }
+    }
+
+    /// Only bytes from `offset` are readable; `sha256` holds the hash of those before.
+    #[must_use]
+    pub fn at(offset: u64, sha256: Hasher) -> UploadCheckpoint {
+        UploadCheckpoint {
+            offset,
+            sha256: Some(sha256),
+        }
+    }
 }
 
 /// The lock on one upload session that [`BlobStore::lock_upload`] took, held until dropped.

@@ -226,9 +226,6 @@ impl RegistryBuilder {
         let blobs = self
             .blob_store
             .unwrap_or_else(|| Box::new(DirectoryStore::new(&dir)));
-        if self.mode != OpenMode::ReadOnly {
-            blobs.open(alone)?;
-        }
         let mut core = Core {
             db,
             dir,
@@ -241,7 +238,13 @@ impl RegistryBuilder {
             space,
             membership,
         };
+        // Before the blob store opens: a refused open writes nothing, there either.
+        let record_location = ops::blobs::check_location(&core)?;
         if self.mode != OpenMode::ReadOnly {
+            core.blobs.open(&core.dir, alone)?;
+            if record_location {
+                ops::blobs::record_location(&core)?;
+            }
             if alone {
                 // Upload files no session names: no live process can be writing them.
                 ops::upload::reconcile(&core)?;

@@ -9,13 +9,16 @@ use std::path::PathBuf;
 use bytes::Bytes;
 
 use super::Core;
-use crate::blobs::BlobReader;
-use crate::store::Tx;
+use redb::ReadableTable;
+
+use crate::blobs::{BlobReader, DIRECTORY_LOCATION};
 use crate::store::links::{is_recorded, linked, linked_size};
 use crate::store::locks::{Need, check_writable};
 use crate::store::repositories::is_live;
+use crate::store::tables::Readable;
 use crate::store::uploads;
-use crate::values::{Digest, Error, IoContext, Item, Page, Result};
+use crate::store::{Tx, meta};
+use crate::values::{Digest, Error, IoContext, Item, Page, Result, verify};
 
 /// Bytes in the blob store that no row named when they were found.
 pub(crate) enum Unnamed {
@@ -27,12 +30,53 @@ pub(crate) enum Unnamed {
     Other(PathBuf),
 }
 
+/// O4: fails with [`Error::BlobLocationMismatch`] unless the blob store is where the store
+/// recorded its blobs live. A store without the record keeps them in its directory, unless it
+/// holds no blob yet: then the blob store's location is the one to record, and `true` says so
+/// (a writing open records it, after the blob store opened).
+pub(crate) fn check_location(core: &Core) -> Result<bool> {
+    let snapshot = core.snapshot()?;
+    let given = core.blobs.location();
+    let recorded = match meta::blob_location(&snapshot)? {
+        Some(recorded) => recorded,
+        None if snapshot.blobs()?.first()?.is_none() => return Ok(given != DIRECTORY_LOCATION),
+        None => DIRECTORY_LOCATION.to_owned(),
+    };
+    if recorded != given {
+        return Err(Error::BlobLocationMismatch { recorded, given });
+    }
+    Ok(false)
+}
+
+/// Records where the blobs live, for a store [`check_location`] found without a blob.
+pub(crate) fn record_location(core: &Core) -> Result<()> {
+    let location = core.blobs.location();
+    core.write(true, |tx| {
+        // Another process recorded one meanwhile: the next open compares with it.
+        if meta::blob_location(&tx.t)?.is_none() {
+            meta::set_blob_location(&mut tx.t, &location)?;
+        }
+        Ok(())
+    })
+}
+
 /// Puts `bytes` back as blob `digest` if a collection took them (G2); see [`Tx::link_blob`].
 fn ensure(core: &Core, digest: &Digest, bytes: &[u8]) -> Result<()> {
     if core.blobs.contains(digest)? {
         return Ok(());
     }
     core.blobs.put(digest, bytes)
+}
+
+/// Puts `bytes` into the blob store as blob `digest`, unless `r` has its record: the bytes are
+/// there then (C2), and only their digest is checked (P1), so a known blob costs no write (and
+/// on object storage no request). A collection that removes the record meanwhile is caught
+/// by [`Tx::link_blob`], which puts them back.
+fn store(core: &Core, r: &impl Readable, digest: &Digest, bytes: &[u8]) -> Result<()> {
+    if is_recorded(r, digest.as_str())? {
+        return verify(digest, digest.algorithm().digest(bytes));
+    }
+    core.space.watch(core.blobs.put(digest, bytes))
 }
 
 /// Stores `bytes` as blob `digest` and links it into `repo`, inside transaction `tx`.
@@ -44,7 +88,7 @@ pub(crate) fn put_in(
     bytes: &[u8],
 ) -> Result<()> {
     tx.check_lock(repo, &Item::Repository, Need::Write)?;
-    core.space.watch(core.blobs.put(digest, bytes))?;
+    store(core, &tx.t, digest, bytes)?;
     tx.link_blob(repo, digest, bytes.len() as u64, || {
         ensure(core, digest, bytes)
     })
@@ -56,9 +100,11 @@ pub(crate) fn put_in(
 pub(crate) fn put(core: &Core, repo: &str, digest: &Digest, bytes: &[u8]) -> Result<()> {
     core.check_no_batch()?;
     // Refused before the bytes are written, so a refusal leaves none behind.
-    check_writable(&core.snapshot()?, repo)?;
+    let snapshot = core.snapshot()?;
+    check_writable(&snapshot, repo)?;
     core.room()?;
-    core.space.watch(core.blobs.put(digest, bytes))?;
+    store(core, &snapshot, digest, bytes)?;
+    drop(snapshot);
     core.write(true, |tx| {
         tx.link_blob(repo, digest, bytes.len() as u64, || {
             ensure(core, digest, bytes)
@@ -131,13 +177,27 @@ pub(crate) fn bytes(core: &Core, repo: &str, digest: &Digest) -> Result<Bytes> {
     Ok(buf.into())
 }
 
-/// Removes `file` unless a row names it now; returns whether it was there. Inside the write
-/// transaction the check is final: no put or upload can commit a row for it before it is gone.
-pub(crate) fn remove_unnamed(core: &Core, tx: &Tx<'_>, file: &Unnamed) -> Result<bool> {
-    match file {
-        Unnamed::Blob(digest) if !is_recorded(&tx.t, digest.as_str())? => core.blobs.delete(digest),
-        Unnamed::Upload(id) if !uploads::is_open(&tx.t, id)? => core.blobs.delete_upload(id),
-        Unnamed::Other(path) => core.blobs.remove_entry(path),
-        _ => Ok(false),
+/// Removes the entries of `files` that no row names now, the blobs among them with one
+/// [`delete_many`](crate::BlobStore::delete_many); returns how many it removed (a blob counts
+/// as removed when it was asked to go). Inside the write transaction the check is final: no
+/// put or upload can commit a row for them before they are gone.
+pub(crate) fn remove_unnamed(core: &Core, tx: &Tx<'_>, files: &[Unnamed]) -> Result<u64> {
+    let mut blobs = Vec::new();
+    let mut removed = 0;
+    for file in files {
+        let gone = match file {
+            Unnamed::Blob(digest) => {
+                if !is_recorded(&tx.t, digest.as_str())? {
+                    blobs.push(digest.clone());
+                }
+                continue;
+            }
+            Unnamed::Upload(id) if !uploads::is_open(&tx.t, id)? => core.blobs.delete_upload(id)?,
+            Unnamed::Other(path) => core.blobs.remove_entry(path)?,
+            Unnamed::Upload(_) => false,
+        };
+        removed += u64::from(gone);
     }
+    core.blobs.delete_many(&blobs)?;
+    Ok(removed + blobs.len() as u64)
 }

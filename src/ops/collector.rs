@@ -672,8 +672,5 @@ impl BlobSweeper {
 
 /// Removes the files of swept blobs that no put recorded again since.
 fn remove_files(core: &Core, tx: &Tx<'_>, files: &[Unnamed]) -> Result<()> {
-    for file in files {
-        remove_unnamed(core, tx, file)?;
-    }
-    Ok(())
+    remove_unnamed(core, tx, files).map(drop)
 }

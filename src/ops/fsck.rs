@@ -445,31 +445,29 @@ impl Check<'_> {
                 _ => None,
             })
             .collect();
-        let links = self.in_batches(&dangling, |tx, (repository, digest)| {
-            tx.remove_dangling_link(repository, digest.as_str())
+        let links = self.in_batches(&dangling, |tx, chunk| {
+            let mut removed = 0;
+            for (repository, digest) in chunk {
+                removed += u64::from(tx.remove_dangling_link(repository, digest.as_str())?);
+            }
+            Ok(removed)
         })?;
         let core = self.core;
-        let files = self.in_batches(&self.doomed, |tx, file| remove_unnamed(core, tx, file))?;
+        let files = self.in_batches(&self.doomed, |tx, chunk| remove_unnamed(core, tx, chunk))?;
         self.report.repaired = links + files;
         Ok(())
     }
 
-    /// Runs `remove` on each item, in write transactions of [`REPAIR_BATCH`]; counts the
-    /// removals.
+    /// Runs `remove` on the items, [`REPAIR_BATCH`] per write transaction; adds up the
+    /// removals it counts.
     fn in_batches<T>(
         &self,
         items: &[T],
-        remove: impl Fn(&mut Tx<'_>, &T) -> Result<bool>,
+        remove: impl Fn(&mut Tx<'_>, &[T]) -> Result<u64>,
     ) -> Result<u64> {
         let mut removed = 0;
         for chunk in items.chunks(REPAIR_BATCH) {
-            removed += self.core.write(true, |tx| {
-                let mut removed = 0;
-                for item in chunk {
-                    removed += u64::from(remove(tx, item)?);
-                }
-                Ok(removed)
-            })?;
+            removed += self.core.write(true, |tx| remove(tx, chunk))?;
         }
         Ok(removed)
     }
@@ -493,14 +491,9 @@ mod tests {
         ];
         let core = &registry.core;
         let removed = core
-            .write(true, |tx| {
-                files
-                    .iter()
-                    .map(|f| remove_unnamed(core, tx, f))
-                    .collect::<Result<Vec<_>>>()
-            })
+            .write(true, |tx| remove_unnamed(core, tx, &files))
             .unwrap();
-        assert_eq!(removed, [false, false]);
+        assert_eq!(removed, 0);
         assert_eq!(repo.blob(&digest).unwrap(), &b"recorded"[..]);
         upload.append(b"more").unwrap();
         upload

@@ -14,7 +14,7 @@ use std::io::Read;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use super::Core;
-use crate::blobs::UploadLock;
+use crate::blobs::{UploadLock, UploadMark};
 use crate::store::locks::{Need, check_writable};
 use crate::store::{Snapshot, uploads};
 use crate::values::{
@@ -140,7 +140,7 @@ pub(crate) fn resume(core: &Arc<Core>, repo: &str, id: &str) -> Result<Upload> {
     let mut state = upload.open_state()?;
     upload.refresh(&mut state, &core.snapshot()?)?;
     // No bytes: a finish made them a blob and then failed to commit.
-    if core.blobs.read_upload(id, 0)?.is_none() {
+    if !core.blobs.upload_exists(id)? {
         upload.close(&mut state);
         return Err(unknown());
     }
@@ -155,10 +155,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// A session as an append, finish or cancel sees it: its state, the blob store's lock on it
-/// and the offset the store holds, read once the lock was taken.
+/// and the offset and mark the store holds, read once the lock was taken.
 struct Locked<'a> {
     state: MutexGuard<'a, UploadState>,
     stored: u64,
+    mark: Option<UploadMark>,
     /// Bound by name where the struct is taken apart: a field left to `..` would drop, and
     /// release the lock, at once.
     _held: UploadLock,
@@ -209,10 +210,13 @@ impl Upload {
             self.close(&mut state);
             return Err(self.unknown());
         };
-        let stored = self.refresh(&mut state, &self.core.snapshot()?)?;
+        let snapshot = self.core.snapshot()?;
+        let stored = self.refresh(&mut state, &snapshot)?;
+        let mark = uploads::mark(&snapshot, &self.id)?.map(UploadMark::new);
         Ok(Locked {
             state,
             stored,
+            mark,
             _held: held,
         })
     }
@@ -266,13 +270,27 @@ impl Upload {
         Ok(())
     }
 
-    /// The sha256 of the session's first `stored` bytes, from the running hash brought there.
-    fn sha256(&self, state: &mut UploadState, stored: u64) -> Result<Digest> {
+    /// The sha256 of the session's first `stored` bytes, from the running hash brought there:
+    /// from the blob store's checkpoint when the bytes it would need are no longer readable.
+    fn sha256(
+        &self,
+        state: &mut UploadState,
+        stored: u64,
+        mark: Option<&UploadMark>,
+    ) -> Result<Digest> {
         if state.hashed > stored {
             state.hasher = Algorithm::Sha256.hasher();
             state.hashed = 0;
         }
         if state.hashed < stored {
+            let checkpoint = self.core.blobs.upload_checkpoint(&self.id, stored, mark)?;
+            if state.hashed < checkpoint.offset {
+                state.hasher = checkpoint.sha256.ok_or_else(|| Error::Io {
+                    path: self.path().into(),
+                    source: std::io::Error::other("the blob store's checkpoint has no hash"),
+                })?;
+                state.hashed = checkpoint.offset;
+            }
             self.hash_range(&mut state.hasher, state.hashed, stored)?;
             state.hashed = stored;
         }
@@ -308,6 +326,7 @@ impl Upload {
         let Locked {
             mut state,
             stored,
+            mark,
             _held,
         } = self.locked()?;
         if let Some(expected) = expected.filter(|&e| e != stored) {
@@ -319,11 +338,15 @@ impl Upload {
         }
         core.room()?;
         // Written at the stored offset, which drops a torn tail a failed append left.
-        core.space
-            .watch(core.blobs.append_upload(&self.id, stored, chunk))?;
+        let new_mark =
+            core.space.watch(
+                core.blobs
+                    .append_upload(&self.id, stored, chunk, mark.as_ref()),
+            )?;
         let end = stored + chunk.len() as u64;
         // Committed after the chunk is durable: no process ever reads past durable bytes.
-        if !core.write(true, |tx| tx.set_upload_offset(&self.id, end))? {
+        let new_mark = new_mark.as_ref().map(UploadMark::as_bytes);
+        if !core.write(true, |tx| tx.set_upload_offset(&self.id, end, new_mark))? {
             self.close(&mut state);
             return Err(self.unknown());
         }
@@ -355,16 +378,22 @@ impl Upload {
         let Locked {
             mut state,
             stored,
+            mark,
             _held,
         } = self.locked()?;
+        let mark = mark.as_ref();
         let actual = if digest.algorithm() == Algorithm::Sha256 {
-            self.sha256(&mut state, stored)?
-        } else {
+            Some(self.sha256(&mut state, stored, mark)?)
+        } else if core.blobs.upload_checkpoint(&self.id, stored, mark)?.offset == 0 {
             let mut hasher = digest.algorithm().hasher();
             self.hash_range(&mut hasher, 0, stored)?;
-            hasher.finish()
+            Some(hasher.finish())
+        } else {
+            // Bytes sent away under sha256 only: the blob store checks them as it joins them.
+            None
         };
-        if &actual != digest {
+        let verified = actual.is_some();
+        if let Some(actual) = actual.filter(|actual| actual != digest) {
             return Err(Error::DigestMismatch {
                 expected: digest.clone(),
                 actual,
@@ -375,8 +404,15 @@ impl Upload {
         check_writable(&core.snapshot()?, &state.repository)?;
         core.room()?;
         if !core.blobs.contains(digest)? {
-            core.space
-                .watch(core.blobs.finish_upload(&self.id, digest, stored))?;
+            let finished = core
+                .blobs
+                .finish_upload(&self.id, digest, stored, mark, verified);
+            if let Err(Error::DigestMismatch { .. }) = &finished {
+                // The store checked and found otherwise; the session's bytes are gone.
+                core.write(true, |tx| tx.close_upload(&self.id))?;
+                self.close(&mut state);
+            }
+            core.space.watch(finished)?;
         }
         let repository = state.repository.clone();
         let committed = core.write(true, |tx| {
@@ -389,7 +425,8 @@ impl Upload {
                 if core.blobs.contains(digest)? {
                     return Ok(());
                 }
-                core.blobs.finish_upload(&self.id, digest, stored)
+                core.blobs
+                    .finish_upload(&self.id, digest, stored, mark, verified)
             })
         });
         // Committed or not, the session's bytes may now be the blob's: it takes no more.

@@ -23,6 +23,9 @@ const HISTORY_RETENTION_DAYS: &str = "history_retention_days";
 const AUTOPURGE_LAST_RUN: &str = "autopurge_last_run";
 /// Present (one byte) while a collection runs: writers journal the blobs they use.
 const COLLECTING: &str = "collecting";
+/// UTF-8: where the store's blobs live ([`BlobStore::location`](crate::BlobStore::location),
+/// O4); absent means the store's own directory.
+const BLOB_LOCATION: &str = "blob_location";
 
 fn fixed<const N: usize>(r: &impl Readable, key: &'static str) -> Result<Option<[u8; N]>> {
     r.meta()?
@@ -40,6 +43,24 @@ fn json<T: serde::de::DeserializeOwned + Default>(r: &impl Readable, key: &str) 
     r.meta()?
         .get(key)?
         .map_or(Ok(T::default()), |v| decode("meta", v.value()))
+}
+
+/// Where the store's blobs live, if the store recorded it (O4).
+pub(crate) fn blob_location(r: &impl Readable) -> Result<Option<String>> {
+    r.meta()?
+        .get(BLOB_LOCATION)?
+        .map(|v| {
+            String::from_utf8(v.value().to_vec()).map_err(|_| Error::Corrupt {
+                table: "meta",
+                reason: format!("{BLOB_LOCATION} is not UTF-8"),
+            })
+        })
+        .transpose()
+}
+
+pub(crate) fn set_blob_location(t: &mut Tables<'_>, location: &str) -> Result<()> {
+    t.meta.insert(BLOB_LOCATION, location.as_bytes())?;
+    Ok(())
 }
 
 /// The store's format version; `None` for a new store.

@@ -126,6 +126,9 @@ tables! {
     /// Upload session id → the offset its last acknowledged append reached, committed after
     /// the chunk was durable: the truth every process continuing the session goes by (M3).
     upload_offsets, UPLOAD_OFFSETS, UploadOffsets: &'static str => u64;
+    /// Upload session id → the blob store's mark for it ([`UploadMark`](crate::UploadMark)):
+    /// what a store that sends parts away must find again, committed with the offset.
+    upload_marks, UPLOAD_MARKS, UploadMarks: &'static str => &'static [u8];
     /// (repository, item) → lock bits (1: delete disabled, 2: write disabled): the locked items
     /// (L1). The item is "" for the repository, a digest for a manifest, a name for a tag; only
     /// locked items have a row.

@@ -24,6 +24,11 @@ pub(crate) fn offset(r: &impl Readable, id: &str) -> Result<Option<u64>> {
     Ok(r.upload_offsets()?.get(id)?.map(|row| row.value()))
 }
 
+/// The blob store's mark for session `id` (the bytes of an `UploadMark`), if it returned one.
+pub(crate) fn mark(r: &impl Readable, id: &str) -> Result<Option<Vec<u8>>> {
+    Ok(r.upload_marks()?.get(id)?.map(|row| row.value().to_vec()))
+}
+
 /// Whether upload session `id` is open.
 pub(crate) fn is_open(r: &impl Readable, id: &str) -> Result<bool> {
     Ok(r.uploads()?.get(id)?.is_some())
@@ -49,18 +54,28 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// Records that open session `id` holds `offset` bytes; false if it is not open.
-    pub(crate) fn set_upload_offset(&mut self, id: &str, offset: u64) -> Result<bool> {
+    /// Records that open session `id` holds `offset` bytes, and the blob store's new `mark`
+    /// for it if there is one; false if it is not open.
+    pub(crate) fn set_upload_offset(
+        &mut self,
+        id: &str,
+        offset: u64,
+        mark: Option<&[u8]>,
+    ) -> Result<bool> {
         if self.t.uploads.get(id)?.is_none() {
             return Ok(false);
         }
         self.t.upload_offsets.insert(id, offset)?;
+        if let Some(mark) = mark {
+            self.t.upload_marks.insert(id, mark)?;
+        }
         Ok(true)
     }
 
     /// Closes session `id`; whether it was open.
     pub(crate) fn close_upload(&mut self, id: &str) -> Result<bool> {
         self.t.upload_offsets.remove(id)?;
+        self.t.upload_marks.remove(id)?;
         Ok(self.t.uploads.remove(id)?.is_some())
     }
 
@@ -75,6 +90,7 @@ impl Tx<'_> {
             kept
         })?;
         self.t.upload_offsets.retain(|id, _| open.contains(id))?;
+        self.t.upload_marks.retain(|id, _| open.contains(id))?;
         Ok(())
     }
 }

@@ -239,6 +239,35 @@ impl Hasher {
             text: format!("{algorithm}:{hex}"),
         }
     }
+
+    /// The hasher's state as bytes, for a sha256 or sha512 hasher: a store that cannot read back
+    /// what it already hashed (the parts of an upload sent to object storage) keeps it, and
+    /// [`from_state`](Hasher::from_state) goes on from there after a restart. `None` for
+    /// blake3, whose state cannot be saved.
+    #[must_use]
+    pub fn state(&self) -> Option<Vec<u8>> {
+        use sha2::digest::common::hazmat::SerializableState;
+        match &self.0 {
+            HasherState::Sha256(h) => Some(h.serialize().to_vec()),
+            HasherState::Sha512(h) => Some(h.serialize().to_vec()),
+            HasherState::Blake3(_) => None,
+        }
+    }
+
+    /// A hasher of `algorithm` in the state [`state`](Hasher::state) saved, or `None` if
+    /// `bytes` are not such a state.
+    #[must_use]
+    pub fn from_state(algorithm: Algorithm, bytes: &[u8]) -> Option<Hasher> {
+        use sha2::digest::common::hazmat::SerializableState;
+        fn restore<H: SerializableState>(bytes: &[u8]) -> Option<H> {
+            H::deserialize(bytes.try_into().ok()?).ok()
+        }
+        Some(Hasher(match algorithm {
+            Algorithm::Sha256 => HasherState::Sha256(restore(bytes)?),
+            Algorithm::Sha512 => HasherState::Sha512(restore(bytes)?),
+            Algorithm::Blake3 => return None,
+        }))
+    }
 }
 
 impl fmt::Debug for Hasher {

@@ -242,6 +242,23 @@ pub enum Error {
         /// handle, or [`OpenMode::Shared`](crate::OpenMode::Shared) by shared or read-only ones.
         held_by: super::OpenMode,
     },
+    /// The store was created with its blobs in one place and is opened with them in another
+    /// (O4): nothing is written. Open it with the recorded location.
+    #[error("the store's blobs live in {recorded}, not in {given}; open it with {recorded}")]
+    BlobLocationMismatch {
+        /// Where the store records its blobs live: `directory`, or a URL such as
+        /// `az://container/prefix`.
+        recorded: String,
+        /// Where this open said they live.
+        given: String,
+    },
+    /// Another store keeps its blobs in the same place (O4): two stores there would sweep each
+    /// other's blobs.
+    #[error("another store keeps its blobs in {location}")]
+    BlobLocationTaken {
+        /// The place, such as `s3://bucket/prefix`.
+        location: String,
+    },
     /// A write was asked of a handle opened [read-only](crate::OpenMode::ReadOnly) (M1).
     #[error("store {path} is open read-only; open it shared to write")]
     ReadOnly {

@@ -4,7 +4,10 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use ocistore::{BlobStore, Digest, DirectoryStore, Entry, Error, Result, UploadLock};
+use ocistore::{
+    BlobStore, Digest, DirectoryStore, Entry, Error, Result, UploadCheckpoint, UploadLock,
+    UploadMark,
+};
 
 /// The message of every injected failure's [`std::io::Error`].
 pub const INJECTED: &str = "write failure injected by ocistore_testkit::Faults";
@@ -225,8 +228,12 @@ impl FaultyStore {
 }
 
 impl BlobStore for FaultyStore {
-    fn open(&self, alone: bool) -> Result<()> {
-        self.inner.open(alone)
+    fn open(&self, dir: &Path, alone: bool) -> Result<()> {
+        self.inner.open(dir, alone)
+    }
+
+    fn location(&self) -> String {
+        self.inner.location()
     }
 
     fn put(&self, digest: &Digest, bytes: &[u8]) -> Result<()> {
@@ -253,23 +260,57 @@ impl BlobStore for FaultyStore {
         self.inner.delete(digest)
     }
 
+    fn delete_many(&self, digests: &[Digest]) -> Result<()> {
+        self.inner.delete_many(digests)
+    }
+
+    fn read_parallelism(&self) -> usize {
+        self.inner.read_parallelism()
+    }
+
     fn create_upload(&self, id: &str) -> Result<()> {
         self.before_write(format!("uploads/{id}"))?;
         self.inner.create_upload(id)
     }
 
-    fn append_upload(&self, id: &str, offset: u64, chunk: &[u8]) -> Result<()> {
+    fn append_upload(
+        &self,
+        id: &str,
+        offset: u64,
+        chunk: &[u8],
+        mark: Option<&UploadMark>,
+    ) -> Result<Option<UploadMark>> {
         self.before_write(format!("uploads/{id}"))?;
-        self.inner.append_upload(id, offset, chunk)
+        self.inner.append_upload(id, offset, chunk, mark)
+    }
+
+    fn upload_checkpoint(
+        &self,
+        id: &str,
+        offset: u64,
+        mark: Option<&UploadMark>,
+    ) -> Result<UploadCheckpoint> {
+        self.inner.upload_checkpoint(id, offset, mark)
+    }
+
+    fn upload_exists(&self, id: &str) -> Result<bool> {
+        self.inner.upload_exists(id)
     }
 
     fn read_upload(&self, id: &str, start: u64) -> Result<Option<Box<dyn Read + Send>>> {
         self.inner.read_upload(id, start)
     }
 
-    fn finish_upload(&self, id: &str, digest: &Digest, len: u64) -> Result<()> {
+    fn finish_upload(
+        &self,
+        id: &str,
+        digest: &Digest,
+        len: u64,
+        mark: Option<&UploadMark>,
+        verified: bool,
+    ) -> Result<()> {
         self.before_write(format!("blobs/{digest}"))?;
-        self.inner.finish_upload(id, digest, len)
+        self.inner.finish_upload(id, digest, len, mark, verified)
     }
 
     fn lock_upload(&self, id: &str) -> Result<Option<UploadLock>> {
