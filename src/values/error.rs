@@ -252,6 +252,15 @@ pub enum Error {
         /// Where this open said they live.
         given: String,
     },
+    /// A blob location (a URL such as `s3://bucket/prefix`) or one of its options could not be
+    /// used: an unknown scheme, a missing bucket, a setting the storage refuses.
+    #[error("blob location {location}: {reason}")]
+    InvalidBlobLocation {
+        /// The location as given.
+        location: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// Another store keeps its blobs in the same place (O4): two stores there would sweep each
     /// other's blobs.
     #[error("another store keeps its blobs in {location}")]
