@@ -37,6 +37,10 @@ use crate::store::tables::Readable;
 use crate::store::uploads;
 use crate::values::{Digest, IoContext, Result, hash_reader};
 
+/// What fsck found stored for a blob: the digest of its bytes (when digests are verified) and
+/// their length.
+type Found = (Option<Digest>, u64);
+
 /// Blob records read per read transaction.
 const RECORDS_PER_READ: usize = 1024;
 
@@ -271,30 +275,67 @@ impl Check<'_> {
                 return Ok(());
             };
             after = last.to_string();
-            for (digest, size) in page {
-                self.check_blob(digest, size)?;
+            let found = self.inspect_all(&page)?;
+            for ((digest, recorded), found) in page.into_iter().zip(found) {
+                self.check_blob(digest, recorded, found);
             }
         }
     }
 
-    fn check_blob(&mut self, digest: Digest, recorded: u64) -> Result<()> {
-        self.report.blobs_checked += 1;
-        let blobs = &self.core.blobs;
-        let found = if self.options.verify_digests {
-            match blobs.read(&digest, 0, u64::MAX)? {
-                Some(mut bytes) => {
-                    let (hasher, len) = hash_reader(&mut bytes, digest.algorithm())
-                        .at(format!("blobs/{digest}"))?;
-                    Some((Some(hasher.finish()), len))
-                }
-                None => None,
+    /// What the blob store holds for each blob of `page`: several blobs at a time, as many as
+    /// the store reads at once (A2 over object storage waits on the network, not the disk).
+    fn inspect_all(&self, page: &[(Digest, u64)]) -> Result<Vec<Option<Found>>> {
+        let threads = self.core.blobs.read_parallelism().max(1);
+        if threads == 1 {
+            return page
+                .iter()
+                .map(|(digest, _)| self.inspect(digest))
+                .collect();
+        }
+        let per_thread = page.len().div_ceil(threads);
+        std::thread::scope(|s| {
+            let workers: Vec<_> = page
+                .chunks(per_thread)
+                .map(|chunk| {
+                    s.spawn(move || {
+                        chunk
+                            .iter()
+                            .map(|(digest, _)| self.inspect(digest))
+                            .collect::<Result<Vec<_>>>()
+                    })
+                })
+                .collect();
+            let mut found = Vec::with_capacity(page.len());
+            for worker in workers {
+                found.extend(
+                    worker
+                        .join()
+                        .unwrap_or_else(|p| std::panic::resume_unwind(p))?,
+                );
             }
-        } else {
-            blobs.size(&digest)?.map(|len| (None, len))
+            Ok(found)
+        })
+    }
+
+    /// The digest (when digests are verified) and length of the bytes stored for `digest`.
+    fn inspect(&self, digest: &Digest) -> Result<Option<Found>> {
+        let blobs = &self.core.blobs;
+        if !self.options.verify_digests {
+            return Ok(blobs.size(digest)?.map(|len| (None, len)));
+        }
+        let Some(mut bytes) = blobs.read(digest, 0, u64::MAX)? else {
+            return Ok(None);
         };
+        let (hasher, len) =
+            hash_reader(&mut bytes, digest.algorithm()).at(format!("blobs/{digest}"))?;
+        Ok(Some((Some(hasher.finish()), len)))
+    }
+
+    fn check_blob(&mut self, digest: Digest, recorded: u64, found: Option<Found>) {
+        self.report.blobs_checked += 1;
         let Some((actual, len)) = found else {
             self.blob_problem(Problem::MissingBlobFile { digest });
-            return Ok(());
+            return;
         };
         match actual {
             Some(actual) if actual != digest => {
@@ -307,7 +348,6 @@ impl Check<'_> {
             }),
             _ => {}
         }
-        Ok(())
     }
 
     fn blob_problem(&mut self, problem: Problem) {
