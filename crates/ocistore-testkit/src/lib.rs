@@ -18,6 +18,8 @@
 //! - Strategies: [`ops`] and [`op_mix`] for sequences (weighted by a [`Mix`]); for what a
 //!   client sends, [`repository_name`], [`tag_name`], [`digest`] and their invalid
 //!   counterparts, and [`image_content`], [`index_content`], [`artifact_content`].
+//! - [`servers`]: the object-store servers (Azurite, moto's S3) that tests of blob storage on
+//!   object stores run against, started by `.ci/object-servers start`; panics when they are down.
 //!
 //! ```
 //! use ocistore_testkit::{Mix, RegistrySystem, config, op_mix, run};
@@ -45,6 +47,7 @@ mod model;
 mod op;
 mod outcome;
 mod registry;
+pub mod servers;
 mod step;
 mod strategies;
 
