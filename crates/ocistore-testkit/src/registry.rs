@@ -3,12 +3,14 @@
 
 use std::cell::Cell;
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ocistore::{
-    Algorithm, Batch, BlobStore, CollectOptions, Descriptor, Digest, Error, FsckOptions, Item,
-    Locks, ManifestQuery, ManualClock, OnConflict, OpenMode, Page, Problem, PurgeOptions, Pushed,
-    Registry, Restore, RestoreOptions, SoftDeletePolicy, Timestamp, Upload, parse_ago,
+    Algorithm, Batch, BlobStore, CollectOptions, Descriptor, Digest, DirectoryStore, Error,
+    FsckOptions, Item, Locks, ManifestQuery, ManualClock, OnConflict, OpenMode, Page, Problem,
+    PurgeOptions, Pushed, Registry, Restore, RestoreOptions, SoftDeletePolicy, Timestamp, Upload,
+    parse_ago,
 };
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -33,6 +35,8 @@ pub struct RegistrySystem {
     pub(crate) dir: TempDir,
     pub(crate) clock: ManualClock,
     pub(crate) faults: Faults,
+    /// Where the blobs live, behind the faults: the store's directory unless said otherwise.
+    pub(crate) blobs: Arc<dyn BlobStore>,
     /// `None` only while reopening.
     pub(crate) registry: Option<Registry>,
     /// More [shared](OpenMode::Shared) handles on the same store: [`registry`](Self::registry)
@@ -67,25 +71,33 @@ impl RegistrySystem {
 
     /// A new, empty store whose blob writes obey `faults`.
     pub fn with_faults(faults: Faults) -> RegistrySystem {
-        RegistrySystem::open_new(faults, 0)
+        RegistrySystem::open_new(faults, None, 0)
     }
 
     /// A new, empty store opened [shared](OpenMode::Shared) by `handles` handles, which take
     /// turns: each holds its own locks on the store, as another process would (M1, M2).
     pub fn shared(handles: usize) -> RegistrySystem {
-        RegistrySystem::open_new(Faults::new(), handles.saturating_sub(1).max(1))
+        RegistrySystem::open_new(Faults::new(), None, handles.saturating_sub(1).max(1))
     }
 
-    fn open_new(faults: Faults, peers: usize) -> RegistrySystem {
+    /// A new, empty store whose blobs live in `blobs` (an empty place, such as a fresh prefix
+    /// of a bucket: O1, O2), kept across reopens.
+    pub fn on_blob_store(blobs: Arc<dyn BlobStore>) -> RegistrySystem {
+        RegistrySystem::open_new(Faults::new(), Some(blobs), 0)
+    }
+
+    fn open_new(faults: Faults, blobs: Option<Arc<dyn BlobStore>>, peers: usize) -> RegistrySystem {
         let dir = match tmpfs() {
             Some(tmpfs) => tempfile::tempdir_in(tmpfs),
             None => tempfile::tempdir(),
         }
         .expect("tempdir");
+        let blobs = blobs.unwrap_or_else(|| Arc::new(DirectoryStore::new(dir.path())));
         let mut system = RegistrySystem {
             dir,
             clock: ManualClock::new(START),
             faults,
+            blobs,
             registry: None,
             peers: Vec::new(),
             turn: Cell::new(0),
@@ -101,7 +113,8 @@ impl RegistrySystem {
         } else {
             OpenMode::Shared
         };
-        let open = || open(self.dir.path(), &self.clock, &self.faults, mode);
+        let store = || self.faults.store(self.blobs.clone(), self.dir.path());
+        let open = || open(self.dir.path(), &self.clock, store(), mode);
         self.registry = Some(open());
         self.peers = (0..peers).map(|_| open()).collect();
     }
@@ -1020,7 +1033,7 @@ pub(crate) fn compare_uploads(model: &Model, sut: &RegistrySystem) -> Result<(),
 /// failed batches' strays), among every blob of the pool under every algorithm and every blob
 /// the model knows (an upload's). What it holds decides what a full disk refuses.
 pub(crate) fn compare_files(model: &Model, sut: &RegistrySystem) -> Result<(), TestCaseError> {
-    let store = ocistore::DirectoryStore::new(sut.registry().path());
+    let store = &sut.blobs;
     let mut digests: BTreeSet<String> = model.files.iter().cloned().collect();
     digests.extend(model.blob_records.keys().cloned());
     for content in BLOBS {
@@ -1045,14 +1058,19 @@ pub(crate) fn tmpfs() -> Option<&'static std::path::Path> {
     shm.is_dir().then_some(shm)
 }
 
-/// Opens the store in `path` on `clock`, its blobs through a [`FaultyStore`](crate::FaultyStore)
-/// of `faults`, with a small page cache: the kit opens many stores.
-fn open(path: &std::path::Path, clock: &ManualClock, faults: &Faults, mode: OpenMode) -> Registry {
+/// Opens the store in `path` on `clock`, its blobs through `blobs`, with a small page cache:
+/// the kit opens many stores.
+fn open(
+    path: &std::path::Path,
+    clock: &ManualClock,
+    blobs: FaultyStore,
+    mode: OpenMode,
+) -> Registry {
     Registry::builder()
         .mode(mode)
         .clock(clock.clone())
         .cache_size(16 << 20)
-        .blob_store(faults.directory_store(path))
+        .blob_store(blobs)
         .open(path)
         .expect("open store")
 }

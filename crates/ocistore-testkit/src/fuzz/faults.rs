@@ -77,9 +77,16 @@ impl Faults {
     #[must_use]
     pub fn directory_store(&self, dir: impl Into<PathBuf>) -> FaultyStore {
         let root = dir.into();
+        self.store(Arc::new(DirectoryStore::new(&root)), root)
+    }
+
+    /// `inner` (any blob store, such as one on object storage), its writes obeying this
+    /// switch; crash images copy `root`, the registry's directory.
+    #[must_use]
+    pub fn store(&self, inner: Arc<dyn BlobStore>, root: impl Into<PathBuf>) -> FaultyStore {
         FaultyStore {
-            inner: DirectoryStore::new(&root),
-            root,
+            inner,
+            root: root.into(),
             faults: self.clone(),
         }
     }
@@ -212,11 +219,12 @@ pub fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// A [`DirectoryStore`] that fails, or leaves a crash image, when its [`Faults`] say so: the
-/// test kit's implementation of the core's [`BlobStore`] trait, outside the core.
+/// A blob store ([`DirectoryStore`] or any other) that fails, or leaves a crash image, when its
+/// [`Faults`] say so: the test kit's implementation of the core's [`BlobStore`] trait, outside
+/// the core.
 #[derive(Debug)]
 pub struct FaultyStore {
-    inner: DirectoryStore,
+    inner: Arc<dyn BlobStore>,
     root: PathBuf,
     faults: Faults,
 }
