@@ -19,8 +19,10 @@ use common::*;
 use ocistore::manifest::OCI_MANIFEST;
 use ocistore::{
     Algorithm, Clock, CollectOptions, CollectReport, Digest, Error, ManifestQuery, ManualClock,
-    OnConflict, Page, Phase, Progress, Registry, Repository, Restore, SoftDeletePolicy, Timestamp,
+    OnConflict, Page, Phase, Progress, Registry, RegistryBuilder, Repository, Restore,
+    SoftDeletePolicy, Timestamp,
 };
+use ocistore_testkit::servers;
 
 const HOUR: Duration = Duration::from_secs(3600);
 const DAY: Duration = Duration::from_secs(24 * 3600);
@@ -845,12 +847,26 @@ fn assert_all_complete(registry: &Registry, context: &str) -> usize {
 
 #[test]
 fn g2_stress_clients_racing_collections_with_no_grace_never_lose_a_layer() {
+    stress(Registry::builder());
+}
+
+#[test]
+fn o2_g2_stress_on_azurite_never_loses_a_layer() {
+    stress(Registry::builder().blob_store(servers::azurite_blobs(1 << 10)));
+}
+
+#[test]
+fn o2_g2_stress_on_s3_never_loses_a_layer() {
+    stress(Registry::builder().blob_store(servers::s3_blobs(5 << 20)));
+}
+
+/// Three clients push, delete, restore, purge and pull for three seconds while collections
+/// with no grace period run back to back on the store `builder` opens; then every manifest,
+/// live or restored from the bin, reads back whole.
+fn stress(builder: RegistryBuilder) {
     let dir = tempfile::tempdir().unwrap();
     // The system clock, and no grace period: every blob not yet referenced is fair game.
-    let registry = Registry::builder()
-        .cache_size(16 << 20)
-        .open(dir.path())
-        .unwrap();
+    let registry = builder.cache_size(16 << 20).open(dir.path()).unwrap();
     registry
         .set_soft_delete_policy(SoftDeletePolicy::enabled(7).unwrap())
         .unwrap();

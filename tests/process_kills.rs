@@ -21,8 +21,9 @@ use common::{child_test, deleted_manifest_digests, deleted_tag_pairs, image_body
 use ocistore::manifest::OCI_MANIFEST;
 use ocistore::{
     Algorithm, CollectOptions, Digest, Error, FsckOptions, ManifestQuery, OnConflict, OpenMode,
-    Page, Problem, Registry, Repository, Restore, SoftDeletePolicy,
+    ObjectStoreBlobs, Page, Problem, Registry, Repository, Restore, SoftDeletePolicy,
 };
+use ocistore_testkit::servers;
 
 /// Set to a store directory: the child opens it shared and works in it.
 const CHILD_DIR: &str = "OCISTORE_TEST_PROCESS_DIR";
@@ -30,6 +31,9 @@ const CHILD_DIR: &str = "OCISTORE_TEST_PROCESS_DIR";
 const CHILD_NAME: &str = "OCISTORE_TEST_PROCESS_NAME";
 /// How many steps a child that is not endless takes.
 const CHILD_STEPS: &str = "OCISTORE_TEST_PROCESS_STEPS";
+/// Set to an object store's location and part size (`az://… 1024`): the child's blobs live
+/// there (O2), as the parent's do.
+const CHILD_BLOBS: &str = "OCISTORE_TEST_PROCESS_BLOBS";
 /// Rounds of the kill test; a few in `cargo test`.
 const ROUNDS: &str = "OCISTORE_KILL_ROUNDS";
 
@@ -44,11 +48,20 @@ fn sha256(bytes: &[u8]) -> Digest {
     Algorithm::Sha256.digest(bytes)
 }
 
-fn open_shared(dir: &Path) -> Registry {
-    Registry::builder()
-        .mode(OpenMode::Shared)
-        .open(dir)
-        .expect("open the store shared")
+/// Opens the store in `dir` shared, its blobs in the store directory or in the object store
+/// `blobs` names (as [`CHILD_BLOBS`] does).
+fn open_shared(dir: &Path, blobs: Option<&str>) -> Registry {
+    let mut builder = Registry::builder().mode(OpenMode::Shared);
+    if let Some(spec) = blobs {
+        let (location, part) = spec.split_once(' ').unwrap();
+        builder = builder.blob_store(servers::blobs_at(location, part.parse().unwrap()));
+    }
+    builder.open(dir).expect("open the store shared")
+}
+
+/// How a child names the object store `blobs` is on.
+fn blobs_spec(blobs: &ObjectStoreBlobs) -> String {
+    format!("{} {}", blobs.location(), blobs.part_size())
 }
 
 /// Grace 0: every blob nothing references is garbage at once, the harshest race for a push.
@@ -61,7 +74,8 @@ fn child_env() -> Option<(Registry, String, u64)> {
     let dir = std::env::var_os(CHILD_DIR)?;
     let name = std::env::var(CHILD_NAME).unwrap();
     let steps = std::env::var(CHILD_STEPS).map_or(0, |s| s.parse().unwrap());
-    Some((open_shared(Path::new(&dir)), name, steps))
+    let blobs = std::env::var(CHILD_BLOBS).ok();
+    Some((open_shared(Path::new(&dir), blobs.as_deref()), name, steps))
 }
 
 /// A child of the test binary running `test` as `name` on the store in `dir`.
@@ -71,6 +85,15 @@ fn worker(test: &str, dir: &Path, name: &str, steps: u64, endless: bool) -> Work
         .env(CHILD_NAME, name)
         .env(CHILD_STEPS, steps.to_string());
     Worker { cmd, endless }
+}
+
+/// [`worker`], its blobs in the object store `blobs` names.
+fn worker_on(blobs: Option<&str>, test: &str, dir: &Path, name: &str, steps: u64) -> Worker {
+    let mut worker = worker(test, dir, name, steps, test == "m4_child_collector");
+    if let Some(spec) = blobs {
+        worker.cmd.env(CHILD_BLOBS, spec);
+    }
+    worker
 }
 
 /// Pushes `body` by `reference`, putting `blobs` again whenever a collection swept one between
@@ -463,8 +486,8 @@ fn all_whole(registry: &Registry, context: &str) {
 }
 
 /// The soft delete policy on, for deletes to go to the bin.
-fn shared_store(dir: &Path) -> Registry {
-    let registry = open_shared(dir);
+fn shared_store(dir: &Path, blobs: Option<&str>) -> Registry {
+    let registry = open_shared(dir, blobs);
     registry
         .set_soft_delete_policy(SoftDeletePolicy::enabled(7).unwrap())
         .unwrap();
@@ -476,26 +499,42 @@ fn shared_store(dir: &Path) -> Registry {
 
 #[test]
 fn m4_killed_processes_lose_nothing_any_process_acknowledged() {
-    let rounds = std::env::var(ROUNDS).map_or(16, |r| r.parse().unwrap());
+    kill_rounds(None, 16);
+}
+
+#[test]
+fn o2_m4_killed_processes_lose_nothing_with_blobs_on_azurite() {
+    kill_rounds(Some(&blobs_spec(&servers::azurite_blobs(1 << 10))), 6);
+}
+
+#[test]
+fn o2_m4_killed_processes_lose_nothing_with_blobs_on_s3() {
+    kill_rounds(Some(&blobs_spec(&servers::s3_blobs(5 << 20))), 6);
+}
+
+/// Rounds of children killed at random on one store (`OCISTORE_KILL_ROUNDS`, else
+/// `default_rounds`), its blobs in the directory or in the object store `blobs` names.
+fn kill_rounds(blobs: Option<&str>, default_rounds: u64) {
+    let rounds = std::env::var(ROUNDS).map_or(default_rounds, |r| r.parse().unwrap());
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store");
-    let registry = shared_store(&path);
+    let registry = shared_store(&path, blobs);
     let (seed, mut rng) = Rng::from_time();
     let mut ledger = Ledger::default();
     let (began, mut strays, mut mid_collection) = (Instant::now(), 0, 0);
     for round in 0..rounds {
         let writers = 1 + rng.below(2);
         let steps = 12;
-        let mut workers = vec![worker(
+        let mut workers = vec![worker_on(
+            blobs,
             "m4_child_collector",
             &path,
             &format!("r{round}c"),
             0,
-            true,
         )];
         for w in 0..writers {
             let name = format!("r{round}w{w}");
-            workers.push(worker("m4_child_writer", &path, &name, steps, false));
+            workers.push(worker_on(blobs, "m4_child_writer", &path, &name, steps));
         }
         // The collector one round in three, at any of its lines; a writer at any of its calls;
         // one round in five, either while it starts.
@@ -552,7 +591,7 @@ fn m4_killed_processes_lose_nothing_any_process_acknowledged() {
 fn m3_a_collector_in_one_process_never_sweeps_a_blob_a_push_in_another_uses() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store");
-    let registry = shared_store(&path);
+    let registry = shared_store(&path, None);
     let repo = registry.repository(REPO).unwrap();
     // The old layers, each under an image deleted and purged: garbage, linked still.
     for k in 0..OLD_LAYERS {
@@ -644,7 +683,7 @@ fn m4_child_lone_writer() {
 fn m4_a_writer_killed_alone_leaves_read_only_opens_waiting_for_a_writer() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store");
-    drop(open_shared(&path));
+    drop(open_shared(&path, None));
     let mut child = child_test("m4_child_lone_writer")
         .env(CHILD_DIR, &path)
         .env(CHILD_NAME, "lone")
@@ -673,7 +712,7 @@ fn m4_a_writer_killed_alone_leaves_read_only_opens_waiting_for_a_writer() {
         other => panic!("expected NeedsRecovery, got {:?}", other.map(drop)),
     }
     // A writing open recovers it, and the acknowledged push is there for every mode after.
-    let writer = open_shared(&path);
+    let writer = open_shared(&path, None);
     assert_eq!(
         writer.repository(REPO).unwrap().resolve("lone").unwrap(),
         acked

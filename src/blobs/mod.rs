@@ -16,7 +16,7 @@ use std::time::SystemTime;
 pub(crate) use directory::DIRECTORY_LOCATION;
 pub use directory::DirectoryStore;
 
-use crate::values::{Digest, Hasher, Result};
+use crate::values::{Algorithm, Digest, Hasher, Result};
 
 /// The bytes of blobs and of upload sessions in progress.
 ///
@@ -139,7 +139,7 @@ pub trait BlobStore: Send + Sync + fmt::Debug + 'static {
     ) -> Result<Option<UploadMark>>;
 
     /// Where [`read_upload`](BlobStore::read_upload) can start reading session `id`, whose
-    /// acknowledged offset is `offset` and mark `mark`, and the sha256 of the bytes before
+    /// acknowledged offset is `offset` and mark `mark`, and the hashes of the bytes before
     /// that point: a store that sends an upload's parts away keeps no copy of them. The default
     /// is the start, every byte readable.
     ///
@@ -178,8 +178,8 @@ pub trait BlobStore: Send + Sync + fmt::Debug + 'static {
 
     /// Makes the first `len` bytes of session `id` (mark `mark`) blob `digest`; whatever the
     /// session held past them (a torn append) is dropped first. When `verified`, the caller
-    /// checked that they hash to `digest`; otherwise it could not read them all back (its
-    /// checkpoint was past the start and `digest` is not sha256) and the store checks them,
+    /// checked that they hash to `digest`; otherwise it could not (the checkpoint was past the
+    /// start and kept no hasher of `digest`'s algorithm) and the store checks them,
     /// answering [`Error::DigestMismatch`](crate::Error::DigestMismatch) if they do not, with no
     /// blob stored. The session's bytes are gone afterwards, in both cases.
     ///
@@ -266,14 +266,15 @@ impl UploadMark {
     }
 }
 
-/// Where an upload session's bytes can be read back from, and the hash of those before.
+/// Where an upload session's bytes can be read back from, and the hashes of those before.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct UploadCheckpoint {
     /// The first offset [`BlobStore::read_upload`] serves.
     pub offset: u64,
-    /// The sha256 state of the session's first `offset` bytes; `None` only at offset 0.
-    pub sha256: Option<Hasher>,
+    /// The states of hashers fed the session's first `offset` bytes, one per algorithm the
+    /// store keeps (sha256, and sha512 where it can); none at offset 0.
+    pub hashers: Vec<Hasher>,
 }
 
 impl UploadCheckpoint {
@@ -282,17 +283,27 @@ impl UploadCheckpoint {
     pub fn start() -> UploadCheckpoint {
         UploadCheckpoint {
             offset: 0,
-            sha256: None,
+            hashers: Vec::new(),
         }
     }
 
-    /// Only bytes from `offset` are readable; `sha256` holds the hash of those before.
+    /// Only bytes from `offset` are readable; `hashers` were fed those before.
     #[must_use]
-    pub fn at(offset: u64, sha256: Hasher) -> UploadCheckpoint {
-        UploadCheckpoint {
-            offset,
-            sha256: Some(sha256),
+    pub fn at(offset: u64, hashers: Vec<Hasher>) -> UploadCheckpoint {
+        UploadCheckpoint { offset, hashers }
+    }
+
+    /// The hasher of `algorithm` brought to the checkpoint: a fresh one at offset 0, `None`
+    /// if the store did not keep one.
+    #[must_use]
+    pub fn hasher(&self, algorithm: Algorithm) -> Option<Hasher> {
+        if self.offset == 0 {
+            return Some(algorithm.hasher());
         }
+        self.hashers
+            .iter()
+            .find(|h| h.algorithm() == algorithm)
+            .cloned()
     }
 }
 

@@ -285,10 +285,14 @@ impl Upload {
         if state.hashed < stored {
             let checkpoint = self.core.blobs.upload_checkpoint(&self.id, stored, mark)?;
             if state.hashed < checkpoint.offset {
-                state.hasher = checkpoint.sha256.ok_or_else(|| Error::Io {
-                    path: self.path().into(),
-                    source: std::io::Error::other("the blob store's checkpoint has no hash"),
-                })?;
+                state.hasher = checkpoint
+                    .hasher(Algorithm::Sha256)
+                    .ok_or_else(|| Error::Io {
+                        path: self.path().into(),
+                        source: std::io::Error::other(
+                            "the blob store keeps no sha256 of the upload",
+                        ),
+                    })?;
                 state.hashed = checkpoint.offset;
             }
             self.hash_range(&mut state.hasher, state.hashed, stored)?;
@@ -384,13 +388,17 @@ impl Upload {
         let mark = mark.as_ref();
         let actual = if digest.algorithm() == Algorithm::Sha256 {
             Some(self.sha256(&mut state, stored, mark)?)
-        } else if core.blobs.upload_checkpoint(&self.id, stored, mark)?.offset == 0 {
-            let mut hasher = digest.algorithm().hasher();
-            self.hash_range(&mut hasher, 0, stored)?;
-            Some(hasher.finish())
         } else {
-            // Bytes sent away under sha256 only: the blob store checks them as it joins them.
-            None
+            let checkpoint = core.blobs.upload_checkpoint(&self.id, stored, mark)?;
+            // None: the bytes went away and no hasher of this algorithm was kept (blake3 on
+            // object storage): the blob store checks them as it joins them.
+            checkpoint
+                .hasher(digest.algorithm())
+                .map(|mut hasher| {
+                    self.hash_range(&mut hasher, checkpoint.offset, stored)?;
+                    Ok::<_, Error>(hasher.finish())
+                })
+                .transpose()?
         };
         let verified = actual.is_some();
         if let Some(actual) = actual.filter(|actual| actual != digest) {
