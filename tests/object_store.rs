@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use common::{OCI_MANIFEST, START, push_image, seed_blobs, upload_image};
 use ocistore::{
-    Algorithm, BlobStore, CollectOptions, Digest, Error, FsckOptions, ManualClock, ObjectStoreBlobs,
-    Problem, Registry, RegistryBuilder, RequestCounts,
+    Algorithm, BlobStore, CollectOptions, Digest, Error, FsckOptions, ManualClock,
+    ObjectStoreBlobs, Problem, Registry, RegistryBuilder, RequestCounts,
 };
 use ocistore_testkit::servers;
 
@@ -94,7 +94,10 @@ fn o1_blobs_live_in_the_object_store_and_metadata_in_redb() {
         let repo = registry.repository("app").unwrap();
         let digest = push_image(&repo, "v1", "o1");
         for blob in seed_blobs("o1") {
-            assert!(blobs.contains(&blob).unwrap(), "{name}: {blob} is an object");
+            assert!(
+                blobs.contains(&blob).unwrap(),
+                "{name}: {blob} is an object"
+            );
         }
         let files = local_files(dir.path());
         assert!(
@@ -140,7 +143,11 @@ fn o1_a_push_costs_one_put_per_new_blob_and_a_known_blob_none() {
         let layer = Algorithm::Sha256.digest(b"layer one");
         assert_eq!(repo.blob(&layer).unwrap(), &b"layer one"[..]);
         let pulled = since(&blobs, before);
-        assert_eq!((pulled.get, pulled.put + pulled.head), (1, 0), "{name}: {pulled:?}");
+        assert_eq!(
+            (pulled.get, pulled.put + pulled.head),
+            (1, 0),
+            "{name}: {pulled:?}"
+        );
     }
 }
 
@@ -168,7 +175,9 @@ fn o3_a_streamed_upload_sends_parts_and_keeps_less_than_a_part_locally() {
         let clock = ManualClock::new(START);
         let registry = open(dir.path(), &clock, &blobs);
         let repo = registry.repository("app").unwrap();
-        let bytes: Vec<u8> = (0..part * 2 + part / 2).map(|i| (i * 7 % 251) as u8).collect();
+        let bytes: Vec<u8> = (0..part * 2 + part / 2)
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
         let upload = repo.start_upload().unwrap();
         let before = blobs.requests();
         let mut largest_local = 0;
@@ -182,7 +191,10 @@ fn o3_a_streamed_upload_sends_parts_and_keeps_less_than_a_part_locally() {
             largest_local = largest_local.max(local);
         }
         let sent = since(&blobs, before);
-        assert_eq!(sent.multipart_part, 2, "{name}: two whole parts went: {sent:?}");
+        assert_eq!(
+            sent.multipart_part, 2,
+            "{name}: two whole parts went: {sent:?}"
+        );
         assert_eq!(sent.put, 0, "{name}: {sent:?}");
         assert!(
             largest_local < 2 * part as u64,
@@ -192,7 +204,9 @@ fn o3_a_streamed_upload_sends_parts_and_keeps_less_than_a_part_locally() {
         upload.finish(&digest).unwrap();
         assert_eq!(repo.blob(&digest).unwrap(), bytes, "{name}");
         assert!(
-            local_files(dir.path()).iter().all(|f| !f.contains(upload.id())),
+            local_files(dir.path())
+                .iter()
+                .all(|f| !f.contains(upload.id())),
             "{name}: the session left nothing on the local disk"
         );
     }
@@ -245,7 +259,11 @@ fn o3_a_wrong_sha256_after_parts_leaves_no_blob_and_the_session_open() {
         let mut all = bytes.clone();
         all.extend_from_slice(b"tail");
         upload.finish(&Algorithm::Sha256.digest(&all)).unwrap();
-        assert_eq!(repo.blob(&Algorithm::Sha256.digest(&all)).unwrap(), all, "{name}");
+        assert_eq!(
+            repo.blob(&Algorithm::Sha256.digest(&all)).unwrap(),
+            all,
+            "{name}"
+        );
     }
 }
 
@@ -264,7 +282,10 @@ fn o3_a_blake3_finish_after_parts_is_checked_as_the_parts_join() {
             .finish(&Algorithm::Blake3.digest(b"not these"))
             .unwrap_err();
         assert!(matches!(err, Error::DigestMismatch { .. }), "{name}: {err}");
-        assert!(matches!(upload.append(b"x"), Err(Error::UploadUnknown { .. })), "{name}");
+        assert!(
+            matches!(upload.append(b"x"), Err(Error::UploadUnknown { .. })),
+            "{name}"
+        );
         let upload = repo.start_upload().unwrap();
         upload.append(&bytes).unwrap();
         let digest = Algorithm::Blake3.digest(&bytes);
@@ -324,7 +345,10 @@ fn o2_a2_fsck_finds_stray_and_corrupt_objects_and_repair_removes_strays_after_th
             report.problems
         );
         assert!(
-            report.problems.iter().any(|p| matches!(p, Problem::CorruptBlob { digest, .. } if digest == layer)),
+            report
+                .problems
+                .iter()
+                .any(|p| matches!(p, Problem::CorruptBlob { digest, .. } if digest == layer)),
             "{name}: {:?}",
             report.problems
         );
@@ -332,8 +356,14 @@ fn o2_a2_fsck_finds_stray_and_corrupt_objects_and_repair_removes_strays_after_th
         // Objects carry the server's time, not the test clock's: a grace of zero takes them.
         repair.grace_period = Some(Duration::ZERO);
         registry.fsck(&repair).unwrap();
-        assert!(!blobs.contains(&stray).unwrap(), "{name}: the stray object went");
-        assert!(blobs.contains(layer).unwrap(), "{name}: a recorded blob stays, even corrupt");
+        assert!(
+            !blobs.contains(&stray).unwrap(),
+            "{name}: the stray object went"
+        );
+        assert!(
+            blobs.contains(layer).unwrap(),
+            "{name}: a recorded blob stays, even corrupt"
+        );
     }
 }
 
@@ -363,7 +393,10 @@ fn o2_g4_an_expired_session_goes_with_its_parts() {
             local_files(dir.path()).iter().all(|f| !f.contains(&id)),
             "{name}: the session's local tail went"
         );
-        assert!(matches!(upload.append(b"x"), Err(Error::UploadUnknown { .. })), "{name}");
+        assert!(
+            matches!(upload.append(b"x"), Err(Error::UploadUnknown { .. })),
+            "{name}"
+        );
     }
 }
 
@@ -407,7 +440,10 @@ fn o4_opening_with_another_blob_location_is_refused_and_writes_nothing() {
             matches!(&err, Error::BlobLocationMismatch { recorded, given } if *recorded == blobs.location() && given == "directory"),
             "{name}: {err}"
         );
-        assert!(!dir.path().join("blobs").exists(), "{name}: no blob directory made");
+        assert!(
+            !dir.path().join("blobs").exists(),
+            "{name}: no blob directory made"
+        );
     }
 }
 

@@ -23,7 +23,7 @@ use std::time::{Duration, SystemTime};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ocistore::{
-    CollectOptions, Digest, Error, FsckOptions, FsckReport, Item, Locks, ManifestQuery, OnConflict,
+    CollectOptions, Digest, Error, ObjectStoreBlobs, FsckOptions, FsckReport, Item, Locks, ManifestQuery, OnConflict,
     OpenMode, Page, Phase, Problem, PurgeOptions, Registry, Repository, RepositoryState, Restore,
     Timestamp, parse_ago,
 };
@@ -85,6 +85,11 @@ struct Cli {
     /// Do not ask for confirmation before deleting.
     #[arg(long, short = 'y', global = true)]
     yes: bool,
+    /// Where the store's blobs live, if not in its directory: az://CONTAINER/PREFIX,
+    /// s3://BUCKET/PREFIX or gs://BUCKET/PREFIX, options after `?` (endpoint, allow_http,
+    /// region…), credentials from the environment as each cloud's tools read them.
+    #[arg(long, global = true, env = "OCISTORE_BLOBS", value_name = "URL")]
+    blobs: Option<String>,
     /// How to open the store: by default read-only for commands that only read, shared for
     /// those that write, beside other processes; exclusive needs the store alone.
     #[arg(
@@ -580,7 +585,13 @@ fn open(cli: &Cli, writes: bool) -> Result<Registry> {
         Mode::Shared => OpenMode::Shared,
         Mode::Exclusive => OpenMode::Exclusive,
     };
-    let open = |mode| Registry::builder().mode(mode).open(dir);
+    let open = |mode| {
+        let mut builder = Registry::builder().mode(mode);
+        if let Some(url) = &cli.blobs {
+            builder = builder.blob_store(ObjectStoreBlobs::from_url(url)?);
+        }
+        builder.open(dir)
+    };
     let opened = match open(mode) {
         // Only a writing open recovers a store a crashed writer left, or upgrades an older
         // format; the shared one does it here, and does it only with the store alone.
@@ -599,6 +610,9 @@ fn open(cli: &Cli, writes: bool) -> Result<Registry> {
                  leave --mode out"
             };
             fail(format!("{e}: {advice}"))
+        }
+        Err(e @ Error::BlobLocationMismatch { .. }) if cli.blobs.is_none() => {
+            fail(format!("{e} (pass --blobs, with the options its URL needs)"))
         }
         opened => Ok(opened?),
     }

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use ocistore::manifest::OCI_MANIFEST;
 use ocistore::{Algorithm, Error, OpenMode, Registry, SoftDeletePolicy};
+use ocistore_testkit::servers;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use ureq::http;
@@ -88,6 +89,7 @@ fn cli(store: &Path, args: &[&str]) -> Output {
             .args(args)
             .env_remove("OCISTORE_STORE")
             .env_remove("OCISTORE_MODE")
+            .env_remove("OCISTORE_BLOBS")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped()),
@@ -480,6 +482,53 @@ fn m2_a_push_through_the_server_is_in_the_next_read_of_the_command_line_and_its_
     server.assert_pulls_whole(&image);
 }
 
+#[test]
+fn o1_o4_the_server_and_the_command_line_keep_the_blobs_in_azurite() {
+    let dir = store();
+    let s = dir.path();
+    let url = servers::azurite_url(&servers::azurite().unique_prefix(), 1 << 20);
+    let (server, log) = Server::start(s, &["--blobs", &url]);
+    assert!(log.contains("blobs in az://ocistore/test-"), "{log}");
+    let image = server.push("team/a", "v1", "a").unwrap();
+    server.assert_pulls_whole(&image);
+    assert!(!s.join("blobs").exists(), "no blob file on the local disk");
+    // The command line beside it, on the same blobs: usage, fsck over the objects, a collection.
+    let usage = cli_json(s, &["--blobs", &url, "usage"]);
+    assert_eq!(usage["blobs"], 3, "{usage}");
+    let fsck = cli_json(s, &["--blobs", &url, "fsck"]);
+    assert_eq!(fsck["problems"], json!([]), "{fsck}");
+    assert_eq!(fsck["blobs_checked"], 3, "{fsck}");
+    cli_json(s, &["--blobs", &url, "gc", "--yes"]);
+    server.assert_pulls_whole(&image);
+    // Without --blobs, or with other blobs, the store refuses to open, and says where they are.
+    for args in [&[][..], &["--blobs", "az://ocistore/elsewhere"][..]] {
+        let mut all = args.to_vec();
+        all.extend(["repository", "list"]);
+        let out = cli(s, &all);
+        assert_eq!(out.status.code(), Some(1), "{all:?}");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            stderr.contains("blobs live in az://ocistore/test-"),
+            "{all:?}: {stderr}"
+        );
+    }
+    drop(server);
+    let out = spawn(
+        Command::new(server_binary())
+            .arg("--store")
+            .arg(s)
+            .stderr(Stdio::piped()),
+    )
+    .wait_with_output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not in directory"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A pseudo-terminal: its controlling side, to type answers into, and the path of the
 /// terminal a child reads them from.
 fn pty() -> (File, PathBuf) {
@@ -534,6 +583,7 @@ fn answering_yes(
             .args(["-o", "json"])
             .args(args)
             .env_remove("OCISTORE_MODE")
+            .env_remove("OCISTORE_BLOBS")
             .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped()),

@@ -7,9 +7,12 @@
 //! interface unless told otherwise.
 //!
 //! ```text
-//! cargo run -p ocistore-server -- --store DIR [--listen ADDR] [--mode MODE] [--log] [limits]
+//! cargo run -p ocistore-server -- --store DIR [--blobs URL] [--listen ADDR] [--mode MODE] [--log] [limits]
 //!
 //!   --store DIR              the store's directory (created if missing)
+//!   --blobs URL              where the blobs live: az://CONTAINER/PREFIX, s3://BUCKET/PREFIX or
+//!                            gs://BUCKET/PREFIX (default: the store's directory); options after
+//!                            `?`, e.g. s3://b/p?endpoint=http://127.0.0.1:9000&allow_http=true
 //!   --mode MODE              shared (the default) or exclusive: how the store is opened
 //!   --listen ADDR            address to listen on (default 127.0.0.1:5000; port 0 picks a free one)
 //!   --log                    one line per request on stderr
@@ -23,6 +26,11 @@
 //! actually bound. Ctrl-C or SIGTERM stops it gracefully: requests in flight finish, the
 //! store closes. The retention clock (autopurge of expired tombstones, S4) runs in the
 //! background, checked every minute.
+//!
+//! With `--blobs` the layers live in object storage (O1), credentials from the environment as
+//! each cloud's tools read them (`AWS_ACCESS_KEY_ID`…, `AZURE_STORAGE_ACCOUNT_NAME`…,
+//! `GOOGLE_APPLICATION_CREDENTIALS`…); the metadata stays in `--store`. A store remembers where
+//! its blobs live and refuses to open with another `--blobs` (O4).
 //!
 //! The store is opened **shared** by default (M1): the `ocistore` command line can list,
 //! delete, restore, purge and collect in it while the server serves, and several servers (behind
@@ -171,13 +179,16 @@ use std::process::ExitCode;
 use std::task::Poll;
 use std::time::Duration;
 
-use ocistore::{OpenMode, Registry};
+use ocistore::{ObjectStoreBlobs, OpenMode, Registry};
 use ocistore_server::Config;
 
 const USAGE: &str =
-    "usage: ocistore-server --store DIR [--listen ADDR] [--mode MODE] [--log] [limits]
+    "usage: ocistore-server --store DIR [--blobs URL] [--listen ADDR] [--mode MODE] [--log] [limits]
 
   --store DIR              the store's directory (created if missing)
+  --blobs URL              where the blobs live: az://CONTAINER/PREFIX, s3://BUCKET/PREFIX or
+                           gs://BUCKET/PREFIX, options after ?, credentials from the environment
+                           (default: the store's directory; also OCISTORE_BLOBS)
   --mode MODE              shared (default): the ocistore command line and other servers may
                            open the store too; exclusive: this server alone, one fsync less a
                            commit
@@ -192,6 +203,7 @@ const USAGE: &str =
 
 struct Args {
     store: PathBuf,
+    blobs: Option<String>,
     listen: String,
     mode: OpenMode,
     config: Config,
@@ -208,6 +220,7 @@ fn duration(flag: &str, value: &str) -> Result<Duration, String> {
 
 fn parse_args() -> Result<Args, String> {
     let mut store = None;
+    let mut blobs = std::env::var("OCISTORE_BLOBS").ok();
     let mut listen = "127.0.0.1:5000".to_owned();
     let mut mode = OpenMode::Shared;
     let mut config = Config::default();
@@ -227,6 +240,7 @@ fn parse_args() -> Result<Args, String> {
         };
         match flag.as_str() {
             "--store" => store = Some(PathBuf::from(value()?)),
+            "--blobs" => blobs = Some(value()?),
             "--listen" => listen = value()?,
             "--mode" => {
                 mode = match value()?.as_str() {
@@ -256,6 +270,7 @@ fn parse_args() -> Result<Args, String> {
     let store = store.ok_or("--store DIR is required")?;
     Ok(Args {
         store,
+        blobs,
         listen,
         mode,
         config,
@@ -303,7 +318,11 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    let registry = Registry::builder().mode(args.mode).open(&args.store)?;
+    let mut builder = Registry::builder().mode(args.mode);
+    if let Some(url) = &args.blobs {
+        builder = builder.blob_store(ObjectStoreBlobs::from_url(url)?);
+    }
+    let registry = builder.open(&args.store)?;
     let maintenance = registry.start_maintenance(Duration::from_secs(60));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -314,9 +333,10 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         println!("listening on http://{addr}");
         let c = &args.config;
         eprintln!(
-            "ocistore-server: store {} ({}); at most {} connections; timeouts: header {:?}, body {:?}, idle {:?}",
+            "ocistore-server: store {} ({}), blobs in {}; at most {} connections; timeouts: header {:?}, body {:?}, idle {:?}",
             registry.path().display(),
             registry.mode(),
+            args.blobs.as_deref().unwrap_or("the store's directory"),
             c.max_connections,
             c.header_timeout,
             c.body_timeout,

@@ -26,7 +26,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ocistore::manifest::{OCI_INDEX, OCI_MANIFEST};
-use ocistore::{Algorithm, CollectOptions, FsckOptions};
+use ocistore::{
+    Algorithm, BlobStore, CollectOptions, Digest, FsckOptions, ObjectStoreBlobs, RegistryBuilder,
+};
+use ocistore_server::Config;
+use ocistore_testkit::servers;
 use serde_json::{Value, json};
 use serving::{Resp, Served, read, tempdir};
 use ureq::http;
@@ -337,9 +341,15 @@ impl Resp {
 impl E2e {
     #[track_caller]
     fn start() -> E2e {
+        E2e::start_with(|b| b)
+    }
+
+    /// [`start`](E2e::start) on a store opened with the builder `store` makes.
+    #[track_caller]
+    fn start_with(store: impl FnOnce(RegistryBuilder) -> RegistryBuilder) -> E2e {
         require("skopeo");
         require("umoci");
-        let served = Served::start();
+        let served = Served::start_with(Config::default(), store);
         let work = tempdir();
 
         // skopeo's configuration, all of it here.
@@ -685,6 +695,55 @@ fn p1_p3_p6_skopeo_copies_an_image_in_and_out_with_every_digest_equal() {
     assert_eq!(usage["blobs"], blobs.len());
     let bytes: u64 = blobs.iter().map(|b| src.size(b)).sum();
     assert_eq!(usage["bytes"], bytes);
+}
+
+#[test]
+fn o1_o2_skopeo_round_trips_images_through_the_server_with_blobs_in_azurite() {
+    // Parts of 1 MiB: the 3 MiB layer goes as a multipart upload whatever chunks skopeo sends.
+    let blobs: ObjectStoreBlobs = servers::azurite_blobs(1 << 20);
+    let e = E2e::start_with(|b| b.blob_store(blobs.clone()));
+    let src = e.layout("src");
+    let big = noise(3 << 20, 7);
+    e.image(
+        &src,
+        "v1",
+        "amd64",
+        &[("/etc/motd", b"on azurite\n"), ("/opt/big.bin", &big)],
+    );
+    e.derive(&src, "v1", "v2", &[("/etc/motd", b"still on azurite\n")]);
+    let before = blobs.requests();
+    e.push(&src, "v1", "team/app:v1", false);
+    e.push(&src, "v2", "team/app:v2", false);
+    let pushed = blobs.requests();
+    assert!(
+        pushed.multipart_part > before.multipart_part,
+        "the big layer went in parts: {pushed:?}"
+    );
+    for tag in ["v1", "v2"] {
+        let out = e.out("out");
+        e.pull(&format!("team/app:{tag}"), &out, tag, false);
+        assert_same_image(&src, tag, &out, tag);
+    }
+    // Every layer and config is an object, and none is a file of the store.
+    let all: BTreeSet<String> = src
+        .layer_blobs(&src.digest("v1"))
+        .union(&src.layer_blobs(&src.digest("v2")))
+        .cloned()
+        .collect();
+    for digest in &all {
+        let digest = Digest::parse(digest).unwrap();
+        assert!(blobs.contains(&digest).unwrap(), "{digest} is in Azurite");
+    }
+    assert!(
+        !e.served.registry.path().join("blobs").exists(),
+        "no blob directory"
+    );
+    // A collection and fsck over the objects: nothing to sweep, nothing wrong.
+    let report = e.gc(false);
+    assert_eq!(report["blobs_swept"], 0, "{report}");
+    let fsck = e.admin("POST", "/admin/fsck", json!({})).ok(200);
+    assert_eq!(fsck["report"]["problems"], json!([]), "{fsck}");
+    assert_eq!(fsck["report"]["blobs_checked"], all.len(), "{fsck}");
 }
 
 #[test]

@@ -207,3 +207,79 @@ fn describe(e: &io::Error) -> String {
         _ => e.to_string(),
     }
 }
+
+/// The well-known key of Azurite's account `devstoreaccount1` (Microsoft's documentation).
+const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+/// The `--blobs` URL of a place on Azurite: container [`CONTAINER`], `prefix`, parts of
+/// `part_size` bytes, with the account, key and endpoint as options (no environment needed, so
+/// a child process takes it as it is).
+pub fn azurite_url(prefix: &str, part_size: usize) -> String {
+    let endpoint = azurite().url;
+    format!(
+        "az://{CONTAINER}/{prefix}?endpoint={endpoint}/devstoreaccount1&account_name=devstoreaccount1\
+         &access_key={AZURITE_KEY}&allow_http=true&part_size={part_size}"
+    )
+}
+
+/// The `--blobs` URL of a place on moto's S3: bucket [`CONTAINER`], `prefix`, parts of
+/// `part_size` bytes (S3 takes 5 MiB and more), with the endpoint and a dummy key.
+pub fn s3_url(prefix: &str, part_size: usize) -> String {
+    let endpoint = s3().url;
+    format!(
+        "s3://{CONTAINER}/{prefix}?endpoint={endpoint}&allow_http=true&region=us-east-1\
+         &access_key_id=test&secret_access_key=test&part_size={part_size}"
+    )
+}
+
+/// An empty place on Azurite (a fresh prefix) for blobs, with parts of `part_size` bytes.
+///
+/// # Panics
+///
+/// When Azurite does not answer (see [`azurite`]).
+pub fn azurite_blobs(part_size: usize) -> ocistore::ObjectStoreBlobs {
+    open_url(&azurite_url(&azurite().unique_prefix(), part_size))
+}
+
+/// An empty place on moto's S3 (a fresh prefix) for blobs, with parts of `part_size` bytes.
+///
+/// # Panics
+///
+/// When moto does not answer (see [`s3`]).
+pub fn s3_blobs(part_size: usize) -> ocistore::ObjectStoreBlobs {
+    open_url(&s3_url(&s3().unique_prefix(), part_size))
+}
+
+/// A new client of the place `location` names (an `az://` or `s3://` location, as
+/// [`BlobStore::location`](ocistore::BlobStore::location) gives it) on the test servers: what
+/// another process, or the same after a restart, opens.
+///
+/// # Panics
+///
+/// For another kind of location, or when its server does not answer.
+pub fn blobs_at(location: &str, part_size: usize) -> ocistore::ObjectStoreBlobs {
+    let url = if let Some(rest) = location.strip_prefix(&format!("az://{CONTAINER}/")) {
+        azurite_url(rest, part_size)
+    } else if let Some(rest) = location.strip_prefix(&format!("s3://{CONTAINER}/")) {
+        s3_url(rest, part_size)
+    } else {
+        panic!("not a location on the test servers: {location}")
+    };
+    open_url(&url)
+}
+
+/// A new client of the place `blobs` is on, as after a restart; for the in-memory store, whose
+/// objects live only in it, `blobs` itself.
+pub fn reopen(blobs: &ocistore::ObjectStoreBlobs) -> ocistore::ObjectStoreBlobs {
+    use ocistore::BlobStore;
+    let location = blobs.location();
+    if location.starts_with("memory://") {
+        return blobs.clone();
+    }
+    blobs_at(&location, blobs.part_size())
+}
+
+fn open_url(url: &str) -> ocistore::ObjectStoreBlobs {
+    ocistore::ObjectStoreBlobs::from_url(url).unwrap_or_else(|e| panic!("{url}: {e}"))
+}
