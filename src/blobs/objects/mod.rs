@@ -536,7 +536,8 @@ impl Inner {
     ) -> Result<()> {
         count(&self.counts.list);
         let key = self.key(relative);
-        let mut stream = self.store.list(Some(&key));
+        // Fused: a page that ends the listing is followed by one more poll.
+        let mut stream = self.store.list(Some(&key)).fuse();
         loop {
             let (rest, page) = self.run(&key, async move {
                 let page: Vec<_> = stream.by_ref().take(PAGE).collect().await;

@@ -730,3 +730,116 @@ fn urls_and_options() {
         Err(Error::InvalidBlobLocation { .. })
     ));
 }
+
+/// Against a running Azurite: `AZURITE_BLOB_STORAGE_URL=http://127.0.0.1:10010 cargo test
+/// --features object-store objects::tests::azurite -- --ignored`, container `ocistore`
+/// created beforehand.
+#[test]
+#[ignore = "needs Azurite"]
+fn azurite_smoke() {
+    let url = format!("az://ocistore/smoke-{}", uuid::Uuid::new_v4().simple());
+    let connect = || {
+        ObjectStoreBlobs::from_url_with(&url, [("use_emulator", "true")])
+            .unwrap()
+            .with_part_size(PART)
+            .unwrap()
+    };
+    let (dir, other) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let blobs = connect();
+    blobs.open(dir.path(), true).unwrap();
+    assert_eq!(blobs.location(), url);
+    assert!(matches!(
+        connect().open(other.path(), true),
+        Err(Error::BlobLocationTaken { .. })
+    ));
+
+    let digest = Algorithm::Sha256.digest(b"hello world");
+    let before = blobs.requests();
+    blobs.put(&digest, b"hello world").unwrap();
+    blobs.put(&digest, b"hello world").unwrap();
+    assert_eq!(blobs.requests().put, before.put + 2);
+    assert_eq!(blobs.size(&digest).unwrap(), Some(11));
+    assert_eq!(all(blobs.read(&digest, 6, 11).unwrap()), b"world");
+    assert_eq!(
+        all(blobs.read(&digest, 0, u64::MAX).unwrap()),
+        b"hello world"
+    );
+    assert!(
+        blobs
+            .read(&Algorithm::Sha256.digest(b"no"), 0, 2)
+            .unwrap()
+            .is_none()
+    );
+
+    // A session across a restart, finished verified.
+    let data = bytes(100, 11);
+    blobs.create_upload("s").unwrap();
+    let mark = blobs
+        .append_upload("s", 0, &data[..40], None)
+        .unwrap()
+        .unwrap();
+    drop(blobs);
+    let blobs = connect();
+    blobs.open(dir.path(), false).unwrap();
+    let mark = blobs
+        .append_upload("s", 40, &data[40..], Some(&mark))
+        .unwrap()
+        .unwrap();
+    let whole = Algorithm::Sha256.digest(&data);
+    let before = blobs.requests();
+    blobs
+        .finish_upload("s", &whole, 100, Some(&mark), true)
+        .unwrap();
+    let after = blobs.requests();
+    assert_eq!(all(blobs.read(&whole, 0, u64::MAX).unwrap()), data);
+    assert_eq!(after.copy, before.copy + 1);
+
+    // Unverified: right and wrong.
+    blobs.create_upload("u").unwrap();
+    let mark = blobs.append_upload("u", 0, &data, None).unwrap().unwrap();
+    let wrong = Algorithm::Sha512.digest(b"x");
+    assert!(matches!(
+        blobs.finish_upload("u", &wrong, 100, Some(&mark), false),
+        Err(Error::DigestMismatch { .. })
+    ));
+    blobs.create_upload("v").unwrap();
+    let mark = blobs.append_upload("v", 0, &data, None).unwrap().unwrap();
+    let right = Algorithm::Sha512.digest(&data);
+    blobs
+        .finish_upload("v", &right, 100, Some(&mark), false)
+        .unwrap();
+    assert_eq!(blobs.size(&right).unwrap(), Some(100));
+
+    // A cancel after parts.
+    blobs.create_upload("c").unwrap();
+    blobs.append_upload("c", 0, &data, None).unwrap().unwrap();
+    assert!(blobs.delete_upload("c").unwrap());
+
+    let mut found = Vec::new();
+    blobs
+        .entries(&mut |page| {
+            found.extend(page);
+            Ok(())
+        })
+        .unwrap();
+    let blobs_found = found
+        .iter()
+        .filter(|e| matches!(e.kind, EntryKind::Blob(_)))
+        .count();
+    assert_eq!(blobs_found, 3, "{found:?}");
+    assert_eq!(blobs.uploads().unwrap(), Vec::<String>::new());
+    blobs
+        .delete_many(&[digest.clone(), whole, Algorithm::Sha256.digest(b"absent")])
+        .unwrap();
+    assert!(!blobs.contains(&digest).unwrap());
+    assert!(
+        blobs
+            .remove_entry(Path::new(&format!("blobs/sha512/{}", right.hex())))
+            .unwrap()
+    );
+    // Shown with --nocapture: what the smoke run cost.
+    #[allow(clippy::print_stderr)]
+    {
+        eprintln!("{:?}", blobs.requests());
+    }
+}
