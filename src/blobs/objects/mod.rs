@@ -345,9 +345,15 @@ fn parse_location(url: &str) -> std::result::Result<(Cloud, String, String), Str
     };
     let rest = rest.split(['?', '#']).next().unwrap_or_default();
     let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-    // Credentials before an `@` and a port are not part of where the blobs are.
-    let host = authority.rsplit('@').next().unwrap_or_default();
-    let bucket = host.split(':').next().unwrap_or_default();
+    if authority.contains(['@', ':']) {
+        // `az://container@account.dfs.core.windows.net` names its container otherwise, and
+        // credentials or a port have no place here: they go in the environment or options.
+        return Err(format!(
+            "{authority} is not a container or bucket name: give credentials, account and \
+             endpoint in the environment or options"
+        ));
+    }
+    let bucket = authority;
     if bucket.is_empty() {
         return Err("no container or bucket".to_owned());
     }
@@ -471,7 +477,11 @@ impl Inner {
     }
 
     /// A GET of `range` (all of it if `None`), its body streamed; `None` if not found.
-    fn get(&self, key: &Key, range: Option<GetRange>) -> Result<Option<Box<dyn Read + Send>>> {
+    fn get(
+        self: &Arc<Self>,
+        key: &Key,
+        range: Option<GetRange>,
+    ) -> Result<Option<Box<dyn Read + Send>>> {
         count(&self.counts.get);
         let (store, k) = (self.store.clone(), key.clone());
         let options = GetOptions {
@@ -488,9 +498,9 @@ impl Inner {
 
     /// A `Read` over `stream`, which a task of the runtime feeds through a bounded channel:
     /// the task waits (without blocking a thread) while the reader is behind, and ends when
-    /// the reader is dropped.
+    /// the reader is dropped. The reader keeps the store, whose runtime runs the task.
     fn stream_reader(
-        &self,
+        self: &Arc<Self>,
         mut stream: futures_util::stream::BoxStream<'static, object_store::Result<Bytes>>,
     ) -> StreamReader {
         let (tx, rx) = std::sync::mpsc::sync_channel(READ_AHEAD);
@@ -523,6 +533,7 @@ impl Inner {
         StreamReader {
             rx,
             wake,
+            _store: self.clone(),
             current: Bytes::new(),
             done: false,
         }
@@ -643,6 +654,8 @@ struct StreamReader {
     wake: Arc<tokio::sync::Notify>,
     current: Bytes,
     done: bool,
+    /// The runtime the body comes through lives as long as the reader.
+    _store: Arc<Inner>,
 }
 
 impl Read for StreamReader {
@@ -689,10 +702,6 @@ impl BlobStore for ObjectStoreBlobs {
         fs::create_dir_all(&sessions).at(&sessions)?;
         session::sync_dir(dir)?;
         let id = store_id(dir)?;
-        *inner
-            .dir
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(dir.to_owned());
         let marker = inner.key(MARKER);
         let taken = || Error::BlobLocationTaken {
             location: inner.location.clone(),
@@ -704,13 +713,14 @@ impl BlobStore for ObjectStoreBlobs {
                 let named: Option<String> = serde_json::from_slice::<serde_json::Value>(&found)
                     .ok()
                     .and_then(|v| v.get("store")?.as_str().map(str::to_owned));
-                return if named.as_deref() == Some(id.as_str()) {
-                    Ok(())
-                } else {
-                    Err(taken())
-                };
+                if named.as_deref() != Some(id.as_str()) {
+                    return Err(taken());
+                }
+                self.set_dir(dir);
+                return Ok(());
             }
             if inner.put_new(&marker, Bytes::from(ours.clone()))? {
+                self.set_dir(dir);
                 return Ok(());
             }
             // Another open wrote one meanwhile: read it again.
@@ -967,6 +977,15 @@ impl ObjectStoreBlobs {
             [top, ..] if top == "uploads" => Some(EntryKind::UnknownUpload),
             _ => None,
         }
+    }
+
+    /// Where the sessions' local state goes: set once the marker said the prefix is ours.
+    fn set_dir(&self, dir: &Path) {
+        *self
+            .inner
+            .dir
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(dir.to_owned());
     }
 
     /// A whole object, read into memory (the marker); `None` if absent.

@@ -14,6 +14,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -328,10 +329,19 @@ impl Session {
         let mut upload = (!mark.parts.is_empty()).then(|| mark.multipart.clone());
         let mut end = mark.sent();
         let mut rest = chunk;
-        while pending.len() + rest.len() >= part_size {
-            let take = part_size - pending.len();
-            pending.extend_from_slice(&rest[..take]);
-            rest = &rest[take..];
+        loop {
+            // Filled up to a part from the chunk; a tail already longer (the part size was
+            // smaller when it was written) is sent a part at a time.
+            if pending.len() < part_size {
+                let take = rest.len().min(part_size - pending.len());
+                pending.extend_from_slice(&rest[..take]);
+                rest = &rest[take..];
+            }
+            if pending.len() < part_size {
+                break;
+            }
+            let after = pending.split_off(part_size);
+            let part = std::mem::replace(&mut pending, after);
             let id = if let Some(id) = &upload {
                 id.clone()
             } else {
@@ -347,10 +357,9 @@ impl Session {
                 upload = Some(id.clone());
                 id
             };
-            hasher.update(&pending);
-            end += pending.len() as u64;
-            let part = Bytes::from(std::mem::take(&mut pending));
-            let content_id = inner.put_part(&data, &id, mark.parts.len(), part)?;
+            hasher.update(&part);
+            end += part.len() as u64;
+            let content_id = inner.put_part(&data, &id, mark.parts.len(), Bytes::from(part))?;
             mark.parts.push((end, content_id));
         }
         mark.multipart = upload.unwrap_or_default();
@@ -358,7 +367,7 @@ impl Session {
         // A new file: the old tail stays until a call sees this mark committed, so a failed
         // commit falls back to it.
         let next = self.tail(end);
-        write_synced(&next, rest)?;
+        write_synced(&next, &pending)?;
         sync_dir(&self.dir)?;
         Ok(Some(mark.to_upload_mark()))
     }
@@ -366,7 +375,7 @@ impl Session {
     /// Makes the session's first `len` bytes blob `digest` and removes the session.
     pub(super) fn finish(
         &self,
-        inner: &Inner,
+        inner: &Arc<Inner>,
         digest: &Digest,
         len: u64,
         mark: &Mark,

@@ -280,6 +280,44 @@ fn a_chunk_of_exactly_a_part_leaves_an_empty_tail() {
 }
 
 #[test]
+fn a_tail_longer_than_a_smaller_part_size_is_sent_a_part_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let memory = Arc::new(InMemory::new());
+    let data = bytes(45, 8);
+    let wide = ObjectStoreBlobs::over_memory("test", memory.clone())
+        .with_part_size(40)
+        .unwrap();
+    wide.open(dir.path(), true).unwrap();
+    wide.create_upload("s").unwrap();
+    assert_eq!(wide.append_upload("s", 0, &data[..35], None).unwrap(), None);
+    drop(wide);
+    // Reopened with parts of 16: the 35 bytes held and 10 more make two parts and 13 left.
+    let narrow = store(&memory, dir.path());
+    let mark = narrow
+        .append_upload("s", 35, &data[35..], None)
+        .unwrap()
+        .unwrap();
+    assert_eq!(tails(dir.path(), "s"), [(0, 35), (32, 13)]);
+    assert_eq!(narrow.requests().multipart_part, 2);
+    let digest = Algorithm::Sha256.digest(&data);
+    narrow
+        .finish_upload("s", &digest, 45, Some(&mark), true)
+        .unwrap();
+    assert_eq!(all(narrow.read(&digest, 0, u64::MAX).unwrap()), data);
+}
+
+#[test]
+fn a_reader_outlives_its_store() {
+    let (_dir, _memory, blobs) = fresh();
+    let big = bytes(1 << 20, 2);
+    let digest = Algorithm::Sha256.digest(&big);
+    blobs.put(&digest, &big).unwrap();
+    let reader = blobs.read(&digest, 0, u64::MAX).unwrap();
+    drop(blobs);
+    assert_eq!(all(reader), big);
+}
+
+#[test]
 fn a_session_resumes_after_a_restart_from_its_mark_and_local_tail() {
     let dir = tempfile::tempdir().unwrap();
     let memory = Arc::new(InMemory::new());
@@ -700,7 +738,14 @@ fn urls_and_options() {
     assert_eq!(azure("az://c/p/q").unwrap(), "az://c/p/q");
     assert_eq!(azure("azure://c/p/").unwrap(), "az://c/p");
     assert_eq!(azure("az://c").unwrap(), "az://c");
-    for bad in ["http://c/p", "az:/c", "az:///p", "c/p"] {
+    for bad in [
+        "http://c/p",
+        "az:/c",
+        "az:///p",
+        "c/p",
+        "az://c@account.dfs.core.windows.net/p",
+        "s3://key:secret@bucket/p",
+    ] {
         assert!(
             matches!(azure(bad), Err(Error::InvalidBlobLocation { .. })),
             "{bad}"
