@@ -783,10 +783,32 @@ fn urls_and_options() {
 #[ignore = "needs Azurite"]
 fn azurite_smoke() {
     let url = format!("az://ocistore/smoke-{}", uuid::Uuid::new_v4().simple());
+    remote_smoke(&url, &[("use_emulator", "true")], PART);
+}
+
+/// Against a running S3 server (moto): `OCISTORE_S3_ENDPOINT=http://127.0.0.1:5010 cargo test
+/// --features object-store objects::tests::s3 -- --ignored`, bucket `ocistore` created
+/// beforehand. Parts of 5 MiB, the least S3 takes.
+#[test]
+#[ignore = "needs an S3 server"]
+fn s3_smoke() {
+    let endpoint = std::env::var("OCISTORE_S3_ENDPOINT").unwrap();
+    let url = format!("s3://ocistore/smoke-{}", uuid::Uuid::new_v4().simple());
+    let options = [
+        ("endpoint", endpoint.as_str()),
+        ("allow_http", "true"),
+        ("region", "us-east-1"),
+        ("access_key_id", "testing"),
+        ("secret_access_key", "testing"),
+    ];
+    remote_smoke(&url, &options, 5 << 20);
+}
+
+fn remote_smoke(url: &str, options: &[(&str, &str)], part: usize) {
     let connect = || {
-        ObjectStoreBlobs::from_url_with(&url, [("use_emulator", "true")])
+        ObjectStoreBlobs::from_url_with(url, options.iter().copied())
             .unwrap()
-            .with_part_size(PART)
+            .with_part_size(part)
             .unwrap()
     };
     let (dir, other) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -817,23 +839,24 @@ fn azurite_smoke() {
     );
 
     // A session across a restart, finished verified.
-    let data = bytes(100, 11);
+    let (n, first) = (part * 6 + part / 4, part * 2 + part / 2);
+    let data = bytes(n, 11);
     blobs.create_upload("s").unwrap();
     let mark = blobs
-        .append_upload("s", 0, &data[..40], None)
+        .append_upload("s", 0, &data[..first], None)
         .unwrap()
         .unwrap();
     drop(blobs);
     let blobs = connect();
     blobs.open(dir.path(), false).unwrap();
     let mark = blobs
-        .append_upload("s", 40, &data[40..], Some(&mark))
+        .append_upload("s", first as u64, &data[first..], Some(&mark))
         .unwrap()
         .unwrap();
     let whole = Algorithm::Sha256.digest(&data);
     let before = blobs.requests();
     blobs
-        .finish_upload("s", &whole, 100, Some(&mark), true)
+        .finish_upload("s", &whole, n as u64, Some(&mark), true)
         .unwrap();
     let after = blobs.requests();
     assert_eq!(all(blobs.read(&whole, 0, u64::MAX).unwrap()), data);
@@ -844,16 +867,16 @@ fn azurite_smoke() {
     let mark = blobs.append_upload("u", 0, &data, None).unwrap().unwrap();
     let wrong = Algorithm::Sha512.digest(b"x");
     assert!(matches!(
-        blobs.finish_upload("u", &wrong, 100, Some(&mark), false),
+        blobs.finish_upload("u", &wrong, n as u64, Some(&mark), false),
         Err(Error::DigestMismatch { .. })
     ));
     blobs.create_upload("v").unwrap();
     let mark = blobs.append_upload("v", 0, &data, None).unwrap().unwrap();
     let right = Algorithm::Sha512.digest(&data);
     blobs
-        .finish_upload("v", &right, 100, Some(&mark), false)
+        .finish_upload("v", &right, n as u64, Some(&mark), false)
         .unwrap();
-    assert_eq!(blobs.size(&right).unwrap(), Some(100));
+    assert_eq!(blobs.size(&right).unwrap(), Some(n as u64));
 
     // A cancel after parts.
     blobs.create_upload("c").unwrap();
