@@ -18,7 +18,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{Inner, SESSIONS_DIR, failed};
+use super::remote::{failed, is_not_found};
+use super::{Inner, SESSIONS_DIR};
 use crate::blobs::{UploadLock, UploadMark};
 use crate::values::{Algorithm, Digest, Error, Hasher, IoContext, Result, hash_reader, verify};
 
@@ -426,7 +427,7 @@ impl Session {
         match inner.copy(&data, &blob) {
             Ok(()) => {}
             // As above: the blob's size is checked next.
-            Err(e) if super::is_not_found(&e) => {}
+            Err(e) if is_not_found(&e) => {}
             Err(e) => return Err(failed(&blob, e)),
         }
         let size = inner.head(&blob)?.map(|m| m.size);
