@@ -94,6 +94,9 @@ pub use blobs::{
     BlobReader, BlobStore, DirectoryStore, Entry, EntryKind, UploadCheckpoint, UploadLock,
     UploadMark,
 };
+#[cfg(feature = "object-store")]
+#[cfg_attr(docsrs, doc(cfg(feature = "object-store")))]
+pub use blobs::{ObjectStoreBlobs, RequestCounts};
 pub use handles::{Batch, DEFAULT_SPACE_RESERVE, Registry, RegistryBuilder, Repository};
 pub use oci::{Descriptor, ManifestKind, Reference};
 pub use ops::collector::{CollectOptions, CollectReport, Phase, Progress};

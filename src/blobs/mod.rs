@@ -7,6 +7,8 @@
 //! holds bytes and nothing else, and what it holds counts only once a record names it.
 
 mod directory;
+#[cfg(feature = "object-store")]
+mod objects;
 
 use std::fmt;
 use std::io::Read;
@@ -15,6 +17,8 @@ use std::time::SystemTime;
 
 pub(crate) use directory::DIRECTORY_LOCATION;
 pub use directory::DirectoryStore;
+#[cfg(feature = "object-store")]
+pub use objects::{ObjectStoreBlobs, RequestCounts};
 
 use crate::values::{Algorithm, Digest, Hasher, Result};
 
