@@ -20,8 +20,9 @@ use common::kills::{Kill, Rng, Worker, ack, check_manifest, run_crew};
 use common::{child_test, deleted_manifest_digests, deleted_tag_pairs, image_body};
 use ocistore::manifest::OCI_MANIFEST;
 use ocistore::{
-    Algorithm, CollectOptions, Digest, Error, FsckOptions, ManifestQuery, ObjectStoreBlobs,
-    OnConflict, OpenMode, Page, Problem, Registry, Repository, Restore, SoftDeletePolicy,
+    Algorithm, BlobStore, CollectOptions, Digest, Error, FsckOptions, ManifestQuery,
+    ObjectStoreBlobs, OnConflict, OpenMode, Page, Problem, Registry, Repository, Restore,
+    SoftDeletePolicy,
 };
 use ocistore_testkit::servers;
 

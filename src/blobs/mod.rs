@@ -63,6 +63,14 @@ pub trait BlobStore: Send + Sync + fmt::Debug + 'static {
     /// has no room left, [`Error::Io`](crate::Error::Io) when it fails otherwise.
     fn put(&self, digest: &Digest, bytes: &[u8]) -> Result<()>;
 
+    /// Whether a put of a blob the database has a record of still comes to the store: `true`
+    /// (the default) where that costs little, so that putting a blob again restores bytes lost
+    /// under the store; `false` where every call is a request, so that a known blob costs none
+    /// (O1) and only its digest is checked.
+    fn puts_known_blobs(&self) -> bool {
+        true
+    }
+
     /// Whether blob `digest` is stored.
     ///
     /// # Errors

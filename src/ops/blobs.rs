@@ -60,20 +60,33 @@ pub(crate) fn record_location(core: &Core) -> Result<()> {
     })
 }
 
-/// Puts `bytes` back as blob `digest` if a collection took them (G2); see [`Tx::link_blob`].
-fn ensure(core: &Core, digest: &Digest, bytes: &[u8]) -> Result<()> {
-    if core.blobs.contains(digest)? {
-        return Ok(());
-    }
-    core.blobs.put(digest, bytes)
+/// Whether blob bytes put (or found) after a snapshot whose blob epoch was `epoch` are surely
+/// still in place at transaction `tx`: no transaction has deleted blob bytes since.
+pub(crate) fn untouched_since(tx: &Tx<'_>, epoch: u64) -> Result<bool> {
+    Ok(meta::blob_epoch(&tx.t)? == epoch)
 }
 
-/// Puts `bytes` into the blob store as blob `digest`, unless `r` has its record: the bytes are
-/// there then (C2), and only their digest is checked (P1), so a known blob costs no write (and
-/// on object storage no request). A collection that removes the record meanwhile is caught
-/// by [`Tx::link_blob`], which puts them back.
+/// For [`Tx::link_blob`]: puts blob `digest` back with `put_again` if a collection took it
+/// (G2). Unless `untouched` ([`untouched_since`]), only the blob store can tell.
+pub(crate) fn ensure(
+    core: &Core,
+    untouched: bool,
+    digest: &Digest,
+    put_again: impl FnOnce() -> Result<()>,
+) -> Result<()> {
+    if untouched || core.blobs.contains(digest)? {
+        return Ok(());
+    }
+    put_again()
+}
+
+/// Puts `bytes` into the blob store as blob `digest`, unless `r` has its record and the store
+/// would rather not be asked ([`puts_known_blobs`](crate::BlobStore::puts_known_blobs)): the
+/// bytes are there then (C2), and only their digest is checked (P1), so a known blob costs no
+/// request on object storage. A collection that removes the record meanwhile is caught by
+/// [`Tx::link_blob`], which puts them back.
 fn store(core: &Core, r: &impl Readable, digest: &Digest, bytes: &[u8]) -> Result<()> {
-    if is_recorded(r, digest.as_str())? {
+    if !core.blobs.puts_known_blobs() && is_recorded(r, digest.as_str())? {
         return verify(digest, digest.algorithm().digest(bytes));
     }
     core.space.watch(core.blobs.put(digest, bytes))
@@ -89,9 +102,8 @@ pub(crate) fn put_in(
 ) -> Result<()> {
     tx.check_lock(repo, &Item::Repository, Need::Write)?;
     store(core, &tx.t, digest, bytes)?;
-    tx.link_blob(repo, digest, bytes.len() as u64, || {
-        ensure(core, digest, bytes)
-    })
+    // Put or found under this transaction's lock: no deletion can come between.
+    tx.link_blob(repo, digest, bytes.len() as u64, || Ok(()))
 }
 
 /// Stores `bytes` as blob `digest` and links it into `repo`, in a transaction of its own.
@@ -103,11 +115,13 @@ pub(crate) fn put(core: &Core, repo: &str, digest: &Digest, bytes: &[u8]) -> Res
     let snapshot = core.snapshot()?;
     check_writable(&snapshot, repo)?;
     core.room()?;
+    let epoch = meta::blob_epoch(&snapshot)?;
     store(core, &snapshot, digest, bytes)?;
     drop(snapshot);
     core.write(true, |tx| {
+        let untouched = untouched_since(tx, epoch)?;
         tx.link_blob(repo, digest, bytes.len() as u64, || {
-            ensure(core, digest, bytes)
+            ensure(core, untouched, digest, || core.blobs.put(digest, bytes))
         })
     })
 }
@@ -181,7 +195,7 @@ pub(crate) fn bytes(core: &Core, repo: &str, digest: &Digest) -> Result<Bytes> {
 /// [`delete_many`](crate::BlobStore::delete_many); returns how many it removed (a blob counts
 /// as removed when it was asked to go). Inside the write transaction the check is final: no
 /// put or upload can commit a row for them before they are gone.
-pub(crate) fn remove_unnamed(core: &Core, tx: &Tx<'_>, files: &[Unnamed]) -> Result<u64> {
+pub(crate) fn remove_unnamed(core: &Core, tx: &mut Tx<'_>, files: &[Unnamed]) -> Result<u64> {
     let mut blobs = Vec::new();
     let mut removed = 0;
     for file in files {
@@ -198,6 +212,9 @@ pub(crate) fn remove_unnamed(core: &Core, tx: &Tx<'_>, files: &[Unnamed]) -> Res
         };
         removed += u64::from(gone);
     }
-    core.blobs.delete_many(&blobs)?;
+    if !blobs.is_empty() {
+        meta::bump_blob_epoch(&mut tx.t)?;
+        core.blobs.delete_many(&blobs)?;
+    }
     Ok(removed + blobs.len() as u64)
 }

@@ -671,6 +671,6 @@ impl BlobSweeper {
 }
 
 /// Removes the files of swept blobs that no put recorded again since.
-fn remove_files(core: &Core, tx: &Tx<'_>, files: &[Unnamed]) -> Result<()> {
+fn remove_files(core: &Core, tx: &mut Tx<'_>, files: &[Unnamed]) -> Result<()> {
     remove_unnamed(core, tx, files).map(drop)
 }

@@ -14,9 +14,11 @@ use std::io::Read;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use super::Core;
+use super::blobs::{ensure, untouched_since};
 use crate::blobs::{UploadLock, UploadMark};
+use crate::store::links::is_recorded;
 use crate::store::locks::{Need, check_writable};
-use crate::store::{Snapshot, uploads};
+use crate::store::{Snapshot, meta, uploads};
 use crate::values::{
     Algorithm, Digest, Error, Hasher, IoContext, Item, Result, Timestamp, hash_into,
 };
@@ -409,9 +411,18 @@ impl Upload {
         }
         // Refused before the bytes move into the blob store, so a refusal leaves the session
         // open and writes nothing (L2). The commit below checks again.
-        check_writable(&core.snapshot()?, &state.repository)?;
+        let snapshot = core.snapshot()?;
+        check_writable(&snapshot, &state.repository)?;
         core.room()?;
-        if !core.blobs.contains(digest)? {
+        let epoch = meta::blob_epoch(&snapshot)?;
+        // A blob in place already (a recorded one is, C2) needs no bytes of the session's.
+        let known = if core.blobs.puts_known_blobs() {
+            core.blobs.contains(digest)?
+        } else {
+            is_recorded(&snapshot, digest.as_str())?
+        };
+        drop(snapshot);
+        if !known {
             let finished = core
                 .blobs
                 .finish_upload(&self.id, digest, stored, mark, verified);
@@ -428,22 +439,25 @@ impl Upload {
             if !tx.close_upload(&self.id)? {
                 return Err(self.unknown());
             }
+            let untouched = untouched_since(tx, epoch)?;
             // The blob existed but a collection swept it since: the session's bytes become it.
             tx.link_blob(&repository, digest, stored, || {
-                if core.blobs.contains(digest)? {
-                    return Ok(());
-                }
-                core.blobs
-                    .finish_upload(&self.id, digest, stored, mark, verified)
+                ensure(core, untouched, digest, || {
+                    core.blobs
+                        .finish_upload(&self.id, digest, stored, mark, verified)
+                })
             })
         });
         // Committed or not, the session's bytes may now be the blob's: it takes no more.
         // A session row left behind has no bytes and goes at the next open.
         self.close(&mut state);
         committed?;
-        // The blob existed already: after the commit, so a crash before this line leaves an
-        // orphan that the next open removes.
-        core.blobs.delete_upload(&self.id).map(drop)
+        if known {
+            // After the commit, so a crash before this line leaves an orphan that the next
+            // open removes.
+            core.blobs.delete_upload(&self.id)?;
+        }
+        Ok(())
     }
 
     /// Abandons the session and deletes what it received.

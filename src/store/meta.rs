@@ -23,6 +23,9 @@ const HISTORY_RETENTION_DAYS: &str = "history_retention_days";
 const AUTOPURGE_LAST_RUN: &str = "autopurge_last_run";
 /// Present (one byte) while a collection runs: writers journal the blobs they use.
 const COLLECTING: &str = "collecting";
+/// u64 LE: how many transactions have deleted blob bytes; absent means 0. A write that put
+/// bytes before its transaction and finds it unchanged there knows they are still in place.
+const BLOB_EPOCH: &str = "blob_epoch";
 /// UTF-8: where the store's blobs live ([`BlobStore::location`](crate::BlobStore::location),
 /// O4); absent means the store's own directory.
 const BLOB_LOCATION: &str = "blob_location";
@@ -43,6 +46,18 @@ fn json<T: serde::de::DeserializeOwned + Default>(r: &impl Readable, key: &str) 
     r.meta()?
         .get(key)?
         .map_or(Ok(T::default()), |v| decode("meta", v.value()))
+}
+
+/// The number of transactions that deleted blob bytes so far.
+pub(crate) fn blob_epoch(r: &impl Readable) -> Result<u64> {
+    Ok(fixed(r, BLOB_EPOCH)?.map_or(0, u64::from_le_bytes))
+}
+
+/// Counts this transaction among those that delete blob bytes.
+pub(crate) fn bump_blob_epoch(t: &mut Tables<'_>) -> Result<()> {
+    let next = blob_epoch(t)? + 1;
+    t.meta.insert(BLOB_EPOCH, next.to_le_bytes().as_slice())?;
+    Ok(())
 }
 
 /// Where the store's blobs live, if the store recorded it (O4).

@@ -23,9 +23,9 @@ use std::time::{Duration, SystemTime};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ocistore::{
-    CollectOptions, Digest, Error, ObjectStoreBlobs, FsckOptions, FsckReport, Item, Locks, ManifestQuery, OnConflict,
-    OpenMode, Page, Phase, Problem, PurgeOptions, Registry, Repository, RepositoryState, Restore,
-    Timestamp, parse_ago,
+    CollectOptions, Digest, Error, FsckOptions, FsckReport, Item, Locks, ManifestQuery,
+    ObjectStoreBlobs, OnConflict, OpenMode, Page, Phase, Problem, PurgeOptions, Registry,
+    Repository, RepositoryState, Restore, Timestamp, parse_ago,
 };
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -611,9 +611,9 @@ fn open(cli: &Cli, writes: bool) -> Result<Registry> {
             };
             fail(format!("{e}: {advice}"))
         }
-        Err(e @ Error::BlobLocationMismatch { .. }) if cli.blobs.is_none() => {
-            fail(format!("{e} (pass --blobs, with the options its URL needs)"))
-        }
+        Err(e @ Error::BlobLocationMismatch { .. }) if cli.blobs.is_none() => fail(format!(
+            "{e} (pass --blobs, with the options its URL needs)"
+        )),
         opened => Ok(opened?),
     }
 }

@@ -158,8 +158,11 @@ enum Cloud {
 impl ObjectStoreBlobs {
     /// The store at `url`: `az://container/prefix` (or `azure://`), `s3://bucket/prefix` or
     /// `gs://bucket/prefix`, with credentials and settings from the environment as
-    /// `object_store`'s builders read them (`AZURE_STORAGE_*`, `AWS_*`, `GOOGLE_*`). Nothing is
-    /// sent until a registry opens on it.
+    /// `object_store`'s builders read them (`AZURE_STORAGE_*`, `AWS_*`, `GOOGLE_*`), and
+    /// options after a `?` as [`from_url_with`](ObjectStoreBlobs::from_url_with) takes them
+    /// (`s3://bucket/prefix?endpoint=http://127.0.0.1:9000&allow_http=true&part_size=8388608`;
+    /// values are taken as written, not percent-decoded). Nothing is sent until a registry
+    /// opens on it.
     ///
     /// # Errors
     ///
@@ -169,9 +172,10 @@ impl ObjectStoreBlobs {
         Self::from_url_with(url, std::iter::empty::<(&str, String)>())
     }
 
-    /// As [`from_url`](ObjectStoreBlobs::from_url), with `options` on top of the environment:
-    /// `object_store`'s configuration keys for that cloud, such as `endpoint`, `allow_http`,
-    /// `use_emulator`, `access_key_id` or `region`.
+    /// As [`from_url`](ObjectStoreBlobs::from_url), with `options` on top of the environment
+    /// and of the URL's: `object_store`'s configuration keys for that cloud, such as `endpoint`,
+    /// `allow_http`, `use_emulator`, `access_key_id` or `region`, and `part_size` (bytes, as
+    /// [`with_part_size`](ObjectStoreBlobs::with_part_size)).
     ///
     /// # Errors
     ///
@@ -185,42 +189,58 @@ impl ObjectStoreBlobs {
             location: url.to_owned(),
             reason,
         };
-        let (cloud, location, prefix) = parse_location(url).map_err(invalid)?;
+        let (base, query) = url.split_once('?').unwrap_or((url, ""));
+        let mut pairs = Vec::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair
+                .split_once('=')
+                .ok_or_else(|| invalid(format!("option {pair} has no value")))?;
+            pairs.push((k.to_owned(), v.to_owned()));
+        }
+        pairs.extend(
+            options
+                .into_iter()
+                .map(|(k, v)| (k.as_ref().to_owned(), v.into())),
+        );
+        let mut part_size = None;
+        pairs.retain(|(k, v)| {
+            let ours = k == "part_size";
+            if ours {
+                part_size = Some(v.clone());
+            }
+            !ours
+        });
+        let (cloud, location, prefix) = parse_location(base).map_err(invalid)?;
         let prefix = Key::parse(&prefix).map_err(|e| invalid(e.to_string()))?;
-        let options: Vec<(String, String)> = options
-            .into_iter()
-            .map(|(k, v)| (k.as_ref().to_owned(), v.into()))
-            .collect();
-        let unknown = |key: &str, e: object_store::Error| invalid(format!("option {key}: {e}"));
-        let built = |e: object_store::Error| invalid(e.to_string());
-        let (store, multipart): (Arc<dyn ObjectStore>, Arc<dyn MultipartStore>) = match cloud {
-            Cloud::Azure => {
-                let mut b = object_store::azure::MicrosoftAzureBuilder::from_env().with_url(url);
-                for (k, v) in options {
-                    b = b.with_config(k.parse().map_err(|e| unknown(&k, e))?, v);
+        // One body for the three builders, whose types differ only in name.
+        macro_rules! build {
+            ($builder:ty) => {{
+                let mut b = <$builder>::from_env().with_url(base);
+                for (k, v) in pairs {
+                    let key = k.parse().map_err(|e| invalid(format!("option {k}: {e}")))?;
+                    b = b.with_config(key, v);
                 }
-                let s = Arc::new(b.build().map_err(built)?);
-                (s.clone(), s)
-            }
-            Cloud::S3 => {
-                let mut b = object_store::aws::AmazonS3Builder::from_env().with_url(url);
-                for (k, v) in options {
-                    b = b.with_config(k.parse().map_err(|e| unknown(&k, e))?, v);
-                }
-                let s = Arc::new(b.build().map_err(built)?);
-                (s.clone(), s)
-            }
-            Cloud::Gcs => {
-                let mut b = object_store::gcp::GoogleCloudStorageBuilder::from_env().with_url(url);
-                for (k, v) in options {
-                    b = b.with_config(k.parse().map_err(|e| unknown(&k, e))?, v);
-                }
-                let s = Arc::new(b.build().map_err(built)?);
-                (s.clone(), s)
-            }
+                let s = Arc::new(b.build().map_err(|e| invalid(e.to_string()))?);
+                (
+                    s.clone() as Arc<dyn ObjectStore>,
+                    s as Arc<dyn MultipartStore>,
+                )
+            }};
+        }
+        let (store, multipart) = match cloud {
+            Cloud::Azure => build!(object_store::azure::MicrosoftAzureBuilder),
+            Cloud::S3 => build!(object_store::aws::AmazonS3Builder),
+            Cloud::Gcs => build!(object_store::gcp::GoogleCloudStorageBuilder),
         };
         let large_parts = matches!(cloud, Cloud::S3 | Cloud::Gcs);
-        Ok(Self::new(location, large_parts, store, multipart, prefix))
+        let blobs = Self::new(location, large_parts, store, multipart, prefix);
+        match part_size {
+            None => Ok(blobs),
+            Some(v) => blobs.with_part_size(
+                v.parse()
+                    .map_err(|e| invalid(format!("option part_size {v}: {e}")))?,
+            ),
+        }
     }
 
     /// A store in memory (`object_store`'s `InMemory`), at location `memory://<name>`: for
@@ -290,6 +310,12 @@ impl ObjectStoreBlobs {
         }
         self.part_size = bytes;
         Ok(self)
+    }
+
+    /// The bytes per part of upload sessions.
+    #[must_use]
+    pub fn part_size(&self) -> usize {
+        self.part_size
     }
 
     /// The requests sent so far, by kind, by this store and its clones.
@@ -393,6 +419,10 @@ impl BlobStore for ObjectStoreBlobs {
             .map(drop)
     }
 
+    fn puts_known_blobs(&self) -> bool {
+        false
+    }
+
     fn contains(&self, digest: &Digest) -> Result<bool> {
         Ok(self.inner.head(&self.inner.blob_key(digest))?.is_some())
     }
@@ -465,7 +495,7 @@ impl BlobStore for ObjectStoreBlobs {
         if mark.parts.is_empty() {
             return Ok(UploadCheckpoint::start());
         }
-        Ok(UploadCheckpoint::at(mark.sent(), mark.sha256(&dir)?))
+        Ok(UploadCheckpoint::at(mark.sent(), mark.hashers(&dir)?))
     }
 
     fn upload_exists(&self, id: &str) -> Result<bool> {

@@ -24,8 +24,8 @@ use crate::blobs::{UploadLock, UploadMark};
 use crate::values::{Algorithm, Digest, Error, Hasher, IoContext, Result, hash_reader, verify};
 
 /// What the database keeps of a session that sent parts: the multipart upload, the parts sent
-/// and acknowledged (each with the session offset it ends at), and the sha256 state of the
-/// bytes up to the last one, which nothing can read back.
+/// and acknowledged (each with the session offset it ends at), and the sha256 and sha512 states
+/// of the bytes up to the last one, which nothing can read back.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub(super) struct Mark {
     #[serde(default)]
@@ -34,6 +34,8 @@ pub(super) struct Mark {
     pub(super) parts: Vec<(u64, String)>,
     #[serde(default)]
     pub(super) sha256: String,
+    #[serde(default)]
+    pub(super) sha512: String,
 }
 
 /// An error about the session at `path`.
@@ -63,15 +65,23 @@ impl Mark {
         self.parts.last().map_or(0, |p| p.0)
     }
 
-    /// The sha256 of the bytes sent.
-    pub(super) fn sha256(&self, path: &Path) -> Result<Hasher> {
-        if self.parts.is_empty() {
-            return Ok(Algorithm::Sha256.hasher());
-        }
-        hex::decode(&self.sha256)
-            .ok()
-            .and_then(|state| Hasher::from_state(Algorithm::Sha256, &state))
-            .ok_or_else(|| bad(path, "upload mark with a bad sha256 state".to_owned()))
+    /// The sha256 and sha512 hashers of the bytes sent (blake3 keeps no state to save).
+    pub(super) fn hashers(&self, path: &Path) -> Result<Vec<Hasher>> {
+        let kept = [
+            (Algorithm::Sha256, &self.sha256),
+            (Algorithm::Sha512, &self.sha512),
+        ];
+        kept.into_iter()
+            .map(|(algorithm, state)| {
+                if self.parts.is_empty() {
+                    return Ok(algorithm.hasher());
+                }
+                hex::decode(state)
+                    .ok()
+                    .and_then(|state| Hasher::from_state(algorithm, &state))
+                    .ok_or_else(|| bad(path, format!("upload mark with a bad {algorithm} state")))
+            })
+            .collect()
     }
 
     fn to_upload_mark(&self) -> UploadMark {
@@ -325,7 +335,7 @@ impl Session {
         let mut pending = vec![0; held_len];
         file.read_exact_at(&mut pending, 0).at(&path)?;
         drop(file);
-        let mut hasher = mark.sha256(&self.dir)?;
+        let mut hashers = mark.hashers(&self.dir)?;
         let data = inner.data_key(&self.id);
         let mut upload = (!mark.parts.is_empty()).then(|| mark.multipart.clone());
         let mut end = mark.sent();
@@ -358,13 +368,16 @@ impl Session {
                 upload = Some(id.clone());
                 id
             };
-            hasher.update(&part);
+            for hasher in &mut hashers {
+                hasher.update(&part);
+            }
             end += part.len() as u64;
             let content_id = inner.put_part(&data, &id, mark.parts.len(), Bytes::from(part))?;
             mark.parts.push((end, content_id));
         }
         mark.multipart = upload.unwrap_or_default();
-        mark.sha256 = hex::encode(hasher.state().expect("a sha256 state can be saved"));
+        let state = |h: &Hasher| hex::encode(h.state().expect("sha2 states can be saved"));
+        (mark.sha256, mark.sha512) = (state(&hashers[0]), state(&hashers[1]));
         // A new file: the old tail stays until a call sees this mark committed, so a failed
         // commit falls back to it.
         let next = self.tail(end);

@@ -228,7 +228,7 @@ fn appends_crossing_parts_send_them_and_keep_less_than_a_part() {
     let checkpoint = blobs.upload_checkpoint("s1", 43, Some(&mark)).unwrap();
     assert_eq!(checkpoint.offset, 32);
     assert_eq!(
-        checkpoint.sha256.unwrap().finish(),
+        checkpoint.hasher(Algorithm::Sha256).unwrap().finish(),
         Algorithm::Sha256.digest(&data[..32])
     );
     assert_eq!(all(blobs.read_upload("s1", 32).unwrap()), data[32..]);
@@ -335,7 +335,7 @@ fn a_session_resumes_after_a_restart_from_its_mark_and_local_tail() {
     assert_eq!(second.uploads().unwrap(), ["s"]);
     let checkpoint = second.upload_checkpoint("s", 20, Some(&mark)).unwrap();
     assert_eq!(checkpoint.offset, 16);
-    let mut hasher = checkpoint.sha256.unwrap();
+    let mut hasher = checkpoint.hasher(Algorithm::Sha256).unwrap();
     hasher.update(&all(second.read_upload("s", 16).unwrap()));
     hasher.update(&data[20..]);
     let digest = hasher.finish();

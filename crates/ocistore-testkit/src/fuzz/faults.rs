@@ -252,6 +252,10 @@ impl BlobStore for FaultyStore {
         self.inner.put(digest, bytes)
     }
 
+    fn puts_known_blobs(&self) -> bool {
+        self.inner.puts_known_blobs()
+    }
+
     fn contains(&self, digest: &Digest) -> Result<bool> {
         self.inner.contains(digest)
     }
