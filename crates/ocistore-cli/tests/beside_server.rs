@@ -484,7 +484,8 @@ fn m2_a_push_through_the_server_is_in_the_next_read_of_the_command_line_and_its_
 
 #[test]
 fn o1_o4_the_server_and_the_command_line_keep_the_blobs_in_azurite() {
-    let dir = store();
+    // A new store: the server creates it, its blobs in Azurite from the start.
+    let dir = tempdir();
     let s = dir.path();
     let url = servers::azurite_url(&servers::azurite().unique_prefix(), 1 << 20);
     let (server, log) = Server::start(s, &["--blobs", &url]);
@@ -501,7 +502,8 @@ fn o1_o4_the_server_and_the_command_line_keep_the_blobs_in_azurite() {
     cli_json(s, &["--blobs", &url, "gc", "--yes"]);
     server.assert_pulls_whole(&image);
     // Without --blobs, or with other blobs, the store refuses to open, and says where they are.
-    for args in [&[][..], &["--blobs", "az://ocistore/elsewhere"][..]] {
+    let elsewhere = servers::azurite_url("elsewhere", 1 << 20);
+    for args in [&[][..], &["--blobs", elsewhere.as_str()][..]] {
         let mut all = args.to_vec();
         all.extend(["repository", "list"]);
         let out = cli(s, &all);

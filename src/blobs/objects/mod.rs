@@ -1,6 +1,6 @@
 //! The blob store on object storage (Azure Blob Storage, S3, GCS) through `object_store`:
 //! `blobs/<algorithm>/<hex>` and `uploads/<session id>/data` under a prefix, the sessions'
-//! unsent bytes and locks in the store's directory (docs/object-storage-plan.md).
+//! unsent bytes and locks in the store's directory (docs/design.md, "A store in object storage").
 
 mod remote;
 mod session;
@@ -594,9 +594,14 @@ impl BlobStore for ObjectStoreBlobs {
                     .collect(),
             )
         })?;
-        let sessions = inner.dir()?.join(SESSIONS_DIR);
+        // A read-only handle does not open its blob store: it has no sessions of its own to
+        // list, and a check from it reports only what is remote.
+        let Ok(dir) = inner.dir() else {
+            return Ok(());
+        };
+        let sessions = dir.join(SESSIONS_DIR);
         let mut local = Vec::new();
-        for id in session::local_ids(&inner.dir()?)? {
+        for id in session::local_ids(&dir)? {
             let path = sessions.join(&id);
             let modified = match fs::metadata(&path) {
                 Ok(meta) => meta.modified().at(&path)?,

@@ -776,45 +776,34 @@ fn urls_and_options() {
     ));
 }
 
-/// Against a running Azurite: `AZURITE_BLOB_STORAGE_URL=http://127.0.0.1:10010 cargo test
-/// --features object-store objects::tests::azurite -- --ignored`, container `ocistore`
-/// created beforehand.
+/// The trait's calls one by one against Azurite (`.ci/object-servers start`), parts of 64
+/// bytes.
 #[test]
-#[ignore = "needs Azurite"]
-fn azurite_smoke() {
-    let url = format!("az://ocistore/smoke-{}", uuid::Uuid::new_v4().simple());
-    remote_smoke(&url, &[("use_emulator", "true")], PART);
+fn o1_o3_every_call_works_on_azurite() {
+    let azurite = ocistore_testkit::servers::azurite();
+    remote_smoke(
+        &ocistore_testkit::servers::azurite_url(&azurite.unique_prefix(), PART),
+        PART,
+    );
 }
 
-/// Against a running S3 server (moto): `OCISTORE_S3_ENDPOINT=http://127.0.0.1:5010 cargo test
-/// --features object-store objects::tests::s3 -- --ignored`, bucket `ocistore` created
-/// beforehand. Parts of 5 MiB, the least S3 takes.
+/// The same against moto's S3, parts of 5 MiB, the least S3 takes.
 #[test]
-#[ignore = "needs an S3 server"]
-fn s3_smoke() {
-    let endpoint = std::env::var("OCISTORE_S3_ENDPOINT").unwrap();
-    let url = format!("s3://ocistore/smoke-{}", uuid::Uuid::new_v4().simple());
-    let options = [
-        ("endpoint", endpoint.as_str()),
-        ("allow_http", "true"),
-        ("region", "us-east-1"),
-        ("access_key_id", "testing"),
-        ("secret_access_key", "testing"),
-    ];
-    remote_smoke(&url, &options, 5 << 20);
+fn o1_o3_every_call_works_on_s3() {
+    let s3 = ocistore_testkit::servers::s3();
+    remote_smoke(
+        &ocistore_testkit::servers::s3_url(&s3.unique_prefix(), 5 << 20),
+        5 << 20,
+    );
 }
 
-fn remote_smoke(url: &str, options: &[(&str, &str)], part: usize) {
-    let connect = || {
-        ObjectStoreBlobs::from_url_with(url, options.iter().copied())
-            .unwrap()
-            .with_part_size(part)
-            .unwrap()
-    };
+fn remote_smoke(url: &str, part: usize) {
+    let connect = || ObjectStoreBlobs::from_url(url).unwrap();
     let (dir, other) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let blobs = connect();
     blobs.open(dir.path(), true).unwrap();
-    assert_eq!(blobs.location(), url);
+    assert_eq!(blobs.part_size(), part);
+    assert_eq!(Some(blobs.location().as_str()), url.split('?').next());
     assert!(matches!(
         connect().open(other.path(), true),
         Err(Error::BlobLocationTaken { .. })
