@@ -7,13 +7,14 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{START, push_image, seed_blobs, snapshot, upload_image};
+use common::{START, files_in, push_image, seed_blobs, snapshot, upload_image};
 use ocistore::manifest::OCI_MANIFEST;
 use ocistore::{
     Algorithm, BlobStore, CollectOptions, Digest, Error, FsckOptions, ManualClock,
-    ObjectStoreBlobs, Problem, Registry, RegistryBuilder, RequestCounts,
+    ObjectStoreBlobs, Problem, Registry, RegistryBuilder, Repository, RequestCounts,
 };
 use ocistore_testkit::servers;
+use tempfile::TempDir;
 
 /// Parts of this many bytes on the stores that take any size; S3 wants 5 MiB.
 const SMALL_PART: usize = 64;
@@ -46,6 +47,15 @@ fn open(dir: &Path, clock: &ManualClock, blobs: &ObjectStoreBlobs) -> Registry {
     builder(clock, blobs).open(dir).expect("open store")
 }
 
+/// A new store on `blobs`, its clock and its repository `app`.
+fn fresh(blobs: &ObjectStoreBlobs) -> (TempDir, ManualClock, Registry, Repository) {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START);
+    let registry = open(dir.path(), &clock, blobs);
+    let repo = registry.repository("app").unwrap();
+    (dir, clock, registry, repo)
+}
+
 /// The requests `blobs` sent since `before`, kind by kind.
 fn since(blobs: &ObjectStoreBlobs, before: RequestCounts) -> RequestCounts {
     let now = blobs.requests();
@@ -68,31 +78,15 @@ fn hex(digest: &Digest) -> &str {
     digest.as_str().split_once(':').unwrap().1
 }
 
-/// Every file under `dir`, relative to it.
+/// Every file under `dir` but the database, relative to it.
 fn local_files(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                out.push(path.strip_prefix(dir).unwrap().display().to_string());
-            }
-        }
-    }
-    out.sort();
-    out
+    files_in(dir).into_iter().map(|(name, _)| name).collect()
 }
 
 #[test]
 fn o1_blobs_live_in_the_object_store_and_metadata_in_redb() {
     for (name, blobs, _) in backends() {
-        let dir = tempfile::tempdir().unwrap();
-        let clock = ManualClock::new(START);
-        let registry = open(dir.path(), &clock, &blobs);
-        let repo = registry.repository("app").unwrap();
+        let (dir, clock, registry, repo) = fresh(&blobs);
         let digest = push_image(&repo, "v1", "o1");
         for blob in seed_blobs("o1") {
             assert!(
@@ -120,10 +114,7 @@ fn o1_blobs_live_in_the_object_store_and_metadata_in_redb() {
 #[test]
 fn o1_a_push_costs_one_put_per_new_blob_and_a_known_blob_none() {
     for (name, blobs, _) in backends() {
-        let dir = tempfile::tempdir().unwrap();
-        let clock = ManualClock::new(START);
-        let registry = open(dir.path(), &clock, &blobs);
-        let repo = registry.repository("app").unwrap();
+        let (_dir, _clock, registry, repo) = fresh(&blobs);
         let before = blobs.requests();
         let body = upload_image(&repo, b"config", &[b"layer one", b"layer two"]);
         repo.push_manifest("v1", OCI_MANIFEST, &body).unwrap();
@@ -155,10 +146,7 @@ fn o1_a_push_costs_one_put_per_new_blob_and_a_known_blob_none() {
 #[test]
 fn o2_p1_a_put_with_the_wrong_digest_writes_no_object_and_sends_nothing() {
     for (name, blobs, _) in backends() {
-        let dir = tempfile::tempdir().unwrap();
-        let clock = ManualClock::new(START);
-        let registry = open(dir.path(), &clock, &blobs);
-        let repo = registry.repository("app").unwrap();
+        let (_dir, _clock, _registry, repo) = fresh(&blobs);
         let claimed = Algorithm::Sha256.digest(b"what the client said");
         let before = blobs.requests();
         let err = repo.put_blob(&claimed, b"what it sent").unwrap_err();
@@ -172,10 +160,7 @@ fn o2_p1_a_put_with_the_wrong_digest_writes_no_object_and_sends_nothing() {
 #[test]
 fn o3_a_streamed_upload_sends_parts_and_keeps_less_than_a_part_locally() {
     for (name, blobs, part) in backends() {
-        let dir = tempfile::tempdir().unwrap();
-        let clock = ManualClock::new(START);
-        let registry = open(dir.path(), &clock, &blobs);
-        let repo = registry.repository("app").unwrap();
+        let (dir, _clock, _registry, repo) = fresh(&blobs);
         let bytes: Vec<u8> = (0..part * 2 + part / 2)
             .map(|i| (i * 7 % 251) as u8)
             .collect();
@@ -184,10 +169,10 @@ fn o3_a_streamed_upload_sends_parts_and_keeps_less_than_a_part_locally() {
         let mut largest_local = 0;
         for chunk in bytes.chunks(part / 3 + 1) {
             upload.append(chunk).unwrap();
-            let local: u64 = local_files(dir.path())
+            let local: u64 = files_in(dir.path())
                 .iter()
-                .filter(|f| f.contains(upload.id()))
-                .map(|f| std::fs::metadata(dir.path().join(f)).unwrap().len())
+                .filter(|(f, _)| f.contains(upload.id()))
+                .map(|(_, len)| len)
                 .sum();
             largest_local = largest_local.max(local);
         }
@@ -242,10 +227,7 @@ fn o3_a_session_resumes_after_a_restart_from_its_parts_in_redb() {
 #[test]
 fn o3_a_wrong_sha256_after_parts_leaves_no_blob_and_the_session_open() {
     for (name, blobs, part) in backends() {
-        let dir = tempfile::tempdir().unwrap();
-        let clock = ManualClock::new(START);
-        let registry = open(dir.path(), &clock, &blobs);
-        let repo = registry.repository("app").unwrap();
+        let (_dir, _clock, _registry, repo) = fresh(&blobs);
         let bytes = vec![7u8; part * 2];
         let upload = repo.start_upload().unwrap();
         upload.append(&bytes).unwrap();
@@ -271,10 +253,7 @@ fn o3_a_wrong_sha256_after_parts_leaves_no_blob_and_the_session_open() {
 #[test]
 fn o3_a_blake3_finish_after_parts_is_checked_as_the_parts_join() {
     for (name, blobs, part) in backends() {
-        let dir = tempfile::tempdir().unwrap();
-        let clock = ManualClock::new(START);
-        let registry = open(dir.path(), &clock, &blobs);
-        let repo = registry.repository("app").unwrap();
+        let (_dir, _clock, _registry, repo) = fresh(&blobs);
         let bytes = vec![3u8; part + 9];
         let upload = repo.start_upload().unwrap();
         upload.append(&bytes).unwrap();
@@ -298,10 +277,7 @@ fn o3_a_blake3_finish_after_parts_is_checked_as_the_parts_join() {
 #[test]
 fn o2_g1_the_sweep_deletes_objects_online_in_bulk() {
     for (name, blobs, _) in backends() {
-        let dir = tempfile::tempdir().unwrap();
-        let clock = ManualClock::new(START);
-        let registry = open(dir.path(), &clock, &blobs);
-        let repo = registry.repository("app").unwrap();
+        let (_dir, clock, registry, repo) = fresh(&blobs);
         let kept = push_image(&repo, "v1", "kept");
         let doomed: Vec<Digest> = (0..300)
             .map(|i| repo.put_blob_sha256(format!("unreferenced {i}")).unwrap())
@@ -328,10 +304,7 @@ fn o2_g1_the_sweep_deletes_objects_online_in_bulk() {
 #[test]
 fn o2_a2_fsck_finds_stray_and_missing_objects_and_repair_removes_strays_after_the_grace() {
     for (name, blobs, _) in backends() {
-        let dir = tempfile::tempdir().unwrap();
-        let clock = ManualClock::new(START);
-        let registry = open(dir.path(), &clock, &blobs);
-        let repo = registry.repository("app").unwrap();
+        let (_dir, _clock, registry, repo) = fresh(&blobs);
         push_image(&repo, "v1", "fsck");
         // An object no record names: as a crash between its PUT and the commit leaves it.
         let stray = Algorithm::Sha256.digest(b"stray object");

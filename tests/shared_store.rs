@@ -160,7 +160,7 @@ fn m1_a_read_only_handle_refuses_every_write_and_writes_nothing() {
     let upload = repo.resume_upload(&session).unwrap();
     assert_eq!(upload.offset(), 5);
     let files = || {
-        let mut names: Vec<_> = walk(dir.path());
+        let mut names: Vec<_> = common::files_in(dir.path());
         names.sort();
         names
     };
@@ -242,25 +242,6 @@ fn m1_a_read_only_handle_refuses_every_write_and_writes_nothing() {
     );
     assert_eq!(registry.repositories(&Page::all()).unwrap(), ["app"]);
     assert_eq!((snapshot(&registry), files()), (before, files_before));
-}
-
-/// Every file under `dir`, relative, with its length.
-fn walk(dir: &Path) -> Vec<(String, u64)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if !path.ends_with("metadata.redb") {
-                let len = path.metadata().unwrap().len();
-                let name = path.strip_prefix(dir).unwrap().display().to_string();
-                out.push((name, len));
-            }
-        }
-    }
-    out
 }
 
 #[test]

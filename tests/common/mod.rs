@@ -393,3 +393,23 @@ pub fn child_test(name: &str) -> std::process::Command {
     cmd.args(["--exact", name, "--nocapture", "--test-threads=1"]);
     cmd
 }
+
+/// Every file under `dir` but the database, relative to it, with its length, in name order.
+pub fn files_in(dir: &Path) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if !path.ends_with("metadata.redb") {
+                let len = path.metadata().unwrap().len();
+                let name = path.strip_prefix(dir).unwrap().display().to_string();
+                out.push((name, len));
+            }
+        }
+    }
+    out.sort();
+    out
+}
