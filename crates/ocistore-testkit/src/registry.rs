@@ -35,8 +35,9 @@ pub struct RegistrySystem {
     pub(crate) dir: TempDir,
     pub(crate) clock: ManualClock,
     pub(crate) faults: Faults,
-    /// Where the blobs live, behind the faults: the store's directory unless said otherwise.
-    pub(crate) blobs: Arc<dyn BlobStore>,
+    /// Where the blobs live, behind the faults; `None`: in the store's directory, whichever it
+    /// is now (a crash image replaces it).
+    pub(crate) blobs: Option<Arc<dyn BlobStore>>,
     /// `None` only while reopening.
     pub(crate) registry: Option<Registry>,
     /// More [shared](OpenMode::Shared) handles on the same store: [`registry`](Self::registry)
@@ -92,7 +93,6 @@ impl RegistrySystem {
             None => tempfile::tempdir(),
         }
         .expect("tempdir");
-        let blobs = blobs.unwrap_or_else(|| Arc::new(DirectoryStore::new(dir.path())));
         let mut system = RegistrySystem {
             dir,
             clock: ManualClock::new(START),
@@ -113,10 +113,14 @@ impl RegistrySystem {
         } else {
             OpenMode::Shared
         };
-        let store = || self.faults.store(self.blobs.clone(), self.dir.path());
-        let open = || open(self.dir.path(), &self.clock, store(), mode);
-        self.registry = Some(open());
-        self.peers = (0..peers).map(|_| open()).collect();
+        let blobs = self.blob_store();
+        let open = || {
+            let store = self.faults.store(blobs.clone(), self.dir.path());
+            open(self.dir.path(), &self.clock, store, mode)
+        };
+        let registry = open();
+        let peers = (0..peers).map(|_| open()).collect();
+        (self.registry, self.peers) = (Some(registry), peers);
     }
 
     /// The store: with shared handles, the next one in turn.
@@ -127,6 +131,13 @@ impl RegistrySystem {
             0 => self.registry.as_ref().expect("open"),
             peer => &self.peers[peer - 1],
         }
+    }
+
+    /// Where the blobs live now.
+    pub(crate) fn blob_store(&self) -> Arc<dyn BlobStore> {
+        self.blobs
+            .clone()
+            .unwrap_or_else(|| Arc::new(DirectoryStore::new(self.dir.path())))
     }
 
     /// The handle the store's blob writes obey.
@@ -1033,7 +1044,7 @@ pub(crate) fn compare_uploads(model: &Model, sut: &RegistrySystem) -> Result<(),
 /// failed batches' strays), among every blob of the pool under every algorithm and every blob
 /// the model knows (an upload's). What it holds decides what a full disk refuses.
 pub(crate) fn compare_files(model: &Model, sut: &RegistrySystem) -> Result<(), TestCaseError> {
-    let store = &sut.blobs;
+    let store = sut.blob_store();
     let mut digests: BTreeSet<String> = model.files.iter().cloned().collect();
     digests.extend(model.blob_records.keys().cloned());
     for content in BLOBS {

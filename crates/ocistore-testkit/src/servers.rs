@@ -35,7 +35,7 @@ pub const CONTAINER: &str = "ocistore";
 /// The command that installs and starts both servers, from the workspace's root.
 pub const START_COMMAND: &str = ".ci/object-servers start";
 /// How long a probe waits to connect, and then for the first bytes of an answer.
-pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A server that answered: where it listens and the container or bucket to use there.
 #[derive(Debug, Clone, PartialEq, Eq)]
