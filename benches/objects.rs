@@ -42,7 +42,7 @@
 //!
 //! ```text
 //! .ci/object-servers start          # Azurite on :10000, moto on :5000 (once)
-//! cargo bench --bench objects       # 77 s and 105 s in two runs on two cores
+//! cargo bench --bench objects       # 61 to 105 s of measuring on two cores, after the build
 //! ```
 //!
 //! `OCISTORE_AZURITE_URL` and `OCISTORE_S3_URL` point the bench at other servers. Without
