@@ -275,6 +275,24 @@ fn o3_a_blake3_finish_after_parts_is_checked_as_the_parts_join() {
 }
 
 #[test]
+fn o3_p2_a_blake3_finish_naming_another_repositorys_blob_is_checked_not_linked() {
+    for (name, blobs, part) in backends() {
+        let (_dir, _clock, registry, repo) = fresh(&blobs);
+        let secret = b"a blob only the other repository holds";
+        let other = registry.repository("other").unwrap();
+        let digest = Algorithm::Blake3.digest(secret);
+        other.put_blob(&digest, secret).unwrap();
+        // Parts sent: blake3 cannot be checked from a saved state, only as the parts join.
+        let upload = repo.start_upload().unwrap();
+        upload.append(&vec![0u8; part + 1]).unwrap();
+        let err = upload.finish(&digest).unwrap_err();
+        assert!(matches!(err, Error::DigestMismatch { .. }), "{name}: {err}");
+        assert!(repo.blob(&digest).is_err(), "{name}: not linked into app");
+        assert_eq!(other.blob(&digest).unwrap(), &secret[..], "{name}");
+    }
+}
+
+#[test]
 fn o2_g1_the_sweep_deletes_objects_online_in_bulk() {
     for (name, blobs, _) in backends() {
         let (_dir, clock, registry, repo) = fresh(&blobs);

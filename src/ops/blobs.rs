@@ -61,9 +61,11 @@ pub(crate) fn record_location(core: &Core) -> Result<()> {
 }
 
 /// Whether blob bytes put (or found) after a snapshot whose blob epoch was `epoch` are surely
-/// still in place at transaction `tx`: no transaction has deleted blob bytes since.
+/// still in place at transaction `tx`: no transaction has deleted blob bytes since, and no
+/// collection or repair is under way whose deletion may have failed or been killed half way
+/// (its transaction, and its count, rolled back; `meta.deleting_blobs` stays).
 pub(crate) fn untouched_since(tx: &Tx<'_>, epoch: u64) -> Result<bool> {
-    Ok(meta::blob_epoch(&tx.t)? == epoch)
+    Ok(meta::blob_epoch(&tx.t)? == epoch && !meta::deleting_blobs(&tx.t)?)
 }
 
 /// For [`Tx::link_blob`]: puts blob `digest` back with `put_again` if a collection took it

@@ -437,8 +437,14 @@ pub(crate) fn end_dead_collection(core: &Core) -> Result<()> {
     // Created at open, not at the first collection: the store's files stay the same after.
     let path = core.dir.join(COLLECTOR_LOCK);
     let file = lock_file(&path)?;
-    if meta::collecting(&core.snapshot()?)? && try_lock(&file, &path)? {
-        core.write(true, |tx| meta::set_collecting(&mut tx.t, false))?;
+    let snapshot = core.snapshot()?;
+    let dead = meta::collecting(&snapshot)? || meta::deleting_blobs(&snapshot)?;
+    drop(snapshot);
+    if dead && try_lock(&file, &path)? {
+        core.write(true, |tx| {
+            meta::set_deleting_blobs(&mut tx.t, false)?;
+            meta::set_collecting(&mut tx.t, false)
+        })?;
     }
     Ok(())
 }
@@ -457,12 +463,23 @@ pub(crate) fn collect(
         longest: Duration::ZERO,
     };
     if !options.dry_run {
-        writer.write(|b| meta::set_collecting(&mut b.t, true))?;
+        writer.write(|b| {
+            meta::set_deleting_blobs(&mut b.t, true)?;
+            meta::set_collecting(&mut b.t, true)
+        })?;
     }
     let outcome = collect_from_snapshot(core, options.dry_run, grace, &mut writer, &mut progress);
     if !options.dry_run {
-        // Turn the journal off even after a failure; the next open would otherwise.
-        let stopped = writer.write(|b| meta::set_collecting(&mut b.t, false));
+        // Turn the journal off even after a failure; the next open would otherwise. After a
+        // failed deletion, writers keep distrusting the epoch until a writing open or a
+        // collection that ends well clears the flag.
+        let ok = outcome.is_ok();
+        let stopped = writer.write(|b| {
+            if ok {
+                meta::set_deleting_blobs(&mut b.t, false)?;
+            }
+            meta::set_collecting(&mut b.t, false)
+        });
         if outcome.is_ok() {
             stopped?;
         }

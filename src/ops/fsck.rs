@@ -34,7 +34,7 @@ use crate::blobs::EntryKind;
 use crate::store::Tx;
 use crate::store::links::is_recorded;
 use crate::store::tables::Readable;
-use crate::store::uploads;
+use crate::store::{meta, uploads};
 use crate::values::{Digest, IoContext, Result, hash_reader};
 
 /// What fsck found stored for a blob: the digest of its bytes (when digests are verified) and
@@ -493,7 +493,15 @@ impl Check<'_> {
             Ok(removed)
         })?;
         let core = self.core;
+        let deletes_blobs = self.doomed.iter().any(|f| matches!(f, Unnamed::Blob(_)));
+        if deletes_blobs {
+            core.write(true, |tx| meta::set_deleting_blobs(&mut tx.t, true))?;
+        }
         let files = self.in_batches(&self.doomed, |tx, chunk| remove_unnamed(core, tx, chunk))?;
+        // Left set after a failure (the `?` above): a writing open clears it.
+        if deletes_blobs {
+            core.write(true, |tx| meta::set_deleting_blobs(&mut tx.t, false))?;
+        }
         self.report.repaired = links + files;
         Ok(())
     }

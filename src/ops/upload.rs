@@ -415,12 +415,15 @@ impl Upload {
         check_writable(&snapshot, &state.repository)?;
         core.room()?;
         let epoch = meta::blob_epoch(&snapshot)?;
-        // A blob in place already (a recorded one is, C2) needs no bytes of the session's.
-        let known = if core.blobs.puts_known_blobs() {
-            core.blobs.contains(digest)?
-        } else {
-            is_recorded(&snapshot, digest.as_str())?
-        };
+        // A blob in place already (a recorded one is, C2) needs no bytes of the session's;
+        // unless the bytes are still to be checked, which only the store can do as it takes
+        // them (P1: never link a digest the bytes received were not checked against).
+        let known = verified
+            && if core.blobs.puts_known_blobs() {
+                core.blobs.contains(digest)?
+            } else {
+                is_recorded(&snapshot, digest.as_str())?
+            };
         drop(snapshot);
         if !known {
             let finished = core
@@ -440,7 +443,9 @@ impl Upload {
                 return Err(self.unknown());
             }
             let untouched = untouched_since(tx, epoch)?;
-            // The blob existed but a collection swept it since: the session's bytes become it.
+            // A collection swept the blob since: a session that still has its bytes (the blob
+            // was known) makes them the blob; one whose bytes went into it fails, and the
+            // client pushes again.
             tx.link_blob(&repository, digest, stored, || {
                 ensure(core, untouched, digest, || {
                     core.blobs

@@ -24,8 +24,13 @@ const AUTOPURGE_LAST_RUN: &str = "autopurge_last_run";
 /// Present (one byte) while a collection runs: writers journal the blobs they use.
 const COLLECTING: &str = "collecting";
 /// u64 LE: how many transactions have deleted blob bytes; absent means 0. A write that put
-/// bytes before its transaction and finds it unchanged there knows they are still in place.
+/// bytes before its transaction and finds it unchanged there (and no deletion under way) knows
+/// they are still in place.
 const BLOB_EPOCH: &str = "blob_epoch";
+/// Present (one byte) while a collection or a repair may delete blob bytes: committed before
+/// the first deletion, removed after the last, so that a deletion that failed or was killed
+/// half way, which no committed epoch counts, still keeps writers from trusting the epoch.
+const DELETING_BLOBS: &str = "deleting_blobs";
 /// UTF-8: where the store's blobs live ([`BlobStore::location`](crate::BlobStore::location),
 /// O4); absent means the store's own directory.
 const BLOB_LOCATION: &str = "blob_location";
@@ -57,6 +62,20 @@ pub(crate) fn blob_epoch(r: &impl Readable) -> Result<u64> {
 pub(crate) fn bump_blob_epoch(t: &mut Tables<'_>) -> Result<()> {
     let next = blob_epoch(t)? + 1;
     t.meta.insert(BLOB_EPOCH, next.to_le_bytes().as_slice())?;
+    Ok(())
+}
+
+/// Whether a collection or a repair may be deleting blob bytes.
+pub(crate) fn deleting_blobs(r: &impl Readable) -> Result<bool> {
+    Ok(r.meta()?.get(DELETING_BLOBS)?.is_some())
+}
+
+pub(crate) fn set_deleting_blobs(t: &mut Tables<'_>, on: bool) -> Result<()> {
+    if on {
+        t.meta.insert(DELETING_BLOBS, [1u8].as_slice())?;
+    } else {
+        t.meta.remove(DELETING_BLOBS)?;
+    }
     Ok(())
 }
 

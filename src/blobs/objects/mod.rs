@@ -365,6 +365,13 @@ fn parse_location(url: &str) -> std::result::Result<(Cloud, String, String), Str
         return Err("no container or bucket".to_owned());
     }
     let prefix = path.trim_matches('/').to_owned();
+    if let Some(part) = prefix.split('/').find(|p| ["blobs", "uploads"].contains(p)) {
+        // Under another store's `blobs/` or `uploads/`, its listing would take this store's
+        // objects for strays of its own, and its repair would delete them.
+        return Err(format!(
+            "a prefix cannot have a part named {part}: another store's objects live under it"
+        ));
+    }
     let location = if prefix.is_empty() {
         format!("{scheme}://{bucket}")
     } else {

@@ -203,7 +203,11 @@ impl Session {
     }
 
     fn completed(&self) -> bool {
-        self.dir.join("completed").exists()
+        self.has_file("completed")
+    }
+
+    fn has_file(&self, name: &str) -> bool {
+        self.dir.join(name).exists()
     }
 
     /// Writes a small file whole, by rename, so that no crash leaves it torn.
@@ -412,7 +416,16 @@ impl Session {
             return self.remove();
         }
         let data = inner.data_key(&self.id);
+        // A finish that completed the upload and died (or lost the answer) before it wrote
+        // `completed` left the data whole: completing again would fail (the upload is gone).
+        if !self.completed()
+            && self.has_file("completing")
+            && inner.head(&data)?.is_some_and(|m| m.size == len)
+        {
+            self.write_file("completed", b"")?;
+        }
         if !self.completed() {
+            self.write_file("completing", b"")?;
             let (file, path, held) = self.acknowledged_tail(mark, len)?;
             let mut ids: Vec<String> = mark.parts.iter().map(|p| p.1.clone()).collect();
             if held > 0 {
@@ -425,17 +438,23 @@ impl Session {
             self.write_file("completed", b"")?;
         }
         if !verified {
-            // The parts sent cannot be read back but as the whole object: hash that.
-            if let Some(mut reader) = inner.get(&data, None)? {
-                let (hasher, _) = hash_reader(&mut reader, digest.algorithm())
-                    .at(PathBuf::from(data.as_ref()))?;
-                if let Err(e) = verify(digest, hasher.finish()) {
-                    inner.delete(&data)?;
-                    self.remove()?;
-                    return Err(e);
-                }
+            // The parts sent cannot be read back but as the whole object: hash that. Gone,
+            // it cannot be checked against this digest (an earlier finish may have checked
+            // it against another): the session ends unfinished.
+            let Some(mut reader) = inner.get(&data, None)? else {
+                self.remove()?;
+                return Err(bad(
+                    &self.dir,
+                    "the session's joined upload is gone; push the blob again".to_owned(),
+                ));
+            };
+            let (hasher, _) =
+                hash_reader(&mut reader, digest.algorithm()).at(PathBuf::from(data.as_ref()))?;
+            if let Err(e) = verify(digest, hasher.finish()) {
+                inner.delete(&data)?;
+                self.remove()?;
+                return Err(e);
             }
-            // Gone: an earlier finish verified it, copied it and deleted it; checked below.
         }
         match inner.copy(&data, &blob) {
             Ok(()) => {}

@@ -497,6 +497,65 @@ fn a_finish_retried_after_completion_goes_to_the_copy() {
 }
 
 #[test]
+fn o3_a_finish_killed_after_completing_but_before_noting_it_finishes_when_retried() {
+    let (dir, memory, blobs) = fresh();
+    let data = bytes(40, 7);
+    blobs.create_upload("s").unwrap();
+    let mark = blobs.append_upload("s", 0, &data, None).unwrap().unwrap();
+    // `completed` cannot be written: the finish completes the upload, then fails, as one
+    // killed (or whose answer was lost) between the two would.
+    let blocked = session_dir(dir.path(), "s").join("completed.tmp");
+    std::fs::create_dir(&blocked).unwrap();
+    let digest = Algorithm::Sha256.digest(&data);
+    assert!(
+        blobs
+            .finish_upload("s", &digest, 40, Some(&mark), true)
+            .is_err()
+    );
+    std::fs::remove_dir(&blocked).unwrap();
+    blobs
+        .finish_upload("s", &digest, 40, Some(&mark), true)
+        .unwrap();
+    assert_eq!(all(blobs.read(&digest, 0, u64::MAX).unwrap()), data);
+    assert_eq!(
+        keys(&memory),
+        [format!("blobs/sha256/{}", digest.hex()).as_str(), MARKER]
+    );
+}
+
+#[test]
+fn o3_an_unchecked_finish_whose_joined_upload_is_gone_stores_nothing() {
+    let (dir, memory, blobs) = fresh();
+    let data = bytes(40, 8);
+    blobs.create_upload("s").unwrap();
+    let mark = blobs.append_upload("s", 0, &data, None).unwrap().unwrap();
+    let blocked = session_dir(dir.path(), "s").join("completed.tmp");
+    std::fs::create_dir(&blocked).unwrap();
+    let digest = Algorithm::Blake3.digest(&data);
+    assert!(
+        blobs
+            .finish_upload("s", &digest, 40, Some(&mark), false)
+            .is_err()
+    );
+    std::fs::remove_dir(&blocked).unwrap();
+    // Completed, and the joined object gone, as a finish that died after its copy leaves it:
+    // what it held can no longer be checked against this digest.
+    Session::existing(dir.path(), "s")
+        .unwrap()
+        .write_file("completed", b"")
+        .unwrap();
+    block_on(memory.delete(&blobs.inner.data_key("s"))).unwrap();
+    let other = Algorithm::Blake3.digest(b"another blob of the same length, 40 bytes");
+    assert!(
+        blobs
+            .finish_upload("s", &other, 40, Some(&mark), false)
+            .is_err()
+    );
+    assert!(!blobs.contains(&other).unwrap());
+    assert!(!blobs.upload_exists("s").unwrap(), "the session ended");
+}
+
+#[test]
 fn a_cancel_aborts_the_multipart_upload() {
     let (dir, memory, blobs) = fresh();
     blobs.create_upload("s").unwrap();
@@ -898,5 +957,18 @@ fn remote_smoke(url: &str, part: usize) {
     #[allow(clippy::print_stderr)]
     {
         eprintln!("{:?}", blobs.requests());
+    }
+}
+
+#[test]
+fn o4_a_prefix_inside_another_stores_blobs_or_uploads_is_refused() {
+    for url in ["s3://b/p/blobs", "az://c/uploads/x", "gs://b/blobs"] {
+        assert!(
+            matches!(
+                ObjectStoreBlobs::from_url(url),
+                Err(Error::InvalidBlobLocation { .. })
+            ),
+            "{url}"
+        );
     }
 }
