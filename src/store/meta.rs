@@ -65,18 +65,27 @@ pub(crate) fn bump_blob_epoch(t: &mut Tables<'_>) -> Result<()> {
     Ok(())
 }
 
+/// Whether the flag `key` (a row of one byte, or none) is up.
+fn flag(r: &impl Readable, key: &str) -> Result<bool> {
+    Ok(r.meta()?.get(key)?.is_some())
+}
+
+fn set_flag(t: &mut Tables<'_>, key: &'static str, on: bool) -> Result<()> {
+    if on {
+        t.meta.insert(key, [1u8].as_slice())?;
+    } else {
+        t.meta.remove(key)?;
+    }
+    Ok(())
+}
+
 /// Whether a collection or a repair may be deleting blob bytes.
 pub(crate) fn deleting_blobs(r: &impl Readable) -> Result<bool> {
-    Ok(r.meta()?.get(DELETING_BLOBS)?.is_some())
+    flag(r, DELETING_BLOBS)
 }
 
 pub(crate) fn set_deleting_blobs(t: &mut Tables<'_>, on: bool) -> Result<()> {
-    if on {
-        t.meta.insert(DELETING_BLOBS, [1u8].as_slice())?;
-    } else {
-        t.meta.remove(DELETING_BLOBS)?;
-    }
-    Ok(())
+    set_flag(t, DELETING_BLOBS, on)
 }
 
 /// Where the store's blobs live, if the store recorded it (O4).
@@ -174,16 +183,12 @@ pub(crate) fn set_autopurge_last_run(t: &mut Tables<'_>, at: Timestamp) -> Resul
 
 /// Whether a collection is running.
 pub(crate) fn collecting(r: &impl Readable) -> Result<bool> {
-    Ok(r.meta()?.get(COLLECTING)?.is_some())
+    flag(r, COLLECTING)
 }
 
 /// Switches the collector's journal on or off; either way it starts empty.
 pub(crate) fn set_collecting(t: &mut Tables<'_>, on: bool) -> Result<()> {
-    if on {
-        t.meta.insert(COLLECTING, [1u8].as_slice())?;
-    } else {
-        t.meta.remove(COLLECTING)?;
-    }
+    set_flag(t, COLLECTING, on)?;
     t.gc_touched.retain(|_, ()| false)?;
     Ok(())
 }

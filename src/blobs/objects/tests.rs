@@ -496,23 +496,32 @@ fn a_finish_retried_after_completion_goes_to_the_copy() {
     );
 }
 
+/// Session `s` of 40 bytes (two parts sent) whose finish under `digest` completed the upload
+/// and then failed, as one killed (or whose answer was lost) before it noted so: `completed`
+/// could not be written. Gives the session's mark.
+fn completed_unnoted(
+    dir: &Path,
+    blobs: &ObjectStoreBlobs,
+    data: &[u8],
+    digest: &Digest,
+) -> UploadMark {
+    blobs.create_upload("s").unwrap();
+    let mark = blobs.append_upload("s", 0, data, None).unwrap().unwrap();
+    let blocked = session_dir(dir, "s").join("completed.tmp");
+    std::fs::create_dir(&blocked).unwrap();
+    let verified = digest.algorithm() == Algorithm::Sha256;
+    let finished = blobs.finish_upload("s", digest, 40, Some(&mark), verified);
+    assert!(finished.is_err());
+    std::fs::remove_dir(&blocked).unwrap();
+    mark
+}
+
 #[test]
 fn o3_a_finish_killed_after_completing_but_before_noting_it_finishes_when_retried() {
     let (dir, memory, blobs) = fresh();
     let data = bytes(40, 7);
-    blobs.create_upload("s").unwrap();
-    let mark = blobs.append_upload("s", 0, &data, None).unwrap().unwrap();
-    // `completed` cannot be written: the finish completes the upload, then fails, as one
-    // killed (or whose answer was lost) between the two would.
-    let blocked = session_dir(dir.path(), "s").join("completed.tmp");
-    std::fs::create_dir(&blocked).unwrap();
     let digest = Algorithm::Sha256.digest(&data);
-    assert!(
-        blobs
-            .finish_upload("s", &digest, 40, Some(&mark), true)
-            .is_err()
-    );
-    std::fs::remove_dir(&blocked).unwrap();
+    let mark = completed_unnoted(dir.path(), &blobs, &data, &digest);
     blobs
         .finish_upload("s", &digest, 40, Some(&mark), true)
         .unwrap();
@@ -527,17 +536,7 @@ fn o3_a_finish_killed_after_completing_but_before_noting_it_finishes_when_retrie
 fn o3_an_unchecked_finish_whose_joined_upload_is_gone_stores_nothing() {
     let (dir, memory, blobs) = fresh();
     let data = bytes(40, 8);
-    blobs.create_upload("s").unwrap();
-    let mark = blobs.append_upload("s", 0, &data, None).unwrap().unwrap();
-    let blocked = session_dir(dir.path(), "s").join("completed.tmp");
-    std::fs::create_dir(&blocked).unwrap();
-    let digest = Algorithm::Blake3.digest(&data);
-    assert!(
-        blobs
-            .finish_upload("s", &digest, 40, Some(&mark), false)
-            .is_err()
-    );
-    std::fs::remove_dir(&blocked).unwrap();
+    let mark = completed_unnoted(dir.path(), &blobs, &data, &Algorithm::Blake3.digest(&data));
     // Completed, and the joined object gone, as a finish that died after its copy leaves it:
     // what it held can no longer be checked against this digest.
     Session::existing(dir.path(), "s")
