@@ -12,28 +12,18 @@
 //! which on this VM (free page reporting to the host) costs ~250 ms per 64 MiB in first-touch
 //! faults and would measure the hypervisor, not this crate.
 
+mod common;
+
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use common::random_bytes;
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use ocistore::{Algorithm, Digest, Registry};
 
 const SIZE: usize = 64 << 20;
 const CHUNK: usize = 8 << 20;
-
-/// Deterministic, incompressible-looking bytes (xorshift64*).
-fn random_bytes(len: usize, mut seed: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len);
-    while out.len() < len {
-        seed ^= seed >> 12;
-        seed ^= seed << 25;
-        seed ^= seed >> 27;
-        out.extend_from_slice(&seed.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
 
 /// Makes `bytes` a blob never stored before (its first 8 bytes count up) and returns its digest.
 fn next_blob(bytes: &mut [u8], counter: &mut u64) -> Digest {

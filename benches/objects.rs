@@ -53,6 +53,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::machine::{Limits, scratch};
+use common::{manifest_body, random_bytes};
 use ocistore::manifest::OCI_MANIFEST;
 use ocistore::{
     Algorithm, BlobStore, CollectOptions, CollectReport, Digest, ObjectStoreBlobs, Registry,
@@ -273,20 +274,6 @@ fn mib_per_s(bytes: usize, d: Duration) -> f64 {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
-}
-
-/// `len` pseudo-random bytes (xorshift from `seed`).
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 /// The big blob of variant `v`: the shared random bytes with `v` in their first 8 bytes.
@@ -674,7 +661,7 @@ fn build_collectable(plan: &Plan, registry: &Registry) -> (u64, u64) {
                     let a = &layers[m % pool];
                     let z = &layers[(m * 7 + 1) % pool];
                     let tag = format!("build-{m}");
-                    let body = manifest_body(&config, &[a, z], &tag);
+                    let body = manifest_body((&config.0, config.1), &[(&a.0, a.1), (&z.0, z.1)], &tag);
                     let pushed = b.push_manifest(&repo, &tag, OCI_MANIFEST, &body)?;
                     if own {
                         doomed.push(pushed.digest);
@@ -695,30 +682,4 @@ fn build_collectable(plan: &Plan, registry: &Registry) -> (u64, u64) {
         deleted += doomed.len() as u64;
     }
     (blobs, deleted)
-}
-
-/// An image manifest over a config and layers, made distinct by an annotation.
-fn manifest_body(config: &(Digest, usize), layers: &[&(Digest, usize)], note: &str) -> Vec<u8> {
-    let layers: Vec<_> = layers
-        .iter()
-        .map(|(digest, size)| {
-            serde_json::json!({
-                "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                "digest": digest,
-                "size": size,
-            })
-        })
-        .collect();
-    serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {
-            "mediaType": "application/vnd.oci.image.config.v1+json",
-            "digest": config.0,
-            "size": config.1,
-        },
-        "layers": layers,
-        "annotations": {"org.opencontainers.image.revision": note},
-    }))
-    .unwrap()
 }

@@ -46,12 +46,12 @@ use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::copy_dir;
 use common::machine::{Limits, scratch};
+use common::{copy_dir, manifest_body, random_bytes};
 use criterion::{Bencher, Criterion, SamplingMode, Throughput};
 use ocistore::manifest::OCI_MANIFEST;
 use ocistore::{
-    Batch, CollectOptions, Digest, Error, OpenMode, Registry, Repository, Result as StoreResult,
+    Batch, CollectOptions, Error, OpenMode, Registry, Repository, Result as StoreResult,
 };
 
 /// Set in a child process: its role, `push` or `watch`.
@@ -181,41 +181,8 @@ fn image_blobs(who: &str, seq: u64) -> (Vec<u8>, Vec<u8>) {
     )
     .into_bytes();
     let mut layer = format!("layer {who} {seq} ").into_bytes();
-    let mut x = seq.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    while layer.len() < LAYER_LEN {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        layer.extend_from_slice(&x.to_le_bytes());
-    }
-    layer.truncate(LAYER_LEN);
+    layer.extend(random_bytes(LAYER_LEN.saturating_sub(layer.len()), seq));
     (config, layer)
-}
-
-/// An image manifest over a config and layers, made distinct by an annotation.
-fn manifest_body(config: (&Digest, usize), layers: &[(&Digest, usize)], note: &str) -> Vec<u8> {
-    let layers: Vec<_> = layers
-        .iter()
-        .map(|(digest, size)| {
-            serde_json::json!({
-                "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                "digest": digest,
-                "size": size,
-            })
-        })
-        .collect();
-    serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {
-            "mediaType": "application/vnd.oci.image.config.v1+json",
-            "digest": config.0,
-            "size": config.1,
-        },
-        "layers": layers,
-        "annotations": {"org.opencontainers.image.revision": note},
-    }))
-    .unwrap()
 }
 
 /// Pushes image `seq` of `who` into `repo` as a client does: config, layer, then the manifest

@@ -7,7 +7,8 @@ pub mod machine;
 
 use std::path::Path;
 
-use ocistore::{ManualClock, Registry, Timestamp};
+use ocistore::manifest::OCI_MANIFEST;
+use ocistore::{Digest, ManualClock, Registry, Timestamp};
 
 /// Opens the store in `dir` on a manual clock stopped at `now`.
 pub fn open(dir: &Path, now: Timestamp) -> Registry {
@@ -29,4 +30,44 @@ pub fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), &target).unwrap();
         }
     }
+}
+
+/// An image manifest over a config and layers, made distinct by an annotation.
+pub fn manifest_body(config: (&Digest, usize), layers: &[(&Digest, usize)], note: &str) -> Vec<u8> {
+    let layers: Vec<_> = layers
+        .iter()
+        .map(|(digest, size)| {
+            serde_json::json!({
+                "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                "digest": digest,
+                "size": size,
+            })
+        })
+        .collect();
+    serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": config.0,
+            "size": config.1,
+        },
+        "layers": layers,
+        "annotations": {"org.opencontainers.image.revision": note},
+    }))
+    .unwrap()
+}
+
+/// `len` pseudo-random, incompressible bytes (xorshift from `seed`).
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
 }
